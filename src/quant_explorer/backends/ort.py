@@ -1,0 +1,124 @@
+"""ONNX Runtime static quantization: quant_pre_process, then quantize_static over the calibration set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..configs import QuantConfig
+from ..models import LoadedModel, exported_onnx
+from ..runtimes import onnx2torch_runner, ort_runner
+from . import Calibration, QuantizedModel
+
+
+def _reader(calibration: Calibration, input_name: str):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        """ORT's calibration protocol over ours: one feed dict per batch, then None."""
+
+        def __init__(self) -> None:
+            self._batches = iter(calibration.batches())
+
+        def get_next(self):
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: np.ascontiguousarray(batch.numpy())}
+
+        def __len__(self) -> int:
+            return -(-len(calibration.images) // calibration.batch_size)
+
+    return Reader()
+
+
+def preprocessed_onnx(model: LoadedModel) -> Path:
+    """The FP32 export after ORT's quant_pre_process (shape inference + graph optimisation), cached."""
+    from onnxruntime.quantization import quant_pre_process
+
+    source = exported_onnx(model)
+    path = source.with_name("fp32.preprocessed.onnx")
+    if not path.exists():
+        tmp = path.with_name("fp32.preprocessed.tmp.onnx")
+        quant_pre_process(str(source), str(tmp))
+        tmp.replace(path)
+    return path
+
+
+def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: Calibration,
+                  nodes_to_exclude: list[str] | None = None, nodes_to_quantize: list[str] | None = None) -> Path:
+    """quantize_static with the config's dtypes, method, format and granularity; used by per-layer analysis too."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
+    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
+    tmp = output.with_name(f"{output.stem}.tmp.onnx")
+    quantize_static(
+        str(source), str(tmp), _reader(calibration, input_name),
+        quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
+        per_channel=config.granularity == "per_channel",
+        reduce_range=config.reduce_range,
+        activation_type=QuantType.QInt8 if config.activation_dtype == "int8" else QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=nodes_to_exclude,
+        nodes_to_quantize=nodes_to_quantize,
+        calibrate_method=methods[config.calibration],
+        calibration_providers=["CPUExecutionProvider"],
+        extra_options={"ActivationSymmetric": config.symmetric_activations, "WeightSymmetric": True},
+    )
+    tmp.replace(output)
+    return output
+
+
+def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
+    path = quantize_onnx(preprocessed_onnx(model), workdir / "model.onnx", config, calibration)
+    alternates = {"onnx2torch": lambda: onnx2torch_runner(path)} if config.format == "qdq" else {}
+    return QuantizedModel(ort_runner(path), path, "onnxruntime", checks=onnx_checks(path), alternates=alternates)
+
+
+QUANTIZED_OPS = {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QGemm", "QLinearAveragePool",
+                 "QLinearGlobalAveragePool", "QLinearMul", "ConvInteger", "MatMulInteger"}
+
+
+# QOperator ops carry their output's (scale, zero point) as inputs at these positions.
+OUTPUT_QPARAMS = {"QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QLinearAdd": (6, 7), "QLinearMul": (6, 7),
+                  "QLinearAveragePool": (3, 4), "QLinearGlobalAveragePool": (3, 4), "QGemm": (7, 8)}
+
+
+def onnx_checks(path: Path) -> dict:
+    """What the quantized graph holds, and whether every activation zero point represents 0.0 exactly.
+
+    Zero maps to the zero point exactly when the zero point is an integer inside its dtype's range and
+    the scale is a positive finite number: then quantize(0.0) = zp and dequantize(zp) = 0.0.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    ops: dict[str, int] = {}
+    for node in graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    checked, bad = 0, []
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in init:  # weights are not activations
+            scale_at, zp_at = 1, 2
+        elif node.op_type in OUTPUT_QPARAMS:
+            scale_at, zp_at = OUTPUT_QPARAMS[node.op_type]
+        else:
+            continue
+        scale = init.get(node.input[scale_at])
+        zp = init.get(node.input[zp_at]) if len(node.input) > zp_at else None
+        checked += 1
+        info = np.iinfo(zp.dtype) if zp is not None else np.iinfo(np.uint8)
+        zp_ok = zp is None or bool(np.all((zp >= info.min) & (zp <= info.max)))
+        scale_ok = scale is not None and bool(np.all(np.isfinite(scale) & (scale > 0)))
+        if not (zp_ok and scale_ok):
+            bad.append(node.input[0])
+    return {
+        "quantized_ops": {k: v for k, v in sorted(ops.items()) if k in QUANTIZED_OPS or k == "DequantizeLinear"},
+        "activation_tensors_checked": checked,
+        "zero_point_exact_zero": not bad,
+        "zero_point_failures": bad,
+    }

@@ -1,0 +1,146 @@
+"""Every quantization recipe as a named, declarative record, in one registry.
+
+A config is data only; `backends.quantize` picks the code that applies it from `config.backend`.
+Names are systematic so a user can read the recipe off them:
+  ort_<act>_<calibration>_<format>_<granularity>[_rr]   e.g. ort_u8_minmax_qdq_per_channel_rr
+  pt2e_<act>_<granularity>_<observer>                   e.g. pt2e_u8_per_channel_histogram
+with act u8 = uint8 asymmetric, s8 = int8 symmetric, s8asym = int8 asymmetric activations.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import asdict, dataclass
+
+from .errors import UserError
+
+BACKENDS = ("fp32", "ort", "pt2e", "eager_static", "eager_dynamic")
+ORT_CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
+TORCH_OBSERVERS = ("minmax", "moving_average_minmax", "histogram")
+ACTIVATIONS = {"u8": ("uint8", False), "s8": ("int8", True), "s8asym": ("int8", False)}
+OBSERVER_TOKENS = {"minmax": "minmax", "movavg": "moving_average_minmax", "histogram": "histogram"}
+GRANULARITIES = ("per_tensor", "per_channel")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    name: str
+    backend: str
+    description: str
+    activation_dtype: str | None = None  # "uint8" | "int8"; None: weights only or FP32
+    symmetric_activations: bool = False
+    weight_dtype: str | None = None  # "int8"
+    granularity: str | None = None  # weights: "per_tensor" | "per_channel"
+    calibration: str | None = None  # ORT calibration method, or torch activation observer
+    format: str | None = None  # ORT: "qdq" | "qoperator"
+    reduce_range: bool = False
+    default: bool = False  # part of the default sweep
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"{self.name}: backend {self.backend!r} not in {BACKENDS}")
+        if self.granularity not in (None, *GRANULARITIES):
+            raise ValueError(f"{self.name}: granularity {self.granularity!r}")
+        allowed = ORT_CALIBRATIONS if self.backend == "ort" else TORCH_OBSERVERS
+        if self.calibration is not None and self.calibration not in allowed:
+            raise ValueError(f"{self.name}: calibration {self.calibration!r} not in {allowed}")
+        if (self.backend == "ort") != (self.format is not None):
+            raise ValueError(f"{self.name}: format is set for ORT configs and only for them")
+
+    @property
+    def is_static(self) -> bool:
+        """Static configs need calibration data; FP32 and dynamic ones do not."""
+        return self.activation_dtype is not None and self.backend != "eager_dynamic"
+
+    @property
+    def u8s8(self) -> bool:
+        """uint8 activations with int8 weights: the kernels that saturate on x86 CPUs without VNNI."""
+        return self.activation_dtype == "uint8" and self.weight_dtype == "int8"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ort_configs() -> list[QuantConfig]:
+    defaults = {
+        "ort_s8_minmax_qdq_per_channel", "ort_s8_minmax_qoperator_per_channel",
+        "ort_s8asym_minmax_qdq_per_channel", "ort_s8asym_minmax_qdq_per_tensor",
+        "ort_s8asym_minmax_qoperator_per_channel", "ort_s8asym_entropy_qdq_per_channel",
+        "ort_s8asym_percentile_qdq_per_channel", "ort_s8asym_distribution_qdq_per_channel",
+        "ort_u8_minmax_qdq_per_channel", "ort_u8_minmax_qdq_per_channel_rr",
+        "ort_u8_minmax_qoperator_per_channel", "ort_u8_minmax_qoperator_per_channel_rr",
+    }
+    out = []
+    for act, (dtype, symmetric) in ACTIVATIONS.items():
+        for calibration in ORT_CALIBRATIONS:
+            for fmt in ("qdq", "qoperator"):
+                for granularity in GRANULARITIES:
+                    for rr in (False, True):
+                        name = f"ort_{act}_{calibration}_{fmt}_{granularity}" + ("_rr" if rr else "")
+                        out.append(QuantConfig(
+                            name, "ort",
+                            f"ONNX Runtime quantize_static: {dtype} {'symmetric' if symmetric else 'asymmetric'} activations, int8 {granularity.replace('_', '-')} "
+                            f"weights, {calibration} calibration, {fmt.upper()}" + (", reduce_range" if rr else ""),
+                            activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
+                            granularity=granularity, calibration=calibration, format=fmt, reduce_range=rr, default=name in defaults))
+    return out
+
+
+def _pt2e_configs() -> list[QuantConfig]:
+    defaults = {"pt2e_u8_per_channel_histogram", "pt2e_u8_per_channel_minmax", "pt2e_u8_per_tensor_minmax",
+                "pt2e_u8_per_channel_movavg", "pt2e_s8_per_channel_minmax"}
+    out = []
+    for act, (dtype, symmetric) in ACTIVATIONS.items():
+        for granularity in GRANULARITIES:
+            for token, observer in OBSERVER_TOKENS.items():
+                name = f"pt2e_{act}_{granularity}_{token}"
+                out.append(QuantConfig(
+                    name, "pt2e",
+                    f"PT2E (torch.export + torchao): {dtype} {'symmetric' if symmetric else 'asymmetric'} activations "
+                    f"({observer} observer), int8 {granularity.replace('_', '-')} weights",
+                    activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
+                    granularity=granularity, calibration=observer, default=name in defaults))
+    return out
+
+
+CONFIGS: dict[str, QuantConfig] = {
+    c.name: c
+    for c in (
+        QuantConfig("fp32_baseline", "fp32", "no quantization: the reference every delta is computed against",
+                    default=True),
+        QuantConfig("dynamic_int8", "eager_dynamic",
+                    "torch quantize_dynamic on nn.Linear only: a control that barely touches a conv net",
+                    weight_dtype="int8", granularity="per_tensor", default=True),
+        QuantConfig("static_int8_per_tensor", "eager_static",
+                    "eager static PTQ: fused Conv-BN-ReLU, MinMax activations, per-tensor int8 weights",
+                    activation_dtype="uint8", weight_dtype="int8", granularity="per_tensor", calibration="minmax",
+                    default=True),
+        QuantConfig("static_int8_per_channel", "eager_static",
+                    "eager static PTQ: fused Conv-BN-ReLU, MinMax activations, per-channel int8 weights",
+                    activation_dtype="uint8", weight_dtype="int8", granularity="per_channel", calibration="minmax",
+                    default=True),
+        *_pt2e_configs(),
+        *_ort_configs(),
+    )
+}
+
+
+def get_config(name: str) -> QuantConfig:
+    if name not in CONFIGS:
+        close = difflib.get_close_matches(name, CONFIGS, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UserError(f"unknown config {name!r}: {hint}`quant-explorer configs` lists all {len(CONFIGS)}")
+    return CONFIGS[name]
+
+
+def select_configs(patterns: list[str] | None = None, all_configs: bool = False) -> list[QuantConfig]:
+    """Configs by name or glob (`ort_s8_*`), else the full grid with `all_configs`, else the default sweep."""
+    if patterns:
+        chosen: dict[str, QuantConfig] = {}
+        for pattern in patterns:
+            matches = [c for n, c in CONFIGS.items() if fnmatch.fnmatchcase(n, pattern)]
+            for c in matches or [get_config(pattern)]:
+                chosen[c.name] = c
+        return list(chosen.values())
+    return [c for c in CONFIGS.values() if all_configs or c.default]

@@ -1,0 +1,192 @@
+"""CIFAR-10 data: find it, decode it once into a uint8 tensor, and draw calibration samples.
+
+Two layouts are accepted, detected from the directory:
+- the CIFAR-10 python batches (`cifar-10-batches-py/`), read through torchvision with its md5 checks;
+- an image folder `ROOT/{train,test}/<class>/*.png|jpg`, classes in sorted folder order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DATA_ENV = "QUANT_EXPLORER_DATA"
+CACHE_ENV = "QUANT_EXPLORER_CACHE"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+CIFAR_PYTHON_DIR = "cifar-10-batches-py"
+MIN_CALIBRATION = 10
+
+LAYOUT_HELP = (
+    "expected either the CIFAR-10 python batches (DIR/cifar-10-batches-py/data_batch_1..5, test_batch, "
+    "batches.meta; `quant-explorer data fetch DIR` downloads them) or image folders "
+    "DIR/train/<class>/*.png and DIR/test/<class>/*.png"
+)
+
+
+def cache_dir() -> Path:
+    """Where decoded tensors and downloads live: $QUANT_EXPLORER_CACHE or ~/.cache/quant-explorer."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "quant-explorer"
+    return Path(os.environ.get(CACHE_ENV, default))
+
+
+def resolve_data_dir(data_dir: Path | None) -> Path:
+    """--data-dir, else $QUANT_EXPLORER_DATA, else the default cache directory."""
+    if data_dir is not None:
+        return Path(data_dir)
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    return cache_dir() / "cifar10"
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A split decoded once: `images` uint8 [N, 3, 32, 32], `labels` int64 [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    dataset: str  # which data, e.g. "image-folder:/data/cifar10-subset/test"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices) -> "ImageSet":
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, self.dataset)
+
+    def describe(self) -> dict:
+        return {"dataset": self.dataset, "n_images": len(self)}
+
+
+def detect_layout(root: Path) -> str:
+    """'cifar-python' or 'image-folder'; a one-line error when neither or both are present."""
+    if not root.is_dir():
+        raise UserError(f"data directory {root} does not exist: {LAYOUT_HELP}; pass --data-dir or set ${DATA_ENV}")
+    has_batches = (root / CIFAR_PYTHON_DIR).is_dir() or (root.name == CIFAR_PYTHON_DIR and (root / "batches.meta").exists())
+    has_folders = any((root / split).is_dir() for split in ("train", "test"))
+    if has_batches and has_folders:
+        raise UserError(f"data directory {root} is ambiguous: it holds both CIFAR-10 batches and train/test image "
+                        "folders; point --data-dir at one of them")
+    if has_batches:
+        return "cifar-python"
+    if has_folders:
+        return "image-folder"
+    raise UserError(f"no CIFAR-10 data in {root}: {LAYOUT_HELP}")
+
+
+def load_split(root: Path, split: str, classes: tuple[str, ...] | None = None) -> ImageSet:
+    """Load `split` ('train' or 'test') of the data set at `root`, decoded and cached."""
+    root = Path(root).resolve()
+    layout = detect_layout(root)
+    if layout == "cifar-python":
+        return _load_cifar_python(root, split)
+    return _load_image_folder(root, split, classes)
+
+
+def _load_cifar_python(root: Path, split: str) -> ImageSet:
+    from torchvision.datasets import CIFAR10
+
+    parent = root.parent if root.name == CIFAR_PYTHON_DIR else root
+    try:
+        ds = CIFAR10(str(parent), train=(split == "train"), download=False)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
+        raise UserError(f"CIFAR-10 batches in {parent / CIFAR_PYTHON_DIR} are missing or corrupted (md5 check "
+                        f"failed: {e}); re-download them with `quant-explorer data fetch {parent}`") from None
+    except Exception as e:  # truncated pickle and the like
+        raise UserError(f"cannot read CIFAR-10 batches in {parent / CIFAR_PYTHON_DIR}: {e}; re-download them with "
+                        f"`quant-explorer data fetch {parent}`") from None
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    labels = torch.tensor(ds.targets, dtype=torch.long)
+    return ImageSet(images, labels, tuple(ds.classes), f"cifar10-python:{parent}:{split}")
+
+
+def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) -> ImageSet:
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise UserError(f"{split_dir} is missing: {LAYOUT_HELP}")
+    folders = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    classes = tuple(classes) if classes else tuple(folders)
+    unknown = sorted(set(folders) - set(classes))
+    if not classes or unknown:
+        raise UserError(f"{split_dir} has class folders {unknown or folders} that are not in the class list "
+                        f"{list(classes)}: {LAYOUT_HELP}")
+    files = [(path, label) for label, name in enumerate(classes) if (split_dir / name).is_dir()
+             for path in sorted((split_dir / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise UserError(f"no .png/.jpg images under {split_dir}: {LAYOUT_HELP}")
+    # Cache key: every file's name, size and mtime, so edited data is re-decoded.
+    key = hashlib.sha256(repr(classes).encode())
+    for path, _ in files:
+        st = path.stat()
+        key.update(f"{path.relative_to(split_dir)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    cache_file = cache_dir() / "decoded" / f"{key.hexdigest()[:24]}.pt"
+    if cache_file.exists():
+        try:
+            images, labels = torch.load(cache_file)
+            return ImageSet(images, labels, classes, f"image-folder:{split_dir}")
+        except Exception:
+            pass  # a broken cache entry is rebuilt below
+    images = _decode_images([p for p, _ in files])
+    labels = torch.tensor([label for _, label in files], dtype=torch.long)
+    _save_atomic((images, labels), cache_file)
+    return ImageSet(images, labels, classes, f"image-folder:{split_dir}")
+
+
+def _decode_images(paths: list[Path]) -> torch.Tensor:
+    from PIL import Image
+    from rich.progress import track
+
+    out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
+    for i, path in enumerate(track(paths, description=f"decoding {len(paths)} images", transient=True,
+                                   disable=len(paths) < 2000)):
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except Exception as e:
+            raise UserError(f"cannot decode image {path}: {e}; remove or replace the file") from None
+        if arr.shape != (32, 32, 3):
+            raise UserError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, expected 32x32 CIFAR-10 images")
+        out[i] = arr
+    return torch.from_numpy(out.transpose(0, 3, 1, 2).copy())
+
+
+def _save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def calibration_indices(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
+    """A stratified, seeded sample of `n` indices: n // classes per class, the remainder to random classes."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise UserError(f"--calibration-n must be a whole number, got {n!r}")
+    if n < MIN_CALIBRATION:
+        raise UserError(f"--calibration-n {n} is too small: use at least {MIN_CALIBRATION} images")
+    if n > len(labels):
+        raise UserError(f"--calibration-n {n} is larger than the training split ({len(labels)} images)")
+    rng = np.random.default_rng(seed)
+    labels = labels.numpy()
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), n // len(classes))
+    per_class[rng.choice(len(classes), n % len(classes), replace=False)] += 1
+    chosen = []
+    for c, k in zip(classes, per_class):
+        members = np.flatnonzero(labels == c)
+        if k > len(members):
+            raise UserError(f"--calibration-n {n} needs {k} images of class {c}, the training split has {len(members)}")
+        chosen.append(rng.choice(members, k, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def calibration_set(train: ImageSet, n: int, seed: int) -> ImageSet:
+    """Unaugmented calibration images drawn from the training split, never from the test split."""
+    return train.subset(calibration_indices(train.labels, n, seed))

@@ -1,0 +1,162 @@
+"""The model registry: every model a name, an architecture, its preprocessing and where its weights live."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .cifar_cnn import CifarCNN
+from .resnet8 import ResNet8, keras_state_dict
+
+PACKAGED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+MLPERF_WEIGHTS_ENV = "QUANT_EXPLORER_MLPERF_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """uint8 pixels -> float32 model input, applied identically before every runtime."""
+
+    input_scale: str = "raw255"  # "raw255": 0-255 floats; "unit": divided by 255
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_scale not in ("raw255", "unit"):
+            raise UserError(f"--input-scale must be raw255 or unit, got {self.input_scale!r}")
+        if (self.mean is None) != (self.std is None) or any(len(v) != 3 for v in (self.mean, self.std) if v):
+            raise UserError("--mean and --std go together, three comma-separated numbers each")
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        if self.input_scale == "unit":
+            x = x / 255.0
+        if self.mean is not None:
+            x = (x - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
+        return x
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _load_torch_weights(module: nn.Module, path: Path) -> None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"cannot read weights file {path}: {e}") from None
+    _load_state(module, state, path)
+
+
+def _load_keras_weights(module: nn.Module, path: Path) -> None:
+    try:
+        state = keras_state_dict(path)
+    except (OSError, KeyError) as e:
+        raise UserError(f"{path} is not the MLPerf Tiny ResNet8 Keras h5 file ({e})") from None
+    _load_state(module, state, path)
+
+
+def _load_state(module: nn.Module, state: dict, path: Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise UserError(f"weights file {path} does not fit {type(module).__name__} (it is from another model: "
+                        f"{first}); pass weights trained for this model") from None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    architecture: Callable[..., nn.Module]  # (quantizable: bool) -> module
+    preprocessing: Preprocessing
+    load_weights: Callable[[nn.Module, Path], None]
+    default_weights: Callable[[], Path | None]
+    weights_hint: str  # how to get the weights when they are missing
+
+
+def _mlperf_default() -> Path | None:
+    return Path(os.environ[MLPERF_WEIGHTS_ENV]) if os.environ.get(MLPERF_WEIGHTS_ENV) else None
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("resnet8", "MLPerf Tiny ResNet8 architecture, our own weights (trained here)", ResNet8,
+                  Preprocessing("raw255"), _load_torch_weights,
+                  lambda: PACKAGED_WEIGHTS / "resnet8" / "fp32_baseline.pt",
+                  "train them with `quant-explorer train --model resnet8`"),
+        ModelSpec("resnet8-mlperf", "MLPerf Tiny reference ResNet8 (87.19% Keras model), imported from its h5",
+                  ResNet8, Preprocessing("raw255"), _load_keras_weights, _mlperf_default,
+                  f"pass --weights PATH/pretrainedResnet.h5 or set ${MLPERF_WEIGHTS_ENV}"),
+        ModelSpec("cifar_cnn", "small Conv-BN-ReLU CNN, Linear(128, 10) head, our own weights", CifarCNN,
+                  Preprocessing("unit", CIFAR_MEAN, CIFAR_STD), _load_torch_weights,
+                  lambda: PACKAGED_WEIGHTS / "cifar_cnn" / "fp32_baseline.pt",
+                  "train them with `quant-explorer train --model cifar_cnn`"),
+    )
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        close = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UserError(f"unknown model {name!r}: {hint}known models: {', '.join(MODELS)} (or a path to an .onnx file)")
+    return MODELS[name]
+
+
+@dataclass
+class LoadedModel:
+    """An FP32 model ready to evaluate or quantize, with the identity results are keyed by."""
+
+    name: str
+    module: nn.Module
+    preprocessing: Preprocessing
+    weights_path: Path
+    weights_sha256: str
+
+    def fresh(self, quantizable: bool = False) -> nn.Module:
+        """A new copy of the module (quantization mutates modules), optionally with quant stubs."""
+        spec = get_spec(self.name)
+        module = spec.architecture(quantizable=quantizable)
+        module.load_state_dict(self.module.state_dict())
+        return module.eval()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_model(name: str, weights: Path | None = None) -> LoadedModel:
+    spec = get_spec(name)
+    path = Path(weights) if weights else spec.default_weights()
+    if path is None or not path.is_file():
+        where = f" at {path}" if path else ""
+        raise UserError(f"no weights for model {name!r}{where}: {spec.weights_hint}")
+    module = spec.architecture(quantizable=False)
+    spec.load_weights(module, path)
+    return LoadedModel(name, module.eval(), spec.preprocessing, path, file_sha256(path))
+
+
+def exported_onnx(model: LoadedModel) -> Path:
+    """The model's FP32 ONNX export, regenerated when missing (keyed by model name and weights hash)."""
+    from ..paths import models_dir
+    from ..runtimes import export_onnx
+
+    path = models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / "fp32.onnx"
+    return path if path.exists() else export_onnx(model.module, path)
