@@ -53,7 +53,11 @@ def ort_runner(path: Path, threads: int | None = None):
 def onnx2torch_runner(path: Path):
     from onnx2torch import convert
 
-    return torch_runner(convert(str(path)))
+    import onnx
+
+    from .onnx2torch_qdq import fold_weight_dequantize  # also registers the Q/DQ converters
+
+    return torch_runner(convert(fold_weight_dequantize(onnx.load(str(path)))))
 
 
 def export_onnx(module: nn.Module, path: Path, opset: int = ONNX_OPSET) -> Path:

@@ -6,6 +6,7 @@ saved artifact, and the sanity checks measured on it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,10 @@ class Calibration:
             yield self.preprocessing(self.images.images[start:start + self.batch_size])
 
     def describe(self) -> dict:
+        """Which images calibrated: same seed and pool give the same images, hence the same content hash."""
         return {"calibration_n": len(self.images), "calibration_seed": self.seed,
-                "calibration_dataset": self.images.dataset}
+                "calibration_dataset": self.images.dataset,
+                "calibration_images_sha256": hashlib.sha256(self.images.images.numpy().tobytes()).hexdigest()[:16]}
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,19 @@ def _reader(calibration: Calibration, input_name: str):
     return Reader()
 
 
+@contextlib.contextmanager
+def _quiet():
+    """quantize_static prints calibration progress and logs format advice on the root logger: keep it off our output."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def preprocessed_onnx(model: LoadedModel) -> Path:
     """The FP32 export after ORT's quant_pre_process (shape inference + graph optimisation), cached."""
     from onnxruntime.quantization import quant_pre_process
@@ -54,19 +70,20 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
                "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
     tmp = output.with_name(f"{output.stem}.tmp.onnx")
-    quantize_static(
-        str(source), str(tmp), _reader(calibration, input_name),
-        quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
-        per_channel=config.granularity == "per_channel",
-        reduce_range=config.reduce_range,
-        activation_type=QuantType.QInt8 if config.activation_dtype == "int8" else QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=nodes_to_exclude,
-        nodes_to_quantize=nodes_to_quantize,
-        calibrate_method=methods[config.calibration],
-        calibration_providers=["CPUExecutionProvider"],
-        extra_options={"ActivationSymmetric": config.symmetric_activations, "WeightSymmetric": True},
-    )
+    with _quiet():
+        quantize_static(
+            str(source), str(tmp), _reader(calibration, input_name),
+            quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
+            per_channel=config.granularity == "per_channel",
+            reduce_range=config.reduce_range,
+            activation_type=QuantType.QInt8 if config.activation_dtype == "int8" else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=nodes_to_exclude,
+            nodes_to_quantize=nodes_to_quantize,
+            calibrate_method=methods[config.calibration],
+            calibration_providers=["CPUExecutionProvider"],
+            extra_options={"ActivationSymmetric": config.symmetric_activations, "WeightSymmetric": True},
+        )
     tmp.replace(output)
     return output
 

@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine: `make run` (install + the default sweep + report) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+QE := $(VENV)/bin/quant-explorer
+SHARED ?= ../shared
+export QUANT_EXPLORER_DATA ?= $(abspath $(SHARED)/data/cifar10-subset)
+export QUANT_EXPLORER_MLPERF_WEIGHTS ?= $(abspath $(SHARED)/models/mlperf-tiny-resnet8/pretrainedResnet.h5)
+
+.PHONY: install run test bench
+
+install: $(VENV)/.installed
+
+# torch 2.14.1 / torchvision 0.29.1 wheels come from local disk with plain pip (not uv/poetry).
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: install
+	$(QE) sweep
+	$(QE) report
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/bench_configs.py

@@ -1,0 +1,274 @@
+"""The `quant-explorer` command line: thin commands over the library; heavy imports inside commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UserError
+
+app = typer.Typer(help="What 8-bit post-training quantization costs a CIFAR-10 classifier, where, and which recipe "
+                       "to ship.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Find, check and download CIFAR-10.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_MODELS = ["resnet8", "resnet8-mlperf", "cifar_cnn"]
+
+DataDir = typer.Option(None, "--data-dir", help="CIFAR-10 directory (python batches or train/test image folders); "
+                       "default $QUANT_EXPLORER_DATA, then ~/.cache/quant-explorer/cifar10.")
+ModelOpt = typer.Option("resnet8", "--model", "-m", help="Registered model name (see `models`) or a path to an "
+                        ".onnx classifier.")
+WeightsOpt = typer.Option(None, "--weights", help="Weights file (.pt for our models, .h5 for resnet8-mlperf).")
+InputScale = typer.Option(None, "--input-scale", help="Imported ONNX models: raw255 (0-255 floats) or unit (0-1).")
+MeanOpt = typer.Option(None, "--mean", help="Imported ONNX models: per-channel mean after scaling, e.g. 0.49,0.48,0.45.")
+StdOpt = typer.Option(None, "--std", help="Imported ONNX models: per-channel std after scaling.")
+CalibN = typer.Option(256, "--calibration-n", help="Calibration images, a stratified sample of the training split.")
+SeedOpt = typer.Option(0, "--seed", help="Seed of the calibration sample (same seed, same images).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+def main() -> None:
+    """Console entry point: a UserError is one red line on stderr and exit code 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click's usage errors and the like
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _load(model: str, weights: Path | None, input_scale: str | None = None, mean: str | None = None,
+          std: str | None = None):
+    from .models import Preprocessing, load_model
+
+    preprocessing = Preprocessing(input_scale, _floats(mean), _floats(std)) if input_scale else None
+    if preprocessing is None and (mean or std):
+        raise UserError("--mean/--std need --input-scale (raw255 or unit)")
+    return load_model(model, weights, preprocessing) if preprocessing else load_model(model, weights)
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2))
+
+
+@app.command()
+def models(as_json: bool = JsonOpt) -> None:
+    """List the registered models."""
+    from .models import MODELS
+
+    rows = [{"name": s.name, "description": s.description, "preprocessing": s.preprocessing.to_dict()}
+            for s in MODELS.values()]
+    if as_json:
+        return _print_json(rows)
+    table = Table("model", "input", "description")
+    for s in MODELS.values():
+        p = s.preprocessing
+        table.add_row(s.name, p.input_scale + (" + mean/std" if p.mean else ""), s.description)
+    console.print(table)
+
+
+@app.command()
+def configs(as_json: bool = JsonOpt, all_configs: bool = typer.Option(False, "--all", help="The full grid, not "
+            "only the default sweep.")) -> None:
+    """List the quantization configs (the default sweep, or the full grid with --all)."""
+    from .configs import select_configs
+
+    chosen = select_configs(all_configs=all_configs)
+    if as_json:
+        return _print_json([c.to_dict() for c in chosen])
+    table = Table("config", "backend", "default", "description")
+    for c in chosen:
+        table.add_row(c.name, c.backend, "yes" if c.default else "", c.description)
+    console.print(table)
+
+
+@app.command()
+def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
+             backend: str = typer.Option("torch", "--backend", help="torch, ort (the exported ONNX model) or "
+                                         "onnx2torch (that ONNX file converted back to PyTorch)."),
+             data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
+             mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
+    """Evaluate an FP32 model on the whole evaluation set in one runtime."""
+    from .data import load_split, resolve_data_dir
+    from .evaluate import evaluate as run_eval
+    from .models import exported_onnx
+    from .runtimes import onnx2torch_runner, ort_runner, onnx_opset, torch_runner
+
+    runners = {"torch": lambda m: torch_runner(m.module), "ort": lambda m: ort_runner(exported_onnx(m)),
+               "onnx2torch": lambda m: onnx2torch_runner(exported_onnx(m))}
+    if backend not in runners:
+        import difflib
+        close = difflib.get_close_matches(backend, runners, n=1)
+        raise UserError(f"unknown backend {backend!r}: {'did you mean ' + close[0] + '? ' if close else ''}"
+                        f"choose one of {', '.join(runners)}")
+    test = load_split(resolve_data_dir(data_dir), "test")
+    loaded = _load(model, weights, input_scale, mean, std)
+    metrics, _ = run_eval(runners[backend](loaded), test, loaded.preprocessing)
+    result = {"model": loaded.name, "backend": backend, "weights": str(loaded.weights_path), **metrics}
+    if backend != "torch":
+        result["onnx_opset"] = onnx_opset(exported_onnx(loaded))
+    if as_json:
+        return _print_json(result)
+    console.print(f"{loaded.name} ({backend}) accuracy {100 * metrics['accuracy']:.2f}% "
+                  f"({metrics['correct']:,}/{metrics['n_images']:,}) on {metrics['dataset']}, "
+                  f"{metrics['images_per_second']:,.0f} images/s")
+    table = Table("class", "accuracy")
+    for name, acc in metrics["per_class_accuracy"].items():
+        table.add_row(name, f"{100 * acc:.1f}%")
+    console.print(table)
+
+
+def _row_line(row: dict) -> str:
+    if "not_applicable" in row:
+        return f"{row['config_name']}: not applicable ({row['not_applicable']})"
+    if "error" in row:
+        return f"{row['config_name']}: [red]failed[/red] {row['error'].splitlines()[0]}"
+    delta = f" ({row['delta_pp']:+.2f} pp)" if "delta_pp" in row else ""
+    return (f"{row['config_name']}: {100 * row['accuracy']:.2f}% ({row['correct']}/{row['n_images']}){delta}, "
+            f"{row['size_bytes'] / 1024:.0f} KiB")
+
+
+@app.command()
+def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name (see `configs`)."),
+             model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, calibration_n: int = CalibN,
+             seed: int = SeedOpt, data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
+             mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
+    """Quantize one model with one config, evaluate it on every test image, record it in full_results.json."""
+    from .configs import get_config
+    from .data import calibration_indices, resolve_data_dir
+    from .paths import results_file
+    from .results import check_writable
+    from .sweep import EvalData, run_sweep
+
+    chosen = get_config(config)
+    check_writable(results_file())
+    data = EvalData.load(resolve_data_dir(data_dir))
+    calibration_indices(data.train.labels, calibration_n, seed)  # fail before any model work
+    loaded = _load(model, weights, input_scale, mean, std)
+    for key, row, _ in run_sweep([loaded], [chosen], data, calibration_n, seed, results_file(), force=True):
+        if as_json:
+            _print_json(row)
+        else:
+            console.print(_row_line(row))
+            for warning in row.get("warnings", []):
+                err_console.print(f"[yellow]warning:[/yellow] {warning}")
+        if "error" in row:
+            raise typer.Exit(1)
+
+
+@app.command()
+def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help="Models to sweep (repeatable)."),
+          config_names: list[str] = typer.Option(None, "--configs", "-c", help="Config names or globs "
+                                                  "(repeatable or comma-separated); default: the default sweep."),
+          all_configs: bool = typer.Option(False, "--all", help="The full config grid."),
+          calibration_n: int = CalibN, seed: int = SeedOpt, data_dir: Optional[Path] = DataDir,
+          force: bool = typer.Option(False, "--force", help="Rerun entries already in the results file."),
+          as_json: bool = JsonOpt) -> None:
+    """Run many configs on many models; resumable (finished entries are skipped), one results file."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .configs import select_configs
+    from .data import calibration_indices, resolve_data_dir
+    from .paths import results_file
+    from .results import check_writable
+    from .sweep import EvalData, run_sweep
+
+    patterns = [p for item in config_names or [] for p in item.split(",") if p]
+    chosen = select_configs(patterns, all_configs)
+    check_writable(results_file())
+    data = EvalData.load(resolve_data_dir(data_dir))
+    calibration_indices(data.train.labels, calibration_n, seed)  # fail before any model work
+    loaded = [_load(m, None) for m in model]
+    rows = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("sweep", total=len(loaded) * len(chosen))
+        for key, row, skipped in run_sweep(loaded, chosen, data, calibration_n, seed, results_file(), force):
+            rows.append({"key": key, "skipped": skipped, **row})
+            if not as_json:
+                progress.console.print(f"{row['model']} " + _row_line(row) + (" [dim](done before)[/dim]" if skipped else ""))
+            progress.update(task, advance=1, description=key)
+    if as_json:
+        _print_json(rows)
+    if any("error" in r for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(model: str = typer.Option(..., "--model", "-m", help="resnet8 or cifar_cnn."),
+          train_data: list[Path] = typer.Option(..., "--train-data", help="Training data directories (repeatable); "
+                                                "their train splits are concatenated."),
+          data_dir: Optional[Path] = DataDir,
+          out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default: the packaged weights."),
+          epochs: int = typer.Option(30, "--epochs"), seed: int = typer.Option(0, "--seed")) -> None:
+    """Train a model from scratch (random crop + flip), write fp32_baseline.pt and model_card.json."""
+    from .data import resolve_data_dir
+    from .models import PACKAGED_WEIGHTS, get_spec
+    from .train import TrainRecipe, train as run_train
+
+    get_spec(model)
+    card = run_train(model, train_data, resolve_data_dir(data_dir), out or PACKAGED_WEIGHTS / model,
+                     TrainRecipe(epochs=epochs, seed=seed), log=console.print)
+    console.print(f"{model}: {100 * card['accuracy']:.2f}% ({card['correct']}/{card['n_eval_images']}) on "
+                  f"{card['evaluated_on']} after {card['train_seconds']:.0f} s")
+
+
+@data_app.command("info")
+def data_info(data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
+    """Say which data set would be used, its layout and image counts."""
+    from .data import detect_layout, load_split, resolve_data_dir
+
+    root = resolve_data_dir(data_dir)
+    info = {"data_dir": str(root), "layout": detect_layout(root)}
+    for split in ("train", "test"):
+        s = load_split(root, split)
+        info[split] = {"dataset": s.dataset, "n_images": len(s), "classes": list(s.classes)}
+    if as_json:
+        return _print_json(info)
+    console.print(info)
+
+
+@data_app.command("fetch")
+def data_fetch(directory: Optional[Path] = typer.Argument(None, help="Where to put cifar-10-batches-py; default "
+                                                          "the default data directory.")) -> None:
+    """Download the real CIFAR-10 python batches with torchvision (needs internet)."""
+    from torchvision.datasets import CIFAR10
+
+    from .data import resolve_data_dir
+
+    root = directory or resolve_data_dir(None)
+    try:
+        CIFAR10(str(root), train=True, download=True)
+        CIFAR10(str(root), train=False, download=True)
+    except Exception as e:
+        raise UserError(f"could not download CIFAR-10 into {root} ({e}); download cifar-10-python.tar.gz by hand "
+                        f"and unpack it there") from None
+    console.print(f"CIFAR-10 is in {root}/cifar-10-batches-py")

@@ -1,0 +1,93 @@
+"""Fixtures: tiny CIFAR-10 data written in both real layouts, and paths to the shared data when present."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from quant_explorer.data import CIFAR10_CLASSES
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SUBSET = SHARED / "data" / "cifar10-subset"
+MLPERF_H5 = SHARED / "models" / "mlperf-tiny-resnet8" / "pretrainedResnet.h5"
+
+
+def pytest_collection_modifyitems(config, items):
+    if SUBSET.is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"shared CIFAR-10 subset not found at {SUBSET}")
+    for item in items:
+        if "shared_data" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache and artifacts directories, and no ambient data directory."""
+    root = tmp_path_factory.mktemp("qe")
+    monkeypatch.setenv("QUANT_EXPLORER_CACHE", str(root / "cache"))
+    monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
+    monkeypatch.delenv("QUANT_EXPLORER_DATA", raising=False)
+    return root
+
+
+def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """NHWC uint8 images whose class is visible in the pixels (a per-class colour), labels cycling 0-9."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    base = (np.stack([labels * 25, 255 - labels * 25, (labels * 70) % 256], axis=1)[:, None, None, :])
+    images = np.clip(base + rng.integers(-20, 21, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def write_cifar_python(root: Path, n_train: int = 50, n_test: int = 20) -> dict[str, str]:
+    """The CIFAR-10 python layout (pickled dicts with str keys, as python-2 pickles load); returns md5s."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    md5 = {}
+
+    def dump(name, obj):
+        (folder / name).write_bytes(pickle.dumps(obj))
+        md5[name] = hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    images, labels = synthetic_images(n_train, 0)
+    for k, chunk in enumerate(np.array_split(np.arange(n_train), 5), start=1):
+        data = images[chunk].transpose(0, 3, 1, 2).reshape(len(chunk), -1)
+        dump(f"data_batch_{k}", {"data": data, "labels": labels[chunk].tolist(), "batch_label": "x"})
+    images, labels = synthetic_images(n_test, 1)
+    dump("test_batch", {"data": images.transpose(0, 3, 1, 2).reshape(n_test, -1), "labels": labels.tolist()})
+    dump("batches.meta", {"label_names": list(CIFAR10_CLASSES)})
+    return md5
+
+
+def write_image_folder(root: Path, n_train: int = 50, n_test: int = 20, suffix: str = ".png") -> Path:
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        images, labels = synthetic_images(n, seed)
+        for i, (image, label) in enumerate(zip(images, labels)):
+            folder = root / split / CIFAR10_CLASSES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i:05d}{suffix}")
+    return root
+
+
+@pytest.fixture
+def cifar_python_dir(tmp_path, monkeypatch):
+    """Real-format CIFAR-10 batches; torchvision's md5 table points at these files' checksums."""
+    from torchvision.datasets import CIFAR10
+
+    md5 = write_cifar_python(tmp_path / "cifar")
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{k}", md5[f"data_batch_{k}"]] for k in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    return tmp_path / "cifar"
+
+
+@pytest.fixture
+def image_folder_dir(tmp_path):
+    return write_image_folder(tmp_path / "folders")
