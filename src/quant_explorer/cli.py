@@ -186,35 +186,47 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
 
 @app.command()
 def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help="Models to sweep (repeatable)."),
+          weights: Optional[Path] = typer.Option(None, "--weights", help="Weights for the model, when one --model "
+                                                 "is given."),
           config_names: list[str] = typer.Option(None, "--configs", "-c", help="Config names or globs "
                                                   "(repeatable or comma-separated); default: the default sweep."),
           all_configs: bool = typer.Option(False, "--all", help="The full config grid."),
           calibration_n: int = CalibN, seed: int = SeedOpt, data_dir: Optional[Path] = DataDir,
           force: bool = typer.Option(False, "--force", help="Rerun entries already in the results file."),
+          executor: str = typer.Option("local", "--executor", help="Where configs run: local (this process), "
+                                       "processes (a process pool here) or ray (a Ray cluster; see docs/ray.md)."),
+          ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. "
+                                                    "HEAD:6379; default: start a local Ray instance."),
+          workers: Optional[int] = typer.Option(None, "--workers", help="Tasks at once (processes, ray); default: "
+                                                "one per CPU."),
           as_json: bool = JsonOpt) -> None:
     """Run many configs on many models; resumable (finished entries are skipped), one results file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .configs import select_configs
     from .data import calibration_indices, resolve_data_dir
+    from .executors import make_executor
     from .paths import results_file
     from .results import check_writable
     from .sweep import EvalData, run_sweep
 
+    runner = make_executor(executor, ray_address, workers)
     patterns = [p for item in config_names or [] for p in item.split(",") if p]
     chosen = select_configs(patterns, all_configs)
     check_writable(results_file())
     data = EvalData.load(resolve_data_dir(data_dir))
     calibration_indices(data.train.labels, calibration_n, seed)  # fail before any model work
-    loaded = [_load(m, None) for m in model]
+    if weights and len(model) != 1:
+        raise UserError("--weights goes with exactly one --model")
+    loaded = [_load(m, weights) for m in model]
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
         task = progress.add_task("sweep", total=len(loaded) * len(chosen))
-        for key, row, skipped in run_sweep(loaded, chosen, data, calibration_n, seed, results_file(), force):
+        for key, row, skipped in run_sweep(loaded, chosen, data, calibration_n, seed, results_file(), force, runner):
             rows.append({"key": key, "skipped": skipped, **row})
             if not as_json:
-                progress.console.print(f"{row['model']} " + _row_line(row) + (" [dim](done before)[/dim]" if skipped else ""))
+                console.print(f"{row['model']} " + _row_line(row) + (" [dim](done before)[/dim]" if skipped else ""))
             progress.update(task, advance=1, description=key)
     if as_json:
         _print_json(rows)
