@@ -1,0 +1,96 @@
+"""Eager-mode quantization (torch.ao.quantization): static PTQ with fused modules, or dynamic on nn.Linear.
+
+Static: fuse Conv-BN(-ReLU), attach a QConfig, prepare, calibrate, convert to quantized modules.
+Dynamic: int8 weights for nn.Linear only, activations quantized on the fly; needs no calibration.
+
+Kernels: the quantized engine packs the weights at convert time. We score on qnnpack, whose int32
+accumulation is exact on every CPU, so the number is the recipe's. The x86 engine (fbgemm/oneDNN) is 2-3x
+faster but, on CPUs without VNNI, sums uint8 x int8 products pairwise in saturating int16 (AVX2
+vpmaddubsw): full-range activations then lose accuracy. `alternates["x86"]` measures those kernels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..configs import QuantConfig
+from ..models import LoadedModel
+from ..runtimes import torch_runner
+from . import Calibration, NotApplicable, QuantizedModel
+
+ENGINE = "qnnpack"
+FAST_ENGINE = "x86"
+QUANT_RANGES = {torch.quint8: (0, 255), torch.qint8: (-128, 127)}
+
+
+def qconfig(config: QuantConfig):
+    """MinMax uint8 activations (7-bit with reduce_range) and symmetric int8 weights at the config's granularity."""
+    from torch.ao.quantization import MinMaxObserver, QConfig, default_per_channel_weight_observer, default_weight_observer
+
+    weight = default_per_channel_weight_observer if config.granularity == "per_channel" else default_weight_observer
+    return QConfig(activation=MinMaxObserver.with_args(reduce_range=config.reduce_range), weight=weight)
+
+
+def quantized_module(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, engine: str) -> nn.Module:
+    """The converted module, its weights packed for `engine`; the global engine is restored afterwards."""
+    from torch.ao.quantization import convert, fuse_modules, prepare, quantize_dynamic
+
+    previous, torch.backends.quantized.engine = torch.backends.quantized.engine, engine
+    try:
+        if config.backend == "eager_dynamic":
+            return quantize_dynamic(model.fresh(), {nn.Linear}, dtype=torch.qint8)
+        module = model.fresh(quantizable=True)
+        module = fuse_modules(module, module.fusion_groups())
+        module.qconfig = qconfig(config)
+        prepare(module, inplace=True)
+        with torch.no_grad():
+            for batch in calibration.batches():
+                module(batch)
+        return convert(module)
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
+    if model.is_imported and config.backend == "eager_static":
+        raise NotApplicable(f"{model.name} is an imported ONNX graph: eager static quantization needs our module's "
+                            "QuantStub/DeQuantStub and fusion groups")
+    module = quantized_module(model, config, calibration, ENGINE)
+    path = workdir / "model.pt"  # TorchScript: int8 packed weights plus the code to run them
+    torch.jit.save(torch.jit.script(module), path)
+    alternates = {FAST_ENGINE: lambda: torch_runner(quantized_module(model, config, calibration, FAST_ENGINE))}
+    return QuantizedModel(torch_runner(module), path, "torch", checks=module_checks(module), alternates=alternates)
+
+
+def module_checks(module: nn.Module) -> dict:
+    """Which quantized module types the model holds, and whether every activation zero point represents 0.0.
+
+    Each static quantized module (Quantize stub, conv, linear, QFunctional) writes its output with its own
+    (scale, zero_point), in uint8 except the stub, which says its dtype; dynamic modules carry none.
+    """
+    from torch.ao.quantization.quantization_mappings import (get_default_dynamic_quant_module_mappings,
+                                                             get_default_static_quant_module_mappings)
+    from torch.ao.nn.quantized import Quantize
+
+    static = set(get_default_static_quant_module_mappings().values())
+    quantized = static | set(get_default_dynamic_quant_module_mappings().values())
+    types: dict[str, int] = {}
+    checked, bad = 0, []
+    for name, sub in module.named_modules():
+        kind = type(sub)
+        if kind not in quantized:
+            continue
+        key = f"{kind.__module__.removeprefix('torch.ao.nn.').split('.modules')[0]}.{kind.__name__}"
+        types[key] = types.get(key, 0) + 1
+        if kind not in static or not hasattr(sub, "zero_point"):
+            continue
+        checked += 1
+        low, high = QUANT_RANGES[sub.dtype if isinstance(sub, Quantize) else torch.quint8]
+        scale, zp = float(sub.scale), float(sub.zero_point)
+        if not (zp.is_integer() and low <= zp <= high and 0 < scale < float("inf")):
+            bad.append(name)
+    return {"quantized_modules": dict(sorted(types.items())), "torch_quantized_engine": ENGINE,
+            "activation_tensors_checked": checked, "zero_point_exact_zero": not bad, "zero_point_failures": bad}

@@ -1,0 +1,144 @@
+"""PT2E and eager backends: real quantization of small random models, and of the MLPerf ResNet8 on real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from quant_explorer.backends import Calibration, NotApplicable, eager, quantize
+from quant_explorer.configs import get_config
+from quant_explorer.data import CIFAR10_CLASSES, ImageSet, calibration_set, load_split
+from quant_explorer.evaluate import evaluate
+from quant_explorer.models import LoadedModel, get_spec, load_model
+from quant_explorer.runtimes import torch_runner
+
+from .conftest import MLPERF_H5, SUBSET
+
+
+@pytest.fixture(scope="module")
+def images() -> ImageSet:
+    """Smooth random images (upsampled noise), so activations have some of the spatial structure of real ones."""
+    low = torch.rand(96, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    pixels = nn.functional.interpolate(low, size=32, mode="bilinear") * 255
+    return ImageSet(pixels.round().to(torch.uint8), torch.arange(96) % 10, CIFAR10_CLASSES, "synthetic")
+
+
+def random_model(name: str, images: ImageSet) -> LoadedModel:
+    """Random weights, BatchNorm statistics measured on `images`: activations in a realistic range."""
+    torch.manual_seed(0)
+    spec = get_spec(name)
+    module = spec.architecture()
+    for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.momentum = None  # cumulative average: one pass sets the statistics exactly
+    with torch.no_grad():
+        module.train()(spec.preprocessing(images.images))
+    return LoadedModel(name, module.eval(), spec.preprocessing, Path("random"), "0" * 64)
+
+
+@pytest.fixture(scope="module")
+def models(images) -> dict[str, LoadedModel]:
+    return {name: random_model(name, images) for name in ("resnet8", "cifar_cnn")}
+
+
+def assert_close_to_fp32(model: LoadedModel, runner, images: ImageSet, max_relative_error: float) -> None:
+    x = model.preprocessing(images.images)
+    with torch.inference_mode():
+        want = model.module(x)
+    got = torch.as_tensor(runner(x))
+    assert (got - want).norm() / want.norm() < max_relative_error
+    assert (got.argmax(1) == want.argmax(1)).float().mean() >= 0.8
+
+
+@pytest.mark.parametrize("name,config", [("resnet8", "pt2e_u8_per_channel_minmax"),
+                                         ("cifar_cnn", "pt2e_s8_per_tensor_minmax")])
+def test_pt2e_quantizes_to_the_configured_dtypes(models, images, tmp_path, name, config):
+    model, cfg = models[name], get_config(config)
+    q = quantize(model, cfg, Calibration(images, model.preprocessing, seed=0), tmp_path)
+    ops = q.checks["quantized_ops"]
+    assert q.checks["activation_dtypes"] == [cfg.activation_dtype]
+    assert ops["quantize_per_tensor"] == q.checks["activation_tensors_checked"] > 0
+    assert ("dequantize_per_channel" in ops) == (cfg.granularity == "per_channel")
+    assert q.checks["zero_point_exact_zero"] and q.checks["zero_point_failures"] == []
+    assert ("inductor" in q.alternates) == (cfg.activation_dtype == "uint8")  # oneDNN takes uint8 activations only
+    saved = torch.export.load(q.path)
+    assert all(t.dtype == torch.int8 for t in saved.state_dict.values() if t.dim() > 1)  # no float weights left
+    x = model.preprocessing(images.images[:5])  # not the export example's batch size
+    assert torch.equal(saved.module()(x), q.runner(x))
+    assert_close_to_fp32(model, q.runner, images, 0.05)
+
+
+@pytest.mark.parametrize("name,config", [("resnet8", "static_int8_per_channel"), ("cifar_cnn", "static_int8_per_tensor")])
+def test_eager_static_swaps_in_quantized_modules(models, images, tmp_path, monkeypatch, name, config):
+    model = models[name]
+    q = quantize(model, get_config(config), Calibration(images, model.preprocessing, seed=0), tmp_path)
+    kinds = q.checks["quantized_modules"]
+    assert kinds["intrinsic.quantized.ConvReLU2d"] >= 4 and kinds["quantized.Linear"] == 1
+    assert kinds["quantized.Quantize"] == kinds["quantized.DeQuantize"] == 1
+    assert kinds.get("quantized.QFunctional", 0) == (3 if name == "resnet8" else 0)  # the residual add_relu
+    assert q.checks["torch_quantized_engine"] == eager.ENGINE
+    assert q.checks["zero_point_exact_zero"] and q.checks["activation_tensors_checked"] > 0
+    x = model.preprocessing(images.images[:5])
+    monkeypatch.setattr(torch.backends.quantized, "engine", eager.ENGINE)  # TorchScript repacks weights on load
+    assert torch.equal(torch.jit.load(q.path)(x), q.runner(x))
+    assert_close_to_fp32(model, q.runner, images, 0.05)
+    assert_close_to_fp32(model, q.alternates[eager.FAST_ENGINE](), images, 0.1)  # may saturate without VNNI
+
+
+def test_quantized_zero_pad_pads_with_the_zero_point():
+    """ResNet8's stride-2 convs pad bottom/right with ZeroPad2d; on a quantized tensor that must still mean 0.0."""
+    x = torch.quantize_per_tensor(torch.rand(1, 2, 4, 4), 0.05, 7, torch.quint8)
+    padded = nn.ZeroPad2d((0, 1, 0, 1))(x)
+    assert padded.q_zero_point() == 7 and torch.equal(padded.dequantize(), nn.ZeroPad2d((0, 1, 0, 1))(x.dequantize()))
+
+
+def test_eager_dynamic_quantizes_linear_only_without_calibration(models, images, tmp_path):
+    model = models["cifar_cnn"]
+    q = quantize(model, get_config("dynamic_int8"), None, tmp_path)
+    assert q.checks["quantized_modules"] == {"quantized.dynamic.Linear": 1}
+    assert_close_to_fp32(model, q.runner, images, 0.02)
+
+
+def test_eager_static_is_not_applicable_to_imported_graphs(models, tmp_path):
+    imported = LoadedModel("onnx:x", models["cifar_cnn"].module, models["cifar_cnn"].preprocessing, Path("x.onnx"),
+                           "0" * 64, onnx_source=Path("x.onnx"))
+    with pytest.raises(NotApplicable, match="imported ONNX graph"):
+        quantize(imported, get_config("static_int8_per_tensor"), None, tmp_path)
+
+
+@pytest.mark.slow
+def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path):
+    from torch._dynamo.utils import counters
+
+    model = models["cifar_cnn"]
+    q = quantize(model, get_config("pt2e_u8_per_channel_minmax"), Calibration(images, model.preprocessing, 0), tmp_path)
+    counters.clear()
+    compiled = q.alternates["inductor"]()
+    for n in (4, 7):  # one compile serves every batch size
+        x = model.preprocessing(images.images[:n])
+        reference, fused = q.runner(x), compiled(x)
+        assert (fused - reference).norm() / reference.norm() < 0.05  # requantization rounds differently, no more
+    assert counters["inductor"]["qconv_weight_prepack_matcher_count"] == 4  # every conv runs as a oneDNN int8 conv
+
+
+@pytest.fixture(scope="module")
+def mlperf():
+    """The MLPerf ResNet8, 256 calibration images, every other test image, and FP32's score on those."""
+    model = load_model("resnet8-mlperf", MLPERF_H5)
+    calibration = Calibration(calibration_set(load_split(SUBSET, "train"), 256, 0), model.preprocessing, seed=0)
+    test = load_split(SUBSET, "test")
+    test = test.subset(range(0, len(test), 2))
+    fp32, _ = evaluate(torch_runner(model.module), test, model.preprocessing)
+    return model, calibration, test, fp32["correct"]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("config,max_drop", [("pt2e_u8_per_channel_histogram", 1), ("static_int8_per_channel", 10)])
+def test_mlperf_resnet8_stays_near_fp32(mlperf, tmp_path, config, max_drop):
+    """Paired with FP32 on 509 real test images: PT2E's best config loses at most 1, eager 2 points (10 images)."""
+    model, calibration, test, fp32_correct = mlperf
+    q = quantize(model, get_config(config), calibration, tmp_path)
+    metrics, _ = evaluate(q.runner, test, model.preprocessing)
+    assert metrics["correct"] >= fp32_correct - max_drop
