@@ -226,12 +226,49 @@ def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help=
         for key, row, skipped in run_sweep(loaded, chosen, data, calibration_n, seed, results_file(), force, runner):
             rows.append({"key": key, "skipped": skipped, **row})
             if not as_json:
-                console.print(f"{row['model']} " + _row_line(row) + (" [dim](done before)[/dim]" if skipped else ""))
+                console.print(f"{row['model']} " + _row_line(row) + (" [dim](done before)[/dim]" if skipped else ""),
+                              soft_wrap=True)
             progress.update(task, advance=1, description=key)
     if as_json:
         _print_json(rows)
     if any("error" in r for r in rows):
         raise typer.Exit(1)
+
+
+@app.command()
+def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
+          config_names: list[str] = typer.Option(None, "--configs", "-c", help="Config names or globs (repeatable "
+                                                  "or comma-separated); default: the default sweep. FP32 is always in."),
+          threads: Optional[int] = typer.Option(None, "--threads", help="Threads for torch and ORT; default: torch's."),
+          runs: int = typer.Option(200, "--runs", help="Timed batch-1 runs per model and runtime."),
+          no_compile: bool = typer.Option(False, "--no-compile", help="Skip the torch.compile (inductor) runtimes."),
+          calibration_n: int = CalibN, seed: int = SeedOpt, data_dir: Optional[Path] = DataDir,
+          as_json: bool = JsonOpt) -> None:
+    """Latency (batch 1), throughput (batch 256), size and as-run accuracy of configs beside FP32, one run."""
+    import torch
+
+    from .bench import BenchSettings, bench_and_record, table_rows
+    from .configs import select_configs
+    from .data import calibration_indices, resolve_data_dir
+    from .paths import results_file
+    from .results import check_writable
+    from .sweep import EvalData
+
+    chosen = select_configs([p for item in config_names or [] for p in item.split(",") if p])
+    settings = BenchSettings(threads=threads or torch.get_num_threads(), runs=runs, compile=not no_compile)
+    check_writable(results_file())
+    data = EvalData.load(resolve_data_dir(data_dir))
+    calibration_indices(data.train.labels, calibration_n, seed)  # fail before any model work
+    loaded = _load(model, weights)
+    document = bench_and_record(loaded, chosen, data, calibration_n, seed, settings, results_file(),
+                                results_file().with_name("bench.json"), log=err_console.print)
+    if as_json:
+        return _print_json(document)
+    table = Table("config", "runtime", "b1 median ms", "b1 p90 ms", "b256 img/s", "× FP32", "size KiB", "accuracy",
+                  "reference", title=f"{loaded.name}, {settings.threads} threads, {document['environment']['cpu']['model']}")
+    for r in table_rows(document):
+        table.add_row(*r)
+    console.print(table)
 
 
 @app.command()
@@ -251,6 +288,121 @@ def train(model: str = typer.Option(..., "--model", "-m", help="resnet8 or cifar
                      TrainRecipe(epochs=epochs, seed=seed), log=console.print)
     console.print(f"{model}: {100 * card['accuracy']:.2f}% ({card['correct']}/{card['n_eval_images']}) on "
                   f"{card['evaluated_on']} after {card['train_seconds']:.0f} s")
+
+
+@app.command("calib-sensitivity")
+def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A static config (see `configs`)."),
+                      model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
+                      sizes: str = typer.Option("32,100,256,512,1024", "--sizes", help="Calibration-set sizes, "
+                                                "comma-separated."),
+                      seeds: int = typer.Option(5, "--seeds", help="Samples per size (seeds 0..N-1)."),
+                      data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
+    """Accuracy vs calibration-set size, mean and spread over seeds; saved to results/calibration_size.json."""
+    from .analysis import calibration_size
+    from .configs import get_config
+    from .data import resolve_data_dir
+    from .paths import results_file
+    from .results import check_writable
+    from .sweep import EvalData
+
+    chosen = get_config(config)
+    out = results_file().with_name("calibration_size.json")
+    check_writable(out)
+    data = EvalData.load(resolve_data_dir(data_dir))
+    chosen_sizes = calibration_size.parse_sizes(sizes, len(data.train))
+    entry = calibration_size.run(_load(model, weights), chosen, data, chosen_sizes, seeds,
+                                 log=(lambda _: None) if as_json else err_console.print)
+    calibration_size.save(out, entry)
+    if as_json:
+        return _print_json(entry)
+    table = Table("images", "seeds", "mean", "std", "min", "max", "Δ mean vs FP32", title=f"{entry['model']} "
+                  f"{entry['config_name']} (FP32 {100 * entry['fp32_accuracy']:.2f}%)")
+    for s in entry["sizes"]:
+        if not s["seeds"]:
+            table.add_row(str(s["n"]), "0", "failed", "", "", "", "")
+            continue
+        table.add_row(str(s["n"]), str(len(s["seeds"])), f"{100 * s['mean']:.2f}%", f"{100 * s['std']:.2f} pp",
+                      f"{100 * s['min']:.2f}%", f"{100 * s['max']:.2f}%", f"{s['mean_delta_pp']:+.2f} pp")
+    console.print(table)
+    console.print(f"saved to {out}")
+
+
+@app.command("layer-sensitivity")
+def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="An ORT or PT2E config."),
+                      model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, calibration_n: int = CalibN,
+                      seed: int = SeedOpt, layers: Optional[str] = typer.Option(None, "--layers", help="Only these "
+                                                                               "layers, comma-separated."),
+                      data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
+    """Per layer: quantize it alone / keep it alone FP32, plus activation SQNR; saved to layer_sensitivity.json."""
+    from .analysis import layer_sensitivity as analysis
+    from .configs import get_config
+    from .data import resolve_data_dir
+    from .paths import results_file
+    from .results import check_writable
+    from .sweep import EvalData, make_calibration
+
+    chosen = get_config(config)
+    out = results_file().with_name("layer_sensitivity.json")
+    check_writable(out)
+    data = EvalData.load(resolve_data_dir(data_dir))
+    loaded = _load(model, weights)
+    entry = analysis.run(loaded, chosen, data, make_calibration(loaded, data, calibration_n, seed),
+                         [name for name in layers.split(",") if name] if layers else None,
+                         log=(lambda _: None) if as_json else err_console.print)
+    analysis.save(out, entry)
+    if as_json:
+        return _print_json(entry)
+    table = Table("layer", "op", "cost: only it quantized", "recovery: only it FP32", "weight SQNR",
+                  title=f"{entry['model']} {entry['config_name']}: FP32 {100 * entry['fp32_accuracy']:.2f}%, all "
+                        f"quantized {100 * entry['quantized_accuracy']:.2f}%")
+    for row in entry["layers"]:
+        sqnr = f"{row['weight_sqnr_db']:.1f} dB" if row["weight_sqnr_db"] is not None else "—"
+        table.add_row(row["layer"], row["op_type"], f"{row['cost_pp']:+.2f} pp", f"{row['recovery_pp']:+.2f} pp", sqnr)
+    console.print(table)
+    console.print(f"most costly alone: {', '.join(entry['ranking_by_cost'][:3])}; most recovered by keeping FP32: "
+                  f"{', '.join(entry['ranking_by_recovery'][:3])}; saved to {out}")
+
+
+@app.command()
+def compare(as_json: bool = JsonOpt) -> None:
+    """Scheme comparisons from full_results.json: pairs of configs differing in exactly one field."""
+    from .analysis import scored_rows
+    from .analysis.comparisons import comparisons
+    from .paths import results_file
+    from .results import load_results
+
+    rows, _ = scored_rows(load_results(results_file())["entries"])
+    tables = comparisons(rows)
+    if as_json:
+        return _print_json(tables)
+    if not tables:
+        raise UserError(f"no pairs of configs differing in one field in {results_file()}: run `quant-explorer sweep` first")
+    for t in tables:
+        table = Table("model", "reference", "variant", "ref acc", "variant acc", "Δ pp",
+                      title=f"{t['title']} ({t['backend']}): {t['reference_value']} → {t['value']}, mean "
+                            f"{t['mean_delta_pp']:+.2f} pp over {t['n_pairs']} pairs")
+        for p in t["pairs"]:
+            table.add_row(p["model"], p["reference_config"], p["config"], f"{100 * p['reference_accuracy']:.2f}%",
+                          f"{100 * p['accuracy']:.2f}%", f"{p['delta_pp']:+.2f}")
+        console.print(table)
+
+
+@app.command()
+def report(check_render: bool = typer.Option(False, "--check-render", help="Open the HTML in headless Chromium, "
+                                             "check every image loads, save report/screenshot.png.")) -> None:
+    """Write results/pareto.md and the self-contained HTML report report/index.html from the results files."""
+    from .paths import artifacts_dir, results_file
+    from .report import build, render_check
+
+    written = build(results_file().parent, artifacts_dir() / "report")
+    for path in written.values():
+        console.print(f"wrote {path}")
+    if check_render:
+        check = render_check(written["html"], written["html"].with_name("screenshot.png"))
+        console.print(f"chromium rendered {check['images']} images, {len(check['broken'])} broken; "
+                      f"screenshot {check['screenshot']}")
+        if check["broken"]:
+            raise typer.Exit(1)
 
 
 @data_app.command("info")

@@ -1,11 +1,14 @@
 """Run configs on models and record one flat result row each; resumable, one results file.
 
-A row that fails records its error and the sweep goes on; each finished row is saved before the next
-starts, so a killed sweep loses at most the row in flight, and a rerun skips what is already there.
+A row that fails records its error and the sweep goes on; each finished row is saved as it arrives, so a
+killed sweep loses at most the rows in flight, and a rerun skips what is already there. Where the rows are
+computed (here, a process pool, a Ray cluster) is the executor's business (`executors.py`); the results
+file is written by this process alone.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -20,8 +23,9 @@ from .configs import CONFIGS, QuantConfig
 from .data import ImageSet, calibration_indices, load_split
 from .env import environment, u8s8_saturation_warning
 from .evaluate import evaluate
+from .executors import Executor, LocalExecutor, TaskFailed
 from .models import LoadedModel
-from .paths import models_dir
+from .paths import ARTIFACTS_ENV, artifacts_dir, models_dir
 from .results import entry_key, load_results, save_entries
 
 FP32 = CONFIGS["fp32_baseline"]
@@ -50,7 +54,9 @@ class Baseline:
 
 def make_calibration(model: LoadedModel, data: EvalData, n: int, seed: int) -> Calibration:
     indices = calibration_indices(data.train.labels, n, seed)
-    return Calibration(data.train.subset(indices), model.preprocessing, seed)
+    # An imported graph that only runs at batch 1 must be calibrated one image at a time.
+    return Calibration(data.train.subset(indices), model.preprocessing, seed,
+                       batch_size=model.import_info.get("fixed_batch") or 64)
 
 
 def _key(model: LoadedModel, config: QuantConfig, calibration_n: int, seed: int) -> str:
@@ -87,7 +93,8 @@ def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibrat
     if config.is_static:
         row["calibration"] = calibration.describe()
     warning = u8s8_saturation_warning(config.activation_dtype, config.weight_dtype, config.reduce_range)
-    row["warnings"] = [warning] if warning and config.backend in ("ort", "pt2e", "eager_static") else []
+    # Only ORT runs u8s8 integer kernels as its main runtime; PT2E (float reference) and eager (qnnpack) do not.
+    row["warnings"] = [warning] if warning and config.backend == "ort" else []
     started = time.perf_counter()
     try:
         quantized = quantize(model, config, calibration if config.is_static else None,
@@ -125,24 +132,68 @@ def _finished(entry: dict | None, model: LoadedModel) -> bool:
     return bool(entry) and entry.get("model_weights_sha256") == model.weights_sha256 and "error" not in entry
 
 
+@dataclass(frozen=True)
+class ConfigTask:
+    """One row for a worker to compute; the models, data and baselines come from the sweep's `SweepShared`."""
+
+    key: str
+    model: str
+    config: QuantConfig
+    calibration_n: int
+    seed: int
+
+
+@dataclass
+class SweepShared:
+    """What every task needs, sent to each worker once: data, models, FP32 baselines, where artifacts go."""
+
+    data: EvalData
+    models: dict[str, LoadedModel]
+    baselines: dict[str, Baseline]
+    artifacts: Path  # absolute: workers write quantized models here, whatever their working directory
+
+
+def run_task(task: ConfigTask, shared: SweepShared) -> dict:
+    """A worker's job: one config on one model, compared with the baseline the driver computed."""
+    if artifacts_dir().resolve() != shared.artifacts:
+        os.environ[ARTIFACTS_ENV] = str(shared.artifacts)
+    model = shared.models[task.model]
+    calibration = make_calibration(model, shared.data, task.calibration_n, task.seed)
+    row, _ = run_config(model, task.config, shared.data, calibration, shared.baselines[task.model])
+    return row
+
+
 def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalData, calibration_n: int, seed: int,
-              results_path: Path, force: bool = False) -> Iterator[tuple[str, dict, bool]]:
-    """Yield (key, row, skipped) per model x config, saving each row before the next starts."""
+              results_path: Path, force: bool = False, executor: Executor | None = None) -> Iterator[tuple[str, dict, bool]]:
+    """Yield (key, row, skipped) per model x config as each finishes, saving each row as it arrives.
+
+    The driver (this process) computes each model's FP32 baseline and alone writes the results file; the
+    executor (default: this process, in order) runs the other configs wherever it runs them.
+    """
+    executor = executor or LocalExecutor()
     existing = load_results(results_path)["entries"]
+    baselines, tasks = {}, []
     for model in models:
         baseline, fp32_row = fp32_baseline(model, data)
+        baselines[model.name] = baseline
         fp32_key = _key(model, FP32, calibration_n, seed)
         if force or not _finished(existing.get(fp32_key), model):
             save_entries(results_path, {fp32_key: fp32_row})
-        calibration = make_calibration(model, data, calibration_n, seed)
         for config in configs:
             key = _key(model, config, calibration_n, seed)
             if config is FP32:
                 yield key, fp32_row, False
-                continue
-            if not force and _finished(existing.get(key), model):
+            elif not force and _finished(existing.get(key), model):
                 yield key, existing[key], True
-                continue
-            row, _ = run_config(model, config, data, calibration, baseline)
-            save_entries(results_path, {key: row})
-            yield key, row, False
+            else:
+                tasks.append(ConfigTask(key, model.name, config, calibration_n, seed))
+    shared = SweepShared(data, {m.name: m for m in models}, baselines, artifacts_dir().resolve())
+    for i, row in executor.map_unordered(run_task, tasks, shared):
+        task = tasks[i]
+        if isinstance(row, TaskFailed):  # its worker died on every attempt: a failed row, rerun next time
+            model = shared.models[task.model]
+            row = {"model": model.name, "model_weights_sha256": model.weights_sha256, "config_name": task.config.name,
+                   "config": task.config.to_dict(), "error": f"TaskFailed: {row}"}
+        row["executor"] = executor.name
+        save_entries(results_path, {task.key: row})
+        yield task.key, row, False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def preprocessed_onnx(model: LoadedModel) -> Path:
     source = exported_onnx(model)
     path = source.with_name("fp32.preprocessed.onnx")
     if not path.exists():
-        tmp = path.with_name("fp32.preprocessed.tmp.onnx")
+        tmp = path.with_name(f"fp32.preprocessed.tmp{os.getpid()}.onnx")  # parallel workers share this cache
         quant_pre_process(str(source), str(tmp))
         tmp.replace(path)
     return path
@@ -72,7 +73,9 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
     tmp = output.with_name(f"{output.stem}.tmp.onnx")
     with _quiet():
         quantize_static(
-            str(source), str(tmp), _reader(calibration, input_name),
+            # A ModelProto, not the path: given a path, ORT writes `<source>-inferred.onnx` beside it, which
+            # parallel workers quantizing the same source would race on.
+            onnx.load(str(source)), str(tmp), _reader(calibration, input_name),
             quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
             per_channel=config.granularity == "per_channel",
             reduce_range=config.reduce_range,

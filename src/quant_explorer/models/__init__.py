@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -123,11 +123,24 @@ class LoadedModel:
     name: str
     module: nn.Module
     preprocessing: Preprocessing
-    weights_path: Path
+    weights_path: Path  # imported models: the user's .onnx file
     weights_sha256: str
+    onnx_source: Path | None = None  # imported models: the normalized FP32 ONNX file every runtime starts from
+    import_info: dict = field(default_factory=dict)  # imported models: what normalizing the file changed
+
+    @property
+    def is_imported(self) -> bool:
+        """A user's ONNX graph: no architecture of ours behind it, so no eager (stub-based) quantization."""
+        return self.onnx_source is not None
 
     def fresh(self, quantizable: bool = False) -> nn.Module:
         """A new copy of the module (quantization mutates modules), optionally with quant stubs."""
+        if self.is_imported:
+            if quantizable:
+                raise ValueError(f"{self.name} is an imported ONNX graph: it has no quantizable (eager) variant")
+            from .onnx_import import fresh_module
+
+            return fresh_module(self)
         spec = get_spec(self.name)
         module = spec.architecture(quantizable=quantizable)
         module.load_state_dict(self.module.state_dict())
@@ -142,7 +155,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_model(name: str, weights: Path | None = None) -> LoadedModel:
+def load_model(name: str | Path, weights: Path | None = None, preprocessing: Preprocessing | None = None) -> LoadedModel:
+    """A registry model by name, or a user's .onnx file by path (`preprocessing` is for those only)."""
+    if str(name).lower().endswith(".onnx"):
+        if weights is not None:
+            raise UserError(f"--weights does not apply to {name}: an ONNX file holds its own weights")
+        from .onnx_import import load_onnx_model
+
+        return load_onnx_model(Path(name), preprocessing)
+    if preprocessing is not None:
+        raise UserError(f"--input-scale/--mean/--std are for imported .onnx models: {name} has its own preprocessing")
     spec = get_spec(name)
     path = Path(weights) if weights else spec.default_weights()
     if path is None or not path.is_file():
@@ -155,6 +177,8 @@ def load_model(name: str, weights: Path | None = None) -> LoadedModel:
 
 def exported_onnx(model: LoadedModel) -> Path:
     """The model's FP32 ONNX export, regenerated when missing (keyed by model name and weights hash)."""
+    if model.onnx_source is not None:
+        return model.onnx_source
     from ..paths import models_dir
     from ..runtimes import export_onnx
 

@@ -1,0 +1,199 @@
+"""Where a sweep's tasks run: in this process (`local`), a process pool here (`processes`), or a Ray cluster (`ray`).
+
+One verb, `map_unordered(fn, tasks, shared)`: call `fn(task, shared)` for every task and yield
+`(index, result)` as each finishes. `shared` (what every task needs: evaluation data, models, baselines)
+reaches each worker process once, not once per task: in-process it is the object itself, a process
+pool hands it to each worker's initializer, Ray puts it in the object store once and each worker
+keeps the copy it fetched. A worker that dies mid-task is replaced and its task rerun, up to `retries`
+times; a task that still gets no result yields a `TaskFailed` in place of its result, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections import Counter, deque
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+from .errors import UserError
+
+EXECUTORS = ("local", "processes", "ray")
+RAY_MISSING = "--executor ray needs Ray: pip install 'quant-explorer[ray]'"
+DEFAULT_RETRIES = 2  # reruns of a task whose worker died (a crash, the OOM killer, a lost node)
+
+Task = Any
+TaskFn = Callable[[Task, Any], Any]
+
+
+class TaskFailed(Exception):
+    """No result for a task: its worker died on every attempt, or the cluster lost it."""
+
+
+class Executor(Protocol):
+    name: str
+
+    def map_unordered(self, fn: TaskFn, tasks: Sequence[Task], shared: Any) -> Iterator[tuple[int, Any]]: ...
+
+
+class LocalExecutor:
+    """In this process, one task after another, in order: what a plain sweep does."""
+
+    name = "local"
+
+    def map_unordered(self, fn: TaskFn, tasks: Sequence[Task], shared: Any) -> Iterator[tuple[int, Any]]:
+        for i, task in enumerate(tasks):
+            yield i, fn(task, shared)
+
+
+# A worker process's copy of `shared`: set once by the pool initializer, or fetched once from Ray's object store.
+_SHARED: Any = None
+_SHARED_ID: str | None = None
+
+
+def _init_process(shared: Any, threads: int) -> None:
+    global _SHARED
+    import torch
+
+    _SHARED = shared
+    torch.set_num_threads(threads)  # workers x threads = cores, as Ray does with OMP_NUM_THREADS
+
+
+def _call_in_process(fn: TaskFn, task: Task) -> Any:
+    return fn(task, _SHARED)
+
+
+class ProcessExecutor:
+    """A pool of `workers` spawned processes on this machine; a dead worker's pool is rebuilt and its tasks rerun."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None, retries: int = DEFAULT_RETRIES):
+        self.workers = workers or os.cpu_count() or 1
+        self.retries = retries
+
+    def map_unordered(self, fn: TaskFn, tasks: Sequence[Task], shared: Any) -> Iterator[tuple[int, Any]]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        queue, attempts = deque(enumerate(tasks)), Counter()
+        while queue:
+            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_process, initargs=(shared, threads))
+            running: dict = {}
+            try:
+                broken = False
+                while (queue or running) and not broken:
+                    # At most one task per worker in flight, so a broken pool charges only the tasks that were running.
+                    while queue and len(running) < self.workers:
+                        i, task = queue.popleft()
+                        running[pool.submit(_call_in_process, fn, task)] = (i, task)
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                        broken = True
+                        done, _ = wait(running)  # the pool fails every future it still holds
+                    for future in done:
+                        i, task = running.pop(future)
+                        if not isinstance(future.exception(), BrokenProcessPool):
+                            yield i, future.result()
+                            continue
+                        attempts[i] += 1
+                        if attempts[i] > self.retries:
+                            yield i, TaskFailed(f"worker process died {attempts[i]} times running this task")
+                        else:
+                            queue.appendleft((i, task))
+            finally:
+                pool.shutdown(wait=not running, cancel_futures=True)
+
+
+def ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+def _call_in_ray(fn: TaskFn, shared_box: list, task: Task) -> Any:
+    """Runs on a Ray worker; `shared_box` holds the ObjectRef unresolved, so each worker fetches it once."""
+    global _SHARED, _SHARED_ID
+    import ray
+
+    ref = shared_box[0]
+    if _SHARED_ID != ref.hex():
+        _SHARED, _SHARED_ID = ray.get(ref), ref.hex()
+    return fn(task, _SHARED)
+
+
+class RayExecutor:
+    """Tasks on a Ray cluster (`address`), or on a Ray instance started here on loopback when there is none.
+
+    Ray reruns a task whose worker died (`max_retries`); `workers` caps the tasks in flight (default: as many
+    as the cluster has CPUs, one CPU per task).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, retries: int = DEFAULT_RETRIES):
+        if not ray_available():
+            raise UserError(RAY_MISSING)
+        self.address, self.workers, self.retries = address, workers, retries
+
+    def _connect(self) -> bool:
+        """Connect or start Ray unless this process already did; True when this call started it."""
+        import ray
+
+        if ray.is_initialized():
+            return False
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if self.address:
+            ray.init(address=self.address, logging_level=logging.WARNING)
+        else:  # a private instance on this machine, on loopback only; workers at our priority (Ray's default: nice 15)
+            ray.init(num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     logging_level=logging.WARNING, _system_config={"worker_niceness": 0})
+        return True
+
+    def map_unordered(self, fn: TaskFn, tasks: Sequence[Task], shared: Any) -> Iterator[tuple[int, Any]]:
+        if not tasks:
+            return
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        started = self._connect()
+        try:
+            remote = ray.remote(num_cpus=1, max_retries=self.retries)(_call_in_ray)
+            shared_box = [ray.put(shared)]
+            limit = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            queue, running = deque(enumerate(tasks)), {}
+            while queue or running:
+                while queue and len(running) < limit:
+                    i, task = queue.popleft()
+                    running[remote.remote(fn, shared_box, task)] = i
+                done, _ = ray.wait(list(running), num_returns=1)
+                for ref in done:
+                    i = running.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except RayTaskError as e:  # fn raised: the same bug would raise in-process
+                        raise e.as_instanceof_cause() from None
+                    except RayError as e:  # the worker or its node died on every attempt
+                        result = TaskFailed(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                    yield i, result
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def make_executor(name: str = "local", address: str | None = None, workers: int | None = None) -> Executor:
+    """The executor the CLI names; wrong combinations are one-line UserErrors, before any model work."""
+    if name not in EXECUTORS:
+        raise UserError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+    if address and name != "ray":
+        raise UserError("--ray-address goes with --executor ray")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    if name == "local":
+        if workers not in (None, 1):
+            raise UserError("--workers needs --executor processes or ray (local runs one task at a time)")
+        return LocalExecutor()
+    if name == "processes":
+        return ProcessExecutor(workers)
+    return RayExecutor(address, workers)

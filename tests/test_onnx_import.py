@@ -1,0 +1,428 @@
+"""Bring your own ONNX model: foreign files built here the ways real ones differ from our exports.
+
+Fast tests use a tiny random CNN (numbers checked against the torch module it was exported from); the
+shared-data tests export the MLPerf reference ResNet8 in foreign forms and check each still scores
+exactly 895/1,017 in FP32 and within a few points once quantized. Nothing derived from the MLPerf
+weights is written outside tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from quant_explorer.backends import Calibration, NotApplicable, quantize
+from quant_explorer.configs import get_config
+from quant_explorer.data import CIFAR10_CLASSES, ImageSet, calibration_set, load_split
+from quant_explorer.errors import UserError
+from quant_explorer.evaluate import evaluate
+from quant_explorer.models import CIFAR_MEAN, CIFAR_STD, Preprocessing, exported_onnx, file_sha256, load_model
+from quant_explorer.models.onnx_import import card_path, load_onnx_model
+from quant_explorer.runtimes import ort_runner, torch_runner
+
+from .conftest import MLPERF_H5, SUBSET
+
+RAW = Preprocessing("raw255")
+NORMALIZED = Preprocessing("unit", CIFAR_MEAN, CIFAR_STD)
+MEAN, STD = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+
+
+# --- foreign forms: wrappers that change the graph's interface, not what it computes ----------------------
+
+
+class NHWC(nn.Module):
+    """Takes [N, 32, 32, 3], as tf2onnx writes Keras models."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x.permute(0, 3, 1, 2))
+
+
+class ExpectsNormalized(nn.Module):
+    """Takes unit-scale, mean/std-normalized input (undone inside, so raw-pixel weights still apply)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, z):
+        return self.net((z * STD + MEAN) * 255)
+
+
+class BakedNormalization(nn.Module):
+    """Takes raw 0-255 pixels and normalizes inside the graph (Div, Sub, Div nodes)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = ExpectsNormalized(net)
+
+    def forward(self, x):
+        return self.net((x / 255 - MEAN) / STD)
+
+
+class ViewBatchOne(nn.Module):
+    """Hard-codes batch 1 in a Reshape, as `x.view(1, -1)` heads do."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x).view(1, 10)
+
+
+class Tiny(nn.Module):
+    """A random Conv-BN-ReLU CNN with a Flatten + Linear head: fast, and every number is checkable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU())
+        self.features[1].running_mean.uniform_(-1, 1)
+        self.features[1].running_var.uniform_(0.5, 2)
+        self.head = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x / 64).flatten(1))
+
+
+class FlattenByReshape(Tiny):
+    """Flattens with a Reshape to a constant [-1, 512] instead of a Flatten node."""
+
+    def forward(self, x):
+        return self.head(self.features(x / 64).reshape(-1, 512))
+
+
+class FoldsTheBatch(nn.Module):
+    """Reshapes [1, 8, 8, 8] to [8, 64]: batch 1 is baked into the arithmetic, not just a shape constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, 4, 1)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x / 64)).reshape(8, 64)).mean(0, keepdim=True)
+
+
+def export(module: nn.Module, path: Path, opset: int = 13, nhwc: bool = False, dynamic: bool = True,
+           n_inputs: int = 1, classes: int = 10) -> Path:
+    """The legacy TorchScript exporter: any opset, fixed or dynamic batch, Flatten + Gemm heads."""
+    shape = (1, 32, 32, 3) if nhwc else (1, 3, 32, 32)
+    names = ["x", "y"][:n_inputs]
+    axes = {name: {0: "batch"} for name in [*names, "logits"]} if dynamic else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), tuple(torch.zeros(shape) for _ in names), str(path), opset_version=opset,
+                          dynamo=False, input_names=names, output_names=["logits"], dynamic_axes=axes)
+    return path
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def assert_same_model(loaded, reference: nn.Module, preprocessing: Preprocessing, nhwc: bool = False) -> None:
+    """The normalized file in ORT and the onnx2torch module both give the original module's logits, taken
+    one image at a time, on a batch of 5 (so a batch still fixed at 1 or mixing images would show)."""
+    x = preprocessing(images(5))
+    with torch.inference_mode():
+        want = torch.cat([reference.eval()(x[i:i + 1].permute(0, 2, 3, 1) if nhwc else x[i:i + 1])
+                          for i in range(len(x))]).numpy()
+    for got in (ort_runner(exported_onnx(loaded))(x), torch_runner(loaded.module)(x).numpy()):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+# --- the forms a foreign file comes in -----------------------------------------------------------------------
+
+
+FORMS = {
+    # name: (wrapper, export options, preprocessing the user passes, what normalizing must report);
+    # the legacy exporter writes Flatten + Gemm heads and computes pads and shapes in small subgraphs.
+    "nchw-dynamic": (lambda m: m, {}, RAW, {"input_layout": "NCHW", "batch": "dynamic", "opset": 13}),
+    "nhwc-opset17": (NHWC, {"nhwc": True, "opset": 17}, RAW, {"input_layout": "NHWC", "opset": 17}),
+    "fixed-batch-1": (lambda m: m, {"dynamic": False}, RAW, {"batch": "made_dynamic", "fixed_batch": None}),
+    "view-batch-1": (ViewBatchOne, {"dynamic": False}, RAW, {"batch": "made_dynamic"}),
+    "opset-11": (lambda m: m, {"opset": 11}, RAW, {"source_opset": 11, "opset": 13}),
+    "baked-normalization": (BakedNormalization, {}, RAW, {}),
+    "expects-normalized": (ExpectsNormalized, {}, NORMALIZED, {}),
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_foreign_forms_normalize_to_the_same_model(form, tmp_path):
+    wrap, options, preprocessing, expected = FORMS[form]
+    reference = wrap(Tiny())
+    loaded = load_model(export(reference, tmp_path / f"{form}.onnx", **options), None, preprocessing)
+    assert {k: loaded.import_info[k] for k in expected} == expected
+    standard = onnx.load(str(exported_onnx(loaded)))
+    (image,) = standard.graph.input
+    assert [d.dim_value or d.dim_param for d in image.type.tensor_type.shape.dim][1:] == [3, 32, 32]
+    assert image.type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+    if wrap is ViewBatchOne:
+        assert any("rewrote the Reshape" in change for change in loaded.import_info["changes"])
+    assert_same_model(loaded, reference, preprocessing, nhwc=options.get("nhwc", False))
+
+
+def test_a_graph_that_folds_batch_one_into_its_arithmetic_runs_one_image_at_a_time(tmp_path):
+    reference = FoldsTheBatch()
+    loaded = load_model(export(reference, tmp_path / "folds.onnx", dynamic=False), None, RAW)
+    assert loaded.import_info["batch"] == "fixed" and loaded.import_info["fixed_batch"] == 1
+    assert_same_model(loaded, reference, RAW)
+    x = RAW(images(5))
+    # Quantized, it keeps the fixed batch: calibration and the runner go one image at a time.
+    calibration = Calibration(ImageSet(images(20, 1), torch.arange(20) % 10, CIFAR10_CLASSES, "random"), RAW, 0,
+                              batch_size=1)
+    quantized = quantize(loaded, get_config("ort_u8_minmax_qdq_per_channel_rr"), calibration, tmp_path / "q")
+    assert quantized.checks["zero_point_exact_zero"]
+    assert quantized.runner(x).shape == (5, 10)
+
+
+def test_opset_18_with_allowzero_reshapes_as_the_dynamo_exporter_writes(tmp_path):
+    reference = FlattenByReshape()
+    path = export(reference, tmp_path / "m.onnx", opset=18)
+    model = onnx.load(str(path))
+    reshape = next(node for node in model.graph.node if node.op_type == "Reshape")
+    del reshape.attribute[:]
+    reshape.attribute.append(helper.make_attribute("allowzero", 1))
+    onnx.save(model, str(path))
+    loaded = load_model(path, None, RAW)
+    assert loaded.import_info["opset"] == 18 and any("allowzero=0" in c for c in loaded.import_info["changes"])
+    assert_same_model(loaded, reference, RAW)
+
+
+def test_pytorch_configs_take_the_converted_module_and_eager_static_does_not_apply(tmp_path):
+    """PT2E runs torch.export on `fresh()` with a dynamic batch named x, eager dynamic saves it with
+    TorchScript: both need plain torch ops and layers, not onnx2torch's wrappers."""
+    reference = Tiny()
+    loaded = load_model(export(reference, tmp_path / "m.onnx"), None, RAW)
+    calibration = Calibration(ImageSet(images(32, 1), torch.arange(32) % 10, CIFAR10_CLASSES, "random"), RAW, 0)
+    x = RAW(images(8))
+    with torch.inference_mode():
+        want = reference.eval()(x).numpy()
+    for name in ("pt2e_u8_per_channel_minmax", "dynamic_int8"):
+        got = np.asarray(quantize(loaded, get_config(name), calibration, tmp_path / name).runner(x))
+        assert got.shape == (8, 10) and np.abs(got - want).max() < 0.1 * np.abs(want).max(), name
+    with pytest.raises(NotApplicable, match="imported"):
+        quantize(loaded, get_config("static_int8_per_channel"), calibration, tmp_path / "eager")
+
+
+# --- identity, the model card, and the registry's entry point -------------------------------------------------
+
+
+def test_results_are_keyed_by_file_content_not_path(tmp_path):
+    path = export(Tiny(), tmp_path / "a.onnx")
+    loaded = load_model(str(path), None, RAW)
+    sha = file_sha256(path)
+    assert (loaded.name, loaded.weights_sha256, loaded.weights_path) == (f"onnx:{sha[:12]}", sha, path)
+    assert loaded.is_imported and exported_onnx(loaded) == loaded.onnx_source != path
+    copy = tmp_path / "elsewhere" / "b.onnx"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    assert load_model(copy, None, RAW).name == loaded.name
+
+
+def test_fresh_is_a_new_conversion_and_has_no_eager_variant(tmp_path):
+    loaded = load_model(export(Tiny(), tmp_path / "m.onnx"), None, RAW)
+    fresh = loaded.fresh()
+    assert fresh is not loaded.module
+    x = RAW(images(3))
+    torch.testing.assert_close(torch_runner(fresh)(x), torch_runner(loaded.module)(x))
+    with pytest.raises(ValueError, match="no quantizable"):
+        loaded.fresh(quantizable=True)
+
+
+def test_the_card_remembers_preprocessing_so_the_user_says_it_once(tmp_path):
+    path = export(ExpectsNormalized(Tiny()), tmp_path / "m.onnx")
+    with pytest.raises(UserError, match="--input-scale raw255 .* or unit") as e:
+        load_model(path)
+    assert "m.onnx.card.json" in str(e.value) and "\n" not in str(e.value)
+    assert load_model(path, None, NORMALIZED).preprocessing == NORMALIZED
+    card = json.loads(card_path(path).read_text())
+    assert card["sha256"] == file_sha256(path) and card["import"]["input_layout"] == "NCHW"
+    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob("*.tmp*"))  # written atomically
+    assert load_model(path).preprocessing == NORMALIZED
+    assert load_model(path, None, RAW).preprocessing == RAW  # saying it again replaces it
+    assert load_model(path).preprocessing == RAW
+
+
+def test_a_card_for_another_version_of_the_file_is_not_trusted(tmp_path):
+    path = export(Tiny(), tmp_path / "m.onnx")
+    load_model(path, None, RAW)
+    export(ExpectsNormalized(Tiny()), path)  # retrained or replaced in place
+    with pytest.raises(UserError, match="written for another version of m.onnx.*--input-scale"):
+        load_model(path)
+    card_path(path).write_text("{not json")
+    with pytest.raises(UserError, match="card .* is unreadable"):
+        load_model(path)
+
+
+def test_load_model_dispatches_on_the_onnx_suffix(tmp_path):
+    path = export(Tiny(), tmp_path / "m.onnx")
+    with pytest.raises(UserError, match="--weights does not apply"):
+        load_model(path, tmp_path / "w.pt", RAW)
+    with pytest.raises(UserError, match="--input-scale/--mean/--std are for imported .onnx models"):
+        load_model("resnet8", None, RAW)
+
+
+# --- validation: each problem named, with its fix, in one line ---------------------------------------------
+
+
+def _two_outputs(path: Path) -> Path:
+    class TwoOutputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = Tiny()
+
+        def forward(self, x):
+            logits = self.net(x)
+            return logits, logits.softmax(1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TwoOutputs().eval(), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=13)
+    return path
+
+
+def _two_inputs(path: Path) -> Path:
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = Tiny()
+
+        def forward(self, x, y):
+            return self.net(x + y)
+
+    return export(TwoInputs(), path, n_inputs=2)
+
+
+def _helper_model(path: Path, input_type=TensorProto.FLOAT, opset: int = 13, broken: bool = False) -> Path:
+    """A Flatten + Gemm classifier written node by node; `broken` feeds a node from a tensor nobody makes."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [3 * 32 * 32, 10], np.zeros(3 * 32 * 32 * 10, np.float32))
+    nodes = [helper.make_node("Flatten", ["missing" if broken else "x"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "w"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", input_type, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    onnx.save(model, str(path))
+    return path
+
+
+def _truncated(path: Path) -> Path:
+    data = export(Tiny(), path).read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def _mnist_like(path: Path) -> Path:
+    class Mnist(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(28 * 28, 10)
+
+        def forward(self, x):
+            return self.head(x.flatten(1))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Mnist().eval(), (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False, opset_version=13,
+                          input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}})
+    return path
+
+
+def _bytes(data: bytes):
+    return lambda path: (path.write_bytes(data), path)[1]
+
+
+VALIDATION = {  # problem: (how to make the file, what the one-line error must say)
+    "missing": (lambda path: path, "is not a file"),
+    "empty": (_bytes(b""), r"is empty \(0 bytes\): export or copy the model again"),
+    "truncated": (_truncated,
+                  r"is truncated: its ONNX data needs [\d,]+ bytes but the file ends at [\d,]+ .*copy the file again"),
+    "not-onnx": (_bytes(b"hello, I am a text file\n"), "is not an ONNX model .*exported with"),
+    "keras-h5": (_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100)), "not an ONNX model, it is an HDF5 file"),
+    "fails-checker": (lambda path: _helper_model(path, broken=True), "fails the ONNX checker .*re-export"),
+    "wrong-input-shape": (_mnist_like, r"input 'x' is \[N, 1, 28, 28\], expected \[N, 3, 32, 32\] \(NCHW\) "
+                                       r"or \[N, 32, 32, 3\] \(NHWC\)"),
+    "wrong-output-shape": (lambda path: export(nn.Sequential(Tiny(), nn.Linear(10, 100)), path),
+                           r"output 'logits' is \[N, 100\], expected \[N, 10\]"),
+    "two-inputs": (_two_inputs, r"has 2 inputs \(x, y\): expected exactly one image input"),
+    "two-outputs": (_two_outputs, r"has 2 outputs .*expected one \[N, 10\] logits output"),
+    "uint8-input": (lambda path: _helper_model(path, TensorProto.UINT8), "input 'x' is uint8, expected float32"),
+    "opset-9": (lambda path: export(Tiny(), path, opset=9),
+                r"opset 9, older than ONNX Runtime's quantizer supports \(10\+\): re-export it with opset 13"),
+}
+
+
+@pytest.mark.parametrize("problem", VALIDATION)
+def test_validation_names_the_problem_and_the_fix(problem, tmp_path):
+    make, message = VALIDATION[problem]
+    path = make(tmp_path / "model.onnx")
+    with pytest.raises(UserError, match=message) as e:
+        load_onnx_model(path, RAW)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+    assert not (tmp_path / "model.onnx.card.json").exists()
+
+
+# --- the MLPerf reference ResNet8 in foreign forms: exact FP32, quantized within a few points ----------------
+
+
+needs_mlperf = pytest.mark.skipif(not MLPERF_H5.is_file(), reason=f"MLPerf ResNet8 weights not found at {MLPERF_H5}")
+MLPERF_CORRECT = 895  # of 1,017: the Keras reference, reproduced by our port
+MLPERF_FORMS = {
+    "nhwc-opset17": (NHWC, {"nhwc": True, "opset": 17}, RAW),
+    "fixed-batch-1": (lambda m: m, {"dynamic": False}, RAW),
+    "baked-normalization": (BakedNormalization, {}, RAW),
+    "expects-normalized-opset11": (ExpectsNormalized, {"opset": 11}, NORMALIZED),
+}
+QUANT_CONFIGS = ("ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qdq_per_tensor")
+
+
+@pytest.fixture(scope="module")
+def mlperf(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QUANT_EXPLORER_ARTIFACTS", str(tmp_path_factory.mktemp("artifacts")))
+        reference = load_model("resnet8-mlperf", MLPERF_H5)
+        test = load_split(SUBSET, "test")
+        calibration = calibration_set(load_split(SUBSET, "train"), 256, 0)
+        yield reference, test, calibration
+
+
+@pytest.mark.shared_data
+@needs_mlperf
+@pytest.mark.parametrize("form", MLPERF_FORMS)
+def test_mlperf_resnet8_in_a_foreign_form_scores_the_same(form, mlperf, tmp_path):
+    """Exactly 895/1,017 in FP32 (ORT); the same predictions from onnx2torch; quantized within 3 points.
+
+    The PyTorch and quantized runs use every other test image, to keep the suite fast on a busy machine.
+    """
+    reference, test, calibration = mlperf
+    wrap, options, preprocessing = MLPERF_FORMS[form]
+    loaded = load_model(export(wrap(reference.module), tmp_path / f"{form}.onnx", **options), None, preprocessing)
+    fp32 = quantize(loaded, get_config("fp32_baseline"), None, tmp_path / "fp32")
+    metrics, preds = evaluate(fp32.runner, test, preprocessing)
+    assert metrics["correct"] == MLPERF_CORRECT
+    half = test.subset(range(0, len(test), 2))
+    baseline = (preds[::2] == half.labels.numpy()).mean()
+    torch_preds = evaluate(torch_runner(loaded.module), half, preprocessing)[1]
+    assert np.array_equal(torch_preds, preds[::2])
+    for name in QUANT_CONFIGS:
+        quantized = quantize(loaded, get_config(name), Calibration(calibration, preprocessing, 0), tmp_path / name)
+        accuracy = evaluate(quantized.runner, half, preprocessing)[0]["accuracy"]
+        assert abs(accuracy - baseline) <= 0.03, f"{name}: {accuracy:.4f} vs FP32 {baseline:.4f}"
+        assert quantized.checks["zero_point_exact_zero"]
