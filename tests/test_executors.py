@@ -1,0 +1,115 @@
+"""Executors: a sweep run by a process pool or a Ray cluster gives the rows the in-process sweep gives,
+survives a worker killed mid-task, and is written by the driver alone."""
+
+import os
+import signal
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from quant_explorer.configs import get_config
+from quant_explorer.errors import UserError
+from quant_explorer.executors import LocalExecutor, ProcessExecutor, make_executor
+from quant_explorer.models import get_spec, load_model
+from quant_explorer.results import load_results
+from quant_explorer.sweep import EvalData, run_sweep
+
+from .conftest import write_image_folder
+
+CONFIGS = ["fp32_baseline", "ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qoperator_per_channel"]
+KILLED = "ort_u8_minmax_qdq_per_channel_rr"  # its worker dies on the first attempt
+# What must not depend on where a row was computed (timings and thread counts may).
+SAME = ("accuracy", "correct", "confusion_matrix", "per_class_accuracy", "delta_pp", "agreement_with_fp32",
+        "calibration", "checks", "size_bytes", "model_weights_sha256")
+
+
+def _die_once(marker: str, fn, task, shared):
+    """Wraps the sweep's task function: the KILLED config's worker process kills itself the first time."""
+    if task.config.name == KILLED and not os.path.exists(marker):
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fn(task, shared)
+
+
+class DieOnce:
+    """An executor whose KILLED task loses its worker once: a crash, the OOM killer, a preempted node."""
+
+    def __init__(self, inner, marker: Path):
+        self.inner, self.marker, self.name = inner, marker, inner.name
+
+    def map_unordered(self, fn, tasks, shared):
+        return self.inner.map_unordered(partial(_die_once, str(self.marker), fn), tasks, shared)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A seeded random ResNet8, tiny image folders, and the rows the local (in-process) executor gives.
+
+    Every sweep here shares one artifacts folder, so the FP32 ONNX export is made once; each config is
+    still quantized and evaluated anew by whichever worker runs it.
+    """
+    root = tmp_path_factory.mktemp("executors")
+    torch.manual_seed(0)
+    torch.save(get_spec("resnet8").architecture().state_dict(), root / "resnet8.pt")
+    write_image_folder(root / "data", n_train=50, n_test=20)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QUANT_EXPLORER_CACHE", str(root / "cache"))
+        mp.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
+        model, data = load_model("resnet8", root / "resnet8.pt"), EvalData.load(root / "data")
+        rows = {key: row for key, row, _ in run_sweep([model], [get_config(c) for c in CONFIGS], data, 20, 0,
+                                                      root / "local.json", executor=LocalExecutor())}
+    return root, model, data, rows
+
+
+def sweep_killing_one_worker(tiny, executor, tmp_path, monkeypatch):
+    root, model, data, expected = tiny
+    monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
+    marker, results = tmp_path / "killed-once", tmp_path / "results.json"
+    rows = {key: row for key, row, _ in run_sweep([model], [get_config(c) for c in CONFIGS], data, 20, 0, results,
+                                                  executor=DieOnce(executor, marker))}
+    assert marker.exists(), "the killed task never ran"
+    assert set(rows) == set(expected) == set(load_results(results)["entries"])
+    for key, row in rows.items():
+        assert "error" not in row, row.get("error")
+        assert {f: row.get(f) for f in SAME} == {f: expected[key].get(f) for f in SAME}, key
+        alternates = {name: alt.get("accuracy") for name, alt in row["alternates"].items()}
+        assert alternates == {name: alt.get("accuracy") for name, alt in expected[key]["alternates"].items()}
+        if "fp32" not in key:
+            assert row["executor"] == executor.name
+    return rows
+
+
+def test_processes_rerun_a_killed_worker_and_give_the_local_rows(tiny, tmp_path, monkeypatch):
+    sweep_killing_one_worker(tiny, ProcessExecutor(workers=2), tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             object_store_memory=200 * 1024 ** 2, _system_config={"worker_niceness": 0})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_reruns_a_killed_worker_and_gives_the_local_rows(tiny, local_ray, tmp_path, monkeypatch):
+    from quant_explorer.executors import RayExecutor
+
+    sweep_killing_one_worker(tiny, RayExecutor(workers=2), tmp_path, monkeypatch)
+    assert local_ray.is_initialized()  # an instance the executor did not start is left running
+
+
+def test_executor_choice_errors_are_one_line_user_errors(monkeypatch):
+    assert make_executor().name == "local" and make_executor("processes", workers=3).workers == 3
+    for args, needle in [(("threads",), "choose one of local, processes, ray"),
+                         (("local", "head:6379"), "--ray-address goes with --executor ray"),
+                         (("local", None, 4), "--workers needs --executor processes or ray"),
+                         (("processes", None, 0), "--workers must be at least 1")]:
+        with pytest.raises(UserError, match=needle):
+            make_executor(*args)
+    monkeypatch.setattr("quant_explorer.executors.ray_available", lambda: False)
+    with pytest.raises(UserError, match=r"pip install 'quant-explorer\[ray\]'"):
+        make_executor("ray")
