@@ -51,6 +51,7 @@ def write_json_atomic(path: Path, data) -> None:
     except OSError as e:
         raise UserError(f"cannot write to {path.parent} ({e.strerror}); choose a writable --artifacts directory") from None
     try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; a results file is meant to be shared
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, sort_keys=False)
             f.write("\n")

@@ -1,4 +1,6 @@
-"""QuantizeLinear / DequantizeLinear converters for onnx2torch, which ships none.
+"""Converters onnx2torch lacks: QuantizeLinear / DequantizeLinear, and ReduceMean from opset 18.
+
+ReduceMean-18 (axes as an input) is what torch.onnx writes for global average pooling.
 
 With them a QDQ model from ORT's quantize_static converts to PyTorch and runs as simulated quantization
 (float arithmetic between exact Q/DQ steps), so ORT's int8 kernels can be compared with the reference math.
@@ -92,3 +94,23 @@ def fold_weight_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(keep)
     return model
+
+
+class ReduceMean(nn.Module):
+    def __init__(self, axes: list[int] | None, keepdims: bool) -> None:
+        super().__init__()
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=self.axes if self.axes else list(range(x.ndim)), keepdim=self.keepdims)
+
+
+@add_converter(operation_type="ReduceMean", version=18)
+def _reduce_mean(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    has_axes = len(node.input_values) > 1 and node.input_values[1]
+    axes = get_const_value(node.input_values[1], graph).tolist() if has_axes else None
+    if not axes and node.attributes.get("noop_with_empty_axes", 0):
+        raise NotImplementedError("ReduceMean with noop_with_empty_axes")
+    module = ReduceMean(axes, bool(node.attributes.get("keepdims", 1)))
+    return OperationConverterResult(torch_module=module,
+                                    onnx_mapping=OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values))
