@@ -1,0 +1,122 @@
+"""Why a config loses points, in sentences built from its own row: simulation vs kernels, warnings, one-field twins.
+
+The key evidence is `alternates` (and runtimes a benchmark scored): the same quantized model run another
+way. onnx2torch runs an ORT QDQ model as exact simulated quantization (float arithmetic on the dequantized
+values), so "simulation fine, ORT loses" points at the int8 kernels, and "both lose" at the recipe.
+"""
+
+from __future__ import annotations
+
+from . import fp32_rows, is_quantized
+from .comparisons import confusion_comparison, losers_text, pairs
+
+LOSS_PP = 2.0  # a config losing more than this gets explained
+# alternate name -> (what it is, whether it is exact simulation (True) or another set of int8 kernels (False))
+ALTERNATES = {
+    "onnx2torch": ("exact simulated quantization (the same QDQ model converted to PyTorch)", True),
+    "inductor": ("Inductor-compiled oneDNN int8 kernels", False),
+    "x86": ("the x86 (fbgemm/oneDNN) quantized engine", False),
+}
+
+
+def _pp(accuracy: float, reference: float) -> float:
+    return 100 * (accuracy - reference)
+
+
+def _alternates(row: dict) -> dict[str, dict]:
+    """The known other runs of this model: the sweep's `alternates`, plus runtimes a benchmark scored (`bench`)."""
+    benched = {n: {"accuracy": r["accuracy"]} for n, r in row.get("bench", {}).get("runtimes", {}).items() if "accuracy" in r}
+    return {n: a for n, a in {**benched, **row.get("alternates", {})}.items() if n in ALTERNATES}
+
+
+def _split(row: dict, fp32_acc: float, simulated: float, source: str) -> str:
+    """Split a loss into the recipe's share (exact simulation vs FP32) and the kernels' (main run vs simulation)."""
+    recipe, kernels = _pp(simulated, fp32_acc), _pp(row["accuracy"], simulated)
+    runtime = f"{row.get('runtime', 'the runtime')}'s int8 kernels"
+    verdict = (f"the loss is mostly in {runtime}" if kernels < recipe
+               else "the loss is mostly in the recipe (its scales and zero points), not in the kernels")
+    return (f"{source} scores {100 * simulated:.2f}%: of the {_pp(row['accuracy'], fp32_acc):+.2f} pp, the recipe "
+            f"accounts for {recipe:+.2f} pp and {runtime} for {kernels:+.2f} pp, so {verdict}.")
+
+
+def _alternate_sentences(row: dict, fp32_acc: float, main_loses: bool, twins: list[dict],
+                         rows: list[dict]) -> list[str]:
+    """What the same model scored when run another way, and what that says about where the loss is."""
+    out = []
+    for name, alt in _alternates(row).items():
+        what, exact = ALTERNATES[name]
+        if "accuracy" not in alt:
+            if main_loses:  # a missing cross-check is worth saying only where it would have explained something
+                out.append(f"Run as {what} it could not be measured ({alt.get('error', 'no result')}).")
+            continue
+        gap = _pp(row["accuracy"], alt["accuracy"])  # main run minus this run of the same model
+        said = f"Run as {what} it scores {100 * alt['accuracy']:.2f}% ({_pp(alt['accuracy'], fp32_acc):+.2f} pp vs FP32)"
+        if exact and main_loses:
+            out.append(_split(row, fp32_acc, alt["accuracy"], f"Run as {what} it"))
+        elif not exact and gap > LOSS_PP:
+            out.append(f"{said}: the recipe is fine ({100 * row['accuracy']:.2f}% computed exactly), those kernels "
+                       f"lose {gap:.2f} pp.")
+        elif abs(gap) > LOSS_PP:
+            out.append(f"{said}.")
+    simulated = any(ALTERNATES[n][1] and "accuracy" in a for n, a in _alternates(row).items())
+    if main_loses and not simulated:
+        by_name = {r["config_name"]: r for r in rows if r["model"] == row["model"]}
+        for p in twins:  # no simulation of its own (QOperator): its QDQ twin has the same scales
+            other = p["reference_config"] if p["config"] == row["config_name"] else p["config"]
+            if p["field"] == "format" and row["config_name"] in (p["config"], p["reference_config"]):
+                sim = by_name[other].get("alternates", {}).get("onnx2torch", {})
+                if "accuracy" in sim:
+                    out.append(_split(row, fp32_acc, sim["accuracy"], f"Its QDQ twin `{other}` (same recipe and "
+                                      "scales) run as exact simulated quantization"))
+    return out
+
+
+def _twin_sentences(row: dict, twins: list[dict]) -> list[str]:
+    """Single-field changes of this config that score more than LOSS_PP better, best first."""
+    better = []
+    for p in twins:
+        if row["config_name"] not in (p["config"], p["reference_config"]):
+            continue
+        mine_is_ref = p["reference_config"] == row["config_name"]
+        other, other_acc = (p["config"], p["accuracy"]) if mine_is_ref else (p["reference_config"], p["reference_accuracy"])
+        value = p["value"] if mine_is_ref else p["reference_value"]
+        gain = _pp(other_acc, row["accuracy"])
+        if gain > LOSS_PP:
+            better.append((gain, f"changing only {p['field']} to {value!r} (`{other}`) scores "
+                                 f"{100 * other_acc:.2f}% ({gain:+.2f} pp)"))
+    if not better:
+        return []
+    return ["Holding everything else fixed, " + "; ".join(s for _, s in sorted(better, reverse=True)) + "."]
+
+
+def explain(rows: list[dict]) -> list[dict]:
+    """One record per quantized row losing more than LOSS_PP, or whose alternate runtime does: the evidence, in sentences."""
+    fp32 = fp32_rows(rows)
+    twins = pairs(rows)
+    out = []
+    for row in rows:
+        if not is_quantized(row) or row["model"] not in fp32:
+            continue
+        ref = fp32[row["model"]]
+        delta = _pp(row["accuracy"], ref["accuracy"])
+        main_loses = delta < -LOSS_PP
+        mine = [p for p in twins if p["model"] == row["model"]]  # its own model's one-field twins
+        alternates = _alternate_sentences(row, ref["accuracy"], main_loses, mine, rows)
+        if not main_loses and not alternates:
+            continue
+        cpu = row.get("environment", {}).get("cpu", {})
+        sentences = [f"`{row['config_name']}` on {row['model']} scores {100 * row['accuracy']:.2f}% "
+                     f"({delta:+.2f} pp vs FP32 {100 * ref['accuracy']:.2f}%) in {row.get('runtime', '?')}."]
+        sentences += alternates
+        for warning in row.get("warnings", []):
+            where = f" ({cpu['model']}, VNNI: {'yes' if cpu.get('vnni') else 'no'})" if cpu else ""
+            sentences.append(f"The sweep warned{where}: {warning}.")
+        checks = row.get("checks", {})
+        if checks.get("zero_point_exact_zero") is False:
+            sentences.append(f"Zero does not map exactly to a zero point in {checks.get('zero_point_failures')}.")
+        if main_loses:
+            sentences += _twin_sentences(row, mine)
+            sentences.append("Classes losing most: " + losers_text(confusion_comparison(row, ref)) + ".")
+        out.append({"model": row["model"], "config": row["config_name"], "delta_pp": round(delta, 4),
+                    "loses": main_loses, "sentences": sentences})
+    return sorted(out, key=lambda e: (e["model"], e["delta_pp"]))

@@ -1,0 +1,278 @@
+"""Analyses: pareto marking, one-field pairs, explanations, confusion comparison, calibration size, per-layer runs.
+
+Hand-made rows pin the arithmetic; a real results file (a random ResNet8 swept over a few ORT configs on the
+tiny image folder) pins the structure the sweep actually writes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from quant_explorer.analysis import calibration_size, layer_sensitivity, scored_rows
+from quant_explorer.analysis.comparisons import comparisons, confusion_comparison, pairs
+from quant_explorer.analysis.explain import explain
+from quant_explorer.analysis.pareto import latency_column, pareto_front, pareto_table, picks, speed_columns
+from quant_explorer.configs import get_config
+from quant_explorer.data import CIFAR10_CLASSES
+from quant_explorer.errors import UserError
+from quant_explorer.models import LoadedModel, get_spec
+from quant_explorer.results import load_results
+from quant_explorer.sweep import EvalData, make_calibration, run_sweep
+
+from .conftest import write_image_folder
+
+TINY_CONFIGS = ("fp32_baseline", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qdq_per_channel",
+                "ort_u8_minmax_qdq_per_tensor_rr", "ort_s8asym_minmax_qdq_per_tensor", "ort_u8_minmax_qoperator_per_tensor")
+_TINY: dict = {}
+
+
+def random_resnet8(images: torch.Tensor) -> LoadedModel:
+    """Random weights, BatchNorm statistics from `images`, so activations have a realistic range."""
+    torch.manual_seed(0)
+    spec = get_spec("resnet8")
+    module = spec.architecture()
+    for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.momentum = None
+    with torch.no_grad():
+        module.train()(spec.preprocessing(images))
+    return LoadedModel("resnet8", module.eval(), spec.preprocessing, Path("random"), "0" * 64)
+
+
+def tiny(tmp_path_factory) -> dict:
+    """Built once per session: data folder, model, and a real results file from the sweep."""
+    if not _TINY:
+        root = tmp_path_factory.mktemp("tiny")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
+            mp.setenv("QUANT_EXPLORER_CACHE", str(root / "cache"))
+            data = EvalData.load(write_image_folder(root / "data"))
+            model = random_resnet8(data.train.images)
+            results = root / "artifacts" / "results" / "full_results.json"
+            list(run_sweep([model], [get_config(c) for c in TINY_CONFIGS], data, 20, 0, results))
+        _TINY.update(data=data, model=model, results=results)
+    return _TINY
+
+
+@pytest.fixture
+def tiny_run(tmp_path_factory, isolated_dirs):
+    """The session's tiny sweep, its results file copied into this test's artifacts directory."""
+    t = tiny(tmp_path_factory)
+    results = isolated_dirs / "artifacts" / "results" / "full_results.json"
+    results.parent.mkdir(parents=True)
+    shutil.copy(t["results"], results)
+    return {**t, "results": results}
+
+
+# ---- hand-made rows ------------------------------------------------------------------------------------------
+
+def row(config: str, accuracy: float, size: int, model: str = "m", latency: float | None = None, **extra) -> dict:
+    backend = "fp32" if config == "fp32_baseline" else "ort"
+    out = {"model": model, "config_name": config, "config": {"backend": backend}, "accuracy": accuracy,
+           "delta_pp": None, "size_bytes": size, "n_images": 100, **extra}
+    if latency is not None:
+        out["latency_ms_b1"] = latency
+    return out
+
+
+def test_pareto_front_marks_exactly_the_undominated_points():
+    points = [(0.90, 100), (0.85, 50), (0.80, 60), (0.90, 120), (0.95, 300), (0.85, 50)]
+    assert pareto_front(points) == [True, True, False, False, True, True]
+
+
+def test_pareto_table_and_picks_per_model():
+    rows = [row("fp32_baseline", 0.90, 400, latency=2.0), row("a", 0.89, 100, latency=1.0), row("b", 0.85, 90, latency=3.0),
+            row("c", 0.84, 95, latency=0.5), row("d", 0.80, 150, latency=4.0),
+            row("fp32_baseline", 0.70, 400, model="other"), row("e", 0.69, 100, model="other")]
+    for r in rows:
+        fp32 = 0.90 if r["model"] == "m" else 0.70
+        r["delta_pp"] = round(100 * (r["accuracy"] - fp32), 4)
+    table = {(t["model"], t["config"]): t for t in pareto_table(rows)}
+    assert {k[1] for k, t in table.items() if t["pareto_size"] and k[0] == "m"} == {"fp32_baseline", "a", "b"}
+    assert {k[1] for k, t in table.items() if t["pareto_latency"] and k[0] == "m"} == {"fp32_baseline", "a", "c"}
+    assert table[("other", "e")]["pareto_latency"] is None  # no latency measured for that model
+    chosen = {(p["model"], p["criterion"]): p["config"] for p in picks(rows)}
+    assert chosen[("m", "best accuracy retention")] == "a"
+    assert chosen[("m", "smallest artifact")] == "b"
+    assert chosen[("m", "smallest within 1 pp of FP32")] == "a"
+    assert chosen[("m", "fastest")] == "c"
+    assert chosen[("m", "reference")] == chosen[("other", "reference")] == "fp32_baseline"
+
+
+def test_scored_rows_sets_aside_failed_and_stale_rows_keeps_the_usual_calibration_and_lifts_speed():
+    def entry(config, n=None, sha="new", **extra):
+        cal = {"calibration": {"calibration_n": n, "calibration_seed": 0}} if n else {}
+        return {"model": "m", "config_name": config, "model_weights_sha256": sha, "config": {"backend": "ort"},
+                "accuracy": 0.5, **cal, **extra}
+
+    entries = {"m|fp32_baseline": {**entry("fp32_baseline"), "config": {"backend": "fp32"}},
+               "m|a|n=256|seed=0": entry("a", 256), "m|a|n=512|seed=0": entry("a", 512, accuracy=0.6),
+               "m|b|n=256|seed=0": entry("b", 256, bench={"runtime": "onnxruntime", "throughput_b256": 900.0,
+                                                          "latency_ms_b1_p90": 1.5, "latency_ms_b1_median": 1.2}),
+               "m|c|n=256|seed=0": entry("c", 256, sha="old"),
+               "m|d|n=256|seed=0": {k: v for k, v in entry("d", 256, error="boom").items() if k != "accuracy"}}
+    rows, problems = scored_rows(entries)
+    assert [(r["config_name"], r.get("calibration", {}).get("calibration_n")) for r in rows] == \
+        [("fp32_baseline", None), ("a", 256), ("b", 256)]
+    assert speed_columns(rows) == ["latency_ms_b1_median", "latency_ms_b1_p90", "throughput_b256"]  # lifted from bench
+    assert latency_column(rows) == "latency_ms_b1_median" and rows[2]["throughput_b256"] == 900.0
+    assert {p["key"]: bool(p.get("stale")) for p in problems} == {"m|c|n=256|seed=0": True, "m|d|n=256|seed=0": False}
+
+
+def cm_row(name: str, cm: np.ndarray, **extra) -> dict:
+    per_class = cm.diagonal() / cm.sum(axis=1)
+    return {"model": "m", "config_name": name, "accuracy": cm.trace() / cm.sum(), "n_images": int(cm.sum()),
+            "confusion_matrix": cm.tolist(), "per_class_accuracy": dict(zip(CIFAR10_CLASSES, per_class.tolist())),
+            "size_bytes": 100, **extra}
+
+
+def test_confusion_comparison_names_the_losing_class_and_where_it_went():
+    fp32 = np.eye(10, dtype=int) * 10
+    quant = fp32.copy()
+    quant[3, 3], quant[3, 5], quant[3, 2] = 5, 4, 1  # cat: 4 more called dog, 1 more bird
+    c = confusion_comparison(cm_row("q", quant), cm_row("fp32_baseline", fp32))
+    assert c["difference"][3][5] == 4 and np.array(c["difference"]).sum() == 0
+    assert c["most_lost"] == [{"class": "cat", "delta_pp": -50.0, "lost_images": 5, "of_images": 10,
+                               "mostly_to": "dog", "mostly_to_images": 4}]
+
+
+def test_explain_blames_the_kernels_when_exact_simulation_keeps_the_accuracy():
+    fp32 = np.eye(10, dtype=int) * 10
+    lossy = fp32.copy()
+    lossy[3, 3], lossy[3, 5], lossy[5, 5], lossy[5, 3] = 2, 8, 6, 4
+    rows = [cm_row("fp32_baseline", fp32, config=get_config("fp32_baseline").to_dict()),
+            cm_row("u8", lossy, runtime="onnxruntime", config=get_config("ort_u8_minmax_qdq_per_channel").to_dict(),
+                   alternates={"onnx2torch": {"accuracy": 0.99}},
+                   warnings=["uint8 activations x int8 weights ... can saturate"],
+                   environment={"cpu": {"model": "AMD EPYC", "vnni": False}}),
+            cm_row("u8_rr", fp32, config=get_config("ort_u8_minmax_qdq_per_channel_rr").to_dict())]
+    rows += [{**r, "model": "other"} for r in (rows[0], rows[2])]  # another model's twin must not be cited
+    [e] = explain(rows)
+    text = " ".join(e["sentences"])
+    assert e["config"] == "u8" and e["delta_pp"] == pytest.approx(-12.0)
+    assert ("exact simulated quantization (the same QDQ model converted to PyTorch) it scores 99.00%: of the -12.00 pp, "
+            "the recipe accounts for -1.00 pp and onnxruntime's int8 kernels for -11.00 pp, so the loss is mostly in "
+            "onnxruntime's int8 kernels") in text
+    assert "VNNI: no" in text and "can saturate" in text
+    assert "changing only reduce_range to True (`u8_rr`)" in text and text.count("changing only") == 1
+    assert "cat -80.0 pp (8 of 10 images, mostly now called dog (+8))" in text
+
+
+# ---- the real results file -----------------------------------------------------------------------------------
+
+def test_pairs_from_a_real_sweep_differ_in_exactly_one_field(tiny_run):
+    rows, problems = scored_rows(load_results(tiny_run["results"])["entries"])
+    assert not problems and len(rows) == len(TINY_CONFIGS)
+    by_name = {r["config_name"]: r for r in rows}
+    found = pairs(rows)
+    assert {(p["field"], p["reference_config"], p["config"]) for p in found} == {
+        ("granularity", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qdq_per_channel"),
+        ("reduce_range", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qdq_per_tensor_rr"),
+        ("activation_dtype", "ort_u8_minmax_qdq_per_tensor", "ort_s8asym_minmax_qdq_per_tensor"),
+        ("format", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qoperator_per_tensor")}
+    for p in found:
+        a, b = by_name[p["reference_config"]]["config"], by_name[p["config"]]["config"]
+        assert [k for k in a if a[k] != b[k] and k not in ("name", "description", "default")] == [p["field"]]
+        assert p["delta_pp"] == pytest.approx(100 * (by_name[p["config"]]["accuracy"] - p["reference_accuracy"]))
+    assert {t["field"] for t in comparisons(rows)} == {"granularity", "reduce_range", "activation_dtype", "format"}
+
+
+def test_compare_command_prints_the_pairs_as_json(tiny_run, monkeypatch):
+    from quant_explorer.cli import app
+
+    monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(tiny_run["results"].parent.parent))
+    result = CliRunner().invoke(app, ["compare", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sum(t["n_pairs"] for t in json.loads(result.stdout)) == 4
+
+
+def test_parse_sizes_rejects_garbage_in_one_line():
+    assert calibration_size.parse_sizes("256, 32,100,32", 1000) == [32, 100, 256]
+    for bad, needle in (("32,abc", "whole numbers"), ("1e3", "whole numbers"), ("5", "at least 10"),
+                        ("2000", "at most the training split's 1000"), ("", "whole numbers"), ("-20", "whole numbers")):
+        with pytest.raises(UserError, match=needle):
+            calibration_size.parse_sizes(bad, 1000)
+
+
+def test_spread_is_sample_std_over_the_seeds():
+    assert calibration_size.spread([0.8, 0.9, 1.0]) == pytest.approx({"mean": 0.9, "std": 0.1, "min": 0.8, "max": 1.0})
+    assert calibration_size.spread([0.7])["std"] == 0.0
+
+
+def test_calibration_size_runs_each_seed_on_its_own_sample(tiny_run):
+    model, data = tiny_run["model"], tiny_run["data"]
+    config = get_config("ort_u8_minmax_qdq_per_tensor")
+    entry = calibration_size.run(model, config, data, [10, 20], 3)
+    assert [s["n"] for s in entry["sizes"]] == [10, 20]
+    for s in entry["sizes"]:
+        assert s["seeds"] == [0, 1, 2] and not s["errors"]
+        want = [make_calibration(model, data, s["n"], seed).describe()["calibration_images_sha256"] for seed in range(3)]
+        assert s["calibration_images_sha256"] == want and len(set(want)) == 3
+        assert s["mean"] == pytest.approx(np.mean(s["accuracy"])) and s["std"] == pytest.approx(np.std(s["accuracy"], ddof=1))
+        assert s["min"] == min(s["accuracy"]) and s["max"] == max(s["accuracy"])
+    path = tiny_run["results"].with_name("calibration_size.json")
+    calibration_size.save(path, entry)
+    assert list(load_results(path)["entries"]) == ["resnet8|ort_u8_minmax_qdq_per_tensor"]
+    with pytest.raises(UserError, match="uses no calibration"):
+        calibration_size.run(model, get_config("dynamic_int8"), data, [10], 1)
+
+
+def _quantized_weights(path: Path) -> set[str]:
+    import onnx
+
+    return {n.input[0].removesuffix("_quantized").removesuffix(".weight") for n in onnx.load(str(path)).graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0].endswith(".weight_quantized")}
+
+
+def test_ort_node_selection_quantizes_exactly_the_chosen_layers(tiny_run, tmp_path):
+    from quant_explorer.backends.ort import preprocessed_onnx, quantize_onnx
+
+    model, data = tiny_run["model"], tiny_run["data"]
+    source = preprocessed_onnx(model)
+    layers = layer_sensitivity.onnx_layers(source)
+    names = [la["layer"] for la in layers]
+    assert names == [n for n, m in model.module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    config, cal = get_config("ort_u8_minmax_qdq_per_tensor"), make_calibration(model, data, 10, 0)
+    target = layers[3]
+    only = quantize_onnx(source, tmp_path / "only.onnx", config, cal, nodes_to_quantize=[target["node"]])
+    skip = quantize_onnx(source, tmp_path / "skip.onnx", config, cal, nodes_to_exclude=[target["node"]])
+    assert _quantized_weights(only) == {target["layer"]}
+    assert _quantized_weights(skip) == set(names) - {target["layer"]}
+
+
+@pytest.mark.parametrize("config,layers", [("ort_u8_minmax_qdq_per_tensor", ["conv", "stack2.shortcut", "fc"]),
+                                           ("pt2e_u8_per_tensor_minmax", ["fc"])])
+def test_layer_sensitivity_costs_recoveries_and_sqnr(tiny_run, config, layers):
+    model, data = tiny_run["model"], tiny_run["data"]
+    entry = layer_sensitivity.run(model, get_config(config), data, make_calibration(model, data, 10, 0), layers)
+    expected = layers
+    assert [r["layer"] for r in entry["layers"]] == expected
+    for r in entry["layers"]:
+        assert r["cost_pp"] == pytest.approx(100 * (entry["fp32_accuracy"] - r["only_this_quantized"]["accuracy"]), abs=1e-3)
+        assert r["recovery_pp"] == pytest.approx(100 * (r["all_but_this_quantized"]["accuracy"] - entry["quantized_accuracy"]), abs=1e-3)
+    assert sorted(entry["ranking_by_cost"]) == sorted(expected)
+    assert entry["ranking_by_cost"] == sorted(expected, key=lambda n: -next(r["cost_pp"] for r in entry["layers"] if r["layer"] == n))
+    sqnr = [a["sqnr_db"] for a in entry["sqnr"]["activations"]]
+    assert len(sqnr) >= 5 and all(np.isfinite(sqnr)) and np.median(sqnr) > 5  # 8 bits: well above noise level
+    if config.startswith("ort"):
+        assert all(r["weight_sqnr_db"] > 20 for r in entry["layers"])  # int8 weights: about 6 dB per bit
+    with pytest.raises(UserError, match="unknown layers"):
+        layer_sensitivity.run(model, get_config(config), data, make_calibration(model, data, 20, 0), ["nope"])
+
+
+@pytest.mark.parametrize("sizes,needle", [("32,abc", "whole numbers"), ("5", "at least 10"),
+                                          ("5000", "at most the training split's 50")])
+def test_calib_sensitivity_command_rejects_bad_sizes_before_any_model_work(image_folder_dir, sizes, needle):
+    from quant_explorer.cli import app
+
+    result = CliRunner().invoke(app, ["calib-sensitivity", "--config", "ort_u8_minmax_qdq_per_tensor", "--sizes", sizes,
+                                      "--data-dir", str(image_folder_dir)])
+    assert isinstance(result.exception, UserError) and needle in str(result.exception)
+    assert len(str(result.exception).splitlines()) == 1

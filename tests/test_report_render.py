@@ -1,0 +1,62 @@
+"""The report from a real (tiny) results file: pareto.md, the HTML's sections and images, and a real browser render."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+import pytest
+
+from quant_explorer.analysis import calibration_size
+from quant_explorer.configs import get_config
+from quant_explorer.report import build, find_chromium
+from quant_explorer.results import save_entries
+
+from .test_analysis import TINY_CONFIGS, tiny_run  # noqa: F401  (the fixture)
+
+
+def add_analyses(results_dir) -> None:
+    """calibration_size.json through the real summarizer, and a layer_sensitivity.json entry of the stored shape."""
+    runs = {n: {s: {"accuracy": acc, "calibration": {"calibration_images_sha256": f"{n}-{s}"}} for s, acc in enumerate(accs)}
+            for n, accs in {32: [0.70, 0.74, 0.72], 256: [0.78, 0.79, 0.80]}.items()}
+    entry = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_tensor"), 0.8, runs)
+    save_entries(results_dir / "calibration_size.json", {"resnet8|ort_u8_minmax_qdq_per_tensor": entry})
+    layers = [{"layer": name, "node": name, "op_type": "Conv", "cost_pp": cost, "recovery_pp": cost / 2,
+               "only_this_quantized": {"accuracy": 0.8 - cost / 100}, "all_but_this_quantized": {"accuracy": 0.75},
+               "weight_sqnr_db": 42.0} for name, cost in (("conv", 2.0), ("stack1.conv1", 0.5), ("fc", -0.1))]
+    save_entries(results_dir / "layer_sensitivity.json", {"resnet8|ort_u8_minmax_qdq_per_tensor|n=20|seed=0": {
+        "model": "resnet8", "config_name": "ort_u8_minmax_qdq_per_tensor", "fp32_accuracy": 0.8, "quantized_accuracy": 0.74,
+        "method": "ORT quantize_static nodes_to_quantize / nodes_to_exclude", "layers": layers,
+        "sqnr": {"method": "qdq_loss_debug", "n_images": 20,
+                 "activations": [{"tensor": "relu", "label": "conv", "sqnr_db": 30.0}, {"tensor": "view", "label": "fc", "sqnr_db": 20.0}]}}})
+
+
+def test_report_writes_pareto_and_an_html_with_every_section(tiny_run):
+    results_dir = tiny_run["results"].parent
+    written = build(results_dir, results_dir.parent / "report")
+    pareto = written["markdown"].read_text()
+    assert sum(f"| `{c}` |" in pareto for c in TINY_CONFIGS) == len(TINY_CONFIGS)
+    assert "## Which to pick" in pareto and "| resnet8 | reference | `fp32_baseline` |" in pareto
+    page = written["html"].read_text()
+    assert page.count('<img alt="') == page.count('src="data:image/png;base64,') >= 2
+    assert "Calibration-set size" not in page and "Per-layer sensitivity" not in page
+    assert "airplane" in page and "Scheme comparisons" in page
+
+    add_analyses(results_dir)
+    page = build(results_dir, results_dir.parent / "report")["html"].read_text()
+    assert "Calibration-set size" in page and "Per-layer sensitivity" in page
+    assert "Most costly alone: conv (+2.00 pp), stack1.conv1 (+0.50 pp), fc (-0.10 pp)" in page
+
+
+def test_report_renders_in_headless_chromium_with_every_image(tiny_run, monkeypatch):
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from quant_explorer.cli import app
+
+    add_analyses(tiny_run["results"].parent)
+    artifacts = tiny_run["results"].parent.parent
+    monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(artifacts))
+    result = CliRunner().invoke(app, ["report", "--check-render"])
+    assert result.exit_code == 0, result.output
+    images = (artifacts / "report" / "index.html").read_text().count("<img ")
+    assert f"chromium rendered {images} images, 0 broken" in " ".join(result.output.split())
+    assert (artifacts / "report" / "screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
