@@ -1,0 +1,328 @@
+"""The whole speed comparison in one run: FP32 (torch eager, torch + inductor, ORT) and the default-sweep configs,
+side by side, plus the tool's own evaluation throughput, each model's fraction of the CPU's peak, profiles
+that say where the time goes, and the speed/size targets checked. Writes artifacts/results/bench.json (the
+bench document of `quant-explorer bench`, plus an "analysis" section) and bench_profile.{json,txt}.
+
+    python benchmarks/bench_configs.py                                  # resnet8-mlperf, default sweep
+    python benchmarks/bench_configs.py -m resnet8 -c 'ort_*' --runs 50 --no-compile
+
+Peak multiply-adds per second (the "peak" section of the JSON repeats this with the numbers used):
+    peak = cores x clock x MACs per cycle per core
+  - cores: CPUs this process may run on (sched_getaffinity); the fraction uses min(cores, --threads).
+  - clock: /proc/cpuinfo 'cpu MHz'. Under a hypervisor that is the nominal (TSC) clock; boost clocks run
+    higher, so the true peak is higher and the fractions here are upper bounds.
+  - FP32: a fused multiply-add is one MAC. AVX2+FMA: 2 FMA units x 8 fp32 lanes = 16 MACs/cycle/core;
+    AVX-512F: 2 x 16 = 32 (1 x 16 on parts with one 512-bit FMA unit); SSE only: 2 x 4 = 8.
+  - int8 without VNNI (AVX2): vpmaddubsw multiplies 32 u8 x s8 pairs and adds adjacent products into 16
+    int16 (saturating), then vpmaddwd by ones widens to int32 and vpaddd accumulates. Two of those three
+    run on the 2 vector-multiply ports, so 32 MACs take one port-cycle each on two ports: 32 MACs/cycle/core,
+    2x FP32 (64, 4x FP32, if the widening were free, which no kernel achieves without int16 overflow).
+  - int8 with AVX-VNNI (256-bit): vpdpbusd does the 32 MACs and the accumulate in one instruction, 2 ports:
+    64 MACs/cycle/core (4x FP32); AVX512-VNNI: 64 per instruction, 2 ports: 128 (4x FP32 of AVX-512).
+  So on this class of CPU (AVX2, no VNNI) int8 compute can be at most 2x FP32 per cycle: a 2.5x int8 speed-up
+  over FP32 needs the FP32 kernels to run far below their peak while the int8 ones do not.
+MACs per image are counted exactly from the model: every Conv2d output element costs in_channels/groups x
+kH x kW MACs, every Linear output in_features (ResNet8: 12,501,632; additions, BN, pooling not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from quant_explorer.bench import BenchSettings, bench_and_record, bench_inputs, compiled_runner, load_pt2, table_rows
+from quant_explorer.configs import select_configs
+from quant_explorer.data import resolve_data_dir
+from quant_explorer.env import cpu_info
+from quant_explorer.models import load_model
+from quant_explorer.paths import results_file
+from quant_explorer.results import write_json_atomic
+from quant_explorer.runtimes import ort_session
+from quant_explorer.sweep import EvalData, _key
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MLPERF_H5 = SHARED / "models" / "mlperf-tiny-resnet8" / "pretrainedResnet.h5"
+TARGETS = {"ort_int8_vs_fp32_b256": 1.5, "pt2e_inductor_vs_fp32_inductor_b256": 2.5, "int8_size_ratio_max": 0.30}
+INT8_RUNTIMES = {"onnxruntime", "inductor", "x86", "qnnpack"}  # runtimes that compute in int8 for int8 configs
+PROFILE_RUNS = 10
+
+
+def count_macs(module: nn.Module, shape=(1, 3, 32, 32)) -> dict:
+    """Multiply-adds per image of every Conv2d and Linear, from a forward pass with hooks."""
+    per_layer = {}
+
+    def hook(name):
+        def count(layer, inputs, output):
+            if isinstance(layer, nn.Conv2d):
+                k = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+            else:
+                k = layer.in_features
+            per_layer[name] = output.numel() // output.shape[0] * k
+        return count
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            module.eval()(torch.zeros(shape))
+    finally:
+        for h in handles:
+            h.remove()
+    return {"macs_per_image": sum(per_layer.values()), "per_layer": per_layer}
+
+
+def cpu_peak(threads: int) -> dict:
+    """Peak FP32 and int8 MACs/s from cores, clock and SIMD flags (the derivation is the module docstring)."""
+    info = cpu_info()
+    flags = info["flags"]
+    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+           if line.startswith("cpu MHz")] if Path("/proc/cpuinfo").exists() else []
+    clock_hz = float(np.median(mhz)) * 1e6 if mhz else None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if flags["avx512f"]:
+        simd, fp32 = "AVX-512", 2 * 16
+        int8 = 2 * 64 if flags["avx512_vnni"] else 2 * 32
+        int8_how = "vpdpbusd zmm: 64 u8xs8 MACs/instr x 2 ports" if flags["avx512_vnni"] else \
+            "vpmaddubsw + vpmaddwd zmm: 64 MACs per 2 port-cycles x 2 ports"
+    elif flags["avx2"] and flags["fma"]:
+        simd, fp32 = "AVX2+FMA", 2 * 8
+        int8 = 2 * 32 if flags["avx_vnni"] else 32
+        int8_how = "vpdpbusd ymm (AVX-VNNI): 32 MACs/instr x 2 ports" if flags["avx_vnni"] else \
+            "vpmaddubsw (32 u8xs8 MACs -> int16 pairs) + vpmaddwd (-> int32) on 2 multiply ports: 32 MACs/cycle"
+    else:
+        simd, fp32, int8, int8_how = "SSE", 2 * 4, 16, "pmaddubsw xmm + pmaddwd on 2 ports"
+    used = min(threads, cores)
+    out = {"cpu": info["model"], "simd": simd, "vnni": info["vnni"], "cores_available": cores, "threads_used": used,
+           "clock_mhz_proc_cpuinfo": round(clock_hz / 1e6, 1) if clock_hz else None,
+           "fp32_macs_per_cycle_per_core": fp32, "fp32_how": f"{fp32 // 2} fp32 lanes x 2 FMA units",
+           "int8_macs_per_cycle_per_core": int8, "int8_how": int8_how,
+           "int8_over_fp32_peak_ratio": int8 / fp32,
+           "note": "clock is /proc/cpuinfo 'cpu MHz' (nominal under a hypervisor; boost is higher, so these "
+                   "peaks are lower bounds and the fractions of peak upper bounds)"}
+    if clock_hz:
+        out.update({"fp32_peak_macs_per_s": fp32 * clock_hz * used, "int8_peak_macs_per_s": int8 * clock_hz * used,
+                    "fp32_peak_macs_per_s_all_cores": fp32 * clock_hz * cores,
+                    "int8_peak_macs_per_s_all_cores": int8 * clock_hz * cores})
+    return out
+
+
+def fractions_of_peak(document: dict, macs: int, peak: dict, configs: dict) -> list[dict]:
+    """Per timed runtime: achieved MACs/s at batch 256 and that as a fraction of the matching peak."""
+    rows = []
+    for entry in document["entries"].values():
+        config = configs.get(entry["config_name"])
+        for runtime, r in entry.get("runtimes", {}).items():
+            if "throughput_b256" not in r or not peak.get("fp32_peak_macs_per_s"):
+                continue
+            int8 = config.backend != "fp32" and runtime in INT8_RUNTIMES and config.backend != "eager_dynamic"
+            achieved = r["throughput_b256"] * macs
+            key = "int8_peak_macs_per_s" if int8 else "fp32_peak_macs_per_s"
+            rows.append({"config_name": entry["config_name"], "runtime": runtime, "compute": "int8" if int8 else "fp32",
+                         "achieved_gmacs_per_s": round(achieved / 1e9, 2),
+                         "fraction_of_peak": round(achieved / peak[key], 4)})
+    return rows
+
+
+def eval_throughput(document: dict) -> dict:
+    """The tool's own evaluate() (1,017 images, end to end) as a fraction of bench's batch-256 throughput."""
+    fp32 = next(e for e in document["entries"].values() if e["config_name"] == "fp32_baseline")
+    out = {}
+    for runtime, r in fp32["runtimes"].items():
+        if "eval_images_per_second" in r:
+            out[runtime] = {"eval_images_per_second": r["eval_images_per_second"],
+                            "bench_throughput_b256": r["throughput_b256"],
+                            "fraction": r["eval_fraction_of_b256"], "meets_70_percent": r["eval_fraction_of_b256"] >= 0.7}
+    return out
+
+
+def size_breakdown(path: Path) -> dict:
+    """What the artifact's bytes are: ONNX initializers by dtype vs graph; a .pt2/.pt zip by member."""
+    path = Path(path)
+    out = {"file": path.name, "size_bytes": path.stat().st_size}
+    if path.suffix == ".onnx":
+        import onnx
+        from onnx import numpy_helper
+
+        by_dtype: dict[str, int] = {}
+        for t in onnx.load(str(path)).graph.initializer:
+            a = numpy_helper.to_array(t)
+            by_dtype[str(a.dtype)] = by_dtype.get(str(a.dtype), 0) + a.nbytes
+        out["initializer_bytes_by_dtype"] = by_dtype
+        out["graph_and_names_bytes"] = out["size_bytes"] - sum(by_dtype.values())
+    elif zipfile.is_zipfile(path):
+        members = {}
+        for info in zipfile.ZipFile(path).infolist():
+            name = info.filename
+            kind = ("sample_inputs" if "sample_inputs" in name else "graph_json" if name.endswith(".json")
+                    else "tensors" if "/data/" in name else "code_and_other")
+            members[kind] = members.get(kind, 0) + info.compress_size
+        out["zip_members_bytes"] = members
+    return out
+
+
+def ort_profile(path: Path, xb: torch.Tensor, threads: int, runs: int = PROFILE_RUNS) -> dict:
+    """ORT's per-node profile at the bench batch: milliseconds per batch by op type (fused op names as run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        session = ort_session(path, threads, profile_prefix=str(Path(tmp) / "ort"))
+        feed = {session.get_inputs()[0].name: np.ascontiguousarray(xb.numpy())}
+        for _ in range(2):
+            session.run(None, feed)
+        started = time.perf_counter()
+        for _ in range(runs):
+            session.run(None, feed)
+        wall = (time.perf_counter() - started) / runs
+        events = json.loads(Path(session.end_profiling()).read_text())
+    by_op: dict[str, list] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            by_op.setdefault(op, []).append(e["dur"])
+    total_runs = runs + 2
+    ops = {op: {"ms_per_batch": round(sum(d) / 1e3 / total_runs, 3), "nodes": len(d) // total_runs}
+           for op, d in sorted(by_op.items(), key=lambda kv: -sum(kv[1]))}
+    kernel = sum(v["ms_per_batch"] for v in ops.values())
+    return {"batch": len(xb), "wall_ms_per_batch": round(wall * 1e3, 3), "kernel_ms_per_batch": round(kernel, 3),
+            "ops": {op: {**v, "share": round(v["ms_per_batch"] / kernel, 4)} for op, v in ops.items()}}
+
+
+def torch_profile(runner, xb: torch.Tensor, runs: int = PROFILE_RUNS, top: int = 15) -> tuple[dict, str]:
+    """torch.profiler over `runs` batches: self CPU time per op (ms per batch), and the table as text."""
+    from torch.profiler import ProfilerActivity, profile
+
+    runner(xb)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            runner(xb)
+    averages = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in averages)
+    ops = {e.key: {"self_ms_per_batch": round(e.self_cpu_time_total / 1e3 / runs, 3),
+                   "calls_per_batch": e.count // runs, "share": round(e.self_cpu_time_total / total, 4)}
+           for e in averages[:top]}
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
+    return {"batch": len(xb), "self_cpu_ms_per_batch": round(total / 1e3 / runs, 3), "ops": ops}, table
+
+
+def profiles(model, document: dict, data: EvalData, settings: BenchSettings, configs: dict) -> tuple[dict, str]:
+    """Profiles of FP32 and the fastest int8 config in ORT, and FP32 vs the fastest PT2E model under inductor."""
+    from quant_explorer.runtimes import torch_runner
+
+    _, xb = bench_inputs(model, data, settings.batch)
+    entries = {e["config_name"]: e for e in document["entries"].values()}
+
+    def fastest(backend, runtime, slowest=False):
+        scored = [(e["runtimes"][runtime]["throughput_b256"], name) for name, e in entries.items()
+                  if configs[name].backend == backend and "throughput_b256" in e.get("runtimes", {}).get(runtime, {})]
+        return (min(scored) if slowest else max(scored))[1] if scored else None
+
+    out, text = {}, []
+    torch.set_num_threads(settings.threads)
+    ort_best, ort_worst = fastest("ort", "onnxruntime"), fastest("ort", "onnxruntime", slowest=True)
+    for name in dict.fromkeys(n for n in ("fp32_baseline", ort_best, ort_worst) if n):
+        out[f"ort/{name}"] = ort_profile(Path(entries[name]["artifact"]), xb, settings.threads)
+    torch_targets = {"fp32_baseline/torch": lambda: torch_runner(model.module)}
+    if settings.compile:
+        torch_targets["fp32_baseline/inductor"] = lambda: compiled_runner(model.fresh())
+        pt2e_best = fastest("pt2e", "inductor")
+        if pt2e_best:
+            path = Path(entries[pt2e_best]["artifact"])
+            torch_targets[f"{pt2e_best}/inductor"] = lambda: compiled_runner(load_pt2(path))
+    eager_best = fastest("eager_static", "x86")
+    for name, build in torch_targets.items():
+        summary, table = torch_profile(build(), xb)
+        out[f"torch/{name}"] = summary
+        text.append(f"== {name} (batch {settings.batch}, {settings.threads} threads) ==\n{table}")
+    return {"eager_static_fastest": eager_best, "profiles": out}, "\n".join(text)
+
+
+def targets_check(document: dict, configs: dict, sizes_fp32: int, peak: dict) -> dict:
+    entries = {e["config_name"]: e for e in document["entries"].values()}
+
+    def best(backend, runtime):
+        vals = [(e["runtimes"][runtime].get("speedup_vs_fp32_b256"), n) for n, e in entries.items()
+                if configs[n].backend == backend and e.get("runtimes", {}).get(runtime, {}).get("speedup_vs_fp32_b256")]
+        return max(vals) if vals else (None, None)
+
+    ort_speedup, ort_name = best("ort", "onnxruntime")
+    pt2e_speedup, pt2e_name = best("pt2e", "inductor")
+    sizes = [(e["size_ratio_vs_fp32"], n) for n, e in entries.items()
+             if configs[n].backend != "fp32" and configs[n].backend != "eager_dynamic" and e.get("size_ratio_vs_fp32")]
+    size_ratio, size_name = min(sizes) if sizes else (None, None)
+    return {
+        "ort_int8_vs_fp32_b256": {"target": TARGETS["ort_int8_vs_fp32_b256"], "best": ort_speedup, "config": ort_name,
+                                  "met": bool(ort_speedup and ort_speedup >= TARGETS["ort_int8_vs_fp32_b256"])},
+        "pt2e_inductor_vs_fp32_inductor_b256": {
+            "target": TARGETS["pt2e_inductor_vs_fp32_inductor_b256"], "best": pt2e_speedup, "config": pt2e_name,
+            "met": bool(pt2e_speedup and pt2e_speedup >= TARGETS["pt2e_inductor_vs_fp32_inductor_b256"]),
+            "compute_ceiling": peak["int8_over_fp32_peak_ratio"],
+            "why": f"int8 peak / fp32 peak on this CPU is {peak['int8_over_fp32_peak_ratio']:.1f}x ({peak['int8_how']})"},
+        "int8_size_ratio_max": {"target": TARGETS["int8_size_ratio_max"], "best": size_ratio, "config": size_name,
+                                "met": bool(size_ratio and size_ratio <= TARGETS["int8_size_ratio_max"]),
+                                "fp32_size_bytes": sizes_fp32},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-m", "--model", default="resnet8-mlperf")
+    parser.add_argument("--weights", type=Path, default=None, help="default for resnet8-mlperf: ../shared's h5")
+    parser.add_argument("-c", "--configs", action="append", help="names or globs; default: the default sweep")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--batch-runs", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--no-compile", action="store_true", help="skip the inductor runtimes")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--calibration-n", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    weights = args.weights or (MLPERF_H5 if args.model == "resnet8-mlperf" and MLPERF_H5.exists() else None)
+    model = load_model(args.model, weights)
+    data = EvalData.load(resolve_data_dir(args.data_dir or (SHARED / "data" / "cifar10-subset" if
+                                                             (SHARED / "data" / "cifar10-subset").is_dir() else None)))
+    chosen = select_configs([p for item in args.configs or [] for p in item.split(",") if p])
+    configs = {c.name: c for c in select_configs(["*"])}
+    settings = BenchSettings(threads=args.threads, runs=args.runs, batch_runs=args.batch_runs, rounds=args.rounds,
+                             compile=not args.no_compile, time_eval=True)
+    bench_path = results_file().with_name("bench.json")
+    started = time.perf_counter()
+    document = bench_and_record(model, chosen, data, args.calibration_n, args.seed, settings, results_file(),
+                                bench_path, log=print)
+    macs = count_macs(model.fresh())
+    peak = cpu_peak(settings.threads)
+    fp32_entry = document["entries"][_key(model, configs["fp32_baseline"], args.calibration_n, args.seed)]
+    analysis = {
+        "macs": macs, "peak": peak,
+        "fraction_of_peak_b256": fractions_of_peak(document, macs["macs_per_image"], peak, configs),
+        "eval_throughput_vs_bench": eval_throughput(document),
+        "targets": targets_check(document, configs, fp32_entry["size_bytes"], peak),
+        "sizes": {e["config_name"]: size_breakdown(Path(e["artifact"])) for e in document["entries"].values()
+                  if "artifact" in e},
+    }
+    if not args.no_profile:
+        summary, text = profiles(model, document, data, settings, configs)
+        write_json_atomic(bench_path.with_name("bench_profile.json"), summary)
+        bench_path.with_name("bench_profile.txt").write_text(text)
+        analysis["profiles"] = "bench_profile.json"
+    document["analysis"] = analysis
+    document["wall_seconds"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(bench_path, document)
+    for row in table_rows(document):
+        print(" | ".join(row))
+    print(json.dumps(analysis["targets"], indent=1))
+    print(json.dumps(analysis["eval_throughput_vs_bench"], indent=1))
+    print(f"wrote {bench_path}")
+
+
+
+if __name__ == "__main__":
+    main()

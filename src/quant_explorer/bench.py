@@ -1,0 +1,367 @@
+"""Speed in the runtime a model ships in: batch-1 latency, batch-256 throughput, size, and accuracy as run.
+
+Every config is measured beside its FP32 model in one process, threads pinned (torch.set_num_threads and
+ORT's intra_op_num_threads), and the timing is interleaved: each round times every target in turn, in a
+rotating order, so background load that comes and goes lands on all of them alike and the ratios hold
+even when the absolute numbers drift.
+
+Runtimes, each compared with the FP32 model in the runtime in brackets:
+  onnxruntime   an InferenceSession on the artifact                                    [FP32 in ORT]
+  torch         PyTorch eager: the FP32 module; for PT2E the converted Q/DQ reference  [FP32 eager]
+  inductor      torch.compile(freezing=True) of the FP32 module / the PT2E artifact    [FP32 inductor]
+  qnnpack, x86  eager-mode quantized modules packed for that engine                    [FP32 eager]
+Freezing is what makes PT2E fast: it lets Inductor fold the weight Q/DQ and swap dequant -> conv -> quant
+for oneDNN int8 convolutions; without it the compiled model computes in float, no faster than FP32.
+Accuracy is measured on what runs: a compiled PT2E model or ORT's int8 kernels can differ from the
+reference (u8s8 saturation on CPUs without VNNI), so rows carry both `accuracy` and `reference_accuracy`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .backends import NotApplicable, QuantizedModel, quantize
+from .configs import QuantConfig
+from .env import environment
+from .evaluate import Runner, evaluate
+from .models import LoadedModel
+from .runtimes import onnx2torch_runner, ort_runner, torch_runner
+from .sweep import FP32, EvalData, _key, _workdir, make_calibration
+
+SCHEMA_VERSION = 1
+# runtime -> the FP32 runtime its speed-ups are measured against
+BASELINE_RUNTIME = {"onnxruntime": "onnxruntime", "torch": "torch", "inductor": "inductor", "qnnpack": "torch",
+                    "x86": "torch"}
+# backend -> (runtime the row's headline numbers come from, runtime whose accuracy is the reference)
+HEADLINE = {"fp32": ("onnxruntime", None), "ort": ("onnxruntime", "onnx2torch"), "pt2e": ("inductor", "torch"),
+            "eager_static": ("x86", "qnnpack"), "eager_dynamic": ("x86", "qnnpack")}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    threads: int = field(default_factory=torch.get_num_threads)  # pinned for torch and ORT, recorded
+    runs: int = 200  # timed batch-1 runs per target: median and p90 over these
+    batch_runs: int = 20  # timed full-batch runs per target: images/s from their median
+    rounds: int = 10  # the runs are spread over this many interleaved rounds
+    warmup: int = 10  # untimed batch-1 runs per target before the rounds (plus one full batch)
+    batch: int = 256  # throughput batch; the row keys say b256 (only tests shrink it)
+    compile: bool = True  # build inductor targets (a compile takes about a minute on 2 busy cores)
+    time_eval: bool = False  # also time evaluate() on the FP32 targets: the tool's own throughput
+
+    def __post_init__(self) -> None:
+        if min(self.threads, self.runs, self.batch_runs, self.rounds, self.batch) < 1 or self.warmup < 0:
+            raise ValueError(f"bench settings must be positive: {self}")
+
+
+@dataclass
+class Target:
+    """One model in one runtime; `timed` False: built for its accuracy only (a float reference)."""
+
+    config: QuantConfig
+    runtime: str
+    build: Callable[[], Runner]
+    timed: bool = True
+    runner: Runner | None = None
+    error: str | None = None
+    metrics: dict = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    batch_times: list[float] = field(default_factory=list)
+    eval_times: list[float] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def compiled_runner(module: torch.nn.Module) -> Runner:
+    """torch.compile (Inductor) with torch._inductor.config.freezing on, run under no_grad; compiles on the
+    first call of each new shape. Both matter for PT2E on torch 2.14: with freezing passed as
+    `options={"freezing": True}` instead, or under inference_mode, tracing reaches oneDNN's int8 weight
+    prepack with fake tensors and fails (UnsupportedOperatorException: onednn.qconv_prepack)."""
+    from torch._inductor import config
+
+    compiled = torch.compile(module, dynamic=True)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), config.patch(freezing=True):
+            return compiled(x)
+
+    return run
+
+
+def load_pt2(path: Path) -> torch.nn.Module:
+    """The saved PT2E artifact as a module. Importing torchao's X86InductorQuantizer module matters twice: it
+    registers the quantized_decomposed ops the file names, and the Inductor passes that turn Q/DQ + conv into
+    oneDNN int8 kernels; without them the compiled model silently stays in float."""
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
+
+    return torch.export.load(str(path)).module()
+
+
+def targets_for(model: LoadedModel, config: QuantConfig, quantized: QuantizedModel, settings: BenchSettings) -> list[Target]:
+    """Every runtime this config ships in (see the module docstring), plus its float reference for accuracy."""
+    path, threads = quantized.path, settings.threads
+    if config.backend == "fp32":
+        out = [Target(config, "onnxruntime", lambda: ort_runner(path, threads)),
+               Target(config, "torch", lambda: torch_runner(model.module))]
+        if settings.compile:
+            out.append(Target(config, "inductor", lambda: compiled_runner(model.fresh())))
+        return out
+    if config.backend == "ort":
+        out = [Target(config, "onnxruntime", lambda: ort_runner(path, threads))]
+        if "onnx2torch" in quantized.alternates:
+            out.append(Target(config, "onnx2torch", quantized.alternates["onnx2torch"], timed=False))
+        return out
+    if config.backend == "pt2e":
+        out = [Target(config, "torch", lambda: quantized.runner)]
+        # The backend offers inductor only where oneDNN can run it (uint8 activations); we compile the saved
+        # artifact ourselves, exactly as the FP32 module is compiled.
+        if settings.compile and "inductor" in quantized.alternates:
+            out.append(Target(config, "inductor", lambda: compiled_runner(load_pt2(path))))
+        return out
+    out = [Target(config, "qnnpack", lambda: quantized.runner)]
+    if "x86" in quantized.alternates:
+        out.append(Target(config, "x86", quantized.alternates["x86"]))
+    return out
+
+
+def _loadavg() -> list[float] | None:
+    """Other work on the machine while we time: absolute numbers mean little when this is high."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _error(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _build(target: Target, data: EvalData, model: LoadedModel, log: Callable[[str], None]) -> None:
+    """Build the runner and score it on every test image (which also compiles and warms it)."""
+    started = time.perf_counter()
+    try:
+        target.runner = target.build()
+        metrics, _ = evaluate(target.runner, data.test, model.preprocessing)
+    except Exception as e:  # a runtime that cannot run this model is a finding, not a crash
+        target.error, target.runner = _error(e), None
+        log(f"  {target.config.name} [{target.runtime}]: {target.error}")
+        return
+    target.metrics = {"accuracy": metrics["accuracy"], "correct": metrics["correct"], "n_images": metrics["n_images"],
+                      "build_and_eval_seconds": round(time.perf_counter() - started, 2)}
+
+
+def _timed(runner: Runner, x: torch.Tensor, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        runner(x)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure(targets: list[Target], x1: torch.Tensor, xb: torch.Tensor, settings: BenchSettings,
+            eval_fn: Callable[[Runner], None] | None = None) -> None:
+    """Warm every target up, then time them in interleaved rounds (order rotating each round)."""
+    live = [t for t in targets if t.timed and t.runner is not None]
+    for t in live:
+        _timed(t.runner, x1, settings.warmup)
+        t.runner(xb)
+    per_round = -(-settings.runs // settings.rounds)
+    batch_per_round = -(-settings.batch_runs // settings.rounds)
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(settings.rounds):
+            for t in live[r % len(live):] + live[:r % len(live)] if live else []:
+                _timed(t.runner, x1, 2)  # absorbs whatever the previous target left running (spinning threads)
+                t.latencies += _timed(t.runner, x1, min(per_round, settings.runs - len(t.latencies)))
+                t.batch_times += _timed(t.runner, xb, min(batch_per_round, settings.batch_runs - len(t.batch_times)))
+                if eval_fn is not None and t.config.backend == "fp32":
+                    t0 = time.perf_counter()
+                    eval_fn(t.runner)
+                    t.eval_times.append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
+
+
+def _numbers(t: Target, batch: int) -> dict:
+    lat = np.array(t.latencies) * 1e3
+    return {"latency_ms_b1_median": round(float(np.median(lat)), 4),
+            "latency_ms_b1_p90": round(float(np.percentile(lat, 90)), 4),
+            "throughput_b256": round(batch / float(np.median(t.batch_times)), 1),
+            "throughput_b256_best": round(batch / min(t.batch_times), 1),  # the least disturbed run
+            "latency_runs": len(t.latencies), "batch_runs": len(t.batch_times)}
+
+
+def summarize(targets: list[Target], sizes: dict[str, int], settings: BenchSettings,
+              n_eval_images: int) -> dict[str, dict]:
+    """config name -> its bench entry: per-runtime numbers and ratios, and the headline runtime's flat."""
+    fp32 = {t.runtime: _numbers(t, settings.batch) for t in targets
+            if t.config.backend == "fp32" and t.timed and t.latencies}
+    by_config: dict[str, dict] = {}
+    for t in targets:
+        entry = by_config.setdefault(t.config.name, {"runtimes": {}})
+        row: dict = {**t.metrics} if t.error is None else {"error": t.error}
+        if t.timed and t.latencies:
+            row.update(_numbers(t, settings.batch))
+            base = fp32.get(BASELINE_RUNTIME[t.runtime])
+            row["baseline"] = f"{FP32.name}/{BASELINE_RUNTIME[t.runtime]}"
+            if base:
+                row["speedup_vs_fp32_b256"] = round(row["throughput_b256"] / base["throughput_b256"], 3)
+                row["latency_speedup_vs_fp32_b1"] = round(base["latency_ms_b1_median"] / row["latency_ms_b1_median"], 3)
+            if t.eval_times:
+                ips = n_eval_images / float(np.median(t.eval_times))
+                row["eval_images_per_second"] = round(ips, 1)
+                row["eval_fraction_of_b256"] = round(ips / row["throughput_b256"], 3)
+        entry["runtimes"][t.runtime] = row
+    for name, entry in by_config.items():
+        config = next(t.config for t in targets if t.config.name == name)
+        headline, reference = HEADLINE[config.backend]
+        runtimes = entry["runtimes"]
+        if "latency_ms_b1_median" not in runtimes.get(headline, {}):  # e.g. PT2E int8 activations: no inductor
+            headline = next((r for r, v in runtimes.items() if "latency_ms_b1_median" in v), headline)
+        head = runtimes.get(headline, {})
+        entry.update({"runtime": headline, "threads": settings.threads, "size_bytes": sizes.get(name),
+                      **{k: head[k] for k in ("latency_ms_b1_median", "latency_ms_b1_p90", "throughput_b256",
+                                              "speedup_vs_fp32_b256", "latency_speedup_vs_fp32_b1", "accuracy",
+                                              "error") if k in head}})
+        if sizes.get(FP32.name) and sizes.get(name):
+            entry["size_ratio_vs_fp32"] = round(sizes[name] / sizes[FP32.name], 4)
+        if reference and "accuracy" in runtimes.get(reference, {}):
+            entry["reference_runtime"] = reference
+            entry["reference_accuracy"] = runtimes[reference]["accuracy"]
+        if config.backend == "pt2e" and "accuracy" in runtimes.get("inductor", {}):
+            entry["compiled_accuracy"] = runtimes["inductor"]["accuracy"]
+        entry["runtimes"] = entry.pop("runtimes")  # after the headline fields, for reading
+    return by_config
+
+
+def bench_inputs(model: LoadedModel, data: EvalData, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch-1 input and a full batch of real test images (tiled when the set is smaller than the batch)."""
+    idx = torch.arange(batch) % len(data.test)
+    xb = model.preprocessing(data.test.images[idx]).contiguous()
+    return xb[:1].clone(), xb
+
+
+def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, calibration_n: int, seed: int,
+              settings: BenchSettings, log: Callable[[str], None] = lambda s: None) -> dict:
+    """Quantize each config (FP32 always included), build its runtimes, time them all side by side.
+
+    Returns the bench document: environment, settings, and per config key its bench entry.
+    """
+    configs = [FP32, *[c for c in configs if c.name != FP32.name]]
+    with pinned_threads(settings.threads):
+        calibration = make_calibration(model, data, calibration_n, seed)
+        targets, sizes, artifacts, skipped = [], {}, {}, {}
+        load_before = _loadavg()
+        for config in configs:
+            cal = calibration if config.is_static else None
+            try:
+                quantized = quantize(model, config, cal, _workdir(model, config, cal))
+            except NotApplicable as e:
+                skipped[config.name] = {"not_applicable": str(e)}
+                continue
+            except Exception as e:
+                skipped[config.name] = {"error": _error(e), "traceback": traceback.format_exc(limit=4)}
+                log(f"  {config.name}: {skipped[config.name]['error']}")
+                continue
+            sizes[config.name] = quantized.size_bytes
+            artifacts[config.name] = str(quantized.path)
+            for target in targets_for(model, config, quantized, settings):
+                _build(target, data, model, log)
+                targets.append(target)
+                log(f"  built {config.name} [{target.runtime}]")
+        x1, xb = bench_inputs(model, data, settings.batch)
+        eval_fn = (lambda runner: evaluate(runner, data.test, model.preprocessing)) if settings.time_eval else None
+        started = time.perf_counter()
+        measure(targets, x1, xb, settings, eval_fn)
+        log(f"  timed {sum(t.timed and t.runner is not None for t in targets)} targets in "
+            f"{time.perf_counter() - started:.0f} s")
+        entries = summarize(targets, sizes, settings, len(data.test))
+        for name, path in artifacts.items():
+            entries[name]["artifact"] = path
+        entries.update(skipped)
+        env = {**environment(settings.threads), "load_average_before": load_before, "load_average_after": _loadavg()}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": model.name, "model_weights_sha256": model.weights_sha256,
+        "environment": env, "settings": asdict(settings),
+        "entries": {_key(model, c, calibration_n, seed): {"config_name": c.name, **entries[c.name]}
+                    for c in configs if c.name in entries},
+    }
+
+
+def table_rows(document: dict) -> list[list[str]]:
+    """One printable row per config and timed runtime: latency, throughput, speed-up, size, accuracy."""
+    def pct(v):
+        return f"{100 * v:.2f}%" if v is not None else ""
+
+    rows = []
+    for entry in document["entries"].values():
+        if "runtimes" not in entry:
+            rows.append([entry["config_name"], "", "", "", "", "", "", entry.get("not_applicable") or entry.get("error", ""), ""])
+            continue
+        size = f"{entry['size_bytes'] / 1024:.0f}" if entry.get("size_bytes") else ""
+        for runtime, r in entry["runtimes"].items():
+            if "latency_ms_b1_median" not in r and "error" not in r:
+                continue  # accuracy-only references show in the reference column
+            if "error" in r:
+                rows.append([entry["config_name"], runtime, "", "", "", "", size, r["error"][:60], ""])
+                continue
+            reference = entry.get("reference_accuracy") if runtime == entry["runtime"] else None
+            rows.append([entry["config_name"], runtime, f"{r['latency_ms_b1_median']:.3f}", f"{r['latency_ms_b1_p90']:.3f}",
+                         f"{r['throughput_b256']:,.0f}", f"{r.get('speedup_vs_fp32_b256', float('nan')):.2f}", size,
+                         pct(r.get("accuracy")), pct(reference)])
+    return rows
+
+
+def attach_to_results(path: Path, document: dict) -> list[str]:
+    """Put each bench entry under `bench` in its sweep row, under the results lock (read, merge, write), so a
+    sweep writing at the same time keeps its rows. Returns the keys that have no sweep row (not written)."""
+    from .results import _lock, load_results, write_json_atomic
+
+    env = {"environment": document["environment"], "created": document["created"]}
+    with _lock(path):
+        data = load_results(path)
+        missing = [k for k in document["entries"] if k not in data["entries"]]
+        for key, entry in document["entries"].items():
+            if key in data["entries"]:
+                data["entries"][key]["bench"] = {**entry, **env}
+        write_json_atomic(path, data)
+    return missing
+
+
+def bench_and_record(model: LoadedModel, configs: list[QuantConfig], data: EvalData, calibration_n: int, seed: int,
+                     settings: BenchSettings, results_path: Path, bench_path: Path,
+                     log: Callable[[str], None] = lambda s: None) -> dict:
+    """The sweep rows first (resumable: only missing ones are computed), then the bench, attached to them
+    and written whole to `bench_path`."""
+    from .results import load_results, write_json_atomic
+    from .sweep import _finished, run_sweep
+
+    configs = [FP32, *[c for c in configs if c.name != FP32.name]]
+    existing = load_results(results_path)["entries"]
+    if not all(_finished(existing.get(_key(model, c, calibration_n, seed)), model) for c in configs):
+        for key, row, skipped in run_sweep([model], configs, data, calibration_n, seed, results_path):
+            if not skipped:
+                log(f"  sweep row {key}")
+    document = run_bench(model, configs, data, calibration_n, seed, settings, log)
+    attach_to_results(results_path, document)
+    write_json_atomic(bench_path, document)
+    return document

@@ -1,0 +1,84 @@
+"""bench runs and records well-formed numbers: a tiny ResNet8, tiny data, a few runs; no timing assertions."""
+
+import functools
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from quant_explorer import bench
+from quant_explorer.bench import BenchSettings, bench_and_record
+from quant_explorer.configs import get_config
+from quant_explorer.models import get_spec, load_model
+from quant_explorer.results import load_results
+from quant_explorer.sweep import EvalData
+
+from .conftest import write_image_folder
+
+CONFIGS = ["ort_u8_minmax_qoperator_per_channel_rr", "static_int8_per_tensor"]
+TINY = dict(runs=4, batch_runs=1, rounds=2, warmup=1, batch=8, compile=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    torch.manual_seed(0)
+    torch.save(get_spec("resnet8").architecture().state_dict(), root / "resnet8.pt")
+    write_image_folder(root / "data", n_train=40, n_test=20)
+    return root
+
+
+@pytest.fixture
+def tiny_env(tiny, monkeypatch):
+    monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(tiny / "artifacts"))
+    return tiny
+
+
+def positive(v):
+    return isinstance(v, float) and math.isfinite(v) and v > 0
+
+
+def test_bench_records_numbers_in_sweep_rows_and_bench_json(tiny_env):
+    model = load_model("resnet8", tiny_env / "resnet8.pt")
+    results, bench_json = tiny_env / "artifacts/results/full_results.json", tiny_env / "artifacts/results/bench.json"
+    settings = BenchSettings(threads=1, time_eval=True, **TINY)
+    doc = bench_and_record(model, [get_config(n) for n in CONFIGS], EvalData.load(tiny_env / "data"), 20, 0,
+                           settings, results, bench_json)
+    assert json.loads(bench_json.read_text()) == doc
+    assert doc["environment"]["threads"] == 1 and doc["environment"]["versions"]["onnxruntime"]
+    assert doc["settings"]["runs"] == 4
+    entries = load_results(results)["entries"]
+    keys = ["resnet8|fp32_baseline", *(f"resnet8|{c}|n=20|seed=0" for c in CONFIGS)]
+    assert list(doc["entries"]) == keys
+    for key in keys:
+        row = entries[key]["bench"]  # attached to the sweep's own row
+        assert "accuracy" in entries[key] and row["threads"] == 1 and row["size_bytes"] > 0
+        for field in ("latency_ms_b1_median", "latency_ms_b1_p90", "throughput_b256", "speedup_vs_fp32_b256"):
+            assert positive(row[field]), (key, field, row)
+        assert row["latency_ms_b1_p90"] >= row["latency_ms_b1_median"]
+        assert 0 <= row["accuracy"] <= 1
+    fp32 = entries["resnet8|fp32_baseline"]["bench"]
+    assert fp32["runtime"] == "onnxruntime" and fp32["speedup_vs_fp32_b256"] == 1.0
+    assert set(fp32["runtimes"]) == {"onnxruntime", "torch"}  # no inductor: compile=False
+    assert 0 < fp32["runtimes"]["onnxruntime"]["eval_fraction_of_b256"]
+    ort = entries[f"resnet8|{CONFIGS[0]}|n=20|seed=0"]["bench"]
+    assert ort["runtimes"]["onnxruntime"]["baseline"] == "fp32_baseline/onnxruntime"
+    assert 0 < ort["size_ratio_vs_fp32"] < 1
+    eager = entries[f"resnet8|{CONFIGS[1]}|n=20|seed=0"]["bench"]
+    assert eager["runtime"] == "x86" and eager["reference_runtime"] == "qnnpack" and 0 <= eager["reference_accuracy"] <= 1
+
+
+def test_bench_cli_prints_table_and_json(tiny_env, monkeypatch):
+    from quant_explorer.cli import app
+
+    monkeypatch.setattr(bench, "BenchSettings", functools.partial(BenchSettings, **{**TINY, "runs": 2}))
+    args = ["bench", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir",
+            str(tiny_env / "data"), "--calibration-n", "20", "-c", CONFIGS[0], "--threads", "1", "--no-compile"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["settings"]["threads"] == 1 and len(doc["entries"]) == 2
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "1 threads" in result.stdout, result.output
