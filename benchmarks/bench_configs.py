@@ -230,16 +230,14 @@ def profiles(model, document: dict, data: EvalData, settings: BenchSettings, con
     torch_targets = {"fp32_baseline/torch": lambda: torch_runner(model.module)}
     if settings.compile:
         torch_targets["fp32_baseline/inductor"] = lambda: compiled_runner(model.fresh())
-        pt2e_best = fastest("pt2e", "inductor")
-        if pt2e_best:
-            path = Path(entries[pt2e_best]["artifact"])
-            torch_targets[f"{pt2e_best}/inductor"] = lambda: compiled_runner(load_pt2(path))
-    eager_best = fastest("eager_static", "x86")
+        for name in dict.fromkeys(n for n in (fastest("pt2e", "inductor"), fastest("pt2e", "inductor", slowest=True)) if n):
+            path = Path(entries[name]["artifact"])
+            torch_targets[f"{name}/inductor"] = lambda path=path: compiled_runner(load_pt2(path))
     for name, build in torch_targets.items():
         summary, table = torch_profile(build(), xb)
         out[f"torch/{name}"] = summary
         text.append(f"== {name} (batch {settings.batch}, {settings.threads} threads) ==\n{table}")
-    return {"eager_static_fastest": eager_best, "profiles": out}, "\n".join(text)
+    return {"threads": settings.threads, "runs_per_profile": PROFILE_RUNS, "profiles": out}, "\n".join(text)
 
 
 def targets_check(document: dict, configs: dict, sizes_fp32: int, peak: dict) -> dict:

@@ -79,6 +79,6 @@ def test_bench_cli_prints_table_and_json(tiny_env, monkeypatch):
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["settings"]["threads"] == 1 and len(doc["entries"]) == 2
+    assert doc["settings"]["threads"] == 1 and doc["settings"]["compile"] is False and len(doc["entries"]) == 2
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0 and "1 threads" in result.stdout, result.output

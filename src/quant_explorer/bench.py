@@ -40,6 +40,7 @@ from .runtimes import onnx2torch_runner, ort_runner, torch_runner
 from .sweep import FP32, EvalData, _key, _workdir, make_calibration
 
 SCHEMA_VERSION = 1
+SETTLE_SECONDS = 0.1  # pause between targets: measured, ORT's spinning workers slow torch run right after by ~20%
 # runtime -> the FP32 runtime its speed-ups are measured against
 BASELINE_RUNTIME = {"onnxruntime": "onnxruntime", "torch": "torch", "inductor": "inductor", "qnnpack": "torch",
                     "x86": "torch"}
@@ -188,7 +189,10 @@ def measure(targets: list[Target], x1: torch.Tensor, xb: torch.Tensor, settings:
     try:
         for r in range(settings.rounds):
             for t in live[r % len(live):] + live[:r % len(live)] if live else []:
-                _timed(t.runner, x1, 2)  # absorbs whatever the previous target left running (spinning threads)
+                # Let the previous target's thread pool go idle (ORT workers and OpenMP threads spin for a while
+                # after each run, taking a core from whoever runs next), then wake this target's pool.
+                time.sleep(SETTLE_SECONDS)
+                _timed(t.runner, x1, 3)
                 t.latencies += _timed(t.runner, x1, min(per_round, settings.runs - len(t.latencies)))
                 t.batch_times += _timed(t.runner, xb, min(batch_per_round, settings.batch_runs - len(t.batch_times)))
                 if eval_fn is not None and t.config.backend == "fp32":
