@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 
@@ -91,3 +90,24 @@ def cifar_python_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def image_folder_dir(tmp_path):
     return write_image_folder(tmp_path / "folders")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A ResNet8 with seeded random weights and tiny image folders (60 train, 30 test), one per test module."""
+    import torch
+
+    from quant_explorer.models import get_spec
+
+    root = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    torch.save(get_spec("resnet8").architecture().state_dict(), root / "resnet8.pt")
+    write_image_folder(root / "data", n_train=60, n_test=30)
+    return root
+
+
+@pytest.fixture
+def tiny_env(tiny, monkeypatch):
+    """`tiny`, with the module's artifacts (exported and quantized models) kept beside it."""
+    monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(tiny / "artifacts"))
+    return tiny

@@ -4,36 +4,18 @@ import functools
 import json
 import math
 
-import pytest
-import torch
 from typer.testing import CliRunner
 
 from quant_explorer import bench
 from quant_explorer.bench import BenchSettings, bench_and_record
 from quant_explorer.configs import get_config
-from quant_explorer.models import get_spec, load_model
+from quant_explorer.models import load_model
 from quant_explorer.results import load_results
 from quant_explorer.sweep import EvalData
 
-from .conftest import write_image_folder
 
 CONFIGS = ["ort_u8_minmax_qoperator_per_channel_rr", "static_int8_per_tensor"]
 TINY = dict(runs=4, batch_runs=1, rounds=2, warmup=1, batch=8, compile=False)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    torch.manual_seed(0)
-    torch.save(get_spec("resnet8").architecture().state_dict(), root / "resnet8.pt")
-    write_image_folder(root / "data", n_train=40, n_test=20)
-    return root
-
-
-@pytest.fixture
-def tiny_env(tiny, monkeypatch):
-    monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(tiny / "artifacts"))
-    return tiny
 
 
 def positive(v):

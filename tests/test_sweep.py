@@ -8,34 +8,17 @@ import sys
 import time
 
 import pytest
-import torch
 
 from quant_explorer.configs import get_config
 from quant_explorer.data import load_split
-from quant_explorer.models import get_spec, load_model
+from quant_explorer.models import load_model
 from quant_explorer.results import load_results
 from quant_explorer.sweep import EvalData, make_calibration, run_config, run_sweep
 
-from .conftest import MLPERF_H5, SUBSET, write_image_folder
+from .conftest import MLPERF_H5, SUBSET
 
 ORT_CONFIGS = ["ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qdq_per_tensor",
                "ort_u8_minmax_qoperator_per_channel_rr", "ort_s8asym_minmax_qoperator_per_channel"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A ResNet8 with seeded random weights, tiny image folders, and one artifacts dir for the module."""
-    root = tmp_path_factory.mktemp("sweep")
-    torch.manual_seed(0)
-    torch.save(get_spec("resnet8").architecture().state_dict(), root / "resnet8.pt")
-    write_image_folder(root / "data", n_train=60, n_test=30)
-    return root
-
-
-@pytest.fixture
-def tiny_env(tiny, monkeypatch):
-    monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(tiny / "artifacts"))
-    return tiny
 
 
 def test_rerun_skips_finished_entries_and_force_redoes_them(tiny_env):

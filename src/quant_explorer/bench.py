@@ -36,7 +36,7 @@ from .configs import QuantConfig
 from .env import environment
 from .evaluate import Runner, evaluate
 from .models import LoadedModel
-from .runtimes import onnx2torch_runner, ort_runner, torch_runner
+from .runtimes import ort_runner, torch_runner
 from .sweep import FP32, EvalData, _key, _workdir, make_calibration
 
 SCHEMA_VERSION = 1
