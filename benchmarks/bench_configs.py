@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--batch-runs", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--no-compile", action="store_true", help="skip the inductor runtimes")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--calibration-n", type=int, default=256)

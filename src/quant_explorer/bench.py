@@ -54,7 +54,7 @@ class BenchSettings:
     threads: int = field(default_factory=torch.get_num_threads)  # pinned for torch and ORT, recorded
     runs: int = 200  # timed batch-1 runs per target: median and p90 over these
     batch_runs: int = 20  # timed full-batch runs per target: images/s from their median
-    rounds: int = 10  # the runs are spread over this many interleaved rounds
+    rounds: int = 20  # the runs are spread over this many interleaved rounds
     warmup: int = 10  # untimed batch-1 runs per target before the rounds (plus one full batch)
     batch: int = 256  # throughput batch; the row keys say b256 (only tests shrink it)
     compile: bool = True  # build inductor targets (a compile takes about a minute on 2 busy cores)
