@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make run` (install + the default sweep + report) and `make test`.
+# Two entry points for a fresh machine: `make run` (install + the default sweep + studies + report) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 QE := $(VENV)/bin/quant-explorer
@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: install
 	$(QE) sweep
+	$(QE) analyze
 	$(QE) report
 
 test: install

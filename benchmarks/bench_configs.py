@@ -240,6 +240,33 @@ def profiles(model, document: dict, data: EvalData, settings: BenchSettings, con
     return {"threads": settings.threads, "runs_per_profile": PROFILE_RUNS, "profiles": out}, "\n".join(text)
 
 
+def pt2e_profile_bound(profiles_summary: dict, target: float) -> dict | None:
+    """Why PT2E+inductor falls short, from the profiles: convolution kernels vs everything else, FP32 vs int8.
+
+    The int8 model cannot beat FP32 by more than FP32 total / int8 convolution time even if every other kernel
+    (quantize/dequantize, adds, copies) took no time at all.
+    """
+    runs = profiles_summary["profiles"]
+    fp32 = runs.get("torch/fp32_baseline/inductor")
+    int8_name = next((k for k in runs if k.startswith("torch/pt2e_") and k.endswith("/inductor")), None)
+    if not fp32 or not int8_name:
+        return None
+
+    def split(summary):
+        conv = sum(op["self_ms_per_batch"] for name, op in summary["ops"].items() if "conv" in name.lower())
+        return round(conv, 3), round(summary["self_cpu_ms_per_batch"] - conv, 3)
+
+    (fp32_conv, fp32_rest), (int8_conv, int8_rest) = split(fp32), split(runs[int8_name])
+    return {"model": int8_name.removeprefix("torch/").removesuffix("/inductor"),
+            "fp32_ms_per_batch": {"conv_kernels": fp32_conv, "other": fp32_rest},
+            "int8_ms_per_batch": {"conv_kernels": int8_conv, "other": int8_rest},
+            "conv_kernel_speedup": round(fp32_conv / int8_conv, 3),
+            "profiled_speedup": round((fp32_conv + fp32_rest) / (int8_conv + int8_rest), 3),
+            "speedup_if_other_were_free": round((fp32_conv + fp32_rest) / int8_conv, 3),
+            "int8_ms_needed_for_target": round((fp32_conv + fp32_rest) / target, 3),
+            "other_share_of_int8": round(int8_rest / (int8_conv + int8_rest), 3)}
+
+
 def targets_check(document: dict, configs: dict, sizes_fp32: int, peak: dict) -> dict:
     entries = {e["config_name"]: e for e in document["entries"].values()}
 
@@ -311,6 +338,8 @@ def main() -> None:
         write_json_atomic(bench_path.with_name("bench_profile.json"), summary)
         bench_path.with_name("bench_profile.txt").write_text(text)
         analysis["profiles"] = "bench_profile.json"
+        pt2e = analysis["targets"]["pt2e_inductor_vs_fp32_inductor_b256"]
+        pt2e["profile"] = pt2e_profile_bound(summary, pt2e["target"])
     document["analysis"] = analysis
     document["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(bench_path, document)

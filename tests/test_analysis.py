@@ -16,10 +16,11 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from quant_explorer.analysis import calibration_size, layer_sensitivity, scored_rows
+from quant_explorer.analysis import calibration_size, current_studies, layer_sensitivity, scored_rows
 from quant_explorer.analysis.comparisons import comparisons, confusion_comparison, pairs
 from quant_explorer.analysis.explain import explain
 from quant_explorer.analysis.pareto import latency_column, pareto_front, pareto_table, picks, speed_columns
+from quant_explorer.analysis.studies import STUDIES, CalibrationSizeStudy, LayerSensitivityStudy, run_studies
 from quant_explorer.configs import get_config
 from quant_explorer.data import CIFAR10_CLASSES
 from quant_explorer.errors import UserError
@@ -265,6 +266,50 @@ def test_layer_sensitivity_costs_recoveries_and_sqnr(tiny_run, config, layers):
         assert all(r["weight_sqnr_db"] > 20 for r in entry["layers"])  # int8 weights: about 6 dB per bit
     with pytest.raises(UserError, match="unknown layers"):
         layer_sensitivity.run(model, get_config(config), data, make_calibration(model, data, 20, 0), ["nope"])
+
+
+def test_studies_run_once_then_skip_until_the_weights_change(tiny_run):
+    from dataclasses import replace
+
+    model, data = tiny_run["model"], tiny_run["data"]
+    results_dir = tiny_run["results"].parent
+    studies = [CalibrationSizeStudy("resnet8", "ort_u8_minmax_qdq_per_tensor", sizes=(10, 20), seeds=2),
+               LayerSensitivityStudy("resnet8", "ort_u8_minmax_qdq_per_tensor", calibration_n=10)]
+    first = list(run_studies(studies, {"resnet8": model}, data, results_dir))
+    assert [skipped for _, _, skipped in first] == [False, False]
+    assert [s["n"] for s in first[0][1]["sizes"]] == [10, 20] and first[1][1]["layers"]
+    files = {p: p.read_bytes() for p in results_dir.glob("*.json")}
+    again = list(run_studies(studies, {"resnet8": model}, data, results_dir))
+    assert [skipped for _, _, skipped in again] == [True, True]
+    assert {p: p.read_bytes() for p in results_dir.glob("*.json")} == files
+    retrained = replace(model, weights_sha256="1" * 64)
+    more_seeds = replace(studies[0], seeds=3)
+    rerun = list(run_studies([more_seeds, studies[1]], {"resnet8": retrained}, data, results_dir))
+    assert [skipped for _, _, skipped in rerun] == [False, False]
+    assert rerun[0][1]["sizes"][0]["seeds"] == [0, 1, 2] and rerun[1][1]["model_weights_sha256"] == "1" * 64
+
+
+def test_report_studies_are_the_configs_and_models_it_explains():
+    from quant_explorer.configs import CONFIGS
+    from quant_explorer.models import MODELS
+
+    assert {s.model for s in STUDIES} == {"resnet8-mlperf", "resnet8"} <= set(MODELS)
+    assert all(s.config in CONFIGS and CONFIGS[s.config].is_static for s in STUDIES)
+    assert len({(type(s), s.key()) for s in STUDIES}) == len(STUDIES)
+
+
+def test_analyze_command_refuses_a_model_without_studies(image_folder_dir):
+    from quant_explorer.cli import app
+
+    result = CliRunner().invoke(app, ["analyze", "--model", "cifar_cnn", "--data-dir", str(image_folder_dir)])
+    assert isinstance(result.exception, UserError) and "studies exist for resnet8, resnet8-mlperf" in str(result.exception)
+
+
+def test_report_drops_studies_measured_on_other_weights():
+    rows = [{"model": "m", "config_name": "fp32_baseline", "model_weights_sha256": "new"}]
+    entries = {"m|a": {"model": "m", "model_weights_sha256": "new"}, "m|b": {"model": "m", "model_weights_sha256": "old"},
+               "other|a": {"model": "other", "model_weights_sha256": "x"}}
+    assert list(current_studies(entries, rows)) == ["m|a", "other|a"]
 
 
 @pytest.mark.parametrize("sizes,needle", [("32,abc", "whole numbers"), ("5", "at least 10"),

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .analysis import fp32_rows, is_quantized, scored_rows
+from .analysis import current_studies, fp32_rows, is_quantized, scored_rows
 from .analysis.comparisons import all_confusions, comparisons, losers_text
 from .analysis.explain import LOSS_PP, explain
 from .analysis.pareto import latency_column, markdown, pareto_front, pareto_table, picks, speed_columns, speed_text
@@ -370,8 +370,8 @@ def build(results_dir: Path, report_dir: Path) -> dict[str, Path]:
     rows, problems = scored_rows(load_results(results)["entries"])
     if not rows:
         raise UserError(f"no scored rows in {results}: run `quant-explorer sweep` first")
-    calibration = load_results(results_dir / "calibration_size.json")["entries"]
-    layers = load_results(results_dir / "layer_sensitivity.json")["entries"]
+    calibration = current_studies(load_results(results_dir / "calibration_size.json")["entries"], rows)
+    layers = current_studies(load_results(results_dir / "layer_sensitivity.json")["entries"], rows)
     written = {"markdown": results_dir / "pareto.md", "html": report_dir / "index.html"}
     _write_text_atomic(written["markdown"], markdown(rows, problems))
     _write_text_atomic(written["html"], render_html(rows, problems, calibration, layers))

@@ -59,3 +59,10 @@ def fp32_rows(rows: list[dict]) -> dict[str, dict]:
 
 def is_quantized(row: dict) -> bool:
     return row["config"]["backend"] != "fp32"
+
+
+def current_studies(entries: dict[str, dict], rows: list[dict]) -> dict[str, dict]:
+    """The study entries (calibration size, per layer) measured on the weights each model's FP32 row has now."""
+    sha = {model: row.get("model_weights_sha256") for model, row in fp32_rows(rows).items()}
+    return {key: e for key, e in entries.items() if sha.get(e["model"], e.get("model_weights_sha256"))
+            == e.get("model_weights_sha256")}

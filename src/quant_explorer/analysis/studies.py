@@ -1,0 +1,101 @@
+"""The targeted experiments the report shows, as data: which analysis, on which model and config.
+
+`quant-explorer analyze` (and so `make run`) runs every study whose stored entry is missing or stale (measured
+on other weights, or with other sizes/seeds), and skips the rest, so the whole report comes from one command
+and a rerun costs nothing. Each study stores its entry where its own command (`calib-sensitivity`,
+`layer-sensitivity`) would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..configs import get_config
+from ..results import entry_key, load_results
+from . import calibration_size, layer_sensitivity
+
+
+@dataclass(frozen=True)
+class CalibrationSizeStudy:
+    model: str
+    config: str
+    sizes: tuple[int, ...] = calibration_size.DEFAULT_SIZES
+    seeds: int = 5
+
+    file = "calibration_size.json"
+    kind = "calibration size"
+
+    def key(self) -> str:
+        return entry_key(self.model, self.config)
+
+    def is_current(self, entry: dict, weights_sha256: str) -> bool:
+        return (entry.get("model_weights_sha256") == weights_sha256
+                and [s["n"] for s in entry["sizes"]] == list(self.sizes)
+                and all(s["seeds"] == list(range(self.seeds)) for s in entry["sizes"]))
+
+    def run(self, model, data, log: Callable[[str], None]) -> dict:
+        return calibration_size.run(model, get_config(self.config), data, list(self.sizes), self.seeds, log)
+
+    def save(self, path: Path, entry: dict) -> None:
+        calibration_size.save(path, entry)
+
+
+@dataclass(frozen=True)
+class LayerSensitivityStudy:
+    model: str
+    config: str
+    calibration_n: int = 256
+    seed: int = 0
+
+    file = "layer_sensitivity.json"
+    kind = "per-layer sensitivity"
+
+    def key(self) -> str:
+        return entry_key(self.model, self.config, self.calibration_n, self.seed)
+
+    def is_current(self, entry: dict, weights_sha256: str) -> bool:
+        return entry.get("model_weights_sha256") == weights_sha256
+
+    def run(self, model, data, log: Callable[[str], None]) -> dict:
+        from ..sweep import make_calibration
+
+        calibration = make_calibration(model, data, self.calibration_n, self.seed)
+        return layer_sensitivity.run(model, get_config(self.config), data, calibration, log=log)
+
+    def save(self, path: Path, entry: dict) -> None:
+        layer_sensitivity.save(path, entry)
+
+
+Study = CalibrationSizeStudy | LayerSensitivityStudy
+
+# The report's studies: the reference model our users ship and our own ResNet8, each with the configs whose
+# behaviour needs explaining (ORT u8 saturation, ORT symmetric int8, the best PT2E recipe).
+STUDIES: tuple[Study, ...] = tuple(
+    study
+    for model in ("resnet8-mlperf", "resnet8")
+    for study in (
+        CalibrationSizeStudy(model, "ort_s8asym_minmax_qdq_per_channel"),
+        CalibrationSizeStudy(model, "pt2e_u8_per_channel_histogram"),
+        LayerSensitivityStudy(model, "ort_u8_minmax_qdq_per_channel"),
+        LayerSensitivityStudy(model, "ort_s8_minmax_qdq_per_channel"),
+        LayerSensitivityStudy(model, "pt2e_u8_per_channel_minmax"),
+    )
+)
+
+
+def run_studies(studies: list[Study], models: dict, data, results_dir: Path, force: bool = False,
+                log: Callable[[str], None] = lambda _: None) -> Iterator[tuple[Study, dict, bool]]:
+    """Yield (study, entry, skipped) per study, running (and saving at once) those missing or stale."""
+    for study in studies:
+        path = results_dir / study.file
+        model = models[study.model]
+        existing = load_results(path)["entries"].get(study.key())
+        if not force and existing and study.is_current(existing, model.weights_sha256):
+            yield study, existing, True
+            continue
+        log(f"{study.kind}: {study.model} / {study.config}")
+        entry = study.run(model, data, log)
+        study.save(path, entry)
+        yield study, entry, False
