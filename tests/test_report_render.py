@@ -14,17 +14,25 @@ from quant_explorer.results import save_entries
 from .test_analysis import TINY_CONFIGS, tiny_run  # noqa: F401  (the fixture)
 
 
+TINY_SHA = "0" * 64  # the random tiny ResNet8's weights hash (test_analysis.random_resnet8)
+
+
 def add_analyses(results_dir) -> None:
-    """calibration_size.json through the real summarizer, and a layer_sensitivity.json entry of the stored shape."""
+    """calibration_size.json through the real summarizer, and a layer_sensitivity.json entry of the stored shape;
+    plus a calibration study measured on other weights, which the report must leave out."""
     runs = {n: {s: {"accuracy": acc, "calibration": {"calibration_images_sha256": f"{n}-{s}"}} for s, acc in enumerate(accs)}
             for n, accs in {32: [0.70, 0.74, 0.72], 256: [0.78, 0.79, 0.80]}.items()}
     entry = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_tensor"), 0.8, runs)
-    save_entries(results_dir / "calibration_size.json", {"resnet8|ort_u8_minmax_qdq_per_tensor": entry})
+    stale = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_channel"), 0.8, runs)
+    save_entries(results_dir / "calibration_size.json",
+                 {"resnet8|ort_u8_minmax_qdq_per_tensor": {**entry, "model_weights_sha256": TINY_SHA},
+                  "resnet8|ort_u8_minmax_qdq_per_channel": {**stale, "model_weights_sha256": "f" * 64}})
     layers = [{"layer": name, "node": name, "op_type": "Conv", "cost_pp": cost, "recovery_pp": cost / 2,
                "only_this_quantized": {"accuracy": 0.8 - cost / 100}, "all_but_this_quantized": {"accuracy": 0.75},
                "weight_sqnr_db": 42.0} for name, cost in (("conv", 2.0), ("stack1.conv1", 0.5), ("fc", -0.1))]
     save_entries(results_dir / "layer_sensitivity.json", {"resnet8|ort_u8_minmax_qdq_per_tensor|n=20|seed=0": {
-        "model": "resnet8", "config_name": "ort_u8_minmax_qdq_per_tensor", "fp32_accuracy": 0.8, "quantized_accuracy": 0.74,
+        "model": "resnet8", "model_weights_sha256": TINY_SHA, "config_name": "ort_u8_minmax_qdq_per_tensor",
+        "fp32_accuracy": 0.8, "quantized_accuracy": 0.74,
         "method": "ORT quantize_static nodes_to_quantize / nodes_to_exclude", "layers": layers,
         "sqnr": {"method": "qdq_loss_debug", "n_images": 20,
                  "activations": [{"tensor": "relu", "label": "conv", "sqnr_db": 30.0}, {"tensor": "view", "label": "fc", "sqnr_db": 20.0}]}}})
@@ -45,6 +53,8 @@ def test_report_writes_pareto_and_an_html_with_every_section(tiny_run):
     page = build(results_dir, results_dir.parent / "report")["html"].read_text()
     assert "Calibration-set size" in page and "Per-layer sensitivity" in page
     assert "Most costly alone: conv (+2.00 pp), stack1.conv1 (+0.50 pp), fc (-0.10 pp)" in page
+    assert "ort_u8_minmax_qdq_per_tensor calibration-size curve" in page
+    assert "ort_u8_minmax_qdq_per_channel calibration-size curve" not in page
 
 
 def test_report_renders_in_headless_chromium_with_every_image(tiny_run, monkeypatch):
