@@ -36,6 +36,7 @@ def test_rerun_skips_finished_entries_and_force_redoes_them(tiny_env):
     assert row["checks"]["quantized_ops"]["QuantizeLinear"] > 0 and row["checks"]["zero_point_exact_zero"]
     assert abs(row["delta_pp"] - 100 * (row["accuracy"] - entries["resnet8|fp32_baseline"]["accuracy"])) < 1e-6
     assert sum(map(sum, row["confusion_matrix"])) == 30
+    assert row["seconds"] >= row["quantize_seconds"] + row["eval_seconds"] > 0
     second = list(run_sweep([model], configs[1:], data, 20, 0, path))
     assert [skipped for _, _, skipped in second] == [True, True]
     forced = list(run_sweep([model], configs[1:2], data, 20, 0, path, force=True))

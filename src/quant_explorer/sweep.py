@@ -115,6 +115,7 @@ def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibrat
         row["agreement_with_fp32"] = float((preds == baseline.preds).mean())
         row["size_ratio_vs_fp32"] = round(quantized.size_bytes / baseline.size_bytes, 4)
     row["alternates"] = _alternate_rows(quantized, data, model, preds, set(alternates))
+    row["seconds"] = round(time.perf_counter() - started, 3)  # the whole row: quantize, evaluate, alternates
     return row, preds
 
 
