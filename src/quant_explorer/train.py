@@ -18,7 +18,7 @@ from .models import get_spec
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    epochs: int = 30
+    epochs: int = 100
     batch_size: int = 128
     max_lr: float = 4e-3  # AdamW: insensitive to ResNet8's raw 0-255 input scale, unlike plain SGD
     weight_decay: float = 5e-4
