@@ -4,7 +4,7 @@ import multiprocessing
 import pytest
 
 from quant_explorer.errors import UserError
-from quant_explorer.results import SCHEMA_VERSION, check_writable, entry_key, load_results, save_entries
+from quant_explorer.results import SCHEMA_VERSION, entry_key, load_results, save_entries
 
 
 def test_entries_merge_and_survive_reload(tmp_path):
@@ -26,13 +26,6 @@ def test_broken_results_file_is_refused_and_left_byte_identical(tmp_path, conten
         save_entries(path, {"k": {}})
     assert "mv " in str(error.value)
     assert path.read_text() == content
-
-
-def test_unwritable_directory_is_a_user_error(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(UserError, match="cannot write"):
-        check_writable(blocker / "results" / "full_results.json")
 
 
 def _writer(path, worker):

@@ -97,15 +97,30 @@ def _load_cifar_python(root: Path, split: str) -> ImageSet:
     parent = root.parent if root.name == CIFAR_PYTHON_DIR else root
     try:
         ds = CIFAR10(str(parent), train=(split == "train"), download=False)
-    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
-        raise UserError(f"CIFAR-10 batches in {parent / CIFAR_PYTHON_DIR} are missing or corrupted (md5 check "
-                        f"failed: {e}); re-download them with `quant-explorer data fetch {parent}`") from None
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted."
+        raise UserError(f"{_cifar_damage(parent / CIFAR_PYTHON_DIR)}; re-download the batches with "
+                        f"`quant-explorer data fetch {parent}`") from None
     except Exception as e:  # truncated pickle and the like
         raise UserError(f"cannot read CIFAR-10 batches in {parent / CIFAR_PYTHON_DIR}: {e}; re-download them with "
                         f"`quant-explorer data fetch {parent}`") from None
     images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
     labels = torch.tensor(ds.targets, dtype=torch.long)
     return ImageSet(images, labels, tuple(ds.classes), f"cifar10-python:{parent}:{split}")
+
+
+def _cifar_damage(folder: Path) -> str:
+    """Which batch file torchvision's md5 check refused, and how."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list, (CIFAR10.meta["filename"], CIFAR10.meta["md5"])]:
+        path = folder / name
+        if not path.is_file():
+            return f"CIFAR-10 file {path} is missing"
+        if not check_integrity(str(path), md5):
+            return (f"CIFAR-10 file {path} is corrupted or truncated ({path.stat().st_size:,} bytes, md5 check "
+                    f"failed)")
+    return f"CIFAR-10 batches in {folder} are missing or corrupted (md5 check failed)"
 
 
 def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) -> ImageSet:
@@ -172,7 +187,8 @@ def calibration_indices(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
     if n < MIN_CALIBRATION:
         raise UserError(f"--calibration-n {n} is too small: use at least {MIN_CALIBRATION} images")
     if n > len(labels):
-        raise UserError(f"--calibration-n {n} is larger than the training split ({len(labels)} images)")
+        raise UserError(f"--calibration-n {n} is larger than the training split ({len(labels)} images): use at most "
+                        f"{len(labels)}")
     rng = np.random.default_rng(seed)
     labels = labels.numpy()
     classes = np.unique(labels)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from .errors import UserError
+from .paths import ARTIFACTS_ENV
 
 SCHEMA_VERSION = 1
 
@@ -24,6 +26,11 @@ def entry_key(model: str, config: str, calibration_n: int | None = None, seed: i
 
 def _move_aside_hint(path: Path) -> str:
     return f"move it aside (e.g. `mv {path} {path}.bak`) and rerun"
+
+
+def _cannot_write(folder: Path, error: OSError) -> UserError:
+    return UserError(f"cannot write to {folder} ({error.strerror or error}); make it writable or set "
+                     f"${ARTIFACTS_ENV} to a writable directory")
 
 
 def load_results(path: Path) -> dict:
@@ -49,7 +56,7 @@ def write_json_atomic(path: Path, data) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise UserError(f"cannot write to {path.parent} ({e.strerror}); choose a writable --artifacts directory") from None
+        raise _cannot_write(path.parent, e) from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; a results file is meant to be shared
         with os.fdopen(fd, "w") as f:
@@ -63,20 +70,32 @@ def write_json_atomic(path: Path, data) -> None:
         raise
 
 
-def _lock(path: Path) -> FileLock:
+@contextmanager
+def _lock(path: Path):
+    """Hold `path`.lock; a folder that cannot hold it (read-only, not a directory) is a UserError."""
+    folder, lock = Path(path).parent, FileLock(f"{path}.lock", timeout=600)
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except Timeout:
+        raise UserError(f"{path} has been locked by another quant-explorer run for 10 minutes; wait for it to "
+                        f"finish, or delete {lock.lock_file} if no run is active") from None
     except OSError as e:
-        raise UserError(f"cannot write to {Path(path).parent} ({e.strerror}); choose a writable --artifacts "
-                        "directory") from None
-    return FileLock(f"{path}.lock", timeout=600)
+        raise _cannot_write(folder, e) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def check_writable(path: Path) -> None:
     """Fail before hours of work, not after: the results file must be readable and its folder writable."""
     load_results(path)
     with _lock(path):
-        pass
+        try:
+            tempfile.TemporaryFile(dir=Path(path).parent).close()
+        except OSError as e:
+            raise _cannot_write(Path(path).parent, e) from None
 
 
 def save_entries(path: Path, entries: dict[str, dict]) -> None:

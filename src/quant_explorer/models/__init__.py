@@ -66,13 +66,32 @@ def _load_keras_weights(module: nn.Module, path: Path) -> None:
     _load_state(module, state, path)
 
 
+def _mismatch(module: nn.Module, state: dict) -> list[str]:
+    """How `state` differs from `module`'s parameters and buffers, one phrase per kind; empty if it fits."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)]
+    return [f"{len(keys)} {what}, e.g. {keys[0]}" for keys, what in ((missing, "missing"), (unexpected, "unexpected"),
+                                                                   (reshaped, "of another shape")) if keys]
+
+
 def _load_state(module: nn.Module, state: dict, path: Path) -> None:
+    if not isinstance(state, dict):
+        raise UserError(f"weights file {path} holds a {type(state).__name__}, not a state_dict; save it with "
+                        f"torch.save(model.state_dict(), PATH)")
+    problems = _mismatch(module, state)
+    if problems:  # one line naming the model the file does fit, not torch's list of every key
+        fits = [s.name for s in MODELS.values() if s.load_weights is _load_torch_weights
+                and not _mismatch(s.architecture(quantizable=False), state)]
+        owner = f"they are {fits[0]} weights: pass --model {fits[0]}, or" if fits else "they are from another model:"
+        raise UserError(f"weights file {path} does not fit {type(module).__name__} (tensors: {'; '.join(problems)}); "
+                        f"{owner} pass weights trained for this model")
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise UserError(f"weights file {path} does not fit {type(module).__name__} (it is from another model: "
-                        f"{first}); pass weights trained for this model") from None
+        raise UserError(f"weights file {path} does not load into {type(module).__name__} "
+                        f"({' '.join(str(e).split())[:300]}); pass weights trained for this model") from None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,304 @@
+"""One checked catalogue of bad inputs, each run through the real CLI in a subprocess.
+
+Every case must end in exactly one stderr line `error: ...` naming the problem and its fix, exit code 2, no
+traceback, and leave every file under the artifacts directory byte-identical (results files included, whether
+valid or the broken one the case is about), and its inputs too. Each case uses the cheapest command that reaches
+its check, and its expected substrings are specific to that check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from quant_explorer.models import PACKAGED_WEIGHTS
+from quant_explorer.results import SCHEMA_VERSION
+
+from .conftest import write_cifar_python, write_image_folder
+
+# The CLI as installed, except that torchvision's CIFAR-10 md5 table can be pointed at the test's own batches
+# (as the `cifar_python_dir` fixture does in-process), so one damaged file is the only thing wrong.
+PROGRAM = """
+import json, os
+if os.environ.get("QE_TEST_CIFAR_MD5"):
+    from torchvision.datasets import CIFAR10
+    md5 = json.loads(os.environ["QE_TEST_CIFAR_MD5"])
+    CIFAR10.train_list = [[f"data_batch_{k}", md5[f"data_batch_{k}"]] for k in range(1, 6)]
+    CIFAR10.test_list = [["test_batch", md5["test_batch"]]]
+    CIFAR10.meta = {**CIFAR10.meta, "md5": md5["batches.meta"]}
+from quant_explorer.cli import main
+main()
+"""
+STATIC = "ort_u8_minmax_qdq_per_tensor"  # a static ORT config: quantize, calib-sensitivity, layer-sensitivity
+
+
+# --- the inputs, built once for the module -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    root: Path  # everything below, left untouched by every case (no model card beside a refused .onnx file)
+    folders: Path  # tiny image-folder data set: 50 train, 20 test images
+    cifar: Path  # the CIFAR-10 python batches of the same size, intact
+    cifar_md5: dict[str, str]
+    onnx: dict[str, Path]  # "classifier" (valid), "empty", "truncated", "five-classes", "mnist-input"
+
+
+def _onnx_classifier(path: Path, input_shape=("N", 3, 32, 32), classes: int = 10) -> Path:
+    """A Flatten + Gemm graph, as an exporter writes one: [N, 3, 32, 32] -> [N, 10] unless told otherwise."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    features = int(np.prod(input_shape[1:]))
+    weight = np.random.default_rng(0).normal(0, 0.01, (features, classes)).astype(np.float32)
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gemm", ["flat", "w"], ["logits"])]
+    image = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])
+    graph = helper.make_graph(nodes, "classifier", [image], [logits], [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Inputs:
+    root = tmp_path_factory.mktemp("hardening-inputs")
+    md5 = write_cifar_python(root / "cifar")
+    onnx_dir = root / "onnx"
+    onnx_dir.mkdir()
+    valid = _onnx_classifier(onnx_dir / "classifier.onnx")
+    (onnx_dir / "empty.onnx").write_bytes(b"")
+    data = valid.read_bytes()
+    (onnx_dir / "truncated.onnx").write_bytes(data[:len(data) // 2])
+    onnx_files = {"classifier": valid, "empty": onnx_dir / "empty.onnx", "truncated": onnx_dir / "truncated.onnx",
+                  "five-classes": _onnx_classifier(onnx_dir / "five-classes.onnx", classes=5),
+                  "mnist-input": _onnx_classifier(onnx_dir / "mnist-input.onnx", input_shape=("N", 1, 28, 28))}
+    return Inputs(root, write_image_folder(root / "folders"), root / "cifar", md5, onnx_files)
+
+
+def _damaged_cifar(w: Inputs, tmp: Path, name: str, how: str) -> Path:
+    """A copy of the intact batches with one file damaged: `flip` one pixel byte (still a valid pickle, so only its
+    md5 is wrong) or `truncate` it to half its size."""
+    root = tmp / "cifar"
+    shutil.copytree(w.cifar, root)
+    path = root / "cifar-10-batches-py" / name
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[len(data) // 2:]
+    path.write_bytes(bytes(data))
+    return root
+
+
+# --- the artifacts directory every case must leave untouched --------------------------------------------------
+
+
+def _document(key: str, entry: dict) -> str:
+    return json.dumps({"schema_version": SCHEMA_VERSION, "entries": {key: entry}}, indent=1) + "\n"
+
+
+def write_artifacts(root: Path) -> Path:
+    """Valid results files with an entry each, as earlier runs leave them."""
+    results = root / "results"
+    results.mkdir(parents=True)
+    (results / "full_results.json").write_text(_document(
+        "resnet8|fp32_baseline", {"model": "resnet8", "config_name": "fp32_baseline", "accuracy": 0.85}))
+    (results / "calibration_size.json").write_text(_document(
+        f"resnet8|{STATIC}", {"model": "resnet8", "config_name": STATIC, "sizes": [{"n": 32, "accuracy": [0.8]}]}))
+    (results / "layer_sensitivity.json").write_text(_document(
+        f"resnet8|{STATIC}", {"model": "resnet8", "config_name": STATIC, "layers": [{"layer": "conv"}]}))
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (lock files aside: taking the lock before refusing is fine)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(".lock")}
+
+
+def _replace(name: str, content: str) -> Callable[[Path], None]:
+    return lambda artifacts: (artifacts / "results" / name).write_text(content)
+
+
+def _results_dir_is_a_file(artifacts: Path) -> None:
+    shutil.rmtree(artifacts / "results")
+    (artifacts / "results").write_text("a file where the results folder should be\n")
+
+
+# --- the catalogue --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable[[Inputs, Path], list[str]]  # (inputs, this case's tmp dir) -> CLI arguments
+    expect: tuple[str, ...]  # substrings naming the problem and the fix
+    setup: Callable[[Path], None] | None = None  # changes the artifacts directory before the snapshot
+    cifar_md5: bool = False  # point torchvision's md5 table at the test's intact batches
+    read_only_results: bool = False  # results/ read-only (mode 0o555)
+
+
+def quantize(*extra: str) -> Callable[[Inputs, Path], list[str]]:
+    return lambda w, tmp: ["quantize", "--config", STATIC, "--data-dir", str(w.folders), *extra]
+
+
+def evaluate(*extra: str) -> Callable[[Inputs, Path], list[str]]:
+    return lambda w, tmp: ["evaluate", "--data-dir", str(w.folders), *extra]
+
+
+def evaluate_onnx(name: str) -> Callable[[Inputs, Path], list[str]]:
+    return lambda w, tmp: ["evaluate", "--model", str(w.onnx[name]), "--input-scale", "raw255",
+                           "--data-dir", str(w.folders)]
+
+
+def calib_sensitivity(sizes: str) -> Callable[[Inputs, Path], list[str]]:
+    return lambda w, tmp: ["calib-sensitivity", "--config", STATIC, "--sizes", sizes, "--data-dir", str(w.folders)]
+
+
+def layer_sensitivity(*extra: str) -> Callable[[Inputs, Path], list[str]]:
+    return lambda w, tmp: ["layer-sensitivity", "--config", STATIC, "--data-dir", str(w.folders), *extra]
+
+
+def sweep(*extra: str) -> Callable[[Inputs, Path], list[str]]:
+    return lambda w, tmp: ["sweep", "--model", "resnet8", "--data-dir", str(w.folders), *extra]
+
+
+def evaluate_damaged_cifar(name: str, how: str) -> Callable[[Inputs, Path], list[str]]:
+    return lambda w, tmp: ["evaluate", "--data-dir", str(_damaged_cifar(w, tmp, name, how))]
+
+
+MOVE_ASIDE = ("move it aside (e.g. `mv ", ".bak`) and rerun")
+CANNOT_WRITE = ("cannot write to ", "make it writable or set $QUANT_EXPLORER_ARTIFACTS to a writable directory")
+
+CASES = [
+    # data
+    Case("missing-data-dir", lambda w, tmp: ["evaluate", "--data-dir", str(tmp / "missing")],
+         ("does not exist", "pass --data-dir or set $QUANT_EXPLORER_DATA")),
+    Case("cifar-wrong-md5", evaluate_damaged_cifar("data_batch_3", "flip"),
+         ("cifar-10-batches-py/data_batch_3 is corrupted or truncated (", "md5 check failed",
+          "re-download the batches with `quant-explorer data fetch"), cifar_md5=True),
+    Case("cifar-truncated", evaluate_damaged_cifar("test_batch", "truncate"),
+         ("cifar-10-batches-py/test_batch is corrupted or truncated (", "md5 check failed",
+          "re-download the batches with `quant-explorer data fetch"), cifar_md5=True),
+    # names, with close matches
+    Case("unknown-model", evaluate("--model", "resnet9"),
+         ("unknown model 'resnet9'", "did you mean resnet8", "known models: resnet8, resnet8-mlperf, cifar_cnn")),
+    Case("unknown-config",
+         lambda w, tmp: ["quantize", "--config", "static_int8_per_chanel", "--data-dir", str(w.folders)],
+         ("unknown config 'static_int8_per_chanel'", "did you mean static_int8_per_channel",
+          "`quant-explorer configs` lists all")),
+    Case("unknown-config-in-sweep", sweep("--configs", "ort_u8_minmax_qdq_per_chanel"),
+         ("unknown config 'ort_u8_minmax_qdq_per_chanel'", "did you mean ort_u8_minmax_qdq_per_channel")),
+    Case("unknown-backend", evaluate("--backend", "tourch"),
+         ("unknown backend 'tourch'", "did you mean torch?", "choose one of torch, ort, onnx2torch")),
+    # --calibration-n
+    Case("calibration-n-zero", quantize("--calibration-n", "0"),
+         ("--calibration-n 0 is too small", "use at least 10 images")),
+    Case("calibration-n-negative", quantize("--calibration-n", "-5"),
+         ("--calibration-n -5 is too small", "use at least 10 images")),
+    Case("calibration-n-not-an-integer", quantize("--calibration-n", "abc"),
+         ("Invalid value for '--calibration-n'", "valid integer", "see `quant-explorer quantize --help`")),
+    Case("calibration-n-fraction", quantize("--calibration-n", "2.5"),
+         ("Invalid value for '--calibration-n'", "valid integer", "see `quant-explorer quantize --help`")),
+    Case("calibration-n-larger-than-train", quantize("--calibration-n", "5000"),
+         ("--calibration-n 5000 is larger than the training split (50 images)", "use at most 50")),
+    Case("calibration-n-zero-in-layer-sensitivity", layer_sensitivity("--calibration-n", "0"),
+         ("--calibration-n 0 is too small", "use at least 10 images")),
+    # --sizes
+    Case("sizes-garbage", calib_sensitivity("32,abc"),
+         ("--sizes must be comma-separated whole numbers, got 'abc' in '32,abc'",)),
+    Case("sizes-zero", calib_sensitivity("0,100"),
+         ("--sizes: 0 is outside 10..50", "at least 10 images, at most the training split's 50")),
+    Case("sizes-empty", calib_sensitivity(""), ("--sizes must be comma-separated whole numbers, got ''",)),
+    # ONNX files
+    Case("onnx-empty", evaluate_onnx("empty"), ("empty.onnx is empty (0 bytes)", "export or copy the model again")),
+    Case("onnx-truncated", evaluate_onnx("truncated"),
+         ("truncated.onnx is truncated: its ONNX data needs", "copy the file again")),
+    Case("onnx-five-classes", evaluate_onnx("five-classes"),
+         ("output 'logits' is [N, 5], expected [N, 10]", "this tool takes 10-class CIFAR-10 classifiers")),
+    Case("onnx-mnist-input", evaluate_onnx("mnist-input"),
+         ("input 'x' is [N, 1, 28, 28], expected [N, 3, 32, 32] (NCHW) or [N, 32, 32, 3] (NHWC)",
+          "this tool takes 32x32 RGB CIFAR-10 classifiers")),
+    # results files: refused, never overwritten
+    Case("results-not-json", quantize(), ("full_results.json is not valid JSON", *MOVE_ASIDE),
+         setup=_replace("full_results.json", "{not json")),
+    Case("results-unknown-schema", quantize(),
+         ("full_results.json has schema version 99, this quant-explorer writes 1", *MOVE_ASIDE),
+         setup=_replace("full_results.json", json.dumps({"schema_version": 99, "entries": {"k": {}}}))),
+    Case("results-unknown-schema-in-sweep", sweep("--configs", "fp32_baseline"),
+         ("full_results.json has schema version 99", *MOVE_ASIDE),
+         setup=_replace("full_results.json", json.dumps({"schema_version": 99, "entries": {"k": {}}}))),
+    Case("calibration-size-not-json", calib_sensitivity("32"), ("calibration_size.json is not valid JSON", *MOVE_ASIDE),
+         setup=_replace("calibration_size.json", '{"schema_version": 1, "entries": {')),
+    Case("layer-sensitivity-unknown-schema", layer_sensitivity(),
+         ("layer_sensitivity.json has schema version 2", *MOVE_ASIDE),
+         setup=_replace("layer_sensitivity.json", json.dumps({"schema_version": 2, "entries": {}}))),
+    # output directory
+    Case("results-dir-is-a-file", quantize(), (*CANNOT_WRITE, "File exists"), setup=_results_dir_is_a_file),
+    Case("results-dir-read-only", quantize(), (*CANNOT_WRITE, "Permission denied"), read_only_results=True),
+    # weights
+    Case("weights-from-another-model", evaluate("--model", "resnet8", "--weights",
+                                                str(PACKAGED_WEIGHTS / "cifar_cnn" / "fp32_baseline.pt")),
+         ("cifar_cnn/fp32_baseline.pt does not fit ResNet8 (", "they are cifar_cnn weights: pass --model cifar_cnn",
+          "or pass weights trained for this model")),
+]
+
+
+# --- the driver -----------------------------------------------------------------------------------------------
+
+# Root writes into read-only folders anyway: for the read-only case it runs without the capabilities that let it.
+WITHOUT_ROOT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def run_cli(argv: list[str], env: dict[str, str], prefix: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-c", PROGRAM, *argv], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=600)
+
+
+def permission_checks_prefix() -> list[str]:
+    """How to run a command that root's permission override does not reach (nothing to do for other users)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv") or subprocess.run([*WITHOUT_ROOT_OVERRIDE, "true"], capture_output=True).returncode:
+        pytest.skip("running as root, which ignores a read-only folder, and setpriv cannot drop that override here")
+    return WITHOUT_ROOT_OVERRIDE
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_one_line_exit_2_and_touches_no_results(case: Case, inputs, tmp_path):
+    artifacts = write_artifacts(tmp_path / "artifacts")
+    if case.setup:
+        case.setup(artifacts)
+    env = {"QUANT_EXPLORER_ARTIFACTS": str(artifacts)}
+    if case.cifar_md5:
+        env["QE_TEST_CIFAR_MD5"] = json.dumps(inputs.cifar_md5)
+    prefix = permission_checks_prefix() if case.read_only_results else []
+    if case.read_only_results:
+        (artifacts / "results").chmod(0o555)
+    before, inputs_before = snapshot(artifacts), snapshot(inputs.root)
+    try:
+        result = run_cli(case.argv(inputs, tmp_path), env, prefix)
+    finally:
+        if case.read_only_results:
+            (artifacts / "results").chmod(0o755)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0].strip(), result.stderr
+    for needle in case.expect:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    assert snapshot(artifacts) == before
+    assert snapshot(inputs.root) == inputs_before
+    assert result.stdout == ""
