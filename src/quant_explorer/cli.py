@@ -282,7 +282,9 @@ def train(model: str = typer.Option(..., "--model", "-m", help="resnet8 or cifar
                                                 "their train splits are concatenated."),
           data_dir: Optional[Path] = DataDir,
           out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default: the packaged weights."),
-          epochs: int = typer.Option(100, "--epochs", help="The shipped resnet8: 100 (2 h 13 min on 2 CPU cores); cifar_cnn: 20."), seed: int = typer.Option(0, "--seed")) -> None:
+          epochs: int = typer.Option(100, "--epochs", help="The shipped resnet8: 100 (2 h 13 min on 2 CPU cores); "
+                                     "cifar_cnn: 20."),
+          seed: int = typer.Option(0, "--seed")) -> None:
     """Train a model from scratch (random crop + flip), write fp32_baseline.pt and model_card.json."""
     from .data import resolve_data_dir
     from .models import PACKAGED_WEIGHTS, get_spec
