@@ -108,11 +108,43 @@ def test_eager_static_is_not_applicable_to_imported_graphs(models, tmp_path):
         quantize(imported, get_config("static_int8_per_tensor"), None, tmp_path)
 
 
+def test_residual_blocks_stay_uint8_between_convs(models, images, tmp_path):
+    """Each residual sum is quantized once, where it is made, and the stride-2 pads run on that uint8 tensor."""
+    model = models["resnet8"]
+    q = quantize(model, get_config("pt2e_u8_per_channel_minmax"), Calibration(images, model.preprocessing, 0), tmp_path)
+    graph = torch.export.load(q.path).graph
+    sums = [n for n in graph.nodes if n.target == torch.ops.aten.relu.default and n.args[0].target == torch.ops.aten.add.Tensor]
+    users = [[u.target for u in n.users] for n in sums]
+    # the first two sums feed the next block's pad and shortcut conv through one quantize; the last, the float avg pool
+    assert users == [[torch.ops.quantized_decomposed.quantize_per_tensor.default]] * 2 + [[torch.ops.aten.avg_pool2d.default]]
+    pads = [n for n in graph.nodes if n.target in (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)]
+    assert len(pads) == 2 and all(p.meta["val"].dtype == torch.uint8 for p in pads)
+
+
+def test_fold_quantized_pads_is_exact_and_needs_equal_scales():
+    from quant_explorer.backends.x86_quantizer import fold_quantized_pads
+
+    q, dq = torch.ops.quantized_decomposed.quantize_per_tensor.default, torch.ops.quantized_decomposed.dequantize_per_tensor.default
+
+    def block(x, out_scale):
+        y = torch.ops.aten.pad.default(dq(q(x, 0.05, 7, 0, 255, torch.uint8), 0.05, 7, 0, 255, torch.uint8), [0, 1, 0, 1])
+        return dq(q(y, out_scale, 7, 0, 255, torch.uint8), out_scale, 7, 0, 255, torch.uint8)
+
+    x = torch.randn(2, 3, 5, 5)
+    same = torch.fx.symbolic_trace(lambda x: block(x, 0.05))
+    want = same(x)
+    assert fold_quantized_pads(same) == 1
+    assert torch.equal(same(x), want)
+    assert not any(n.target == q and n.args[0].target == torch.ops.aten.constant_pad_nd.default for n in same.graph.nodes)
+    assert fold_quantized_pads(torch.fx.symbolic_trace(lambda x: block(x, 0.06))) == 0  # a requantize is not a pad
+
+
 @pytest.mark.slow
-def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path):
+@pytest.mark.parametrize("name,convs", [("cifar_cnn", 4), ("resnet8", 9)])
+def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path, name, convs):
     from torch._dynamo.utils import counters
 
-    model = models["cifar_cnn"]
+    model = models[name]
     q = quantize(model, get_config("pt2e_u8_per_channel_minmax"), Calibration(images, model.preprocessing, 0), tmp_path)
     counters.clear()
     compiled = q.alternates["inductor"]()
@@ -120,7 +152,7 @@ def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path):
         x = model.preprocessing(images.images[:n])
         reference, fused = q.runner(x), compiled(x)
         assert (fused - reference).norm() / reference.norm() < 0.05  # requantization rounds differently, no more
-    assert counters["inductor"]["qconv_weight_prepack_matcher_count"] == 4  # every conv runs as a oneDNN int8 conv
+    assert counters["inductor"]["qconv_weight_prepack_matcher_count"] == convs  # every conv runs as a oneDNN int8 conv
 
 
 @pytest.fixture(scope="module")

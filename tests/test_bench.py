@@ -30,6 +30,7 @@ def test_bench_records_numbers_in_sweep_rows_and_bench_json(tiny_env):
                            settings, results, bench_json)
     assert json.loads(bench_json.read_text()) == doc
     assert doc["environment"]["threads"] == 1 and doc["environment"]["versions"]["onnxruntime"]
+    assert doc["environment"]["allocator"].startswith("glibc, freed memory kept")  # Linux CI runs glibc
     assert doc["settings"]["runs"] == 4
     entries = load_results(results)["entries"]
     keys = ["resnet8|fp32_baseline", *(f"resnet8|{c}|n=20|seed=0" for c in CONFIGS)]

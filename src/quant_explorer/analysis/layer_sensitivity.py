@@ -164,9 +164,10 @@ class _Pt2e:
     def _convert(self, exported, only: str | None = None, skip: str | None = None) -> torch.fx.GraphModule:
         from torchao.quantization.pt2e import allow_exported_model_train_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
-        quantizer = X86InductorQuantizer()
+        from ..backends.x86_quantizer import SharedOutputX86InductorQuantizer
+
+        quantizer = SharedOutputX86InductorQuantizer()
         if only:
             quantizer.set_module_name_qconfig(only, self.qconfig)
         else:

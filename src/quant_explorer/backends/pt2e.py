@@ -1,7 +1,8 @@
 """PT2E static quantization (torch.export + torchao): export, prepare, calibrate, convert.
 
-X86InductorQuantizer picks what to quantize (its Conv/Linear fusion patterns); the config picks how, through
-our own QuantizationSpecs: activation dtype and symmetry, observer, weight granularity. The converted model
+X86InductorQuantizer picks what to quantize (its Conv/Linear fusion patterns), with our changes in
+x86_quantizer.py that keep residual blocks in uint8 between convolutions. The config picks how, through our
+own QuantizationSpecs: activation dtype and symmetry, observer, weight granularity. The converted model
 is the reference Q/DQ graph (int8 weights, float compute) and is what we score; `alternates["inductor"]`
 compiles it with freezing so Inductor replaces the Q/DQ patterns with oneDNN int8 kernels.
 """
@@ -48,14 +49,17 @@ def quantization_config(config: QuantConfig):
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
+
+    from .x86_quantizer import SharedOutputX86InductorQuantizer, fold_quantized_pads
 
     exported = torch.export.export(model.fresh(), (EXAMPLE,), dynamic_shapes=DYNAMIC_BATCH).module()
-    prepared = prepare_pt2e(exported, X86InductorQuantizer().set_global(quantization_config(config)))
+    prepared = prepare_pt2e(exported, SharedOutputX86InductorQuantizer().set_global(quantization_config(config)))
     with torch.no_grad():
         for batch in calibration.batches():
             prepared(batch)
-    converted = allow_exported_model_train_eval(_drop_unused(convert_pt2e(prepared)))
+    converted = convert_pt2e(prepared)
+    fold_quantized_pads(converted)
+    converted = allow_exported_model_train_eval(_drop_unused(converted))
     path = workdir / "model.pt2"
     torch.export.save(torch.export.export(converted, (EXAMPLE,), dynamic_shapes=DYNAMIC_BATCH), path)
     # oneDNN's int8 convolutions take uint8 activations only: with int8 ones the compiled model fails at run time.
