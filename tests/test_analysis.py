@@ -105,6 +105,9 @@ def test_pareto_table_and_picks_per_model():
     assert chosen[("m", "smallest within 1 pp of FP32")] == "a"
     assert chosen[("m", "fastest")] == "c"
     assert chosen[("m", "reference")] == chosen[("other", "reference")] == "fp32_baseline"
+    rows.append({**row("f", 0.88, 90.5), "delta_pp": -2.0})  # 0.6% larger than b and more accurate: a tie it wins
+    chosen = {(p["model"], p["criterion"]): p["config"] for p in picks(rows)}
+    assert chosen[("m", "smallest artifact")] == "f" and chosen[("m", "smallest within 1 pp of FP32")] == "a"
 
 
 def test_scored_rows_sets_aside_failed_and_stale_rows_keeps_the_usual_calibration_and_lifts_speed():

@@ -1,6 +1,7 @@
-"""Converters onnx2torch lacks: QuantizeLinear / DequantizeLinear, and ReduceMean from opset 18.
+"""Converters onnx2torch lacks: QuantizeLinear / DequantizeLinear, and ReduceMean and Pad from opset 18.
 
-ReduceMean-18 (axes as an input) is what torch.onnx writes for global average pooling.
+ReduceMean-18 (axes as an input) is what torch.onnx writes for global average pooling; Pad-18 is what the
+ORT backend inserts before an RGB stem (backends/ort.py, pad_narrow_conv_inputs).
 
 With them a QDQ model from ORT's quantize_static converts to PyTorch and runs as simulated quantization
 (float arithmetic between exact Q/DQ steps), so ORT's int8 kernels can be compared with the reference math.
@@ -15,7 +16,7 @@ import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
-from onnx2torch.node_converters.registry import add_converter
+from onnx2torch.node_converters.registry import add_converter, get_converter
 from onnx2torch.onnx_graph import OnnxGraph
 from onnx2torch.onnx_node import OnnxNode
 from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
@@ -114,3 +115,11 @@ def _reduce_mean(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     module = ReduceMean(axes, bool(node.attributes.get("keepdims", 1)))
     return OperationConverterResult(torch_module=module,
                                     onnx_mapping=OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values))
+
+
+@add_converter(operation_type="Pad", version=18)
+def _pad(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    """Pad-18 is Pad-13 plus an optional `axes` input."""
+    if len(node.input_values) > 3 and node.input_values[3]:
+        raise NotImplementedError("Pad with axes")
+    return get_converter(operation_type="Pad", version=13)(node, graph)

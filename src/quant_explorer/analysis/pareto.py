@@ -11,6 +11,7 @@ import re
 from . import SPEED_PREFIXES, fp32_rows, is_quantized
 
 NEAR_FP32_PP = 1.0  # "smallest within this many points of FP32" is a pick of its own
+SIZE_TIE = 0.01  # files within 1% of the smallest count as equally small; the most accurate of them wins
 
 
 def speed_columns(rows: list[dict]) -> list[str]:
@@ -67,6 +68,15 @@ def _pick(criterion: str, rule: str, row: dict | None, latency: str | None) -> d
             "latency": row.get(latency) if latency else None}
 
 
+def _smallest(rows: list[dict]) -> dict | None:
+    """The most accurate of the files within SIZE_TIE of the smallest: a few hundred bytes should not pick a
+    less accurate (or 5x slower) recipe."""
+    if not rows:
+        return None
+    limit = min(r["size_bytes"] for r in rows) * (1 + SIZE_TIE)
+    return max((r for r in rows if r["size_bytes"] <= limit), key=lambda r: (r["accuracy"], -r["size_bytes"]))
+
+
 def picks(rows: list[dict]) -> list[dict]:
     """Per model: best accuracy retention, smallest artifact, smallest near FP32, fastest, and the reference."""
     latency = latency_column(rows)
@@ -79,11 +89,11 @@ def picks(rows: list[dict]) -> list[dict]:
         candidates = [
             _pick("best accuracy retention", f"highest accuracy of {len(quantized)} quantized configs",
                   max(quantized, key=lambda r: (r["accuracy"], -r["size_bytes"]), default=None), latency),
-            _pick("smallest artifact", "smallest file of all quantized configs",
-                  min(quantized, key=lambda r: (r["size_bytes"], -r["accuracy"]), default=None), latency),
+            _pick("smallest artifact", f"smallest file (to {SIZE_TIE:.0%}, then most accurate) of all quantized configs",
+                  _smallest(quantized), latency),
             _pick(f"smallest within {NEAR_FP32_PP:g} pp of FP32",
-                  f"smallest file among the {len(near)} configs losing at most {NEAR_FP32_PP:g} pp",
-                  min(near, key=lambda r: (r["size_bytes"], -r["accuracy"]), default=None), latency),
+                  f"smallest file (to {SIZE_TIE:.0%}, then most accurate) among the {len(near)} configs losing at "
+                  f"most {NEAR_FP32_PP:g} pp", _smallest(near), latency),
             _pick("fastest", f"lowest {latency} of {len(timed)} timed rows (FP32 included)",
                   min(timed, key=lambda r: (r[latency], -r["accuracy"]), default=None), latency) if latency else None,
             _pick("reference", "the FP32 model every delta is measured against", fp32, latency),

@@ -61,6 +61,48 @@ def preprocessed_onnx(model: LoadedModel) -> Path:
     return path
 
 
+def pad_narrow_conv_inputs(model, channels: int = 4) -> list[str]:
+    """Give each convolution that reads fewer than `channels` input channels (an RGB stem) zero channels up to
+    `channels`, with zero weights for them; returns the convolutions changed.
+
+    On x86 without VNNI, MLAS's int8 convolution handles 3 input channels poorly. The ResNet8 stem took
+    5.2 ms per batch of 256 in int8 and 2.3 ms in FP32. With a zero fourth channel, the whole int8 model went
+    from 1.46x to 1.56x FP32's throughput (paired runs). The maths is unchanged, but the AVX2 kernel sums
+    products in int16 pairs, and the padding changes which products it pairs. So this is exact only where
+    a pair cannot overflow, i.e. with reduce_range's 7-bit weights. Without reduce_range, the u8 MinMax
+    models lost 112 more test images. Graphs whose opset predates Pad's `pads` input (11) are left alone.
+    """
+    from onnx import helper, numpy_helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    uses = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    changed = []
+    for node in list(graph.node):
+        weight = initializers.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if opset < 11 or weight is None or group != 1 or uses[weight.name] != 1 or len(weight.dims) != 4 \
+                or weight.dims[1] >= channels:
+            continue
+        w = numpy_helper.to_array(weight)
+        padded = np.zeros((w.shape[0], channels, *w.shape[2:]), w.dtype)
+        padded[:, :w.shape[1]] = w
+        weight.CopyFrom(numpy_helper.from_array(padded, weight.name))
+        pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, channels - w.shape[1], 0, 0], np.int64),
+                                       f"{node.name}_channel_pads")
+        graph.initializer.append(pads)
+        padded_input = f"{node.input[0]}_padded_to_{channels}_channels"
+        graph.node.insert(list(graph.node).index(node),
+                          helper.make_node("Pad", [node.input[0], pads.name], [padded_input], name=f"{node.name}_channel_pad"))
+        node.input[0] = padded_input
+        changed.append(node.name)
+    return changed
+
+
 def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: Calibration,
                   nodes_to_exclude: list[str] | None = None, nodes_to_quantize: list[str] | None = None) -> Path:
     """quantize_static with the config's dtypes, method, format and granularity; used by per-layer analysis too."""
@@ -69,13 +111,15 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
-    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
+    proto = onnx.load(str(source))
+    if config.reduce_range:
+        pad_narrow_conv_inputs(proto)
     tmp = output.with_name(f"{output.stem}.tmp.onnx")
     with _quiet():
         quantize_static(
             # A ModelProto, not the path: given a path, ORT writes `<source>-inferred.onnx` beside it, which
             # parallel workers quantizing the same source would race on.
-            onnx.load(str(source)), str(tmp), _reader(calibration, input_name),
+            proto, str(tmp), _reader(calibration, proto.graph.input[0].name),
             quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
             per_channel=config.granularity == "per_channel",
             reduce_range=config.reduce_range,
