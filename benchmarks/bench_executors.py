@@ -12,7 +12,6 @@ must be identical. Writes artifacts/results/executors.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time

@@ -113,10 +113,12 @@ def test_residual_blocks_stay_uint8_between_convs(models, images, tmp_path):
     model = models["resnet8"]
     q = quantize(model, get_config("pt2e_u8_per_channel_minmax"), Calibration(images, model.preprocessing, 0), tmp_path)
     graph = torch.export.load(q.path).graph
-    sums = [n for n in graph.nodes if n.target == torch.ops.aten.relu.default and n.args[0].target == torch.ops.aten.add.Tensor]
+    sums = [n for n in graph.nodes
+            if n.target == torch.ops.aten.relu.default and n.args[0].target == torch.ops.aten.add.Tensor]
     users = [[u.target for u in n.users] for n in sums]
     # the first two sums feed the next block's pad and shortcut conv through one quantize; the last, the float avg pool
-    assert users == [[torch.ops.quantized_decomposed.quantize_per_tensor.default]] * 2 + [[torch.ops.aten.avg_pool2d.default]]
+    q_op, pool = torch.ops.quantized_decomposed.quantize_per_tensor.default, torch.ops.aten.avg_pool2d.default
+    assert users == [[q_op], [q_op], [pool]]
     pads = [n for n in graph.nodes if n.target in (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)]
     assert len(pads) == 2 and all(p.meta["val"].dtype == torch.uint8 for p in pads)
 
@@ -124,7 +126,8 @@ def test_residual_blocks_stay_uint8_between_convs(models, images, tmp_path):
 def test_fold_quantized_pads_is_exact_and_needs_equal_scales():
     from quant_explorer.backends.x86_quantizer import fold_quantized_pads
 
-    q, dq = torch.ops.quantized_decomposed.quantize_per_tensor.default, torch.ops.quantized_decomposed.dequantize_per_tensor.default
+    q = torch.ops.quantized_decomposed.quantize_per_tensor.default
+    dq = torch.ops.quantized_decomposed.dequantize_per_tensor.default
 
     def block(x, out_scale):
         y = torch.ops.aten.pad.default(dq(q(x, 0.05, 7, 0, 255, torch.uint8), 0.05, 7, 0, 255, torch.uint8), [0, 1, 0, 1])
@@ -135,7 +138,8 @@ def test_fold_quantized_pads_is_exact_and_needs_equal_scales():
     want = same(x)
     assert fold_quantized_pads(same) == 1
     assert torch.equal(same(x), want)
-    assert not any(n.target == q and n.args[0].target == torch.ops.aten.constant_pad_nd.default for n in same.graph.nodes)
+    pads = [n for n in same.graph.nodes if n.target == torch.ops.aten.constant_pad_nd.default]
+    assert len(pads) == 1 and pads[0].args[0].target == q and pads[0].args[2] == 7  # the uint8 tensor, with its zero point
     assert fold_quantized_pads(torch.fx.symbolic_trace(lambda x: block(x, 0.06))) == 0  # a requantize is not a pad
 
 

@@ -96,8 +96,8 @@ def pad_narrow_conv_inputs(model, channels: int = 4) -> list[str]:
                                        f"{node.name}_channel_pads")
         graph.initializer.append(pads)
         padded_input = f"{node.input[0]}_padded_to_{channels}_channels"
-        graph.node.insert(list(graph.node).index(node),
-                          helper.make_node("Pad", [node.input[0], pads.name], [padded_input], name=f"{node.name}_channel_pad"))
+        pad = helper.make_node("Pad", [node.input[0], pads.name], [padded_input], name=f"{node.name}_channel_pad")
+        graph.node.insert(list(graph.node).index(node), pad)
         node.input[0] = padded_input
         changed.append(node.name)
     return changed
