@@ -221,6 +221,13 @@ def torch_profile(runner, xb: torch.Tensor, runs: int = PROFILE_RUNS, top: int =
     return {"batch": len(xb), "self_cpu_ms_per_batch": round(total / 1e3 / runs, 3), "ops": ops}, table
 
 
+def by_throughput(entries: dict, configs: dict, backend: str, runtime: str) -> list[str]:
+    """Config names of `backend` timed in `runtime`, fastest batch-256 throughput first."""
+    timed = [(e["runtimes"][runtime]["throughput_b256"], name) for name, e in entries.items()
+             if configs[name].backend == backend and "throughput_b256" in e.get("runtimes", {}).get(runtime, {})]
+    return [name for _, name in sorted(timed, reverse=True)]
+
+
 def profiles(model, document: dict, data: EvalData, settings: BenchSettings, configs: dict) -> tuple[dict, str]:
     """Profiles of FP32 and the fastest int8 config in ORT, and FP32 vs the fastest PT2E model under inductor."""
     from quant_explorer.runtimes import torch_runner
@@ -228,20 +235,16 @@ def profiles(model, document: dict, data: EvalData, settings: BenchSettings, con
     _, xb = bench_inputs(model, data, settings.batch)
     entries = {e["config_name"]: e for e in document["entries"].values()}
 
-    def fastest(backend, runtime, slowest=False):
-        scored = [(e["runtimes"][runtime]["throughput_b256"], name) for name, e in entries.items()
-                  if configs[name].backend == backend and "throughput_b256" in e.get("runtimes", {}).get(runtime, {})]
-        return (min(scored) if slowest else max(scored))[1] if scored else None
-
+    ort_ranked = by_throughput(entries, configs, "ort", "onnxruntime")
+    pt2e_ranked = by_throughput(entries, configs, "pt2e", "inductor")
     out, text = {}, []
     torch.set_num_threads(settings.threads)
-    ort_best, ort_worst = fastest("ort", "onnxruntime"), fastest("ort", "onnxruntime", slowest=True)
-    for name in dict.fromkeys(n for n in ("fp32_baseline", ort_best, ort_worst) if n):
+    for name in dict.fromkeys(["fp32_baseline", *ort_ranked[:1], *ort_ranked[-1:]]):
         out[f"ort/{name}"] = ort_profile(Path(entries[name]["artifact"]), xb, settings.threads)
     torch_targets = {"fp32_baseline/torch": lambda: torch_runner(model.module)}
     if settings.compile:
         torch_targets["fp32_baseline/inductor"] = lambda: compiled_runner(model.fresh())
-        for name in dict.fromkeys(n for n in (fastest("pt2e", "inductor"), fastest("pt2e", "inductor", slowest=True)) if n):
+        for name in dict.fromkeys([*pt2e_ranked[:1], *pt2e_ranked[-1:]]):
             path = Path(entries[name]["artifact"])
             torch_targets[f"{name}/inductor"] = lambda path=path: compiled_runner(load_pt2(path))
     for name, build in torch_targets.items():
@@ -284,18 +287,16 @@ def paired_speedup(baseline, candidate, xb: torch.Tensor, pairs: int = HEAD_TO_H
     table's ratio of medians (runs up to a round apart) drifts."""
     for runner in (baseline, candidate):
         runner(xb)
-    ratios, times = [], {"baseline": [], "candidate": []}
+    runners = {"baseline": baseline, "candidate": candidate}
+    times = {name: [] for name in runners}
     for i in range(pairs):
-        pair = {}
-        for name in (("baseline", "candidate") if i % 2 == 0 else ("candidate", "baseline")):
-            runner = baseline if name == "baseline" else candidate
+        for name in (list(runners) if i % 2 == 0 else list(runners)[::-1]):
             time.sleep(SETTLE_SECONDS)  # let the other runtime's threads stop spinning
-            runner(xb)  # and wake this one's
+            runners[name](xb)  # and wake this one's
             started = time.perf_counter()
-            runner(xb)
-            pair[name] = time.perf_counter() - started
-            times[name].append(pair[name])
-        ratios.append(pair["baseline"] / pair["candidate"])
+            runners[name](xb)
+            times[name].append(time.perf_counter() - started)
+    ratios = np.array(times["baseline"]) / np.array(times["candidate"])
     return {"pairs": pairs, "batch": len(xb), "speedup_median": round(float(np.median(ratios)), 3),
             "speedup_p25": round(float(np.percentile(ratios, 25)), 3),
             "speedup_p75": round(float(np.percentile(ratios, 75)), 3),
@@ -308,20 +309,14 @@ def head_to_head(model, document: dict, data: EvalData, settings: BenchSettings,
     _, xb = bench_inputs(model, data, settings.batch)
     entries = {e["config_name"]: e for e in document["entries"].values()}
 
-    def fastest(backend, runtime, n):
-        scored = sorted(((e["runtimes"][runtime]["throughput_b256"], name) for name, e in entries.items()
-                         if configs[name].backend == backend
-                         and "throughput_b256" in e.get("runtimes", {}).get(runtime, {})), reverse=True)
-        return [name for _, name in scored[:n]]
-
     torch.set_num_threads(settings.threads)
     out = {"ort": {}, "inductor": {}}
     fp32_ort = ort_runner(Path(entries["fp32_baseline"]["artifact"]), settings.threads)
-    for name in fastest("ort", "onnxruntime", HEAD_TO_HEAD_ORT_CANDIDATES):
+    for name in by_throughput(entries, configs, "ort", "onnxruntime")[:HEAD_TO_HEAD_ORT_CANDIDATES]:
         out["ort"][name] = paired_speedup(fp32_ort, ort_runner(Path(entries[name]["artifact"]), settings.threads), xb)
     if settings.compile:
         fp32_inductor = compiled_runner(model.fresh())
-        for name in fastest("pt2e", "inductor", 1):
+        for name in by_throughput(entries, configs, "pt2e", "inductor")[:1]:
             out["inductor"][name] = paired_speedup(fp32_inductor, compiled_runner(load_pt2(Path(entries[name]["artifact"]))), xb)
     return out
 

@@ -50,7 +50,8 @@ def _is_zero_pad(node: Node) -> bool:
         return False
     if node.target == torch.ops.aten.constant_pad_nd.default:
         return node.args[2:] in ((), (0,), (0.0,))
-    mode, value = (list(node.args[2:]) + [node.kwargs.get("mode", "constant"), node.kwargs.get("value")])[:2]
+    mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+    value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value")
     return mode == "constant" and value in (None, 0, 0.0)
 
 
