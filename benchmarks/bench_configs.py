@@ -9,8 +9,10 @@ bench document of `quant-explorer bench`, plus an "analysis" section) and bench_
 Peak multiply-adds per second (the "peak" section of the JSON repeats this with the numbers used):
     peak = cores x clock x MACs per cycle per core
   - cores: CPUs this process may run on (sched_getaffinity); the fraction uses min(cores, --threads).
-  - clock: /proc/cpuinfo 'cpu MHz'. Under a hypervisor that is the nominal (TSC) clock; boost clocks run
-    higher, so the true peak is higher and the fractions here are upper bounds.
+  - clock: measured. simd_peak.c runs register-only AVX2 FMAs on every thread; 2 FMA units x 8 lanes make
+    16 MACs per cycle, so its rate / (16 x threads) is the clock the cores hold under full vector load.
+    Without a C compiler or AVX2, /proc/cpuinfo's 'cpu MHz': under a hypervisor the nominal (TSC) clock,
+    below the boost clock, so peaks from it are too low and fractions of peak too high.
   - FP32: a fused multiply-add is one MAC. AVX2+FMA: 2 FMA units x 8 fp32 lanes = 16 MACs/cycle/core;
     AVX-512F: 2 x 16 = 32 (1 x 16 on parts with one 512-bit FMA unit); SSE only: 2 x 4 = 8.
   - int8 without VNNI (AVX2): vpmaddubsw multiplies 32 u8 x s8 pairs and adds adjacent products into 16
@@ -32,8 +34,10 @@ kH x kW MACs, every Linear output in_features (ResNet8: 12,501,632; additions, B
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import subprocess
 import tempfile
 import time
 import zipfile
@@ -43,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from quant_explorer.bench import (SETTLE_SECONDS, BenchSettings, bench_and_record, bench_inputs, compiled_runner, load_pt2,
+from quant_explorer.bench import (SETTLE_SECONDS, BenchSettings, bench_and_record, bench_inputs, load_pt2,
                                   table_rows)
 from quant_explorer.configs import select_configs
 from quant_explorer.data import resolve_data_dir
@@ -51,7 +55,7 @@ from quant_explorer.env import cpu_info
 from quant_explorer.models import load_model
 from quant_explorer.paths import results_file
 from quant_explorer.results import write_json_atomic
-from quant_explorer.runtimes import ort_runner, ort_session
+from quant_explorer.runtimes import inductor_runner, ort_runner, ort_session
 from quant_explorer.sweep import EvalData, _key
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -60,6 +64,7 @@ TARGETS = {"ort_int8_vs_fp32_b256": 1.5, "pt2e_inductor_vs_fp32_inductor_b256": 
 INT8_RUNTIMES = {"onnxruntime", "inductor", "x86", "qnnpack"}  # runtimes that compute in int8 for int8 configs
 PROFILE_RUNS = 10
 HEAD_TO_HEAD_PAIRS = 40
+CLOCK_PROBE_ITERATIONS = 50_000_000  # ~0.2 s per try at 3 GHz
 HEAD_TO_HEAD_ORT_CANDIDATES = 3  # the fastest ORT configs of the main table; PT2E: the fastest one (each compile ~1 min)
 
 
@@ -86,13 +91,30 @@ def count_macs(module: nn.Module, shape=(1, 3, 32, 32)) -> dict:
     return {"macs_per_image": sum(per_layer.values()), "per_layer": per_layer}
 
 
+def measured_clock_hz(threads: int) -> float | None:
+    """The clock under full AVX2 load, from simd_peak.c's FMA rate (best of 5); None without cc or AVX2."""
+    with tempfile.TemporaryDirectory() as tmp:
+        library = Path(tmp) / "simd_peak.so"
+        try:
+            subprocess.run([os.environ.get("CC", "cc"), "-O2", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC",
+                            "-o", str(library), str(Path(__file__).with_name("simd_peak.c"))],
+                           check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        probe = ctypes.CDLL(str(library)).fp32_macs_per_s
+        probe.restype, probe.argtypes = ctypes.c_double, [ctypes.c_long, ctypes.c_int]
+        return max(probe(CLOCK_PROBE_ITERATIONS, threads) for _ in range(5)) / (16 * threads)
+
+
 def cpu_peak(threads: int) -> dict:
     """Peak FP32 and int8 MACs/s from cores, clock and SIMD flags (the derivation is the module docstring)."""
     info = cpu_info()
     flags = info["flags"]
     mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
            if line.startswith("cpu MHz")] if Path("/proc/cpuinfo").exists() else []
-    clock_hz = float(np.median(mhz)) * 1e6 if mhz else None
+    nominal_hz = float(np.median(mhz)) * 1e6 if mhz else None
+    measured_hz = measured_clock_hz(threads) if flags["avx2"] and flags["fma"] else None
+    clock_hz = measured_hz or nominal_hz
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if flags["avx512f"]:
         simd, fp32 = "AVX-512", 2 * 16
@@ -108,12 +130,12 @@ def cpu_peak(threads: int) -> dict:
         simd, fp32, int8, int8_how = "SSE", 2 * 4, 16, "pmaddubsw xmm + pmaddwd on 2 ports"
     used = min(threads, cores)
     out = {"cpu": info["model"], "simd": simd, "vnni": info["vnni"], "cores_available": cores, "threads_used": used,
-           "clock_mhz_proc_cpuinfo": round(clock_hz / 1e6, 1) if clock_hz else None,
+           "clock_mhz": round(clock_hz / 1e6, 1) if clock_hz else None,
+           "clock_source": "measured (simd_peak.c FMA rate / 16 MACs per cycle)" if measured_hz else "/proc/cpuinfo",
+           "clock_mhz_proc_cpuinfo": round(nominal_hz / 1e6, 1) if nominal_hz else None,
            "fp32_macs_per_cycle_per_core": fp32, "fp32_how": f"{fp32 // 2} fp32 lanes x 2 FMA units",
            "int8_macs_per_cycle_per_core": int8, "int8_how": int8_how,
-           "int8_over_fp32_peak_ratio": int8 / fp32,
-           "note": "clock is /proc/cpuinfo 'cpu MHz' (nominal under a hypervisor; boost is higher, so these "
-                   "peaks are lower bounds and the fractions of peak upper bounds)"}
+           "int8_over_fp32_peak_ratio": int8 / fp32}
     if clock_hz:
         out.update({"fp32_peak_macs_per_s": fp32 * clock_hz * used, "int8_peak_macs_per_s": int8 * clock_hz * used,
                     "fp32_peak_macs_per_s_all_cores": fp32 * clock_hz * cores,
@@ -243,10 +265,10 @@ def profiles(model, document: dict, data: EvalData, settings: BenchSettings, con
         out[f"ort/{name}"] = ort_profile(Path(entries[name]["artifact"]), xb, settings.threads)
     torch_targets = {"fp32_baseline/torch": lambda: torch_runner(model.module)}
     if settings.compile:
-        torch_targets["fp32_baseline/inductor"] = lambda: compiled_runner(model.fresh())
+        torch_targets["fp32_baseline/inductor"] = lambda: inductor_runner(model.fresh())
         for name in dict.fromkeys([*pt2e_ranked[:1], *pt2e_ranked[-1:]]):
             path = Path(entries[name]["artifact"])
-            torch_targets[f"{name}/inductor"] = lambda path=path: compiled_runner(load_pt2(path))
+            torch_targets[f"{name}/inductor"] = lambda path=path: inductor_runner(load_pt2(path))
     for name, build in torch_targets.items():
         summary, table = torch_profile(build(), xb)
         out[f"torch/{name}"] = summary
@@ -315,9 +337,9 @@ def head_to_head(model, document: dict, data: EvalData, settings: BenchSettings,
     for name in by_throughput(entries, configs, "ort", "onnxruntime")[:HEAD_TO_HEAD_ORT_CANDIDATES]:
         out["ort"][name] = paired_speedup(fp32_ort, ort_runner(Path(entries[name]["artifact"]), settings.threads), xb)
     if settings.compile:
-        fp32_inductor = compiled_runner(model.fresh())
+        fp32_inductor = inductor_runner(model.fresh())
         for name in by_throughput(entries, configs, "pt2e", "inductor")[:1]:
-            out["inductor"][name] = paired_speedup(fp32_inductor, compiled_runner(load_pt2(Path(entries[name]["artifact"]))), xb)
+            out["inductor"][name] = paired_speedup(fp32_inductor, inductor_runner(load_pt2(Path(entries[name]["artifact"]))), xb)
     return out
 
 

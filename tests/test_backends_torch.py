@@ -116,9 +116,11 @@ def test_residual_blocks_stay_uint8_between_convs(models, images, tmp_path):
     sums = [n for n in graph.nodes
             if n.target == torch.ops.aten.relu.default and n.args[0].target == torch.ops.aten.add.Tensor]
     users = [[u.target for u in n.users] for n in sums]
-    # the first two sums feed the next block's pad and shortcut conv through one quantize; the last, the float avg pool
-    q_op, pool = torch.ops.quantized_decomposed.quantize_per_tensor.default, torch.ops.aten.avg_pool2d.default
-    assert users == [[q_op], [q_op], [pool]]
+    # the first two sums feed the next block's pad and shortcut conv through one quantize; the last, the avg pool
+    q_op = torch.ops.quantized_decomposed.quantize_per_tensor.default
+    assert users == [[q_op], [q_op], [q_op]]
+    pool = next(n for n in graph.nodes if n.target == torch.ops.aten.avg_pool2d.default)
+    assert pool.args[0].args[0].args[0] is sums[-1]  # pool(dequantize(quantize(sum)))
     pads = [n for n in graph.nodes if n.target in (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)]
     assert len(pads) == 2 and all(p.meta["val"].dtype == torch.uint8 for p in pads)
 
@@ -144,14 +146,17 @@ def test_fold_quantized_pads_is_exact_and_needs_equal_scales():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,convs", [("cifar_cnn", 4), ("resnet8", 9)])
-def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path, name, convs):
+@pytest.mark.parametrize("name,convs,pads", [("cifar_cnn", 4, 0), ("resnet8", 9, 2)])
+def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path, name, convs, pads):
     from torch._dynamo.utils import counters
+    from torch._inductor.utils import run_and_get_code
 
     model = models[name]
     q = quantize(model, get_config("pt2e_u8_per_channel_minmax"), Calibration(images, model.preprocessing, 0), tmp_path)
     counters.clear()
     compiled = q.alternates["inductor"]()
+    _, code = run_and_get_code(compiled, model.preprocessing(images.images[:2]))
+    assert "".join(code).count("torch.ops.aten.constant_pad_nd.default(") == pads  # the uint8 pads run in ATen
     for n in (4, 7):  # one compile serves every batch size
         x = model.preprocessing(images.images[:n])
         reference, fused = q.runner(x), compiled(x)

@@ -1,14 +1,19 @@
 """bench runs and records well-formed numbers: a tiny ResNet8, tiny data, a few runs; no timing assertions."""
 
 import functools
+import importlib.util
 import json
 import math
+import shutil
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from quant_explorer import bench
 from quant_explorer.bench import BenchSettings, bench_and_record
 from quant_explorer.configs import get_config
+from quant_explorer.env import cpu_info
 from quant_explorer.models import load_model
 from quant_explorer.results import load_results
 from quant_explorer.sweep import EvalData
@@ -65,3 +70,15 @@ def test_bench_cli_prints_table_and_json(tiny_env, monkeypatch):
     assert doc["settings"]["threads"] == 1 and doc["settings"]["compile"] is False and len(doc["entries"]) == 2
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0 and "1 threads" in result.stdout, result.output
+
+
+def test_clock_probe_measures_a_plausible_clock():
+    """benchmarks/simd_peak.c builds and its FMA rate gives a clock a real CPU can have."""
+    flags = cpu_info()["flags"]
+    if not (shutil.which("cc") and flags["avx2"] and flags["fma"]):
+        pytest.skip("needs a C compiler and AVX2+FMA")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_configs.py"
+    spec = importlib.util.spec_from_file_location("bench_configs", path)
+    bench_configs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_configs)
+    assert 0.5e9 < bench_configs.measured_clock_hz(1) < 7e9

@@ -36,7 +36,7 @@ from .configs import QuantConfig
 from .env import environment
 from .evaluate import Runner, evaluate
 from .models import LoadedModel
-from .runtimes import ort_runner, torch_runner
+from .runtimes import inductor_runner, ort_runner, torch_runner
 from .sweep import FP32, EvalData, _key, _workdir, make_calibration
 
 SCHEMA_VERSION = 1
@@ -116,22 +116,6 @@ def keep_freed_memory() -> str:
     return "glibc default (mallopt refused)"
 
 
-def compiled_runner(module: torch.nn.Module) -> Runner:
-    """torch.compile (Inductor) with torch._inductor.config.freezing on, run under no_grad; compiles on the
-    first call of each new shape. Both matter for PT2E on torch 2.14: with freezing passed as
-    `options={"freezing": True}` instead, or under inference_mode, tracing reaches oneDNN's int8 weight
-    prepack with fake tensors and fails (UnsupportedOperatorException: onednn.qconv_prepack)."""
-    from torch._inductor import config
-
-    compiled = torch.compile(module, dynamic=True)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), config.patch(freezing=True):
-            return compiled(x)
-
-    return run
-
-
 def load_pt2(path: Path) -> torch.nn.Module:
     """The saved PT2E artifact as a module. Importing torchao's X86InductorQuantizer module matters twice: it
     registers the quantized_decomposed ops the file names, and the Inductor passes that turn Q/DQ + conv into
@@ -148,7 +132,7 @@ def targets_for(model: LoadedModel, config: QuantConfig, quantized: QuantizedMod
         out = [Target(config, "onnxruntime", lambda: ort_runner(path, threads)),
                Target(config, "torch", lambda: torch_runner(model.module))]
         if settings.compile:
-            out.append(Target(config, "inductor", lambda: compiled_runner(model.fresh())))
+            out.append(Target(config, "inductor", lambda: inductor_runner(model.fresh())))
         return out
     if config.backend == "ort":
         out = [Target(config, "onnxruntime", lambda: ort_runner(path, threads))]
@@ -160,7 +144,7 @@ def targets_for(model: LoadedModel, config: QuantConfig, quantized: QuantizedMod
         # The backend offers inductor only where oneDNN can run it (uint8 activations); we compile the saved
         # artifact ourselves, exactly as the FP32 module is compiled.
         if settings.compile and "inductor" in quantized.alternates:
-            out.append(Target(config, "inductor", lambda: compiled_runner(load_pt2(path))))
+            out.append(Target(config, "inductor", lambda: inductor_runner(load_pt2(path))))
         return out
     out = [Target(config, "qnnpack", lambda: quantized.runner)]
     if "x86" in quantized.alternates:

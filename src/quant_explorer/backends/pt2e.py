@@ -16,7 +16,7 @@ import torch
 
 from ..configs import QuantConfig
 from ..models import LoadedModel
-from ..runtimes import torch_runner
+from ..runtimes import inductor_runner, torch_runner
 from . import Calibration, QuantizedModel
 
 EXAMPLE = torch.zeros(2, 3, 32, 32)
@@ -74,17 +74,6 @@ def _drop_unused(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         owner, _, leaf = name.rpartition(".")
         delattr(gm.get_submodule(owner), leaf)
     return gm
-
-
-def inductor_runner(converted: torch.nn.Module):
-    """torch.compile with freezing: constant weights let Inductor fuse Q/DQ + conv into oneDNN int8 kernels.
-
-    Freezing is set process-wide: passed as `options`, it leaves per-channel weights unfolded and the compile fails.
-    """
-    import torch._inductor.config
-
-    torch._inductor.config.freezing = True
-    return torch_runner(torch.compile(converted, dynamic=True))
 
 
 def graph_checks(gm: torch.fx.GraphModule) -> dict:
