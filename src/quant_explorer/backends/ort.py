@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,7 @@ def pad_narrow_conv_inputs(model, channels: int = 4) -> list[str]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
-    uses = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = Counter(name for node in graph.node for name in node.input)
     changed = []
     for node in list(graph.node):
         weight = initializers.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
