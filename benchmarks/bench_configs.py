@@ -9,20 +9,21 @@ bench document of `quant-explorer bench`, plus an "analysis" section) and bench_
 Peak multiply-adds per second (the "peak" section of the JSON repeats this with the numbers used):
     peak = cores x clock x MACs per cycle per core
   - cores: CPUs this process may run on (sched_getaffinity); the fraction uses min(cores, --threads).
-  - clock: measured. simd_peak.c runs register-only AVX2 FMAs on every thread; 2 FMA units x 8 lanes make
-    16 MACs per cycle, so its rate / (16 x threads) is the clock the cores hold under full vector load.
-    Without a C compiler or AVX2, /proc/cpuinfo's 'cpu MHz': under a hypervisor the nominal (TSC) clock,
-    below the boost clock, so peaks from it are too low and fractions of peak too high.
-  - FP32: a fused multiply-add is one MAC. AVX2+FMA: 2 FMA units x 8 fp32 lanes = 16 MACs/cycle/core;
-    AVX-512F: 2 x 16 = 32 (1 x 16 on parts with one 512-bit FMA unit); SSE only: 2 x 4 = 8.
-  - int8 without VNNI (AVX2): vpmaddubsw multiplies 32 u8 x s8 pairs and adds adjacent products into 16
-    int16 (saturating), then vpmaddwd by ones widens to int32 and vpaddd accumulates. Two of those three
-    run on the 2 vector-multiply ports, so 32 MACs take one port-cycle each on two ports: 32 MACs/cycle/core,
-    2x FP32 (64, 4x FP32, if the widening were free, which no kernel achieves without int16 overflow).
-  - int8 with AVX-VNNI (256-bit): vpdpbusd does the 32 MACs and the accumulate in one instruction, 2 ports:
-    64 MACs/cycle/core (4x FP32); AVX512-VNNI: 64 per instruction, 2 ports: 128 (4x FP32 of AVX-512).
-  So on this class of CPU (AVX2, no VNNI) int8 compute can be at most 2x FP32 per cycle: a 2.5x int8 speed-up
-  over FP32 needs the FP32 kernels to run far below their peak while the int8 ones do not.
+  - clock: measured. simd_peak.c runs register-only loops of one multiply-add instruction on every thread;
+    AVX2 cores retire 2 vfmadd ymm (8 fp32 lanes) per cycle, so that loop's rate / (16 x threads) is the clock
+    the cores hold under full vector load. Without a C compiler or AVX2, /proc/cpuinfo's 'cpu MHz': under a
+    hypervisor the nominal (TSC) clock, below the boost clock, so peaks from it are too low.
+  - FP32: a fused multiply-add is one MAC. AVX2+FMA: 2 FMA units x 8 lanes = 16 MACs/cycle/core. AVX-512:
+    the vfmadd zmm loop's rate / clock, measured, because cores differ: 32 with two 512-bit FMA units, 16
+    where 512-bit ops run as two 256-bit halves (AMD Zen 4), so AVX-512 is no faster than AVX2 there.
+  - int8 with VNNI: vpdpbusd (u8 x s8, 4 MACs per 32-bit lane, accumulated in int32) is measured the same way,
+    zmm (AVX512-VNNI) or ymm (AVX-VNNI): 4x the fp32 lanes per instruction, so up to 4x the FP32 peak.
+    Measured MACs per cycle are rounded to the nearest power of two (lanes x units), which absorbs the
+    probes' noise on a shared machine; the raw rates are in "probe_macs_per_s".
+  - int8 without VNNI (derived, not measured): vpmaddubsw multiplies u8 x s8 pairs and adds adjacent products
+    into int16 (saturating), vpmaddwd by ones widens to int32, vpaddd accumulates. Two of those three run on
+    the 2 vector-multiply ports: 2x the FP32 peak. So without VNNI, a 2.5x int8 speed-up over FP32 needs the
+    FP32 kernels to run far below their peak while the int8 ones do not.
 The two speed targets are decided by paired runs, not by the main table. The table's ratios compare medians
 of runs up to a round (many seconds) apart. The paired check alternates the FP32 model and the candidate,
 one batch each, 40 times, and takes the median of the per-pair ratios, with its quartiles. It runs for
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -64,7 +66,7 @@ TARGETS = {"ort_int8_vs_fp32_b256": 1.5, "pt2e_inductor_vs_fp32_inductor_b256": 
 INT8_RUNTIMES = {"onnxruntime", "inductor", "x86", "qnnpack"}  # runtimes that compute in int8 for int8 configs
 PROFILE_RUNS = 10
 HEAD_TO_HEAD_PAIRS = 40
-CLOCK_PROBE_ITERATIONS = 50_000_000  # ~0.2 s per try at 3 GHz
+PROBE_ITERATIONS = 50_000_000  # ~0.2 s per try at 3 GHz
 HEAD_TO_HEAD_ORT_CANDIDATES = 3  # the fastest ORT configs of the main table; PT2E: the fastest one (each compile ~1 min)
 
 
@@ -91,8 +93,13 @@ def count_macs(module: nn.Module, shape=(1, 3, 32, 32)) -> dict:
     return {"macs_per_image": sum(per_layer.values()), "per_layer": per_layer}
 
 
-def measured_clock_hz(threads: int) -> float | None:
-    """The clock under full AVX2 load, from simd_peak.c's FMA rate (best of 5); None without cc or AVX2."""
+def simd_rates(threads: int) -> dict[str, float]:
+    """MACs/s of each simd_peak.c loop this CPU can run, best of 5; empty without a C compiler or AVX2+FMA."""
+    flags = cpu_info()["flags"]
+    probes = {"fp32_fma_ymm": flags["avx2"] and flags["fma"], "fp32_fma_zmm": flags["avx512f"],
+              "int8_vnni_zmm": flags["avx512f"] and flags["avx512_vnni"], "int8_vnni_ymm": flags["avx_vnni"]}
+    if not probes["fp32_fma_ymm"]:
+        return {}
     with tempfile.TemporaryDirectory() as tmp:
         library = Path(tmp) / "simd_peak.so"
         try:
@@ -100,40 +107,56 @@ def measured_clock_hz(threads: int) -> float | None:
                             "-o", str(library), str(Path(__file__).with_name("simd_peak.c"))],
                            check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError):
-            return None
-        probe = ctypes.CDLL(str(library)).fp32_macs_per_s
-        probe.restype, probe.argtypes = ctypes.c_double, [ctypes.c_long, ctypes.c_int]
-        return max(probe(CLOCK_PROBE_ITERATIONS, threads) for _ in range(5)) / (16 * threads)
+            return {}
+        compiled = ctypes.CDLL(str(library))
+        runnable = [getattr(compiled, name) for name, runs_here in probes.items() if runs_here]
+        for probe in runnable:
+            probe.restype, probe.argtypes = ctypes.c_double, [ctypes.c_long, ctypes.c_int]
+        rounds = [[probe(PROBE_ITERATIONS, threads) for probe in runnable] for _ in range(5)]  # interleaved
+        return {probe.__name__: max(rates) for probe, rates in zip(runnable, zip(*rounds))}
+
+
+def power_of_two(x: float) -> int:
+    """The nearest power of two: SIMD lanes x execution units, what a core's MACs per cycle always is."""
+    return 2 ** round(math.log2(x))
 
 
 def cpu_peak(threads: int) -> dict:
-    """Peak FP32 and int8 MACs/s from cores, clock and SIMD flags (the derivation is the module docstring)."""
+    """Peak FP32 and int8 MACs/s: cores x measured clock x MACs per cycle (the module docstring derives it)."""
     info = cpu_info()
     flags = info["flags"]
     mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
            if line.startswith("cpu MHz")] if Path("/proc/cpuinfo").exists() else []
     nominal_hz = float(np.median(mhz)) * 1e6 if mhz else None
-    measured_hz = measured_clock_hz(threads) if flags["avx2"] and flags["fma"] else None
-    clock_hz = measured_hz or nominal_hz
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if flags["avx512f"]:
-        simd, fp32 = "AVX-512", 2 * 16
-        int8 = 2 * 64 if flags["avx512_vnni"] else 2 * 32
-        int8_how = "vpdpbusd zmm: 64 u8xs8 MACs/instr x 2 ports" if flags["avx512_vnni"] else \
-            "vpmaddubsw + vpmaddwd zmm: 64 MACs per 2 port-cycles x 2 ports"
-    elif flags["avx2"] and flags["fma"]:
-        simd, fp32 = "AVX2+FMA", 2 * 8
-        int8 = 2 * 32 if flags["avx_vnni"] else 32
-        int8_how = "vpdpbusd ymm (AVX-VNNI): 32 MACs/instr x 2 ports" if flags["avx_vnni"] else \
-            "vpmaddubsw (32 u8xs8 MACs -> int16 pairs) + vpmaddwd (-> int32) on 2 multiply ports: 32 MACs/cycle"
-    else:
-        simd, fp32, int8, int8_how = "SSE", 2 * 4, 16, "pmaddubsw xmm + pmaddwd on 2 ports"
     used = min(threads, cores)
+    rates = simd_rates(used)
+    clock_hz = rates["fp32_fma_ymm"] / (16 * used) if rates else nominal_hz
+    measured = {name: rate / (clock_hz * used) for name, rate in rates.items()}  # MACs per cycle per core
+    if "fp32_fma_zmm" in measured:
+        simd, fp32 = "AVX-512", max(16, power_of_two(measured["fp32_fma_zmm"]))
+        fp32_how = f"measured: vfmadd zmm {measured['fp32_fma_zmm']:.1f} MACs/cycle (ymm: 16)"
+    elif flags["avx512f"]:
+        simd, fp32, fp32_how = "AVX-512", 2 * 16, "2 FMA units x 16 fp32 lanes (assumed)"
+    elif flags["avx2"] and flags["fma"]:
+        simd, fp32, fp32_how = "AVX2+FMA", 2 * 8, "2 FMA units x 8 fp32 lanes"
+    else:
+        simd, fp32, fp32_how = "SSE", 2 * 4, "2 units x 4 fp32 lanes (assumed)"
+    vnni = {name: per_cycle for name, per_cycle in measured.items() if name.startswith("int8_vnni")}
+    if vnni:
+        best = max(vnni, key=vnni.get)
+        int8, int8_how = power_of_two(vnni[best]), f"measured: vpdpbusd {best[-3:]} {vnni[best]:.1f} MACs/cycle"
+    elif info["vnni"]:
+        int8, int8_how = 4 * fp32, "vpdpbusd: 4 u8 x s8 MACs per 32-bit lane, 4x FP32 (assumed)"
+    else:
+        int8, int8_how = 2 * fp32, ("vpmaddubsw (u8 x s8 pairs -> int16) + vpmaddwd (-> int32) + vpaddd: the two "
+                                    "multiplies on the 2 vector ports, 2x the fp32 lanes per cycle (derived)")
     out = {"cpu": info["model"], "simd": simd, "vnni": info["vnni"], "cores_available": cores, "threads_used": used,
            "clock_mhz": round(clock_hz / 1e6, 1) if clock_hz else None,
-           "clock_source": "measured (simd_peak.c FMA rate / 16 MACs per cycle)" if measured_hz else "/proc/cpuinfo",
+           "clock_source": "measured (simd_peak.c: vfmadd ymm rate / 16 MACs per cycle)" if rates else "/proc/cpuinfo",
            "clock_mhz_proc_cpuinfo": round(nominal_hz / 1e6, 1) if nominal_hz else None,
-           "fp32_macs_per_cycle_per_core": fp32, "fp32_how": f"{fp32 // 2} fp32 lanes x 2 FMA units",
+           "probe_macs_per_s": {name: round(rate) for name, rate in rates.items()},
+           "fp32_macs_per_cycle_per_core": fp32, "fp32_how": fp32_how,
            "int8_macs_per_cycle_per_core": int8, "int8_how": int8_how,
            "int8_over_fp32_peak_ratio": int8 / fp32}
     if clock_hz:

@@ -62,3 +62,15 @@ def test_onnx2torch_runs_the_padded_qdq_graph(resnet8, tmp_path):
                          calibration)
     simulated, kernels = torch.as_tensor(onnx2torch_runner(path)(x)), torch.as_tensor(ort_runner(path)(x))
     assert (simulated.argmax(1) == kernels.argmax(1)).float().mean() >= 0.9
+
+
+@pytest.mark.parametrize("config", ["ort_s8asym_distribution_qdq_per_channel", "ort_u8_distribution_qoperator_per_channel"])
+def test_distribution_calibration_keeps_the_relus_and_tracks_fp32(resnet8, tmp_path, config):
+    """ORT's Distribution ranges straddle 0 even after a ReLU: the ReLUs must stay for negatives to be clipped."""
+    model, calibration, x = resnet8
+    source = preprocessed_onnx(model)
+    relus = sum(n.op_type == "Relu" for n in onnx.load(str(source)).graph.node)
+    path = quantize_onnx(source, tmp_path / "q.onnx", get_config(config), calibration)
+    assert sum(n.op_type == "Relu" for n in onnx.load(str(path)).graph.node) == relus > 0
+    reference, quantized = ort_runner(source)(x), ort_runner(path)(x)
+    assert np.linalg.norm(quantized - reference) < 0.2 * np.linalg.norm(reference)

@@ -145,14 +145,31 @@ def test_fold_quantized_pads_is_exact_and_needs_equal_scales():
     assert fold_quantized_pads(torch.fx.symbolic_trace(lambda x: block(x, 0.06))) == 0  # a requantize is not a pad
 
 
+def test_per_tensor_weights_are_dequantized_per_channel_for_inductor_with_the_same_numbers(models, images, tmp_path):
+    from quant_explorer.runtimes import _per_channel_weight_dequantize
+
+    model = models["resnet8"]
+    q = quantize(model, get_config("pt2e_u8_per_tensor_minmax"), Calibration(images, model.preprocessing, 0), tmp_path)
+    assert "dequantize_per_channel" not in q.checks["quantized_ops"]  # the artifact stays per-tensor
+    saved = torch.export.load(q.path).module()
+    x = model.preprocessing(images.images[:8])
+    want = saved(x)
+    rewritten = _per_channel_weight_dequantize(saved)
+    per_channel = [n for n in rewritten.graph.nodes if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
+    assert len(per_channel) == 10  # 9 convs and the classifier
+    assert torch.equal(rewritten(x), want)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name,convs,pads", [("cifar_cnn", 4, 0), ("resnet8", 9, 2)])
-def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path, name, convs, pads):
+@pytest.mark.parametrize("name,config,convs,pads", [("cifar_cnn", "pt2e_u8_per_channel_minmax", 4, 0),
+                                                    ("resnet8", "pt2e_u8_per_channel_minmax", 9, 2),
+                                                    ("resnet8", "pt2e_u8_per_tensor_minmax", 9, 2)])
+def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path, name, config, convs, pads):
     from torch._dynamo.utils import counters
     from torch._inductor.utils import run_and_get_code
 
     model = models[name]
-    q = quantize(model, get_config("pt2e_u8_per_channel_minmax"), Calibration(images, model.preprocessing, 0), tmp_path)
+    q = quantize(model, get_config(config), Calibration(images, model.preprocessing, 0), tmp_path)
     counters.clear()
     compiled = q.alternates["inductor"]()
     _, code = run_and_get_code(compiled, model.preprocessing(images.images[:2]))

@@ -72,8 +72,9 @@ def test_bench_cli_prints_table_and_json(tiny_env, monkeypatch):
     assert result.exit_code == 0 and "1 threads" in result.stdout, result.output
 
 
-def test_clock_probe_measures_a_plausible_clock():
-    """benchmarks/simd_peak.c builds and its FMA rate gives a clock a real CPU can have."""
+def test_simd_probes_measure_a_plausible_clock_and_peaks():
+    """benchmarks/simd_peak.c builds, its FMA rate gives a clock a real CPU can have, and each probe's MACs per
+    cycle is one a real core can retire (int8 with VNNI: more than fp32)."""
     flags = cpu_info()["flags"]
     if not (shutil.which("cc") and flags["avx2"] and flags["fma"]):
         pytest.skip("needs a C compiler and AVX2+FMA")
@@ -81,4 +82,11 @@ def test_clock_probe_measures_a_plausible_clock():
     spec = importlib.util.spec_from_file_location("bench_configs", path)
     bench_configs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_configs)
-    assert 0.5e9 < bench_configs.measured_clock_hz(1) < 7e9
+    bench_configs.PROBE_ITERATIONS = 5_000_000  # a tenth of the bench's: ~20 ms per try
+    peak = bench_configs.cpu_peak(1)
+    assert peak["clock_source"].startswith("measured") and 500 < peak["clock_mhz"] < 7000
+    assert peak["fp32_macs_per_cycle_per_core"] in (16, 32)  # 2 FMA units of 256 or of 512 bits
+    assert set(peak["probe_macs_per_s"]) >= {"fp32_fma_ymm"} | ({"fp32_fma_zmm"} if flags["avx512f"] else set())
+    if cpu_info()["vnni"]:
+        assert peak["int8_how"].startswith("measured")
+        assert peak["int8_macs_per_cycle_per_core"] in (32, 64, 128)

@@ -17,6 +17,7 @@ from .errors import UserError
 
 BACKENDS = ("fp32", "ort", "pt2e", "eager_static", "eager_dynamic")
 ORT_CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
+CALIBRATION_NOTES = {"distribution": " (symmetric ranges, whatever the activations: see backends.ort)"}
 TORCH_OBSERVERS = ("minmax", "moving_average_minmax", "histogram")
 ACTIVATIONS = {"u8": ("uint8", False), "s8": ("int8", True), "s8asym": ("int8", False)}
 OBSERVER_TOKENS = {"minmax": "minmax", "movavg": "moving_average_minmax", "histogram": "histogram"}
@@ -81,7 +82,8 @@ def _ort_configs() -> list[QuantConfig]:
                         out.append(QuantConfig(
                             name, "ort",
                             f"ONNX Runtime quantize_static: {dtype} {'symmetric' if symmetric else 'asymmetric'} activations, int8 {granularity.replace('_', '-')} "
-                            f"weights, {calibration} calibration, {fmt.upper()}" + (", reduce_range" if rr else ""),
+                            f"weights, {calibration} calibration{CALIBRATION_NOTES.get(calibration, '')}, {fmt.upper()}"
+                            + (", reduce_range" if rr else ""),
                             activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
                             granularity=granularity, calibration=calibration, format=fmt, reduce_range=rr, default=name in defaults))
     return out
