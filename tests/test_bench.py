@@ -74,7 +74,7 @@ def test_bench_cli_prints_table_and_json(tiny_env, monkeypatch):
 
 def test_simd_probes_measure_a_plausible_clock_and_peaks():
     """benchmarks/simd_peak.c builds, its FMA rate gives a clock a real CPU can have, and each probe's MACs per
-    cycle is one a real core can retire (int8 with VNNI: more than fp32)."""
+    cycle is one a real core can retire."""
     flags = cpu_info()["flags"]
     if not (shutil.which("cc") and flags["avx2"] and flags["fma"]):
         pytest.skip("needs a C compiler and AVX2+FMA")
