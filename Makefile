@@ -17,9 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,ray]'
 	touch $@
 
+SHIPPED := resnet8 resnet8-mlperf cifar_cnn
+
+# The default sweep (5 calibration seeds per static config), the report's studies, each shipped model's speed
+# (the pick is the fastest of the configs tied on accuracy), then pareto.md and the report.
 run: install
 	$(QE) sweep
 	$(QE) analyze
+	for m in $(SHIPPED); do $(QE) bench --model $$m --runs 100 || exit 1; done
 	$(QE) report
 
 test: install

@@ -58,7 +58,7 @@ from quant_explorer.models import load_model
 from quant_explorer.paths import results_file
 from quant_explorer.results import write_json_atomic
 from quant_explorer.runtimes import inductor_runner, ort_runner, ort_session
-from quant_explorer.sweep import EvalData, _key
+from quant_explorer.sweep import EvalData, row_key
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MLPERF_H5 = SHARED / "models" / "mlperf-tiny-resnet8" / "pretrainedResnet.h5"
@@ -423,7 +423,7 @@ def main() -> None:
                                 bench_path, log=print)
     macs = count_macs(model.fresh())
     peak = cpu_peak(settings.threads)
-    fp32_entry = document["entries"][_key(model, configs["fp32_baseline"], args.calibration_n, args.seed)]
+    fp32_entry = document["entries"][row_key(model, configs["fp32_baseline"], data, args.calibration_n, args.seed)]
     analysis = {
         "macs": macs, "peak": peak,
         "fraction_of_peak_b256": fractions_of_peak(document, macs["macs_per_image"], peak, configs),

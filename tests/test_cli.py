@@ -29,3 +29,30 @@ def test_evaluate_mlperf_in_ort_prints_88_percent():
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert (metrics["correct"], metrics["n_images"], round(100 * metrics["accuracy"], 2)) == (895, 1017, 88.0)
+
+
+def test_a_command_that_exits_non_zero_makes_the_process_exit_non_zero(monkeypatch):
+    """typer returns a command's Exit(code) as a value outside standalone mode; main must not drop it."""
+    import pytest
+    import typer
+
+    from quant_explorer import cli
+
+    @cli.app.command("exit-three", hidden=True)
+    def exit_three() -> None:
+        raise typer.Exit(3)
+
+    try:
+        monkeypatch.setattr("sys.argv", ["quant-explorer", "exit-three"])
+        with pytest.raises(SystemExit) as exited:
+            cli.main()
+        assert exited.value.code == 3
+    finally:
+        cli.app.registered_commands.pop()
+
+
+def test_config_names_are_never_cut_in_an_80_column_terminal():
+    from quant_explorer.configs import CONFIGS
+
+    out = run("configs", "--all", env={"COLUMNS": "80"}).stdout
+    assert all(name in out for name in CONFIGS) and "…" not in out

@@ -21,7 +21,7 @@ from .conftest import write_image_folder
 CONFIGS = ["fp32_baseline", "ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qoperator_per_channel"]
 KILLED = "ort_u8_minmax_qdq_per_channel_rr"  # its worker dies on the first attempt
 # What must not depend on where a row was computed (timings and thread counts may).
-SAME = ("accuracy", "correct", "confusion_matrix", "per_class_accuracy", "delta_pp", "agreement_with_fp32",
+SAME = ("accuracy", "correct", "predictions", "confusion_matrix", "per_class_accuracy", "delta_pp", "agreement_with_fp32",
         "calibration", "checks", "size_bytes", "model_weights_sha256")
 
 
@@ -58,7 +58,7 @@ def tiny(tmp_path_factory):
         mp.setenv("QUANT_EXPLORER_CACHE", str(root / "cache"))
         mp.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
         model, data = load_model("resnet8", root / "resnet8.pt"), EvalData.load(root / "data")
-        rows = {key: row for key, row, _ in run_sweep([model], [get_config(c) for c in CONFIGS], data, 20, 0,
+        rows = {key: row for key, row, _ in run_sweep([model], [get_config(c) for c in CONFIGS], data, 20, [0],
                                                       root / "local.json", executor=LocalExecutor())}
     return root, model, data, rows
 
@@ -67,7 +67,7 @@ def sweep_killing_one_worker(tiny, executor, tmp_path, monkeypatch):
     root, model, data, expected = tiny
     monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
     marker, results = tmp_path / "killed-once", tmp_path / "results.json"
-    rows = {key: row for key, row, _ in run_sweep([model], [get_config(c) for c in CONFIGS], data, 20, 0, results,
+    rows = {key: row for key, row, _ in run_sweep([model], [get_config(c) for c in CONFIGS], data, 20, [0], results,
                                                   executor=DieOnce(executor, marker))}
     assert marker.exists(), "the killed task never ran"
     assert set(rows) == set(expected) == set(load_results(results)["entries"])

@@ -235,7 +235,7 @@ CASES = [
     Case("results-not-json", quantize(), ("full_results.json is not valid JSON", *MOVE_ASIDE),
          setup=_replace("full_results.json", "{not json")),
     Case("results-unknown-schema", quantize(),
-         ("full_results.json has schema version 99, this quant-explorer writes 1", *MOVE_ASIDE),
+         (f"full_results.json has schema version 99, this quant-explorer writes {SCHEMA_VERSION}", *MOVE_ASIDE),
          setup=_replace("full_results.json", json.dumps({"schema_version": 99, "entries": {"k": {}}}))),
     Case("results-unknown-schema-in-sweep", sweep("--configs", "fp32_baseline"),
          ("full_results.json has schema version 99", *MOVE_ASIDE),
@@ -243,11 +243,17 @@ CASES = [
     Case("calibration-size-not-json", calib_sensitivity("32"), ("calibration_size.json is not valid JSON", *MOVE_ASIDE),
          setup=_replace("calibration_size.json", '{"schema_version": 1, "entries": {')),
     Case("layer-sensitivity-unknown-schema", layer_sensitivity(),
-         ("layer_sensitivity.json has schema version 2", *MOVE_ASIDE),
-         setup=_replace("layer_sensitivity.json", json.dumps({"schema_version": 2, "entries": {}}))),
+         ("layer_sensitivity.json has schema version 3", *MOVE_ASIDE),
+         setup=_replace("layer_sensitivity.json", json.dumps({"schema_version": 3, "entries": {}}))),
     # output directory
     Case("results-dir-is-a-file", quantize(), (*CANNOT_WRITE, "File exists"), setup=_results_dir_is_a_file),
     Case("results-dir-read-only", quantize(), (*CANNOT_WRITE, "Permission denied"), read_only_results=True),
+    # calibration seeds and result views
+    Case("seeds-zero-in-sweep", sweep("--seeds", "0"), ("--seeds must be at least 1 and --first-seed at least 0",)),
+    Case("summary-seeds-garbage", lambda w, tmp: ["summary", "--seeds", "five"],
+         ("--seeds takes seeds like 0-4 or 0,2,4, got 'five'",)),
+    Case("summary-unknown-environment", lambda w, tmp: ["summary", "--environment", "sse9"],
+         ("no results for environment 'sse9' and dataset None", "the file has: ")),
     # weights
     Case("weights-from-another-model", evaluate("--model", "resnet8", "--weights",
                                                 str(PACKAGED_WEIGHTS / "cifar_cnn" / "fp32_baseline.pt")),

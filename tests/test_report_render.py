@@ -9,7 +9,7 @@ import pytest
 from quant_explorer.analysis import calibration_size
 from quant_explorer.configs import get_config
 from quant_explorer.report import build, find_chromium
-from quant_explorer.results import save_entries
+from quant_explorer.results import load_results, save_entries
 
 from .test_analysis import TINY_CONFIGS, tiny_run  # noqa: F401  (the fixture)
 
@@ -19,19 +19,23 @@ TINY_SHA = "0" * 64  # the random tiny ResNet8's weights hash (test_analysis.ran
 
 def add_analyses(results_dir) -> None:
     """calibration_size.json through the real summarizer, and a layer_sensitivity.json entry of the stored shape;
-    plus a calibration study measured on other weights, which the report must leave out."""
+    plus a calibration study measured on other weights, which the report must leave out. Both carry the
+    identity (environment, evaluation set) of the sweep's rows, as the real studies do."""
+    fp32 = next(r for r in load_results(results_dir / "full_results.json")["entries"].values()
+                if r["config_name"] == "fp32_baseline")
+    ident = {"identity": fp32["identity"]}
     runs = {n: {s: {"accuracy": acc, "calibration": {"calibration_images_sha256": f"{n}-{s}"}} for s, acc in enumerate(accs)}
             for n, accs in {32: [0.70, 0.74, 0.72], 256: [0.78, 0.79, 0.80]}.items()}
     entry = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_tensor"), 0.8, runs)
     stale = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_channel"), 0.8, runs)
     save_entries(results_dir / "calibration_size.json",
-                 {"resnet8|ort_u8_minmax_qdq_per_tensor": {**entry, "model_weights_sha256": TINY_SHA},
-                  "resnet8|ort_u8_minmax_qdq_per_channel": {**stale, "model_weights_sha256": "f" * 64}})
+                 {"resnet8|ort_u8_minmax_qdq_per_tensor": {**entry, "model_weights_sha256": TINY_SHA, **ident},
+                  "resnet8|ort_u8_minmax_qdq_per_channel": {**stale, "model_weights_sha256": "f" * 64, **ident}})
     layers = [{"layer": name, "node": name, "op_type": "Conv", "cost_pp": cost, "recovery_pp": cost / 2,
                "only_this_quantized": {"accuracy": 0.8 - cost / 100}, "all_but_this_quantized": {"accuracy": 0.75},
                "weight_sqnr_db": 42.0} for name, cost in (("conv", 2.0), ("stack1.conv1", 0.5), ("fc", -0.1))]
     save_entries(results_dir / "layer_sensitivity.json", {"resnet8|ort_u8_minmax_qdq_per_tensor|n=20|seed=0": {
-        "model": "resnet8", "model_weights_sha256": TINY_SHA, "config_name": "ort_u8_minmax_qdq_per_tensor",
+        "model": "resnet8", "model_weights_sha256": TINY_SHA, "config_name": "ort_u8_minmax_qdq_per_tensor", **ident,
         "fp32_accuracy": 0.8, "quantized_accuracy": 0.74,
         "method": "ORT quantize_static nodes_to_quantize / nodes_to_exclude", "layers": layers,
         "sqnr": {"method": "qdq_loss_debug", "n_images": 20,
@@ -44,8 +48,11 @@ def test_report_writes_pareto_and_an_html_with_every_section(tiny_run):
     pareto = written["markdown"].read_text()
     assert sum(f"| `{c}` |" in pareto for c in TINY_CONFIGS) == len(TINY_CONFIGS)
     assert "## Which to pick" in pareto and "| resnet8 | reference | `fp32_baseline` |" in pareto
+    assert "| resnet8 | pick | `" in pareto and "tie with the best" in pareto and "**Environment: " in pareto
     page = written["html"].read_text()
-    assert page.count('<img alt="') == page.count('src="data:image/png;base64,') >= 2
+    assert page.count('<img alt="') == page.count('src="data:image/png;base64,') >= 3
+    assert page.index('alt="resnet8 forest plot"') < page.index("<details>")  # the picture leads, details follow
+    assert "Δ vs FP32 (pp) [95% interval]" in page and 'class="banner">Environment: ' in page
     assert "Calibration-set size" not in page and "Per-layer sensitivity" not in page
     assert "airplane" in page and "Scheme comparisons" in page
 
@@ -70,3 +77,4 @@ def test_report_renders_in_headless_chromium_with_every_image(tiny_run, monkeypa
     images = (artifacts / "report" / "index.html").read_text().count("<img ")
     assert f"chromium rendered {images} images, 0 broken" in " ".join(result.output.split())
     assert (artifacts / "report" / "screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 'alt="resnet8 forest plot"' in (artifacts / "report" / "index.html").read_text()  # each model's forest plot

@@ -12,7 +12,7 @@ import pytest
 from quant_explorer.configs import get_config
 from quant_explorer.data import load_split
 from quant_explorer.models import load_model
-from quant_explorer.results import load_results
+from quant_explorer.results import decode_classes, load_results
 from quant_explorer.sweep import EvalData, make_calibration, run_config, run_sweep
 
 from .conftest import MLPERF_H5, SUBSET
@@ -25,22 +25,109 @@ def test_rerun_skips_finished_entries_and_force_redoes_them(tiny_env):
     model = load_model("resnet8", tiny_env / "resnet8.pt")
     data = EvalData.load(tiny_env / "data")
     path = tiny_env / "results.json"
-    configs = [get_config(n) for n in ("fp32_baseline", *ORT_CONFIGS[:2])]
-    first = list(run_sweep([model], configs, data, 20, 0, path))
-    assert [skipped for _, _, skipped in first] == [False, False, False]
+    configs = [get_config(n) for n in ("fp32_baseline", *ORT_CONFIGS[:2], "dynamic_int8")]
+    first = list(run_sweep([model], configs, data, 20, [0, 1], path))
+    assert [skipped for _, _, skipped in first] == [False] * 6  # 2 seeds for each static config, 1 otherwise
     entries = load_results(path)["entries"]
-    assert set(entries) == {"resnet8|fp32_baseline", "resnet8|ort_u8_minmax_qdq_per_channel_rr|n=20|seed=0",
-                            "resnet8|ort_s8asym_minmax_qdq_per_tensor|n=20|seed=0"}
-    row = entries["resnet8|ort_u8_minmax_qdq_per_channel_rr|n=20|seed=0"]
+    keys = [key for key, _, _ in first]
+    assert {k.rsplit("|", 1)[0] for k in keys} == {
+        "resnet8|fp32_baseline", "resnet8|dynamic_int8", "resnet8|ort_u8_minmax_qdq_per_channel_rr|n=20|seed=0",
+        "resnet8|ort_u8_minmax_qdq_per_channel_rr|n=20|seed=1", "resnet8|ort_s8asym_minmax_qdq_per_tensor|n=20|seed=0",
+        "resnet8|ort_s8asym_minmax_qdq_per_tensor|n=20|seed=1"}
+    assert set(entries) == set(keys)
+    fp32 = entries[keys[0]]
+    row = entries[keys[1]]
     assert row["n_images"] == 30 and row["calibration"]["calibration_n"] == 20
     assert row["checks"]["quantized_ops"]["QuantizeLinear"] > 0 and row["checks"]["zero_point_exact_zero"]
-    assert abs(row["delta_pp"] - 100 * (row["accuracy"] - entries["resnet8|fp32_baseline"]["accuracy"])) < 1e-6
+    assert abs(row["delta_pp"] - 100 * (row["accuracy"] - fp32["accuracy"])) < 1e-6
     assert sum(map(sum, row["confusion_matrix"])) == 30
     assert row["seconds"] >= row["quantize_seconds"] + row["eval_seconds"] > 0
-    second = list(run_sweep([model], configs[1:], data, 20, 0, path))
-    assert [skipped for _, _, skipped in second] == [True, True]
-    forced = list(run_sweep([model], configs[1:2], data, 20, 0, path, force=True))
+    preds, labels, fp32_preds = (decode_classes(x) for x in (row["predictions"],
+                                 load_results(path)["datasets"][data.test.fingerprint]["labels"], fp32["predictions"]))
+    assert int((preds == labels).sum()) == row["correct"] and row["changed_predictions"] == int((preds != fp32_preds).sum())
+    assert row["fp32_right_quantized_wrong"] == int(((fp32_preds == labels) & (preds != labels)).sum())
+    assert row["alternates"] and not entries[keys[2]]["alternates"]  # cross-checks on the first seed only
+    second = list(run_sweep([model], configs[1:], data, 20, [0, 1], path))
+    assert [skipped for _, _, skipped in second] == [True] * 5
+    forced = list(run_sweep([model], configs[1:2], data, 20, [0], path, force=True))
     assert [skipped for _, _, skipped in forced] == [False]
+
+
+def _sweep_keys(model, data, path, notices=None, config="ort_u8_minmax_qdq_per_channel_rr"):
+    return [(key, skipped) for key, _, skipped in run_sweep([model], [get_config(config)], data, 20, [0], path,
+                                                              notify=[].append if notices is None else notices.append)]
+
+
+def test_a_result_is_reused_only_where_everything_that_could_change_it_is_the_same(tiny_env, monkeypatch):
+    """Another evaluation set, config record, CPU class or library version gives a new row; the old ones stay."""
+    from dataclasses import replace
+
+    model = load_model("resnet8", tiny_env / "resnet8.pt")
+    data = EvalData.load(tiny_env / "data")
+    path = tiny_env / "identity.json"
+    [(first, skipped)] = _sweep_keys(model, data, path)
+    assert not skipped and _sweep_keys(model, data, path) == [(first, True)]
+    before = load_results(path)["entries"][first]
+
+    notices: list[str] = []
+    fewer = EvalData(data.test.subset(range(25)), data.train)  # another evaluation set
+    [(key, skipped)] = _sweep_keys(model, fewer, path, notices)
+    assert key != first and not skipped and notices == ["1 row was computed on another evaluation set; computing it here"]
+
+    changed = replace(get_config("ort_u8_minmax_qdq_per_channel_rr"), description="a changed recipe")
+    keys = [k for k, _, _ in run_sweep([model], [changed], data, 20, [0], path)]  # same name, another record
+    assert keys[0] != first
+
+    other_cpu = {"flags": {"avx2": True, "avx512bw": True, "avx512_vnni": True, "amx_int8": True}}
+    monkeypatch.setattr("quant_explorer.identity.cpu_info", lambda: other_cpu)
+    notices = []
+    [(key, skipped)] = _sweep_keys(model, data, path, notices)
+    assert key not in (first, keys[0]) and not skipped
+    assert notices[0].startswith("1 row was computed on another CPU class (")
+    monkeypatch.undo()
+
+    monkeypatch.setattr("quant_explorer.identity.library_versions",
+                        lambda: {"onnxruntime": "9.9", "torch": "2.14.1", "torchao": "0.18.0"})
+    notices = []
+    [(key, skipped)] = _sweep_keys(model, data, path, notices)
+    assert key != first and not skipped and "with other library versions" in notices[0]
+    assert load_results(path)["entries"][first] == before  # other environments' rows are left as they were
+
+
+def test_a_model_that_quantizes_but_cannot_run_is_an_error_row_and_the_sweep_goes_on(tiny_env):
+    """Test images of another size than the calibration ones: ORT quantizes, then its runner raises."""
+    from quant_explorer.data import ImageSet
+
+    model = load_model("resnet8", tiny_env / "resnet8.pt")
+    data = EvalData.load(tiny_env / "data")
+    small = ImageSet(data.test.images[:, :, :16, :16].contiguous(), data.test.labels, data.test.classes, "16x16")
+    baseline_data = EvalData(data.test, data.train)
+    from quant_explorer.sweep import fp32_baseline
+
+    baseline, _ = fp32_baseline(model, baseline_data)
+    row, preds = run_config(model, get_config("ort_u8_minmax_qdq_per_channel_rr"), EvalData(small, data.train),
+                            make_calibration(model, data, 20, 0), baseline)
+    assert preds is None and row["error"].split(":")[0] in ("InvalidArgument", "Fail", "RuntimeError", "RuntimeException")
+    assert "quantize_seconds" in row and "accuracy" not in row
+
+
+def test_sweep_on_other_data_computes_its_own_rows_and_says_why(tiny_env, tmp_path):
+    from .conftest import write_image_folder
+
+    env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
+    base = ["sweep", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--calibration-n", "20",
+            "--seeds", "1", "-c", "fp32_baseline,ort_u8_minmax_qdq_per_channel_rr"]
+    first = subprocess.run(_cli(*base, "--data-dir", str(tiny_env / "data"), env=env), env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    other = write_image_folder(tmp_path / "other", n_train=40, n_test=12)
+    second = subprocess.run(_cli(*base, "--data-dir", str(other), env=env), env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert "done before" not in second.stdout and "(12/12)" in second.stdout or "/12)" in second.stdout
+    assert "computed on another evaluation set; computing it here" in second.stderr
+    entries = json.loads((tmp_path / "a" / "results" / "full_results.json").read_text())["entries"]
+    assert sorted(r["n_images"] for r in entries.values()) == [12, 12, 30, 30]
 
 
 def _cli(*args, env):
@@ -51,7 +138,7 @@ def test_killed_sweep_keeps_finished_rows_and_resumes(tiny_env):
     env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tiny_env / "kill-artifacts")}
     results = tiny_env / "kill-artifacts" / "results" / "full_results.json"
     args = ["sweep", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir", str(tiny_env / "data"), "--calibration-n", "20",
-            "-c", ",".join(ORT_CONFIGS)]
+            "--seeds", "1", "-c", ",".join(ORT_CONFIGS)]
     proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -69,7 +156,7 @@ def test_killed_sweep_keeps_finished_rows_and_resumes(tiny_env):
     for key, row in done_before.items():
         if "fp32" not in key:
             assert after[key] == row  # finished rows were skipped, not redone
-    assert rerun.stdout.count("done before") == len(done_before) - 1
+    assert rerun.stdout.count("done before") == len(done_before)  # the FP32 row too: its stored predictions are reused
 
 
 @pytest.mark.shared_data

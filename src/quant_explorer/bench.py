@@ -37,7 +37,7 @@ from .env import environment
 from .evaluate import Runner, evaluate
 from .models import LoadedModel
 from .runtimes import inductor_runner, ort_runner, torch_runner
-from .sweep import FP32, EvalData, _key, _workdir, make_calibration
+from .sweep import FP32, EvalData, is_finished, make_calibration, row_key, run_sweep, workdir_for
 
 SCHEMA_VERSION = 1
 MALLOC_KEEP_BYTES = 1 << 30  # see keep_freed_memory
@@ -286,7 +286,7 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
         for config in configs:
             cal = calibration if config.is_static else None
             try:
-                quantized = quantize(model, config, cal, _workdir(model, config, cal))
+                quantized = quantize(model, config, cal, workdir_for(model, config, cal))
             except NotApplicable as e:
                 skipped[config.name] = {"not_applicable": str(e)}
                 continue
@@ -317,7 +317,7 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model.name, "model_weights_sha256": model.weights_sha256,
         "environment": env, "settings": asdict(settings),
-        "entries": {_key(model, c, calibration_n, seed): {"config_name": c.name, **entries[c.name]}
+        "entries": {row_key(model, c, data, calibration_n, seed): {"config_name": c.name, **entries[c.name]}
                     for c in configs if c.name in entries},
     }
 
@@ -349,10 +349,10 @@ def table_rows(document: dict) -> list[list[str]]:
 def attach_to_results(path: Path, document: dict) -> list[str]:
     """Put each bench entry under `bench` in its sweep row, under the results lock (read, merge, write), so a
     sweep writing at the same time keeps its rows. Returns the keys that have no sweep row (not written)."""
-    from .results import _lock, load_results, write_json_atomic
+    from .results import load_results, locked, write_json_atomic
 
     env = {"environment": document["environment"], "created": document["created"]}
-    with _lock(path):
+    with locked(path):
         data = load_results(path)
         missing = [k for k in document["entries"] if k not in data["entries"]]
         for key, entry in document["entries"].items():
@@ -365,15 +365,14 @@ def attach_to_results(path: Path, document: dict) -> list[str]:
 def bench_and_record(model: LoadedModel, configs: list[QuantConfig], data: EvalData, calibration_n: int, seed: int,
                      settings: BenchSettings, results_path: Path, bench_path: Path,
                      log: Callable[[str], None] = lambda s: None) -> dict:
-    """The sweep rows first (resumable: only missing ones are computed), then the bench, attached to them
-    and written whole to `bench_path`."""
+    """The sweep rows of this seed first (resumable: only missing ones are computed), then the bench, attached
+    to them (the speed of a config, whatever its calibration draw) and written whole to `bench_path`."""
     from .results import load_results, write_json_atomic
-    from .sweep import _finished, run_sweep
 
     configs = [FP32, *[c for c in configs if c.name != FP32.name]]
     existing = load_results(results_path)["entries"]
-    if not all(_finished(existing.get(_key(model, c, calibration_n, seed)), model) for c in configs):
-        for key, row, skipped in run_sweep([model], configs, data, calibration_n, seed, results_path):
+    if not all(is_finished(existing.get(row_key(model, c, data, calibration_n, seed))) for c in configs):
+        for key, row, skipped in run_sweep([model], configs, data, calibration_n, [seed], results_path, notify=log):
             if not skipped:
                 log(f"  sweep row {key}")
     document = run_bench(model, configs, data, calibration_n, seed, settings, log)

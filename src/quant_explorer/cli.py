@@ -32,6 +32,13 @@ MeanOpt = typer.Option(None, "--mean", help="Imported ONNX models: per-channel m
 StdOpt = typer.Option(None, "--std", help="Imported ONNX models: per-channel std after scaling.")
 CalibN = typer.Option(256, "--calibration-n", help="Calibration images, a stratified sample of the training split.")
 SeedOpt = typer.Option(0, "--seed", help="Seed of the calibration sample (same seed, same images).")
+SeedsOpt = typer.Option(5, "--seeds", help="Calibration samples per static config (seeds FIRST..FIRST+N-1): one "
+                        "draw moves a recipe by up to ~2 points, so every summary pools several.")
+FirstSeedOpt = typer.Option(0, "--first-seed", help="The first calibration seed.")
+EnvironmentOpt = typer.Option(None, "--environment", help="Show this environment's results (a part of its id, e.g. "
+                              "avx512-vnni); default: this machine's, else the most recent.")
+DatasetOpt = typer.Option(None, "--dataset", help="Show results on this evaluation set (fingerprint or part of its "
+                          "name); default: the environment's most recent.")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 
 
@@ -41,7 +48,8 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors its own click
 
     try:
-        app(standalone_mode=False, prog_name="quant-explorer")
+        # Without standalone mode, click returns a command's `typer.Exit(code)` as the value instead of raising it.
+        code = app(standalone_mode=False, prog_name="quant-explorer")
     except UserError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -59,6 +67,8 @@ def main() -> None:
         message = " ".join(e.format_message().split()).rstrip(".")  # one line, whatever the parser wrote
         err_console.print(f"[red]error:[/red] {escape(message + hint)}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _floats(text: str | None) -> tuple[float, ...] | None:
@@ -78,6 +88,24 @@ def _load(model: str, weights: Path | None, input_scale: str | None = None, mean
     if preprocessing is None and (mean or std):
         raise UserError("--mean/--std need --input-scale (raw255 or unit)")
     return load_model(model, weights, preprocessing) if preprocessing else load_model(model, weights)
+
+
+def _print_table(table: Table, text_width: int | None = None) -> None:
+    """Print a table at its natural width, never cutting a cell (config names above all): a narrower terminal
+    wraps the lines instead. `text_width`: the last column is prose, wrapped within that many characters."""
+    from rich.measure import Measurement
+
+    for column in table.columns:
+        column.no_wrap = True
+    if text_width:
+        table.columns[-1].no_wrap, table.columns[-1].max_width = False, text_width
+    width = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    saved = console.width
+    console.width = max(saved, width)
+    try:
+        console.print(table)
+    finally:
+        console.width = saved
 
 
 def _print_json(data) -> None:
@@ -112,7 +140,7 @@ def configs(as_json: bool = JsonOpt, all_configs: bool = typer.Option(False, "--
     table = Table("config", "backend", "default", "description")
     for c in chosen:
         table.add_row(c.name, c.backend, "yes" if c.default else "", c.description)
-    console.print(table)
+    _print_table(table, text_width=60)
 
 
 @app.command()
@@ -178,7 +206,7 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
     data = EvalData.load(resolve_data_dir(data_dir))
     calibration_indices(data.train.labels, calibration_n, seed)  # fail before any model work
     loaded = _load(model, weights, input_scale, mean, std)
-    for key, row, _ in run_sweep([loaded], [chosen], data, calibration_n, seed, results_file(), force=True):
+    for key, row, _ in run_sweep([loaded], [chosen], data, calibration_n, [seed], results_file(), force=True):
         if as_json:
             _print_json(row)
         else:
@@ -196,7 +224,8 @@ def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help=
           config_names: list[str] = typer.Option(None, "--configs", "-c", help="Config names or globs "
                                                   "(repeatable or comma-separated); default: the default sweep."),
           all_configs: bool = typer.Option(False, "--all", help="The full config grid."),
-          calibration_n: int = CalibN, seed: int = SeedOpt, data_dir: Optional[Path] = DataDir,
+          calibration_n: int = CalibN, seeds: int = SeedsOpt, first_seed: int = FirstSeedOpt,
+          data_dir: Optional[Path] = DataDir,
           force: bool = typer.Option(False, "--force", help="Rerun entries already in the results file."),
           executor: str = typer.Option("local", "--executor", help="Where configs run: local (this process), "
                                        "processes (a process pool here) or ray (a Ray cluster; see docs/ray.md)."),
@@ -205,7 +234,14 @@ def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help=
           workers: Optional[int] = typer.Option(None, "--workers", help="Tasks at once (processes, ray); default: "
                                                 "one per CPU."),
           as_json: bool = JsonOpt) -> None:
-    """Run many configs on many models; resumable (finished entries are skipped), one results file."""
+    """Run many configs on many models, each static one with several calibration seeds; resumable.
+
+    A stored row is reused only where it was measured alike (same data, calibration sample, config record,
+    weights, CPU class and library versions); the sweep says in one line why others are computed afresh.
+    Exit code 1 if any row failed (the others still ran and were saved), 2 for bad input.
+    """
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .configs import select_configs
@@ -213,30 +249,46 @@ def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help=
     from .executors import make_executor
     from .paths import results_file
     from .results import check_writable
-    from .sweep import EvalData, run_sweep
+    from .sweep import EvalData, run_sweep, stage_seconds
 
+    if seeds < 1 or first_seed < 0:
+        raise UserError(f"--seeds must be at least 1 and --first-seed at least 0, got {seeds} and {first_seed}")
     runner = make_executor(executor, ray_address, workers)
     patterns = [p for item in config_names or [] for p in item.split(",") if p]
     chosen = select_configs(patterns, all_configs)
     check_writable(results_file())
+    started = time.perf_counter()
     data = EvalData.load(resolve_data_dir(data_dir))
-    calibration_indices(data.train.labels, calibration_n, seed)  # fail before any model work
+    seed_list = list(range(first_seed, first_seed + seeds))
+    calibration_indices(data.train.labels, calibration_n, first_seed)  # fail before any model work
     if weights and len(model) != 1:
         raise UserError("--weights goes with exactly one --model")
     loaded = [_load(m, weights) for m in model]
+    loaded_seconds = time.perf_counter() - started
     rows = []
+    total = len(loaded) * sum(len(seed_list) if c.is_static else 1 for c in chosen)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
-        task = progress.add_task("sweep", total=len(loaded) * len(chosen))
-        for key, row, skipped in run_sweep(loaded, chosen, data, calibration_n, seed, results_file(), force, runner):
+        task = progress.add_task("sweep", total=total)
+        notify = (lambda line: None) if as_json else (lambda line: progress.console.print(f"[yellow]{line}[/yellow]"))
+        for key, row, skipped in run_sweep(loaded, chosen, data, calibration_n, seed_list, results_file(), force,
+                                           runner, notify):
             rows.append({"key": key, "skipped": skipped, **row})
             if not as_json:
-                console.print(f"{row['model']} " + _row_line(row) + (" [dim](done before)[/dim]" if skipped else ""),
-                              soft_wrap=True)
-            progress.update(task, advance=1, description=key)
+                seed = (row.get("calibration") or {}).get("calibration_seed")
+                console.print(f"{row['model']} " + _row_line(row) + (f" [dim]seed {seed}[/dim]" if seed is not None else "")
+                              + (" [dim](done before)[/dim]" if skipped else ""), soft_wrap=True)
+            progress.update(task, advance=1, description=key.rsplit("|", 1)[0])
+    stages = {"load data and models": round(loaded_seconds, 1), **stage_seconds(rows),
+              "total": round(time.perf_counter() - started, 1)}
     if as_json:
         _print_json(rows)
-    if any("error" in r for r in rows):
+    else:
+        console.print("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        err_console.print(f"[red]error:[/red] {len(failed)} of {len(rows)} rows failed (saved with their error; "
+                          "rerun to retry them)")
         raise typer.Exit(1)
 
 
@@ -266,7 +318,7 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     calibration_indices(data.train.labels, calibration_n, seed)  # fail before any model work
     loaded = _load(model, weights)
     document = bench_and_record(loaded, chosen, data, calibration_n, seed, settings, results_file(),
-                                results_file().with_name("bench.json"), log=err_console.print)
+                                results_file().with_name(f"bench_{loaded.name}.json"), log=err_console.print)
     if as_json:
         return _print_json(document)
     table = Table("config", "runtime", "b1 median ms", "b1 p90 ms", "b256 img/s", "× FP32", "size KiB", "accuracy",
@@ -403,38 +455,111 @@ def analyze(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
         _print_json(done)
 
 
-@app.command()
-def compare(as_json: bool = JsonOpt) -> None:
-    """Scheme comparisons from full_results.json: pairs of configs differing in exactly one field."""
-    from .analysis import scored_rows
-    from .analysis.comparisons import comparisons
+def _view(environment: str | None, dataset: str | None, seeds: str | None = None):
+    from .analysis.summary import load_view
     from .paths import results_file
     from .results import load_results
 
-    rows, _ = scored_rows(load_results(results_file())["entries"])
-    tables = comparisons(rows)
+    return load_view(load_results(results_file()), environment, dataset, _seed_set(seeds))
+
+
+def _seed_set(text: str | None) -> set[int] | None:
+    """'5-9' or '0,2,4' -> a set of seeds; None: every stored seed."""
+    if not text:
+        return None
+    try:
+        out = set()
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            out.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise UserError(f"--seeds takes seeds like 0-4 or 0,2,4, got {text!r}") from None
+    if not out or min(out) < 0:
+        raise UserError(f"--seeds takes non-negative seeds like 0-4 or 0,2,4, got {text!r}")
+    return out
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "—"
+
+
+@app.command()
+def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only these models (repeatable)."),
+            environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt,
+            seeds: Optional[str] = typer.Option(None, "--seeds", help="Pool only these calibration seeds, e.g. 5-9 "
+                                                "(does the pick survive other draws?); default: every stored seed."),
+            as_json: bool = JsonOpt) -> None:
+    """Each config's accuracy over its calibration seeds, its delta vs FP32 with a 95% interval, and the pick.
+
+    The interval is a paired bootstrap over test images and seeds; configs whose interval against the best
+    config includes 0 tie with it, and the pick is the fastest of those (then the smallest).
+    """
+    from .analysis.summary import choices, summary_records
+
+    view = _view(environment, dataset, seeds)
+    records = [r for r in summary_records(view) if not model or r["model"] in model]
+    if model and not records:
+        raise UserError(f"no results for {', '.join(model)} in {view.environment} / {view.dataset_name}")
+    if as_json:
+        return _print_json(records)
+    console.print(view.banner(), soft_wrap=True)
+    for name, choice in choices(view).items():
+        if model and name not in model:
+            continue
+        table = Table("config", "seeds", "accuracy % ± sd", "Δ pp", "95% interval", "tied", "images/s",
+                      title=f"{name}: accuracy over calibration seeds, Δ vs FP32, tied with the best, batch-256 "
+                            "throughput; ◀ the pick", title_justify="left")
+        for r in (r for r in records if r["model"] == name):
+            table.add_row(r["config"] + (" ◀" if r["pick"] else ""), str(len(r["seeds"])) if r["seeds"] else "—",
+                          f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
+                          "—" if r["delta_pp_mean"] is None else f"{r['delta_pp_mean']:+.2f}",
+                          _interval(r["delta_pp_ci95"]),
+                          {True: "yes", False: "no", None: ""}[r["tied_with_best"]],
+                          f"{r['throughput_b256']:,.0f}" if r["throughput_b256"] else "—")
+        _print_table(table)
+        if choice:
+            console.print(f"pick: {choice['pick']} — {choice['rule']}.", soft_wrap=True)
+            if choice["resolution"]:
+                console.print(choice["resolution"]["text"] + ".", soft_wrap=True)
+
+
+@app.command()
+def compare(environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt,
+            as_json: bool = JsonOpt) -> None:
+    """Scheme comparisons: pairs of configs differing in exactly one field, paired deltas with 95% intervals."""
+    from .analysis.comparisons import comparisons
+    from .paths import results_file
+
+    view = _view(environment, dataset)
+    tables = comparisons(view)
     if as_json:
         return _print_json(tables)
     if not tables:
         raise UserError(f"no pairs of configs differing in one field in {results_file()}: run `quant-explorer sweep` first")
+    console.print(view.banner(), soft_wrap=True)
     for t in tables:
-        table = Table("model", "reference", "variant", "ref acc", "variant acc", "Δ pp",
-                      title=f"{t['title']} ({t['backend']}): {t['reference_value']} → {t['value']}, mean "
-                            f"{t['mean_delta_pp']:+.2f} pp over {t['n_pairs']} pairs")
+        table = Table("model", "reference", "variant", "reference accuracy (%)", "variant accuracy (%)", "Δ (pp)",
+                      "95% interval (pp)", "verdict", title=f"{t['title']} ({t['backend']}): {t['reference_value']} → "
+                      f"{t['value']}: {t['verdict']}")
         for p in t["pairs"]:
-            table.add_row(p["model"], p["reference_config"], p["config"], f"{100 * p['reference_accuracy']:.2f}%",
-                          f"{100 * p['accuracy']:.2f}%", f"{p['delta_pp']:+.2f}")
+            table.add_row(p["model"], p["reference_config"], p["config"], f"{100 * p['reference_accuracy']:.2f}",
+                          f"{100 * p['accuracy']:.2f}", f"{p['delta_pp']:+.2f}", _interval(p.get("ci95_pp")),
+                          p["verdict"])
         console.print(table)
 
 
 @app.command()
 def report(check_render: bool = typer.Option(False, "--check-render", help="Open the HTML in headless Chromium, "
-                                             "check every image loads, save report/screenshot.png.")) -> None:
-    """Write results/pareto.md and the self-contained HTML report report/index.html from the results files."""
+                                             "check every image loads, save report/screenshot.png."),
+           environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt) -> None:
+    """Write results/pareto.md and the self-contained HTML report report/index.html from the results files.
+
+    Both show one environment and one evaluation set (named in their banner), never a mix.
+    """
     from .paths import artifacts_dir, results_file
     from .report import build, render_check
 
-    written = build(results_file().parent, artifacts_dir() / "report")
+    written = build(results_file().parent, artifacts_dir() / "report", environment, dataset)
     for path in written.values():
         console.print(f"wrote {path}")
     if check_render:

@@ -7,6 +7,7 @@ Two layouts are accepted, detected from the directory:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .identity import fingerprint
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_ENV = "QUANT_EXPLORER_DATA"
@@ -62,8 +64,20 @@ class ImageSet:
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ImageSet(self.images[idx], self.labels[idx], self.classes, self.dataset)
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Which images these are, by content: the key that keeps results on other data apart."""
+        return fingerprint(self.images, self.labels)
+
     def describe(self) -> dict:
-        return {"dataset": self.dataset, "n_images": len(self)}
+        return {"dataset": self.dataset, "n_images": len(self), "fingerprint": self.fingerprint}
+
+    def record(self) -> dict:
+        """What the results file keeps of an evaluation set: enough to score stored predictions again."""
+        from .results import encode_classes
+
+        return {"name": self.dataset, "n_images": len(self), "classes": list(self.classes),
+                "labels": encode_classes(self.labels.numpy())}
 
 
 def detect_layout(root: Path) -> str:

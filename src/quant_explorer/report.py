@@ -1,6 +1,9 @@
 """pareto.md and a self-contained HTML report, generated from the results files and nothing else.
 
 The HTML embeds every plot as a base64 PNG (matplotlib, Agg), so the one file can be mailed or archived.
+Both show one `summary.View` (one environment, one evaluation set, named in a banner). The page leads, per
+model, with a forest plot of every config's delta vs FP32 and its 95% interval, then the "which to pick"
+table; the details (all configs, trade-offs, explanations, comparisons, classes, studies) follow collapsed.
 Sections for calibration size and per-layer sensitivity appear when their JSON files exist.
 `render_check` opens the page in headless Chromium and checks that every image decodes.
 """
@@ -18,10 +21,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .analysis import current_studies, fp32_rows, is_quantized, scored_rows
+from .analysis import current_studies, fp32_rows, is_quantized
 from .analysis.comparisons import all_confusions, comparisons, losers_text
 from .analysis.explain import LOSS_PP, explain
-from .analysis.pareto import latency_column, markdown, pareto_front, pareto_table, picks, speed_columns, speed_text
+from .analysis.pareto import (SPEED_WORDS, accuracy_text, delta_text, latency_column, markdown, pareto_front,
+                              pareto_table, picks, speed_columns, speed_text)
+from .analysis.summary import View, choices, load_view
 from .errors import UserError
 from .results import load_results
 
@@ -35,7 +40,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
@@ -98,6 +103,37 @@ def plot_tradeoff(rows: list[dict], cost: str, xlabel: str) -> bytes:
     return _png(fig)
 
 
+def plot_forest(view: View, model: str) -> bytes:
+    """Each config's mean delta vs FP32 with its 95% interval, best at the top; tied configs shaded, the pick starred."""
+    plt = _plt()
+    choice = choices(view)[model]
+    rows = sorted((r for r in view.rows if r["model"] == model and is_quantized(r)), key=lambda r: r["accuracy"])
+    fig, ax = plt.subplots(figsize=(11, 0.34 * len(rows) + 1.6), layout="constrained")
+    for y, r in enumerate(rows):
+        color = BACKEND_COLORS.get(r["config"]["backend"], "gray")
+        if r["config_name"] in choice["tied"]:
+            ax.axhspan(y - 0.5, y + 0.5, color="tab:green", alpha=0.12, lw=0)
+        ci = r.get("delta_pp_ci95")
+        if ci:
+            ax.plot(ci, [y, y], color=color, lw=2)
+        ax.plot([r["delta_pp"]], [y], "o", color=color, ms=6)
+        if r["config_name"] == choice["pick"]:
+            ax.plot([r["delta_pp"]], [y], marker="*", color="gold", ms=18, mec="black", zorder=5)
+    ax.axvline(0, color="black", lw=1)
+    ax.set_yticks(range(len(rows)), [r["config_name"] + ("  ◀ pick" if r["config_name"] == choice["pick"] else "")
+                                     for r in rows], fontsize=8)
+    handles = [plt.Line2D([], [], color=BACKEND_COLORS.get(b, "gray"), marker="o", label=b)
+               for b in sorted({r["config"]["backend"] for r in rows})]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="tab:green", alpha=0.25, label="tied with the best"))
+    handles.append(plt.Line2D([], [], color="gold", marker="*", ms=12, mec="black", ls="", label="pick"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    seeds = max((len(r["seeds"]) for r in rows), default=0) or 1
+    ax.set(xlabel="Δ top-1 accuracy vs FP32 (percentage points), mean and 95% interval",
+           title=f"{model}: every config against FP32 ({view.n_images:,} test images, {seeds} calibration seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
 def plot_class_deltas(model: str, confusions: list[dict]) -> bytes:
     """Per-class accuracy change vs FP32 for a few configs of one model, grouped by class name."""
     plt = _plt()
@@ -127,19 +163,19 @@ def plot_confusion(c: dict) -> bytes:
     panels = (("FP32", np.array(c["fp32"]), "Blues"), (c["config"], np.array(c["quantized"]), "Blues"),
               ("difference (quantized − FP32)", np.array(c["difference"]), "RdBu"))
     for ax, (title, m, cmap) in zip(axes, panels):
-        limit = max(1, int(np.abs(m).max()))
+        limit = max(1.0, float(np.abs(m).max()))
         im = ax.imshow(m, cmap=cmap, vmin=-limit if cmap == "RdBu" else 0, vmax=limit)
         for (i, j), v in np.ndenumerate(m):
-            if v:
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+            if abs(v) >= 0.05:
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7,
                         color="white" if abs(v) > 0.6 * limit else "black")
         ax.set_xticks(range(len(c["classes"])), c["classes"], rotation=45, ha="right")
         ax.set_yticks(range(len(c["classes"])), c["classes"])
         ax.set(xlabel="predicted class", ylabel="true class", title=title)
-        bar = fig.colorbar(im, ax=ax, fraction=0.046, label="images")
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, label="images (mean over seeds)")
         bar.locator = MaxNLocator(integer=True)
         bar.update_ticks()
-    fig.suptitle(f"{c['model']}: confusion matrices, {c['config']} vs FP32")
+    fig.suptitle(f"{c['model']}: confusion matrices (means over calibration seeds), {c['config']} vs FP32")
     return _png(fig)
 
 
@@ -226,60 +262,92 @@ def _heat(value: float, shown: float | None = None) -> str:
     return _Raw(f'<span class="heat" style="background:{color}">{value if shown is None else shown:+.1f}</span>')
 
 
-def _pareto_section(rows: list[dict]) -> str:
+def _speedup(row: dict) -> str:
+    return f"{row['speedup_vs_fp32_b256']:.2f}x" if row.get("speedup_vs_fp32_b256") else "—"
+
+
+def _lead_section(view: View, model: str) -> str:
+    """A model's forest plot and its "which to pick" table: what a reader needs first."""
+    choice = choices(view)[model]
+    if not choice:
+        return ""
+    mine = [p for p in picks(view) if p["model"] == model]
+    table = _table(["criterion", "config", "accuracy, mean ± std over seeds", "Δ vs FP32 (pp) [95% interval]",
+                    "size (KiB)", "throughput, batch 256 (images/s)", "× FP32, batch 256",
+                    "latency, batch 1 (ms)", "rule"],
+                   [[p["criterion"], p["config"], accuracy_text(p), delta_text(p), f"{p['size_bytes'] / 1024:.1f}",
+                     speed_text(p["throughput_b256"]), _speedup(p), speed_text(p["latency_ms_b1_median"]), p["rule"]]
+                    for p in mine])
+    resolution = choice["resolution"].get("text", "") if choice.get("resolution") else ""
+    return "\n".join([f'<h2 id="model-{html.escape(model)}">{html.escape(model)}</h2>',
+                      _img(plot_forest(view, model), f"{model} forest plot"),
+                      f"<p><b>Pick: {html.escape(choice['pick'])}</b>. {html.escape(choice['rule'])}.</p>",
+                      table, f"<p>{html.escape(resolution)}.</p>" if resolution else ""])
+
+
+def _details(title: str, body: str) -> str:
+    return f"<details><summary>{html.escape(title)}</summary>\n{body}\n</details>" if body else ""
+
+
+def _configs_section(view: View) -> str:
+    rows = view.rows
     speed = speed_columns(rows)
     latency = latency_column(rows)
-    table = _table(["criterion", "model", "config", "accuracy", "Δ pp", "size KiB", latency or "latency", "rule"],
-                   [[p["criterion"], p["model"], p["config"], f"{100 * p['accuracy']:.2f}%", _fmt(p["delta_pp"], "+.2f"),
-                     f"{p['size_bytes'] / 1024:.1f}", speed_text(p["latency"]), p["rule"]] for p in picks(rows)])
-    out = ["<h2>Which to pick</h2>", table, "<h2>All configs</h2>",
-           "<p>★ size: no other row of the model is at least as accurate and as small, and better in one; "
-           "★ latency likewise against " + html.escape(latency or "latency (not measured yet: run the benchmark)") + ".</p>"]
-    out.append(_table(["model", "config", "backend", "accuracy", "Δ pp", "size KiB", *speed, "★ size", "★ latency"],
-                      [[t["model"], t["config"], t["backend"], f"{100 * t['accuracy']:.2f}%", _fmt(t["delta_pp"], "+.2f"),
+    out = ["<p>★ size: no other row of the model is at least as accurate (mean over seeds) and as small, and better "
+           "in one; ★ latency likewise against " + html.escape(SPEED_WORDS.get(latency, "latency (not measured yet: "
+                                                                                   "run the benchmark)")) + ".</p>"]
+    out.append(_table(["model", "config", "backend", "accuracy, mean ± std over seeds", "Δ vs FP32 (pp) [95% interval]",
+                       "tied with best", "size (KiB)", *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"],
+                      [[t["model"], t["config"], t["backend"], accuracy_text(t), delta_text(t),
+                        {True: "yes", False: "no", None: ""}[t["tied_with_best"]] + (" (pick)" if t["pick"] else ""),
                         f"{t['size_bytes'] / 1024:.1f}", *(speed_text(t[c]) for c in speed),
                         "★" if t["pareto_size"] else "", "★" if t["pareto_latency"] else ""] for t in pareto_table(rows)]))
     out.append(_img(plot_tradeoff(rows, "size_bytes", "model file size (KiB)"), "accuracy vs size"))
     if latency:
-        out.append(_img(plot_tradeoff(rows, latency, f"{latency} (ms)"), f"accuracy vs {latency}"))
+        out.append(_img(plot_tradeoff(rows, latency, SPEED_WORDS[latency]), f"accuracy vs {latency}"))
     return "\n".join(out)
 
 
-def _explain_section(rows: list[dict]) -> str:
-    items = explain(rows)
-    out = [f"<h2>Configs losing more than {LOSS_PP:g} points, and runtimes that disagree</h2>"]
+def _explain_section(view: View) -> str:
+    items = explain(view)
+    out = []
     if not items:
-        return out[0] + f"<p>No config loses more than {LOSS_PP:g} pp, and every alternate runtime agrees.</p>"
+        return f"<p>No config loses more than {LOSS_PP:g} pp, and every alternate runtime agrees.</p>"
     for e in items:
         out.append(f"<h3>{html.escape(e['model'])}: {html.escape(e['config'])} ({e['delta_pp']:+.2f} pp)</h3><ul>"
                    + "".join(f"<li>{html.escape(s)}</li>" for s in e["sentences"]) + "</ul>")
     return "\n".join(out)
 
 
-def _comparison_section(rows: list[dict]) -> str:
-    out = ["<h2>Scheme comparisons</h2>", "<p>Each table pairs configs whose records differ in exactly one field, "
-           "everything else (model, calibration sample, the other fields) held fixed. Δ = variant − reference. "
-           f"One test image is {100 / max(rows[0]['n_images'], 1):.2f} pp.</p>"]
-    for t in comparisons(rows):
+def _comparison_section(view: View) -> str:
+    out = ["<p>Each table pairs configs whose records differ in exactly one field, everything else (model, the "
+           "other fields) held fixed. Δ = variant − reference, paired on the same test images and calibration seeds, "
+           f"with its 95% interval; a pair differs only where the interval excludes 0. One test image is "
+           f"{100 / max(view.n_images, 1):.2f} pp.</p>"]
+    for t in comparisons(view):
         out.append(f"<h3>{html.escape(t['title'])} ({html.escape(t['backend'])}): {html.escape(t['reference_value'])} "
-                   f"→ {html.escape(t['value'])}, mean Δ {t['mean_delta_pp']:+.2f} pp over {t['n_pairs']} pair(s)</h3>")
-        out.append(_table(["model", "reference", "variant", "reference acc", "variant acc", "Δ pp"],
-                          [[p["model"], p["reference_config"], p["config"], f"{100 * p['reference_accuracy']:.2f}%",
-                            f"{100 * p['accuracy']:.2f}%", _heat(p["delta_pp"])] for p in t["pairs"]], "small"))
+                   f"→ {html.escape(t['value'])}: {html.escape(t['verdict'])}</h3>")
+        out.append(_table(["model", "reference", "variant", "reference accuracy (%)", "variant accuracy (%)",
+                           "Δ (pp)", "95% interval (pp)", "verdict"],
+                          [[p["model"], p["reference_config"], p["config"], f"{100 * p['reference_accuracy']:.2f}",
+                            f"{100 * p['accuracy']:.2f}", _heat(p["delta_pp"]),
+                            f"[{p['ci95_pp'][0]:+.2f}, {p['ci95_pp'][1]:+.2f}]" if p.get("ci95_pp") else "—",
+                            p["verdict"]] for p in t["pairs"]], "small"))
     return "\n".join(out)
 
 
-def _classes_section(rows: list[dict]) -> str:
-    confusions = all_confusions(rows)
+def _classes_section(view: View) -> str:
+    confusions = all_confusions(view)
     if not confusions:
         return ""
     classes = confusions[0]["classes"]
-    out = ["<h2>Per-class accuracy change vs FP32 (pp)</h2>",
-           _table(["model", "config", *classes, "losing most"],
+    out = ["<p>Per class: the mean change vs FP32 in pp (colour), and the classes whose 95% interval lies below 0 "
+           "(the only ones called losing).</p>",
+           _table(["model", "config", *classes, "losing detectably"],
                   [[c["model"], c["config"], *(_heat(c["per_class_delta_pp"][k]) for k in classes),
-                   ", ".join(loser["class"] for loser in c["most_lost"])]
+                   ", ".join(loser["class"] for loser in c["most_lost"]) or "none"]
                    for c in confusions], "small")]
-    by_config = {(r["model"], r["config_name"]): r for r in rows}
+    by_config = {(r["model"], r["config_name"]): r for r in view.rows}
     for model in sorted({c["model"] for c in confusions}):
         mine = sorted((c for c in confusions if c["model"] == model),
                       key=lambda c: by_config[(model, c["config"])]["accuracy"])
@@ -296,7 +364,7 @@ def _classes_section(rows: list[dict]) -> str:
 def _calibration_section(entries: dict) -> str:
     if not entries:
         return ""
-    out = ["<h2>Calibration-set size</h2>", "<p>Each size is quantized once per seed, each seed a different "
+    out = ["<p>Each size is quantized once per seed, each seed a different "
            "stratified sample of the training split; std is the sample standard deviation over seeds.</p>"]
     for entry in entries.values():
         out.append(f"<h3>{html.escape(entry['model'])} / {html.escape(entry['config_name'])} "
@@ -313,7 +381,7 @@ def _calibration_section(entries: dict) -> str:
 def _layers_section(entries: dict) -> str:
     if not entries:
         return ""
-    out = ["<h2>Per-layer sensitivity</h2>"]
+    out = []
     for entry in entries.values():
         top = ", ".join(f"{r['layer']} ({r['cost_pp']:+.2f} pp)" for r in
                         sorted(entry["layers"], key=lambda r: -r["cost_pp"])[:3])
@@ -330,51 +398,67 @@ def _layers_section(entries: dict) -> str:
     return "\n".join(out)
 
 
-def _environment(rows: list[dict], problems: list[dict]) -> str:
-    out = ["<h2>Environment and unscored rows</h2>"]
-    for model, row in sorted(fp32_rows(rows).items()):
+def _environment(view: View) -> str:
+    out = []
+    for model, row in sorted(fp32_rows(view.rows).items()):
         env = row.get("environment", {})
         cpu = env.get("cpu", {})
         out.append(f"<p>{html.escape(model)}: {row['n_images']} test images from {html.escape(row.get('dataset', '?'))}; "
                    f"CPU {html.escape(str(cpu.get('model')))} (VNNI: {'yes' if cpu.get('vnni') else 'no'}), "
                    f"{env.get('threads')} threads; " + html.escape(", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())) + "</p>")
-    if problems:
+    if view.problems:
         out.append("<ul>" + "".join(f"<li>{html.escape(p['key'])}: " + html.escape(
             p.get("stale") or p.get("not_applicable") or (p.get("error") or "no score").splitlines()[0]) + "</li>"
-            for p in problems) + "</ul>")
+            for p in view.problems) + "</ul>")
+    others = [v for v in view.available if (v["environment"], v["dataset"]) != (view.environment, view.dataset)]
+    if others:
+        out.append("<p>Other results in the file, not shown here (<code>quant-explorer report --environment ... "
+                   "--dataset ...</code>):</p><ul>" + "".join(
+                       f"<li>{html.escape(v['environment'])} / {html.escape(str(v['dataset_name']))} "
+                       f"({v['n_images']} images): {v['rows']} rows</li>" for v in others) + "</ul>")
     return "\n".join(out)
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td,th{text-align:left}td.n{text-align:right}table.small{font-size:12px}img{max-width:100%;display:block;margin:1em 0}
-.heat{display:inline-block;min-width:3em;text-align:right;padding:0 3px}h2{border-bottom:2px solid #ddd;margin-top:2em}"""
+.heat{display:inline-block;min-width:3em;text-align:right;padding:0 3px}h2{border-bottom:2px solid #ddd;margin-top:2em}
+.banner{background:#f3f6fa;border-left:4px solid #1f77b4;padding:.6em 1em}
+details{margin:1em 0}summary{font-size:1.3em;font-weight:600;cursor:pointer;border-bottom:2px solid #ddd}"""
 
 
-def render_html(rows: list[dict], problems: list[dict], calibration: dict, layers: dict) -> str:
-    models = sorted({r["model"] for r in rows})
-    quantized = sum(is_quantized(r) for r in rows)
+def render_html(view: View, calibration: dict, layers: dict) -> str:
+    models = sorted({r["model"] for r in view.rows})
+    quantized = sum(is_quantized(r) for r in view.rows)
     body = "\n".join([
         f"<h1>Quantization report: {html.escape(', '.join(models))}</h1>",
-        f"<p>{quantized} quantized configs and {len(models)} FP32 references from full_results.json; every number is "
-        "top-1 accuracy on the full evaluation set, Δ in percentage points (pp) against the same model's FP32 row.</p>",
-        _pareto_section(rows), _explain_section(rows), _comparison_section(rows), _classes_section(rows),
-        _calibration_section(calibration), _layers_section(layers), _environment(rows, problems)])
+        f'<p class="banner">{html.escape(view.banner())}.</p>',
+        f"<p>{quantized} quantized configs and {len(models)} FP32 references. Every accuracy is top-1 on the whole "
+        "evaluation set, the mean over calibration seeds; Δ is the paired difference from the same model's FP32 "
+        "row in percentage points (pp), with its 95% interval from a bootstrap over test images and seeds. Configs "
+        "whose interval against the best includes 0 tie with it; the pick is the fastest of them, then the "
+        "smallest.</p>",
+        *(_lead_section(view, model) for model in models),
+        _details("Every config: accuracy, size, speed and the pareto fronts", _configs_section(view)),
+        _details(f"Configs losing more than {LOSS_PP:g} points, and runtimes that disagree", _explain_section(view)),
+        _details("Scheme comparisons", _comparison_section(view)),
+        _details("Per-class accuracy change vs FP32", _classes_section(view)),
+        _details("Calibration-set size", _calibration_section(calibration)),
+        _details("Per-layer sensitivity", _layers_section(layers)),
+        _details("Environment and unscored rows", _environment(view))])
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>quant-explorer report</title>"
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
-def build(results_dir: Path, report_dir: Path) -> dict[str, Path]:
-    """Write results_dir/pareto.md and report_dir/index.html from the results files there."""
+def build(results_dir: Path, report_dir: Path, environment: str | None = None, dataset: str | None = None) -> dict[str, Path]:
+    """Write results_dir/pareto.md and report_dir/index.html from the results files there, for one view."""
     results = results_dir / "full_results.json"
-    rows, problems = scored_rows(load_results(results)["entries"])
-    if not rows:
-        raise UserError(f"no scored rows in {results}: run `quant-explorer sweep` first")
-    calibration = current_studies(load_results(results_dir / "calibration_size.json")["entries"], rows)
-    layers = current_studies(load_results(results_dir / "layer_sensitivity.json")["entries"], rows)
+    view = load_view(load_results(results), environment, dataset)
+    calibration = current_studies(load_results(results_dir / "calibration_size.json")["entries"], view.rows)
+    layers = current_studies(load_results(results_dir / "layer_sensitivity.json")["entries"], view.rows)
     written = {"markdown": results_dir / "pareto.md", "html": report_dir / "index.html"}
-    _write_text_atomic(written["markdown"], markdown(rows, problems))
-    _write_text_atomic(written["html"], render_html(rows, problems, calibration, layers))
+    write_text_atomic(written["markdown"], markdown(view))
+    write_text_atomic(written["html"], render_html(view, calibration, layers))
     return written
 
 

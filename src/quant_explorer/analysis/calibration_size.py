@@ -15,6 +15,7 @@ import numpy as np
 from ..configs import QuantConfig
 from ..data import MIN_CALIBRATION
 from ..errors import UserError
+from ..identity import identity_hash
 from ..results import entry_key, save_entries
 
 DEFAULT_SIZES = (32, 100, 256, 512, 1024)
@@ -60,7 +61,7 @@ def summarize(model: str, config: QuantConfig, fp32_accuracy: float, runs: dict[
 def run(model, config: QuantConfig, data, sizes: list[int], seeds: int,
         log: Callable[[str], None] = lambda _: None) -> dict:
     """Quantize and score `config` once per (size, seed in 0..seeds-1); the summary entry."""
-    from ..sweep import fp32_baseline, make_calibration, run_config
+    from ..sweep import fp32_baseline, make_calibration, run_config, study_identity
 
     if not config.is_static:
         raise UserError(f"{config.name} uses no calibration data ({config.backend}); pick a static config")
@@ -74,11 +75,13 @@ def run(model, config: QuantConfig, data, sizes: list[int], seeds: int,
             runs.setdefault(n, {})[seed] = row
             log(f"n={n} seed={seed}: " + (f"{100 * row['accuracy']:.2f}%" if "accuracy" in row else "failed"))
     entry = summarize(model.name, config, fp32_row["accuracy"], runs)
+    identity = study_identity(model, config, data)
     entry.update({"model_weights_sha256": model.weights_sha256, "n_images": fp32_row["n_images"],
-                  "dataset": fp32_row["dataset"], "environment": fp32_row["environment"]})
+                  "dataset": fp32_row["dataset"], "environment": fp32_row["environment"], "identity": identity,
+                  "identity_hash": identity_hash(identity)})
     return entry
 
 
 def save(path: Path, entry: dict) -> None:
     """Merge the entry into calibration_size.json, atomically and under the results lock."""
-    save_entries(path, {entry_key(entry["model"], entry["config_name"]): entry})
+    save_entries(path, {entry_key(entry["model"], entry["config_name"], identity_hash=entry["identity_hash"]): entry})

@@ -1,8 +1,10 @@
 """Scheme comparisons: pairs of rows whose configs differ in exactly one field, everything else held fixed.
 
-Pairs are derived from the config records, not from names: two rows of the same model and calibration
-sample pair up when their config dicts differ in one field only. The field's reference value (uint8,
-per-tensor, minmax, QDQ, no reduce_range...) is the left side; the delta is variant minus reference.
+Pairs are derived from the config records, not from names: two rows of the same model pair up when their
+config dicts differ in one field only. The field's reference value (uint8, per-tensor, minmax, QDQ, no
+reduce_range...) is the left side; the delta is variant minus reference, paired on the same test images and
+the same calibration seeds (`summary.delta`), with its 95% interval: a pair "differs" only where the
+interval excludes 0.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..stats import excludes_zero
 from . import fp32_rows, is_quantized
+from .summary import View, delta, per_class
 
 IDENTITY_FIELDS = ("name", "description", "default")  # differ between any two configs; not a scheme choice
 # field -> (what the comparison is about, its reference value)
@@ -28,23 +32,27 @@ VALUE_NAMES = {"symmetric_activations": {False: "asymmetric", True: "symmetric"}
                "reduce_range": {False: "8-bit", True: "reduce_range"}}
 
 
-def _calibration(row: dict):
-    cal = row.get("calibration") or {}
-    return cal.get("calibration_n"), cal.get("calibration_seed")
+def verdict(ci: list[float] | None) -> str:
+    if ci is None:
+        return "no interval (no per-image predictions stored)"
+    if not excludes_zero(ci):
+        return "no detectable difference"
+    return "variant better" if ci[0] > 0 else "variant worse"
 
 
 def _scheme(row: dict, without: str) -> tuple:
     return tuple(sorted((k, v) for k, v in row["config"].items() if k not in IDENTITY_FIELDS and k != without))
 
 
-def pairs(rows: list[dict]) -> list[dict]:
+def pairs(view: View | list[dict]) -> list[dict]:
     """Every (reference, variant) pair of quantized rows differing in exactly one config field."""
+    rows = view.rows if isinstance(view, View) else view
     out = []
     quantized = [r for r in rows if is_quantized(r)]
     for field, (_, reference) in FIELDS.items():
         groups: dict[tuple, list[dict]] = defaultdict(list)
         for row in quantized:
-            groups[(row["model"], _calibration(row), _scheme(row, field))].append(row)
+            groups[(row["model"], _scheme(row, field))].append(row)
         for members in groups.values():
             values = {r["config"][field] for r in members}
             if len(values) < 2:
@@ -60,13 +68,18 @@ def pairs(rows: list[dict]) -> list[dict]:
                             "reference_accuracy": ref["accuracy"], "accuracy": row["accuracy"],
                             "delta_pp": round(100 * (row["accuracy"] - ref["accuracy"]), 4),
                             "n_images": row["n_images"]})
+            if isinstance(view, View):
+                for p in out[-(len(members) - 1):]:
+                    d = delta(view, p["model"], p["config"], p["reference_config"])
+                    p.update({"delta_pp": d["mean_pp"], "ci95_pp": d["ci95_pp"]} if d else {"ci95_pp": None})
+                    p["verdict"] = verdict(p["ci95_pp"])
     return out
 
 
-def comparisons(rows: list[dict]) -> list[dict]:
-    """Pairs grouped into one small table per (field, backend), with the mean, min and max delta."""
+def comparisons(view: View) -> list[dict]:
+    """Pairs grouped into one small table per (field, backend), with the mean delta and how many pairs differ."""
     tables: dict[tuple, list[dict]] = defaultdict(list)
-    for p in pairs(rows):
+    for p in pairs(view):
         backend = "any" if p["field"] == "backend" else p["backend"]
         names = VALUE_NAMES.get(p["field"], {})
         tables[(p["field"], backend, names.get(p["reference_value"], str(p["reference_value"])),
@@ -74,45 +87,56 @@ def comparisons(rows: list[dict]) -> list[dict]:
     out = []
     for (field, backend, ref_value, value), members in tables.items():
         deltas = np.array([p["delta_pp"] for p in members])
+        better = sum(p["verdict"] == "variant better" for p in members)
+        worse = sum(p["verdict"] == "variant worse" for p in members)
+        said = (f"{better} of {len(members)} pairs detectably better, {worse} worse" if better or worse
+                else f"no detectable difference in any of {len(members)} pair{'s' if len(members) > 1 else ''}")
         out.append({"field": field, "title": FIELDS[field][0], "backend": backend, "reference_value": ref_value,
                     "value": value, "pairs": members, "n_pairs": len(members),
                     "mean_delta_pp": round(float(deltas.mean()), 4), "min_delta_pp": float(deltas.min()),
-                    "max_delta_pp": float(deltas.max())})
+                    "max_delta_pp": float(deltas.max()), "verdict": said})
     return out
 
 
-def confusion_comparison(row: dict, fp32: dict, top: int = 3) -> dict:
-    """FP32 and quantized confusion matrices, their difference, and the classes that lose most (and to what)."""
+def confusion_comparison(row: dict, fp32: dict, classes_stats: dict[str, dict] | None = None, top: int = 3) -> dict:
+    """FP32 and quantized confusion matrices (means over seeds), their difference, each class's delta with its
+    interval, and the classes that lose detectably (interval below 0), most first, with what they become."""
     classes = list(row["per_class_accuracy"])
-    base, quant = np.array(fp32["confusion_matrix"]), np.array(row["confusion_matrix"])
+    base, quant = np.array(fp32["confusion_matrix"], float), np.array(row["confusion_matrix"], float)
     diff = quant - base
-    per_class = {c: round(100 * (row["per_class_accuracy"][c] - fp32["per_class_accuracy"][c]), 4) for c in classes}
+    stats = classes_stats or {}
+    per_class = {c: stats[c]["delta_pp"] if c in stats else
+                 round(100 * (row["per_class_accuracy"][c] - fp32["per_class_accuracy"][c]), 4) for c in classes}
+    losing = [c for c in classes if stats.get(c, {}).get("losing")]
     losers = []
-    for c in sorted(classes, key=lambda c: per_class[c])[:top]:
-        if per_class[c] >= 0:
-            break
+    for c in sorted(losing, key=lambda c: per_class[c])[:top]:
         i = classes.index(c)
         off = diff[i].copy()
-        off[i] = np.iinfo(off.dtype).min
+        off[i] = -np.inf
         j = int(off.argmax())
-        losers.append({"class": c, "delta_pp": per_class[c], "lost_images": int(-diff[i, i]),
-                       "of_images": int(base[i].sum()), "mostly_to": classes[j] if off[j] > 0 else None,
-                       "mostly_to_images": int(max(off[j], 0))})
+        losers.append({"class": c, "delta_pp": per_class[c], "ci95_pp": stats[c]["ci95_pp"],
+                       "lost_images": round(float(-diff[i, i]), 1), "of_images": int(round(base[i].sum())),
+                       "mostly_to": classes[j] if off[j] > 0 else None, "mostly_to_images": round(float(max(off[j], 0)), 1)})
     return {"model": row["model"], "config": row["config_name"], "classes": classes, "fp32": base.tolist(),
-            "quantized": quant.tolist(), "difference": diff.tolist(), "per_class_delta_pp": per_class,
-            "most_lost": losers}
+            "quantized": quant.tolist(), "difference": diff.round(2).tolist(), "per_class_delta_pp": per_class,
+            "per_class_ci95_pp": {c: stats[c]["ci95_pp"] for c in stats}, "most_lost": losers,
+            "intervals": bool(stats)}
 
 
 def losers_text(comparison: dict) -> str:
-    """The classes that lose most, in words: 'cat −5.0 pp (5 of 100 images, mostly now called dog)'."""
+    """The classes that lose detectably, in words: 'cat −5.0 pp [−8.1, −1.9] (5.0 of 100 images, mostly now dog)'."""
     parts = []
     for c in comparison["most_lost"]:
-        to = f", mostly now called {c['mostly_to']} (+{c['mostly_to_images']})" if c["mostly_to"] else ""
-        parts.append(f"{c['class']} {c['delta_pp']:+.1f} pp ({c['lost_images']} of {c['of_images']} images{to})")
-    return "; ".join(parts) if parts else "no class loses"
+        to = f", mostly now called {c['mostly_to']} (+{c['mostly_to_images']:g})" if c["mostly_to"] else ""
+        low, high = c["ci95_pp"]
+        parts.append(f"{c['class']} {c['delta_pp']:+.1f} pp, 95% [{low:+.1f}, {high:+.1f}] ({c['lost_images']:g} of "
+                     f"{c['of_images']} images{to})")
+    if parts:
+        return "; ".join(parts)
+    return "no class loses detectably" if comparison.get("intervals") else "no per-class intervals (no per-image predictions)"
 
 
-def all_confusions(rows: list[dict]) -> list[dict]:
-    fp32 = fp32_rows(rows)
-    return [confusion_comparison(r, fp32[r["model"]]) for r in rows
+def all_confusions(view: View) -> list[dict]:
+    fp32 = fp32_rows(view.rows)
+    return [confusion_comparison(r, fp32[r["model"]], per_class(view, r)) for r in view.rows
             if is_quantized(r) and r["model"] in fp32 and "confusion_matrix" in r]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import fp32_rows, is_quantized
 from .comparisons import confusion_comparison, losers_text, pairs
+from .summary import View, per_class
 
 LOSS_PP = 2.0  # a config losing more than this gets explained
 # alternate name -> (what it is, whether it is exact simulation (True) or another set of int8 kernels (False))
@@ -31,11 +32,12 @@ def _alternates(row: dict) -> dict[str, dict]:
 
 def _split(row: dict, fp32_acc: float, simulated: float, source: str) -> str:
     """Split a loss into the recipe's share (exact simulation vs FP32) and the kernels' (main run vs simulation)."""
-    recipe, kernels = _pp(simulated, fp32_acc), _pp(row["accuracy"], simulated)
+    main = row.get("first_seed_accuracy", row["accuracy"])  # the cross-checks ran on the first seed's model
+    recipe, kernels = _pp(simulated, fp32_acc), _pp(main, simulated)
     runtime = f"{row.get('runtime', 'the runtime')}'s int8 kernels"
     verdict = (f"the loss is mostly in {runtime}" if kernels < recipe
                else "the loss is mostly in the recipe (its scales and zero points), not in the kernels")
-    return (f"{source} scores {100 * simulated:.2f}%: of the {_pp(row['accuracy'], fp32_acc):+.2f} pp, the recipe "
+    return (f"{source} scores {100 * simulated:.2f}%: of the {_pp(main, fp32_acc):+.2f} pp (first seed), the recipe "
             f"accounts for {recipe:+.2f} pp and {runtime} for {kernels:+.2f} pp, so {verdict}.")
 
 
@@ -49,7 +51,7 @@ def _alternate_sentences(row: dict, fp32_acc: float, main_loses: bool, twins: li
             if main_loses:  # a missing cross-check is worth saying only where it would have explained something
                 out.append(f"Run as {what} it could not be measured ({alt.get('error', 'no result')}).")
             continue
-        gap = _pp(row["accuracy"], alt["accuracy"])  # main run minus this run of the same model
+        gap = _pp(row.get("first_seed_accuracy", row["accuracy"]), alt["accuracy"])  # main run minus this run
         said = f"Run as {what} it scores {100 * alt['accuracy']:.2f}% ({_pp(alt['accuracy'], fp32_acc):+.2f} pp vs FP32)"
         if exact and main_loses:
             out.append(_split(row, fp32_acc, alt["accuracy"], f"Run as {what} it"))
@@ -89,10 +91,11 @@ def _twin_sentences(row: dict, twins: list[dict]) -> list[str]:
     return ["Holding everything else fixed, " + "; ".join(s for _, s in sorted(better, reverse=True)) + "."]
 
 
-def explain(rows: list[dict]) -> list[dict]:
+def explain(view: View) -> list[dict]:
     """One record per quantized row losing more than LOSS_PP, or whose alternate runtime does: the evidence, in sentences."""
+    rows = view.rows
     fp32 = fp32_rows(rows)
-    twins = pairs(rows)
+    twins = pairs(view)
     out = []
     for row in rows:
         if not is_quantized(row) or row["model"] not in fp32:
@@ -105,8 +108,12 @@ def explain(rows: list[dict]) -> list[dict]:
         if not main_loses and not alternates:
             continue
         cpu = row.get("environment", {}).get("cpu", {})
+        ci = row.get("delta_pp_ci95")
+        interval = f", 95% [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
+        seeds = f", mean of {len(row['seeds'])} calibration seeds" if len(row.get("seeds", [])) > 1 else ""
         sentences = [f"`{row['config_name']}` on {row['model']} scores {100 * row['accuracy']:.2f}% "
-                     f"({delta:+.2f} pp vs FP32 {100 * ref['accuracy']:.2f}%) in {row.get('runtime', '?')}."]
+                     f"({delta:+.2f} pp{interval} vs FP32 {100 * ref['accuracy']:.2f}%{seeds}) in "
+                     f"{row.get('runtime', '?')}."]
         sentences += alternates
         for warning in row.get("warnings", []):
             where = f" ({cpu['model']}, VNNI: {'yes' if cpu.get('vnni') else 'no'})" if cpu else ""
@@ -116,7 +123,7 @@ def explain(rows: list[dict]) -> list[dict]:
             sentences.append(f"Zero does not map exactly to a zero point in {checks.get('zero_point_failures')}.")
         if main_loses:
             sentences += _twin_sentences(row, mine)
-            sentences.append("Classes losing most: " + losers_text(confusion_comparison(row, ref)) + ".")
+            sentences.append("Classes losing most: " + losers_text(confusion_comparison(row, ref, per_class(view, row))) + ".")
         out.append({"model": row["model"], "config": row["config_name"], "delta_pp": round(delta, 4),
                     "loses": main_loses, "sentences": sentences})
     return sorted(out, key=lambda e: (e["model"], e["delta_pp"]))

@@ -23,6 +23,7 @@ from ..backends import Calibration
 from ..configs import QuantConfig
 from ..errors import UserError
 from ..evaluate import Runner, evaluate
+from ..identity import identity_hash
 from ..results import entry_key, save_entries
 
 SQNR_IMAGES = 64  # test images whose activations are compared; SQNR is stable well before this
@@ -157,9 +158,9 @@ class _Pt2e:
         self.method = "PT2E X86InductorQuantizer.set_module_name_qconfig"
 
     def _export(self) -> torch.fx.GraphModule:
-        from ..backends.pt2e import DYNAMIC_BATCH, EXAMPLE
+        from ..backends.pt2e import export_fp32
 
-        return torch.export.export(self.model.fresh(), (EXAMPLE,), dynamic_shapes=DYNAMIC_BATCH).module()
+        return export_fp32(self.model)
 
     def _convert(self, exported, only: str | None = None, skip: str | None = None) -> torch.fx.GraphModule:
         from torchao.quantization.pt2e import allow_exported_model_train_eval
@@ -211,7 +212,7 @@ BACKENDS = {"ort": _Ort, "pt2e": _Pt2e}
 def run(model, config: QuantConfig, data, calibration: Calibration, layers: list[str] | None = None,
         log: Callable[[str], None] = lambda _: None) -> dict:
     """Both experiments for every layer (or the named ones), the SQNR per tensor, and the rankings."""
-    from ..sweep import fp32_baseline
+    from ..sweep import fp32_baseline, row_identity
 
     if config.backend not in BACKENDS:
         raise UserError(f"layer sensitivity needs an ORT or PT2E config; {config.name} is {config.backend}")
@@ -241,8 +242,10 @@ def run(model, config: QuantConfig, data, calibration: Calibration, layers: list
         sqnr = backend.sqnr(model.preprocessing(data.test.images[:SQNR_IMAGES]))
     for row in rows:
         row["weight_sqnr_db"] = sqnr["weights"].get(row["layer"])
+    identity = row_identity(model, config, data, len(calibration.images), calibration.seed)
     return {"model": model.name, "model_weights_sha256": model.weights_sha256, "config_name": config.name,
-            "config": config.to_dict(), "calibration": calibration.describe(), "method": backend.method,
+            "config": config.to_dict(), "identity": identity, "identity_hash": identity_hash(identity),
+            "calibration": calibration.describe(), "method": backend.method,
             "fp32_accuracy": fp32_row["accuracy"], "quantized_accuracy": full["accuracy"],
             "quantized_delta_pp": round(100 * (full["accuracy"] - fp32_row["accuracy"]), 4),
             "n_images": fp32_row["n_images"], "dataset": fp32_row["dataset"], "layers": rows,
@@ -255,5 +258,6 @@ def run(model, config: QuantConfig, data, calibration: Calibration, layers: list
 
 def save(path: Path, entry: dict) -> None:
     cal = entry["calibration"]
-    key = entry_key(entry["model"], entry["config_name"], cal["calibration_n"], cal["calibration_seed"])
+    key = entry_key(entry["model"], entry["config_name"], cal["calibration_n"], cal["calibration_seed"],
+                    entry["identity_hash"])
     save_entries(path, {key: entry})

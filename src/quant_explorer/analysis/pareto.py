@@ -1,22 +1,25 @@
-"""Which rows are worth shipping: the accuracy-vs-size (and vs-latency) pareto fronts and a "which to pick" table.
+"""Which rows are worth shipping: "which to pick" by the tie rule, and the accuracy-vs-size (and vs-latency) fronts.
 
-Everything is derived from the rows: latency columns appear when a benchmark has added them (`latency_ms_*`,
-`throughput_*` fields, at the top of a row or under its `bench`), and each pick names the rule that chose it.
+Everything is derived from a `summary.View`: the pick is `summary.choose`'s (configs tied with the best on
+accuracy, then the fastest, then the smallest), latency columns appear when a benchmark has measured them,
+and every accuracy carries its spread over seeds and every delta its 95% interval.
 """
 
 from __future__ import annotations
 
 import re
 
-from . import SPEED_PREFIXES, fp32_rows, is_quantized
+from . import SPEED_PREFIXES, fp32_rows
+from .summary import View, choices
 
-NEAR_FP32_PP = 1.0  # "smallest within this many points of FP32" is a pick of its own
-SIZE_TIE = 0.01  # files within 1% of the smallest count as equally small; the most accurate of them wins
+SPEED_WORDS = {"latency_ms_b1_median": "latency, batch 1, median (ms)", "latency_ms_b1_p90": "latency, batch 1, p90 (ms)",
+               "throughput_b256": "throughput, batch 256 (images/s)"}
 
 
 def speed_columns(rows: list[dict]) -> list[str]:
     """Latency and throughput fields present in any row, latencies first, by batch size."""
-    found = {k for r in rows for k in r if k.startswith(SPEED_PREFIXES) and isinstance(r[k], (int, float))}
+    found = {k for r in rows for k in r if k.startswith(SPEED_PREFIXES) and k in SPEED_WORDS
+             and isinstance(r[k], (int, float))}
 
     def order(key: str) -> tuple:
         prefix = next(p for p in SPEED_PREFIXES if key.startswith(p))
@@ -54,56 +57,38 @@ def pareto_table(rows: list[dict]) -> list[dict]:
     out = []
     for row, on_size, on_latency in zip(rows, by_size, by_latency):
         out.append({"model": row["model"], "config": row["config_name"], "backend": row["config"]["backend"],
-                    "accuracy": row["accuracy"], "delta_pp": row.get("delta_pp"), "size_bytes": row["size_bytes"],
-                    **{c: row.get(c) for c in speed_columns(rows)},
+                    "accuracy": row["accuracy"], "accuracy_std": row.get("accuracy_std"), "seeds": row.get("seeds"),
+                    "delta_pp": row.get("delta_pp"), "delta_pp_ci95": row.get("delta_pp_ci95"),
+                    "tied_with_best": row.get("tied_with_best"), "pick": row.get("pick", False),
+                    "size_bytes": row["size_bytes"], **{c: row.get(c) for c in speed_columns(rows)},
                     "pareto_size": on_size, "pareto_latency": on_latency})
     return out
 
 
-def _pick(criterion: str, rule: str, row: dict | None, latency: str | None) -> dict | None:
-    if row is None:
-        return None
-    return {"model": row["model"], "criterion": criterion, "rule": rule, "config": row["config_name"],
-            "accuracy": row["accuracy"], "delta_pp": row.get("delta_pp"), "size_bytes": row["size_bytes"],
-            "latency": row.get(latency) if latency else None}
-
-
-def _smallest(rows: list[dict]) -> dict | None:
-    """The most accurate of the files within SIZE_TIE of the smallest: a few hundred bytes should not pick a
-    less accurate (or 5x slower) recipe."""
-    if not rows:
-        return None
-    limit = min(r["size_bytes"] for r in rows) * (1 + SIZE_TIE)
-    return max((r for r in rows if r["size_bytes"] <= limit), key=lambda r: (r["accuracy"], -r["size_bytes"]))
-
-
-def picks(rows: list[dict]) -> list[dict]:
-    """Per model: best accuracy retention, smallest artifact, smallest near FP32, fastest, and the reference."""
-    latency = latency_column(rows)
+def picks(view: View) -> list[dict]:
+    """Per model: the pick (tie rule), the smallest of the tied configs, and the FP32 reference."""
     out = []
-    for model, fp32 in sorted(fp32_rows(rows).items()):
-        mine = [r for r in rows if r["model"] == model]
-        quantized = [r for r in mine if is_quantized(r)]
-        near = [r for r in quantized if (r.get("delta_pp") or 0) >= -NEAR_FP32_PP]
-        timed = [r for r in mine if isinstance(r.get(latency), (int, float))] if latency else []
-        candidates = [
-            _pick("best accuracy retention", f"highest accuracy of {len(quantized)} quantized configs",
-                  max(quantized, key=lambda r: (r["accuracy"], -r["size_bytes"]), default=None), latency),
-            _pick("smallest artifact", f"smallest file (to {SIZE_TIE:.0%}, then most accurate) of all quantized configs",
-                  _smallest(quantized), latency),
-            _pick(f"smallest within {NEAR_FP32_PP:g} pp of FP32",
-                  f"smallest file (to {SIZE_TIE:.0%}, then most accurate) among the {len(near)} configs losing at "
-                  f"most {NEAR_FP32_PP:g} pp", _smallest(near), latency),
-            _pick("fastest", f"lowest {latency} of {len(timed)} timed rows (FP32 included)",
-                  min(timed, key=lambda r: (r[latency], -r["accuracy"]), default=None), latency) if latency else None,
-            _pick("reference", "the FP32 model every delta is measured against", fp32, latency),
-        ]
-        out.extend(p for p in candidates if p)
+    fp32 = fp32_rows(view.rows)
+    for model, choice in choices(view).items():
+        if not choice:
+            continue
+        by_name = {r["config_name"]: r for r in view.rows if r["model"] == model}
+        tied = [by_name[name] for name in choice["tied"]]
+        smallest = min(tied, key=lambda r: (r["size_bytes"], -r["accuracy"]))
+        for criterion, row, rule in (("pick", by_name[choice["pick"]], choice["rule"]),
+                                     ("smallest of the tied", smallest, f"smallest file of the {len(tied)} configs "
+                                      "tied with the best"),
+                                     ("reference", fp32.get(model), "the FP32 model every delta is measured against")):
+            if row is not None:
+                out.append({"model": model, "criterion": criterion, "rule": rule, **_numbers(row)})
     return out
 
 
-def _cell(value, fmt: str) -> str:
-    return "—" if value is None else format(value, fmt)
+def _numbers(row: dict) -> dict:
+    return {"config": row["config_name"], "accuracy": row["accuracy"], "accuracy_std": row.get("accuracy_std", 0.0),
+            "seeds": row.get("seeds", []), "delta_pp": row.get("delta_pp"), "delta_pp_ci95": row.get("delta_pp_ci95"),
+            "size_bytes": row["size_bytes"], "throughput_b256": row.get("throughput_b256"),
+            "latency_ms_b1_median": row.get("latency_ms_b1_median"), "speedup_vs_fp32_b256": row.get("speedup_vs_fp32_b256")}
 
 
 def speed_text(value: float | None) -> str:
@@ -111,31 +96,61 @@ def speed_text(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def markdown(rows: list[dict], problems: list[dict] = ()) -> str:
-    """pareto.md: the pareto table and the picks, all computed from the results file."""
-    table = pareto_table(rows)
-    speed = speed_columns(rows)
-    latency = latency_column(rows)
-    lines = ["# Pareto: accuracy vs size" + (f" and {latency}" if latency else ""), "",
-             "Generated by `quant-explorer report` from full_results.json. ★ marks rows no other row of the same "
-             "model beats on both accuracy and size (★ size) or accuracy and latency (★ latency). "
-             "Δ is in percentage points against the model's FP32 row.", ""]
-    head = ["model", "config", "accuracy", "Δ pp", "size KiB", *speed, "★ size", "★ latency"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def accuracy_text(row: dict) -> str:
+    """'87.61% ± 0.32 (5 seeds)': the mean over calibration seeds and its standard deviation."""
+    seeds = row.get("seeds") or []
+    spread = f" ± {100 * row['accuracy_std']:.2f} ({len(seeds)} seeds)" if len(seeds) > 1 else ""
+    return f"{100 * row['accuracy']:.2f}%{spread}"
+
+
+def delta_text(row: dict) -> str:
+    """'−0.59 [−1.28, +0.10]': the mean delta vs FP32 and its 95% interval, in pp."""
+    if row.get("delta_pp") is None:
+        return "—"
+    ci = row.get("delta_pp_ci95")
+    return f"{row['delta_pp']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else " (no interval)")
+
+
+def markdown(view: View) -> str:
+    """pareto.md: the banner, per model the pick and the table of every config, all computed from the view."""
+    table = pareto_table(view.rows)
+    speed = speed_columns(view.rows)
+    picked = choices(view)
+    lines = ["# Which recipe to ship: accuracy with intervals, size and speed", "",
+             "Generated by `quant-explorer report` from full_results.json; never edited by hand.", "",
+             f"**{view.banner()}.**", "",
+             "Accuracy is the mean over calibration seeds ± its standard deviation. Δ is the mean paired difference "
+             "from the model's FP32 row in percentage points, with its 95% interval from a bootstrap over test "
+             "images and calibration seeds. Configs whose interval against the best config includes 0 are tied "
+             "with it; the pick is the fastest of those in the runtime it ships in, then the smallest. ★ marks rows "
+             "no other row of the model beats on both mean accuracy and size (★ size) or latency (★ latency); "
+             "inside the tie set such a front is within noise.", ""]
+    lines += ["## Which to pick", "", "| model | criterion | config | accuracy | Δ pp [95% interval] | size (KiB) | "
+              "throughput, batch 256 (images/s) | × FP32 | rule |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in picks(view):
+        speedup = f"{p['speedup_vs_fp32_b256']:.2f}x" if p.get("speedup_vs_fp32_b256") else "—"
+        lines.append(f"| {p['model']} | {p['criterion']} | `{p['config']}` | {accuracy_text(p)} | {delta_text(p)} | "
+                     f"{p['size_bytes'] / 1024:.1f} | {speed_text(p['throughput_b256'])} | {speedup} | {p['rule']} |")
+    lines.append("")
+    for model, choice in picked.items():
+        if choice.get("resolution"):
+            lines.append(f"- {model}: {choice['resolution']['text'][0].lower()}{choice['resolution']['text'][1:]}.")
+    head = ["model", "config", "accuracy", "Δ pp [95% interval]", "tied with best", "size (KiB)",
+            *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"]
+    lines += ["", "## Every config", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in table:
-        cells = [t["model"], f"`{t['config']}`", f"{100 * t['accuracy']:.2f}%", _cell(t["delta_pp"], "+.2f"),
-                 f"{t['size_bytes'] / 1024:.1f}", *(speed_text(t[c]) for c in speed),
-                 "★" if t["pareto_size"] else "", "★" if t["pareto_latency"] else ("—" if t["pareto_latency"] is None else "")]
+        tied = {True: "yes", False: "no", None: ""}[t["tied_with_best"]] + (" (pick)" if t["pick"] else "")
+        cells = [t["model"], f"`{t['config']}`", accuracy_text(t), delta_text(t), tied, f"{t['size_bytes'] / 1024:.1f}",
+                 *(speed_text(t[c]) for c in speed), "★" if t["pareto_size"] else "",
+                 "★" if t["pareto_latency"] else ("—" if t["pareto_latency"] is None else "")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Which to pick", "", "| model | criterion | config | accuracy | Δ pp | size KiB | "
-              f"{latency or 'latency'} | rule |", "|---|---|---|---|---|---|---|---|"]
-    for p in picks(rows):
-        lines.append(f"| {p['model']} | {p['criterion']} | `{p['config']}` | {100 * p['accuracy']:.2f}% | "
-                     f"{_cell(p['delta_pp'], '+.2f')} | {p['size_bytes'] / 1024:.1f} | {speed_text(p['latency'])} | "
-                     f"{p['rule']} |")
-    if problems:
+    if view.problems:
         lines += ["", "## Rows without a score", ""]
-        for p in problems:
+        for p in view.problems:
             why = p.get("stale") or p.get("not_applicable") or (p.get("error") or "no score").splitlines()[0]
             lines.append(f"- `{p['key']}`: {why}")
+    others = [v for v in view.available if (v["environment"], v["dataset"]) != (view.environment, view.dataset)]
+    if others:
+        lines += ["", "## Other results in the file (not shown: `quant-explorer report --environment ... --dataset ...`)", ""]
+        lines += [f"- {v['environment']} / {v['dataset_name']} ({v['n_images']} images): {v['rows']} rows" for v in others]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """The targeted experiments the report shows, as data: which analysis, on which model and config.
 
-`quant-explorer analyze` (and so `make run`) runs every study whose stored entry is missing or stale (measured
-on other weights, or with other sizes/seeds), and skips the rest, so the whole report comes from one command
+`quant-explorer analyze` (and so `make run`) runs every study whose stored entry is missing or stale (another
+identity — weights, evaluation set, CPU class, library versions — or other sizes/seeds), and skips the rest, so the whole report comes from one command
 and a rerun costs nothing. Each study stores its entry where its own command (`calib-sensitivity`,
 `layer-sensitivity`) would.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..configs import get_config
+from ..identity import identity_hash, legacy_identity, mismatch
 from ..results import entry_key, load_results
 from . import calibration_size, layer_sensitivity
 
@@ -27,11 +28,16 @@ class CalibrationSizeStudy:
     file = "calibration_size.json"
     kind = "calibration size"
 
-    def key(self) -> str:
-        return entry_key(self.model, self.config)
+    def identity(self, model, data) -> dict:
+        from ..sweep import study_identity
 
-    def is_current(self, entry: dict, weights_sha256: str) -> bool:
-        return (entry.get("model_weights_sha256") == weights_sha256
+        return study_identity(model, get_config(self.config), data)
+
+    def key(self, model, data) -> str:
+        return entry_key(self.model, self.config, identity_hash=identity_hash(self.identity(model, data)))
+
+    def is_current(self, entry: dict, model, data) -> bool:
+        return (entry.get("identity") == self.identity(model, data)
                 and [s["n"] for s in entry["sizes"]] == list(self.sizes)
                 and all(s["seeds"] == list(range(self.seeds)) for s in entry["sizes"]))
 
@@ -52,11 +58,17 @@ class LayerSensitivityStudy:
     file = "layer_sensitivity.json"
     kind = "per-layer sensitivity"
 
-    def key(self) -> str:
-        return entry_key(self.model, self.config, self.calibration_n, self.seed)
+    def identity(self, model, data) -> dict:
+        from ..sweep import row_identity
 
-    def is_current(self, entry: dict, weights_sha256: str) -> bool:
-        return entry.get("model_weights_sha256") == weights_sha256
+        return row_identity(model, get_config(self.config), data, self.calibration_n, self.seed)
+
+    def key(self, model, data) -> str:
+        return entry_key(self.model, self.config, self.calibration_n, self.seed,
+                         identity_hash(self.identity(model, data)))
+
+    def is_current(self, entry: dict, model, data) -> bool:
+        return entry.get("identity") == self.identity(model, data)
 
     def run(self, model, data, log: Callable[[str], None]) -> dict:
         from ..sweep import make_calibration
@@ -85,17 +97,28 @@ STUDIES: tuple[Study, ...] = tuple(
 )
 
 
+def _why_not_reused(entries: dict, study: Study, model, data) -> str:
+    """' (the stored entry was computed on another CPU class (avx512-vnni))', or '' when there is none."""
+    others = [e for e in entries.values() if e.get("model") == study.model and e.get("config_name") == study.config]
+    if not others:
+        return ""
+    other = others[-1]
+    reason = mismatch(other["identity"] if "identity" in other else legacy_identity(other), study.identity(model, data))
+    return f" (the stored entry was computed {reason})" if reason else " (the stored entry has other sizes or seeds)"
+
+
 def run_studies(studies: list[Study], models: dict, data, results_dir: Path, force: bool = False,
                 log: Callable[[str], None] = lambda _: None) -> Iterator[tuple[Study, dict, bool]]:
     """Yield (study, entry, skipped) per study, running (and saving at once) those missing or stale."""
     for study in studies:
         path = results_dir / study.file
         model = models[study.model]
-        existing = load_results(path)["entries"].get(study.key())
-        if not force and existing and study.is_current(existing, model.weights_sha256):
+        entries = load_results(path)["entries"]
+        existing = entries.get(study.key(model, data))
+        if not force and existing and study.is_current(existing, model, data):
             yield study, existing, True
             continue
-        log(f"{study.kind}: {study.model} / {study.config}")
+        log(f"{study.kind}: {study.model} / {study.config}" + _why_not_reused(entries, study, model, data))
         entry = study.run(model, data, log)
         study.save(path, entry)
         yield study, entry, False

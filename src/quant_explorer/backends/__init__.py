@@ -31,6 +31,7 @@ class Calibration:
     preprocessing: Preprocessing
     seed: int
     batch_size: int = 64
+    pool_fingerprint: str | None = None  # the training split it was drawn from (`ImageSet.fingerprint`)
 
     def batches(self) -> Iterator[torch.Tensor]:
         for start in range(0, len(self.images), self.batch_size):
@@ -39,7 +40,7 @@ class Calibration:
     def describe(self) -> dict:
         """Which images calibrated: same seed and pool give the same images, hence the same content hash."""
         return {"calibration_n": len(self.images), "calibration_seed": self.seed,
-                "calibration_dataset": self.images.dataset,
+                "calibration_dataset": self.images.dataset, "pool_fingerprint": self.pool_fingerprint,
                 "calibration_images_sha256": hashlib.sha256(self.images.images.numpy().tobytes()).hexdigest()[:16]}
 
 

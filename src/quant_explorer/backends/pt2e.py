@@ -9,6 +9,7 @@ compiles it with freezing so Inductor replaces the Q/DQ patterns with oneDNN int
 
 from __future__ import annotations
 
+import copy
 import operator
 from pathlib import Path
 
@@ -46,14 +47,25 @@ def quantization_config(config: QuantConfig):
     return QuantizationConfig(activation, activation, weight, None, is_qat=False)
 
 
+_EXPORTED: dict[tuple[str, str], torch.fx.GraphModule] = {}  # torch.export of each model, once per process
+
+
+def export_fp32(model: LoadedModel) -> torch.fx.GraphModule:
+    """A fresh copy of the model's exported FP32 graph: every config and seed starts from one export
+    (prepare_pt2e inserts its observers in place, hence the copy)."""
+    key = (model.name, model.weights_sha256)
+    if key not in _EXPORTED:
+        _EXPORTED[key] = torch.export.export(model.fresh(), (EXAMPLE,), dynamic_shapes=DYNAMIC_BATCH).module()
+    return copy.deepcopy(_EXPORTED[key])
+
+
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from .x86_quantizer import SharedOutputX86InductorQuantizer, fold_quantized_pads
 
-    exported = torch.export.export(model.fresh(), (EXAMPLE,), dynamic_shapes=DYNAMIC_BATCH).module()
-    prepared = prepare_pt2e(exported, SharedOutputX86InductorQuantizer().set_global(quantization_config(config)))
+    prepared = prepare_pt2e(export_fp32(model), SharedOutputX86InductorQuantizer().set_global(quantization_config(config)))
     with torch.no_grad():
         for batch in calibration.batches():
             prepared(batch)
