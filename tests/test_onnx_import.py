@@ -205,6 +205,19 @@ def test_opset_18_with_allowzero_reshapes_as_the_dynamo_exporter_writes(tmp_path
     assert_same_model(loaded, reference, RAW)
 
 
+def test_our_own_fp32_export_imports_back_with_the_same_predictions(tmp_path):
+    """What `exported_onnx` writes (opset 18, ReduceMean-18 for CifarCNN's global pool) is a valid import."""
+    ours = load_model("cifar_cnn")
+    source = exported_onnx(ours)
+    copy = tmp_path / "cifar_cnn.onnx"
+    shutil.copy(source, copy)
+    loaded = load_model(copy, None, ours.preprocessing)
+    assert loaded.import_info["opset"] == 18
+    x = ours.preprocessing(images(16))
+    with torch.inference_mode():
+        assert torch.equal(loaded.module(x).argmax(1), ours.module(x).argmax(1))
+
+
 def test_pytorch_configs_take_the_converted_module_and_eager_static_does_not_apply(tmp_path):
     """PT2E runs torch.export on `fresh()` with a dynamic batch named x, eager dynamic saves it with
     TorchScript: both need plain torch ops and layers, not onnx2torch's wrappers."""
@@ -321,6 +334,56 @@ def _helper_model(path: Path, input_type=TensorProto.FLOAT, opset: int = 13, bro
     model.ir_version = 7
     onnx.save(model, str(path))
     return path
+
+
+def _contrib_op_model(path: Path) -> Path:
+    """Flatten, Gemm, com.microsoft Gelu, Gemm: an op ONNX Runtime runs and onnx2torch has no converter for."""
+    rng = np.random.default_rng(0)
+    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [3 * 32 * 32, 16], rng.normal(0, 0.01, 3 * 32 * 32 * 16))
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [16, 10], rng.normal(0, 0.3, 160))
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gemm", ["flat", "w1"], ["h"]),
+             helper.make_node("Gelu", ["h"], ["g"], domain="com.microsoft"),
+             helper.make_node("Gemm", ["g", "w2"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 7
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_graph_onnx2torch_cannot_convert_still_runs_every_onnx_runtime_config(tmp_path):
+    from quant_explorer.sweep import EvalData, fp32_baseline, make_calibration, run_config
+
+    from .conftest import write_image_folder
+
+    loaded = load_onnx_model(_contrib_op_model(tmp_path / "contrib.onnx"), RAW)
+    assert loaded.module is None and "onnx2torch cannot convert it" in loaded.torch_unavailable
+    data = EvalData.load(write_image_folder(tmp_path / "data", n_train=30, n_test=20))
+    baseline, fp32 = fp32_baseline(loaded, data)
+    assert fp32["n_images"] == 20 and not fp32["alternates"]
+    ort, _ = run_config(loaded, get_config("ort_u8_minmax_qdq_per_tensor_rr"), data,
+                        make_calibration(loaded, data, 10, 0), baseline)
+    assert "accuracy" in ort and "error" not in ort
+    pt2e, _ = run_config(loaded, get_config("pt2e_u8_per_tensor_minmax"), data, make_calibration(loaded, data, 10, 0),
+                         baseline)
+    assert pt2e["not_applicable"].startswith(f"PyTorch configs do not apply to {loaded.name}: onnx2torch cannot")
+
+
+def test_weights_in_a_side_file_are_found_beside_the_model_wherever_the_user_stands(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    path = export(Tiny(), tmp_path / "models" / "m.onnx")
+    model = onnx.load(str(path))
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="m.onnx.data",
+              size_threshold=0)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded = load_onnx_model(path, RAW)
+    assert_same_model(loaded, Tiny(), RAW)
+    (tmp_path / "models" / "m.onnx.data").rename(tmp_path / "m.onnx.data")
+    with pytest.raises(UserError, match=r"keeps its weights in m.onnx.data, which is not beside it .*copy m.onnx.data"):
+        load_onnx_model(path, RAW)
 
 
 def _bytes(data: bytes):

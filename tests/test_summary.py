@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from quant_explorer.analysis.summary import load_view, summary_records, this_environment
+from quant_explorer.analysis.summary import load_view, this_environment
 from quant_explorer.configs import get_config
 from quant_explorer.errors import UserError
 from quant_explorer.identity import cpu_class, identity_hash, versions
-from quant_explorer.results import SCHEMA_VERSION, encode_classes, load_results
+from quant_explorer.results import SCHEMA_VERSION, encode_classes, load_results, save_labels
 
 N = 400
 LABELS = np.arange(N) % 10
@@ -44,14 +44,15 @@ def entry(model: str, config: str, p: np.ndarray, seed: int | None, cpu: str, da
            "per_class_accuracy": {c: float(right[LABELS == i].mean()) for i, c in enumerate(CLASSES)}, **extra}
     if seed is not None:
         row["calibration"] = {"calibration_n": 256, "calibration_seed": seed}
-    key = "|".join([model, config, *((f"n=256", f"seed={seed}") if seed is not None else ()), identity_hash(identity)])
+    key = "|".join([model, config, *(("n=256", f"seed={seed}") if seed is not None else ()), identity_hash(identity)])
     return key, row
 
 
 def results(*entries: tuple[str, dict], datasets=("ds1",)) -> dict:
+    for d in datasets:
+        save_labels(d, LABELS)  # as a sweep caches them
     return {"schema_version": SCHEMA_VERSION, "entries": dict(entries),
-            "datasets": {d: {"name": f"images:{d}", "n_images": N, "classes": CLASSES, "labels": encode_classes(LABELS)}
-                         for d in datasets}}
+            "datasets": {d: {"name": f"images:{d}", "n_images": N, "classes": CLASSES} for d in datasets}}
 
 
 HERE = cpu_class()

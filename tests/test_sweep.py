@@ -12,7 +12,7 @@ import pytest
 from quant_explorer.configs import get_config
 from quant_explorer.data import load_split
 from quant_explorer.models import load_model
-from quant_explorer.results import decode_classes, load_results
+from quant_explorer.results import decode_classes, load_labels, load_results
 from quant_explorer.sweep import EvalData, make_calibration, run_config, run_sweep
 
 from .conftest import MLPERF_H5, SUBSET
@@ -42,8 +42,9 @@ def test_rerun_skips_finished_entries_and_force_redoes_them(tiny_env):
     assert abs(row["delta_pp"] - 100 * (row["accuracy"] - fp32["accuracy"])) < 1e-6
     assert sum(map(sum, row["confusion_matrix"])) == 30
     assert row["seconds"] >= row["quantize_seconds"] + row["eval_seconds"] > 0
-    preds, labels, fp32_preds = (decode_classes(x) for x in (row["predictions"],
-                                 load_results(path)["datasets"][data.test.fingerprint]["labels"], fp32["predictions"]))
+    preds, fp32_preds = decode_classes(row["predictions"]), decode_classes(fp32["predictions"])
+    labels = load_labels(data.test.fingerprint)
+    assert "labels" not in json.dumps(load_results(path)["datasets"]) and (labels == data.test.labels.numpy()).all()
     assert int((preds == labels).sum()) == row["correct"] and row["changed_predictions"] == int((preds != fp32_preds).sum())
     assert row["fp32_right_quantized_wrong"] == int(((fp32_preds == labels) & (preds != labels)).sum())
     assert row["alternates"] and not entries[keys[2]]["alternates"]  # cross-checks on the first seed only
@@ -156,7 +157,7 @@ def test_killed_sweep_keeps_finished_rows_and_resumes(tiny_env):
     for key, row in done_before.items():
         if "fp32" not in key:
             assert after[key] == row  # finished rows were skipped, not redone
-    assert rerun.stdout.count("done before") == len(done_before)  # the FP32 row too: its stored predictions are reused
+    assert rerun.stdout.count("done before") == len(done_before) - 1  # the FP32 row is not one of the configs shown
 
 
 @pytest.mark.shared_data
@@ -173,3 +174,47 @@ def test_same_command_twice_gives_identical_predictions(config, tmp_path, monkey
         assert "error" not in row, row.get("error")
         outcomes.append((row["correct"], preds.tolist(), row["calibration"]["calibration_images_sha256"]))
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("sig, executor, group", [(signal.SIGINT, "local", False), (signal.SIGTERM, "processes", True)])
+def test_an_interrupted_sweep_says_what_was_saved_and_exits_non_zero(tiny_env, tmp_path, sig, executor, group):
+    env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
+    results = tmp_path / "a" / "results" / "full_results.json"
+    args = ["sweep", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir", str(tiny_env / "data"),
+            "--calibration-n", "20", "--seeds", "3", "-c", ",".join(ORT_CONFIGS), "--executor", executor]
+    proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=group)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (results.exists() and len(json.loads(results.read_text())["entries"]) >= 2):
+        time.sleep(0.05)
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
+    assert line.endswith("rows saved, " + line.split("rows saved, ")[1]) and "rerun the same command to resume" in line
+    saved = int(line.split()[1])
+    assert saved >= 1 and len(json.loads(results.read_text())["entries"]) >= saved  # valid JSON, rows kept
+    assert "Traceback" not in stderr
+
+
+def test_a_failed_row_makes_sweep_and_quantize_exit_1_after_the_other_rows(tiny_env, tmp_path):
+    """One config's model folder cannot be created (a file sits where it goes): that row fails, the rest run."""
+    from quant_explorer.models import file_sha256
+
+    artifacts = tmp_path / "a"
+    blocked = "ort_u8_minmax_qdq_per_channel_rr"
+    model_dir = artifacts / "models" / f"resnet8-{file_sha256(tiny_env / 'resnet8.pt')[:12]}"
+    model_dir.mkdir(parents=True)
+    (model_dir / blocked).write_text("not a folder")
+    env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(artifacts)}
+    common = ["--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir", str(tiny_env / "data"),
+              "--calibration-n", "20"]
+    swept = subprocess.run(_cli("sweep", *common, "--seeds", "1", "--json", "-c", f"{blocked},{ORT_CONFIGS[1]}", env=env),
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert swept.returncode == 1, swept.stderr
+    rows = {r["config_name"]: r for r in json.loads(swept.stdout)}  # stdout stays JSON
+    assert "error" in rows[blocked] and "accuracy" in rows[ORT_CONFIGS[1]]
+    assert "error: 1 of 2 rows failed" in swept.stderr
+    quantized = subprocess.run(_cli("quantize", "--config", blocked, *common, env=env), env=env, capture_output=True,
+                               text=True, timeout=600)
+    assert quantized.returncode == 1 and "failed" in quantized.stdout, quantized.stderr

@@ -129,8 +129,10 @@ def targets_for(model: LoadedModel, config: QuantConfig, quantized: QuantizedMod
     """Every runtime this config ships in (see the module docstring), plus its float reference for accuracy."""
     path, threads = quantized.path, settings.threads
     if config.backend == "fp32":
-        out = [Target(config, "onnxruntime", lambda: ort_runner(path, threads)),
-               Target(config, "torch", lambda: torch_runner(model.module))]
+        out = [Target(config, "onnxruntime", lambda: ort_runner(path, threads))]
+        if model.module is None:  # an imported graph onnx2torch cannot convert: ONNX Runtime only
+            return out
+        out.append(Target(config, "torch", lambda: torch_runner(model.module)))
         if settings.compile:
             out.append(Target(config, "inductor", lambda: inductor_runner(model.fresh())))
         return out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -31,10 +33,10 @@ InputScale = typer.Option(None, "--input-scale", help="Imported ONNX models: raw
 MeanOpt = typer.Option(None, "--mean", help="Imported ONNX models: per-channel mean after scaling, e.g. 0.49,0.48,0.45.")
 StdOpt = typer.Option(None, "--std", help="Imported ONNX models: per-channel std after scaling.")
 CalibN = typer.Option(256, "--calibration-n", help="Calibration images, a stratified sample of the training split.")
-SeedOpt = typer.Option(0, "--seed", help="Seed of the calibration sample (same seed, same images).")
-SeedsOpt = typer.Option(5, "--seeds", help="Calibration samples per static config (seeds FIRST..FIRST+N-1): one "
+SeedOpt = typer.Option(0, "--seed", min=0, help="Seed of the calibration sample (same seed, same images).")
+SeedsOpt = typer.Option(5, "--seeds", min=1, max=100, help="Calibration samples per static config (seeds FIRST..FIRST+N-1): one "
                         "draw moves a recipe by up to ~2 points, so every summary pools several.")
-FirstSeedOpt = typer.Option(0, "--first-seed", help="The first calibration seed.")
+FirstSeedOpt = typer.Option(0, "--first-seed", min=0, help="The first calibration seed.")
 EnvironmentOpt = typer.Option(None, "--environment", help="Show this environment's results (a part of its id, e.g. "
                               "avx512-vnni); default: this machine's, else the most recent.")
 DatasetOpt = typer.Option(None, "--dataset", help="Show results on this evaluation set (fingerprint or part of its "
@@ -108,6 +110,41 @@ def _print_table(table: Table, text_width: int | None = None) -> None:
         console.width = saved
 
 
+def _patterns(config_names: list[str] | None) -> list[str]:
+    """--configs values split on commas; given but empty (`--configs ''`) is an error, not the default sweep."""
+    patterns = [p.strip() for item in config_names or [] for p in item.split(",") if p.strip()]
+    if config_names and not patterns:
+        raise UserError("--configs selects no config: give names or globs, e.g. --configs 'ort_*,pt2e_*'")
+    return patterns
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the sweep is, so it stops like Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def _interruptible(progress: Callable[[], str]):
+    """Ctrl-C (exit 130) or SIGTERM (exit 143) during long work: one line saying what was saved, and how to resume.
+    Rows are saved as they finish, so nothing finished is lost."""
+    def terminate(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except (KeyboardInterrupt, _Terminated) as e:
+        err_console.print(f"interrupted: {progress()}; rerun the same command to resume", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _preprocessing_for(model: str, input_scale: str | None, mean: str | None, std: str | None) -> tuple:
+    """The preprocessing options for one of several --model values: they describe the .onnx files only."""
+    return (input_scale, mean, std) if str(model).lower().endswith(".onnx") else (None, None, None)
+
+
 def _print_json(data) -> None:
     print(json.dumps(data, indent=2))
 
@@ -164,6 +201,8 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
                         f"choose one of {', '.join(runners)}")
     test = load_split(resolve_data_dir(data_dir), "test")
     loaded = _load(model, weights, input_scale, mean, std)
+    if backend != "ort" and loaded.torch_unavailable:
+        raise UserError(f"--backend {backend} cannot run {model}: {loaded.torch_unavailable} (--backend ort)")
     metrics, _ = run_eval(runners[backend](loaded), test, loaded.preprocessing)
     result = {"model": loaded.name, "backend": backend, "weights": str(loaded.weights_path), **metrics}
     if backend != "torch":
@@ -194,7 +233,10 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
              model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, calibration_n: int = CalibN,
              seed: int = SeedOpt, data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
              mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
-    """Quantize one model with one config, evaluate it on every test image, record it in full_results.json."""
+    """Quantize one model with one config, evaluate it on every test image, record it in full_results.json.
+
+    Exit code 1 if quantizing or running it fails (the row records the error), 2 for bad input.
+    """
     from .configs import get_config
     from .data import calibration_indices, resolve_data_dir
     from .paths import results_file
@@ -227,11 +269,12 @@ def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help=
           calibration_n: int = CalibN, seeds: int = SeedsOpt, first_seed: int = FirstSeedOpt,
           data_dir: Optional[Path] = DataDir,
           force: bool = typer.Option(False, "--force", help="Rerun entries already in the results file."),
+          input_scale: Optional[str] = InputScale, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
           executor: str = typer.Option("local", "--executor", help="Where configs run: local (this process), "
                                        "processes (a process pool here) or ray (a Ray cluster; see docs/ray.md)."),
           ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. "
                                                     "HEAD:6379; default: start a local Ray instance."),
-          workers: Optional[int] = typer.Option(None, "--workers", help="Tasks at once (processes, ray); default: "
+          workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Tasks at once (processes, ray); default: "
                                                 "one per CPU."),
           as_json: bool = JsonOpt) -> None:
     """Run many configs on many models, each static one with several calibration seeds; resumable.
@@ -251,11 +294,8 @@ def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help=
     from .results import check_writable
     from .sweep import EvalData, run_sweep, stage_seconds
 
-    if seeds < 1 or first_seed < 0:
-        raise UserError(f"--seeds must be at least 1 and --first-seed at least 0, got {seeds} and {first_seed}")
     runner = make_executor(executor, ray_address, workers)
-    patterns = [p for item in config_names or [] for p in item.split(",") if p]
-    chosen = select_configs(patterns, all_configs)
+    chosen = select_configs(_patterns(config_names), all_configs)
     check_writable(results_file())
     started = time.perf_counter()
     data = EvalData.load(resolve_data_dir(data_dir))
@@ -263,12 +303,13 @@ def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help=
     calibration_indices(data.train.labels, calibration_n, first_seed)  # fail before any model work
     if weights and len(model) != 1:
         raise UserError("--weights goes with exactly one --model")
-    loaded = [_load(m, weights) for m in model]
+    loaded = [_load(m, weights, *_preprocessing_for(m, input_scale, mean, std)) for m in model]
     loaded_seconds = time.perf_counter() - started
     rows = []
     total = len(loaded) * sum(len(seed_list) if c.is_static else 1 for c in chosen)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
+    with _interruptible(lambda: f"{sum(not r['skipped'] for r in rows)} rows saved, {total - len(rows)} not run"), \
+            Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
         task = progress.add_task("sweep", total=total)
         notify = (lambda line: None) if as_json else (lambda line: progress.console.print(f"[yellow]{line}[/yellow]"))
         for key, row, skipped in run_sweep(loaded, chosen, data, calibration_n, seed_list, results_file(), force,
@@ -296,10 +337,11 @@ def sweep(model: list[str] = typer.Option(DEFAULT_MODELS, "--model", "-m", help=
 def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
           config_names: list[str] = typer.Option(None, "--configs", "-c", help="Config names or globs (repeatable "
                                                   "or comma-separated); default: the default sweep. FP32 is always in."),
-          threads: Optional[int] = typer.Option(None, "--threads", help="Threads for torch and ORT; default: torch's."),
-          runs: int = typer.Option(200, "--runs", help="Timed batch-1 runs per model and runtime."),
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, max=1024, help="Threads for torch and ORT; default: torch's."),
+          runs: int = typer.Option(200, "--runs", min=1, max=100_000, help="Timed batch-1 runs per model and runtime."),
           no_compile: bool = typer.Option(False, "--no-compile", help="Skip the torch.compile (inductor) runtimes."),
           calibration_n: int = CalibN, seed: int = SeedOpt, data_dir: Optional[Path] = DataDir,
+          input_scale: Optional[str] = InputScale, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
           as_json: bool = JsonOpt) -> None:
     """Latency (batch 1), throughput (batch 256), size and as-run accuracy of configs beside FP32, one run."""
     import torch
@@ -311,21 +353,21 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     from .results import check_writable
     from .sweep import EvalData
 
-    chosen = select_configs([p for item in config_names or [] for p in item.split(",") if p])
+    chosen = select_configs(_patterns(config_names))
     settings = BenchSettings(threads=threads or torch.get_num_threads(), runs=runs, compile=not no_compile)
     check_writable(results_file())
     data = EvalData.load(resolve_data_dir(data_dir))
     calibration_indices(data.train.labels, calibration_n, seed)  # fail before any model work
-    loaded = _load(model, weights)
+    loaded = _load(model, weights, input_scale, mean, std)
     document = bench_and_record(loaded, chosen, data, calibration_n, seed, settings, results_file(),
                                 results_file().with_name(f"bench_{loaded.name}.json"), log=err_console.print)
     if as_json:
         return _print_json(document)
-    table = Table("config", "runtime", "b1 median ms", "b1 p90 ms", "b256 img/s", "× FP32", "size KiB", "accuracy",
-                  "reference", title=f"{loaded.name}, {settings.threads} threads, {document['environment']['cpu']['model']}")
+    table = Table("config", "runtime", "latency b1 median (ms)", "latency b1 p90 (ms)", "throughput b256 (images/s)",
+                  "× FP32", "size (KiB)", "accuracy as run", "reference accuracy", title=f"{loaded.name}, {settings.threads} threads, {document['environment']['cpu']['model']}")
     for r in table_rows(document):
         table.add_row(*r)
-    console.print(table)
+    _print_table(table)
 
 
 @app.command()
@@ -334,9 +376,9 @@ def train(model: str = typer.Option(..., "--model", "-m", help="resnet8 or cifar
                                                 "their train splits are concatenated."),
           data_dir: Optional[Path] = DataDir,
           out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default: the packaged weights."),
-          epochs: int = typer.Option(100, "--epochs", help="The shipped resnet8: 100 (2 h 13 min on 2 CPU cores); "
+          epochs: int = typer.Option(100, "--epochs", min=1, max=10_000, help="The shipped resnet8: 100 (2 h 13 min on 2 CPU cores); "
                                      "cifar_cnn: 20."),
-          seed: int = typer.Option(0, "--seed")) -> None:
+          seed: int = typer.Option(0, "--seed", min=0)) -> None:
     """Train a model from scratch (random crop + flip), write fp32_baseline.pt and model_card.json."""
     from .data import resolve_data_dir
     from .models import PACKAGED_WEIGHTS, get_spec
@@ -354,8 +396,9 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
                       model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
                       sizes: str = typer.Option("32,100,256,512,1024", "--sizes", help="Calibration-set sizes, "
                                                 "comma-separated."),
-                      seeds: int = typer.Option(5, "--seeds", help="Samples per size (seeds 0..N-1)."),
-                      data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
+                      seeds: int = typer.Option(5, "--seeds", min=1, max=100, help="Samples per size (seeds 0..N-1)."),
+                      data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
+                      mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
     """Accuracy vs calibration-set size, mean and spread over seeds; saved to results/calibration_size.json."""
     from .analysis import calibration_size
     from .configs import get_config
@@ -369,7 +412,7 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
     check_writable(out)
     data = EvalData.load(resolve_data_dir(data_dir))
     chosen_sizes = calibration_size.parse_sizes(sizes, len(data.train))
-    entry = calibration_size.run(_load(model, weights), chosen, data, chosen_sizes, seeds,
+    entry = calibration_size.run(_load(model, weights, input_scale, mean, std), chosen, data, chosen_sizes, seeds,
                                  log=(lambda _: None) if as_json else err_console.print)
     calibration_size.save(out, entry)
     if as_json:
@@ -391,7 +434,8 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="An
                       model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, calibration_n: int = CalibN,
                       seed: int = SeedOpt, layers: Optional[str] = typer.Option(None, "--layers", help="Only these "
                                                                                "layers, comma-separated."),
-                      data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
+                      data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
+                      mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
     """Per layer: quantize it alone / keep it alone FP32, plus activation SQNR; saved to layer_sensitivity.json."""
     from .analysis import layer_sensitivity as analysis
     from .configs import get_config
@@ -404,7 +448,7 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="An
     out = results_file().with_name("layer_sensitivity.json")
     check_writable(out)
     data = EvalData.load(resolve_data_dir(data_dir))
-    loaded = _load(model, weights)
+    loaded = _load(model, weights, input_scale, mean, std)
     entry = analysis.run(loaded, chosen, data, make_calibration(loaded, data, calibration_n, seed),
                          [name for name in layers.split(",") if name] if layers else None,
                          log=(lambda _: None) if as_json else err_console.print)

@@ -2,7 +2,8 @@
 
 Two layouts are accepted, detected from the directory:
 - the CIFAR-10 python batches (`cifar-10-batches-py/`), read through torchvision with its md5 checks;
-- an image folder `ROOT/{train,test}/<class>/*.png|jpg`, classes in sorted folder order.
+- an image folder `ROOT/{train,test}/<class>/*.png|jpg`: exactly CIFAR-10's ten class folders (or the classes
+  a caller declares), none empty, labels in CIFAR-10's order; anything else is refused in one line.
 """
 
 from __future__ import annotations
@@ -73,15 +74,14 @@ class ImageSet:
         return {"dataset": self.dataset, "n_images": len(self), "fingerprint": self.fingerprint}
 
     def record(self) -> dict:
-        """What the results file keeps of an evaluation set: enough to score stored predictions again."""
-        from .results import encode_classes
-
-        return {"name": self.dataset, "n_images": len(self), "classes": list(self.classes),
-                "labels": encode_classes(self.labels.numpy())}
+        """What the results file keeps of an evaluation set; its labels go to `results.save_labels`."""
+        return {"name": self.dataset, "n_images": len(self), "classes": list(self.classes)}
 
 
 def detect_layout(root: Path) -> str:
     """'cifar-python' or 'image-folder'; a one-line error when neither or both are present."""
+    if root.is_file():
+        raise UserError(f"data directory {root} is a file, expected a directory: {LAYOUT_HELP}")
     if not root.is_dir():
         raise UserError(f"data directory {root} does not exist: {LAYOUT_HELP}; pass --data-dir or set ${DATA_ENV}")
     has_batches = (root / CIFAR_PYTHON_DIR).is_dir() or (root.name == CIFAR_PYTHON_DIR and (root / "batches.meta").exists())
@@ -141,16 +141,17 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
     split_dir = root / split
     if not split_dir.is_dir():
         raise UserError(f"{split_dir} is missing: {LAYOUT_HELP}")
-    folders = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    classes = tuple(classes) if classes else tuple(folders)
-    unknown = sorted(set(folders) - set(classes))
-    if not classes or unknown:
-        raise UserError(f"{split_dir} has class folders {unknown or folders} that are not in the class list "
-                        f"{list(classes)}: {LAYOUT_HELP}")
-    files = [(path, label) for label, name in enumerate(classes) if (split_dir / name).is_dir()
+    classes = tuple(classes) if classes else CIFAR10_CLASSES
+    folders = {p.name for p in split_dir.iterdir() if p.is_dir()}
+    missing, unexpected = [c for c in classes if c not in folders], sorted(folders - set(classes))
+    if missing or unexpected:
+        raise UserError(f"{split_dir} has class folders that differ from the {len(classes)} classes expected "
+                        f"({', '.join(classes)}): missing {missing}, unexpected {unexpected}; rename or remove them")
+    files = [(path, label) for label, name in enumerate(classes)
              for path in sorted((split_dir / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise UserError(f"no .png/.jpg images under {split_dir}: {LAYOUT_HELP}")
+    empty = [name for label, name in enumerate(classes) if not any(f[1] == label for f in files)]
+    if empty:
+        raise UserError(f"class folders {empty} under {split_dir} hold no .png/.jpg images: every class needs images")
     # Cache key: every file's name, size and mtime, so edited data is re-decoded.
     key = hashlib.sha256(repr(classes).encode())
     for path, _ in files:
@@ -165,33 +166,51 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
             pass  # a broken cache entry is rebuilt below
     images = _decode_images([p for p, _ in files])
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    _save_atomic((images, labels), cache_file)
+    _save_cache((images, labels), cache_file)
     return ImageSet(images, labels, classes, f"image-folder:{split_dir}")
 
 
 def _decode_images(paths: list[Path]) -> torch.Tensor:
+    """Decode to RGB; greyscale, palette or RGBA files are converted, with one warning (on stderr) saying how many."""
     from PIL import Image
+    from rich.console import Console
     from rich.progress import track
 
+    stderr = Console(stderr=True)  # stdout may be --json: progress and warnings never go there
     out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
+    converted = 0
     for i, path in enumerate(track(paths, description=f"decoding {len(paths)} images", transient=True,
-                                   disable=len(paths) < 2000)):
+                                   disable=len(paths) < 2000, console=stderr)):
         try:
             with Image.open(path) as im:
+                converted += im.mode != "RGB"
                 arr = np.asarray(im.convert("RGB"))
         except Exception as e:
             raise UserError(f"cannot decode image {path}: {e}; remove or replace the file") from None
         if arr.shape != (32, 32, 3):
             raise UserError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, expected 32x32 CIFAR-10 images")
         out[i] = arr
+    if converted:
+        stderr.print(f"[yellow]warning:[/yellow] {converted} of {len(paths)} images under {paths[0].parent.parent} "
+                     "were not RGB (greyscale, palette or RGBA) and were converted to RGB", highlight=False, soft_wrap=True)
     return torch.from_numpy(out.transpose(0, 3, 1, 2).copy())
 
 
-def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _save_cache(obj, path: Path) -> None:
+    """Keep the decoded tensors for next time; a cache that cannot be written costs only a re-decode (one warning)."""
+    from rich.console import Console
+
+    from .files import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            try:
+                torch.save(obj, tmp)
+            except RuntimeError as e:  # torch reports a full disk as "PytorchStreamWriter failed writing file"
+                raise OSError(28, f"torch.save failed: {str(e).splitlines()[0]}") from None
+    except UserError as e:
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] decoded images not cached: {e}", highlight=False,
+                                   soft_wrap=True)
 
 
 def calibration_indices(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:

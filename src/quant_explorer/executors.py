@@ -104,6 +104,10 @@ class ProcessExecutor:
                             yield i, TaskFailed(f"worker process died {attempts[i]} times running this task")
                         else:
                             queue.appendleft((i, task))
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the workers now, not after their tasks
+                for process in list(getattr(pool, "_processes", {}).values()):  # CPython's pool keeps them here
+                    process.terminate()
+                raise
             finally:
                 pool.shutdown(wait=not running, cancel_futures=True)
 
@@ -146,8 +150,10 @@ class RayExecutor:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if self.address:
             ray.init(address=self.address, logging_level=logging.WARNING)
-        else:  # a private instance on this machine, on loopback only; workers at our priority (Ray's default: nice 15)
-            ray.init(num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+        else:  # a private instance on this machine, on loopback only; workers at our priority (Ray's default: nice 15).
+            # address="local": a new instance even where a Ray cluster already runs here (Ray would join that one,
+            # and refuse our _system_config); --ray-address is how to use a running cluster.
+            ray.init(address="local", num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
                      logging_level=logging.WARNING, _system_config={"worker_niceness": 0})
         return True
 

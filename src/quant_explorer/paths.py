@@ -9,11 +9,18 @@ ARTIFACTS_ENV = "QUANT_EXPLORER_ARTIFACTS"
 
 
 def artifacts_dir() -> Path:
-    return Path(os.environ.get(ARTIFACTS_ENV, "artifacts"))
+    """$QUANT_EXPLORER_ARTIFACTS, unless unset or empty (which would write into the working directory)."""
+    return Path(os.environ.get(ARTIFACTS_ENV) or "artifacts")
 
 
 def results_file() -> Path:
     return artifacts_dir() / "results" / "full_results.json"
+
+
+def labels_dir() -> Path:
+    """Each evaluation set's labels, by fingerprint: a regenerated cache (git-ignored), never committed, since
+    the labels are the data's own; the results file keeps only the fingerprint."""
+    return artifacts_dir() / "cache" / "labels"
 
 
 def models_dir() -> Path:

@@ -14,7 +14,6 @@ import base64
 import html
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from .analysis.pareto import (SPEED_WORDS, accuracy_text, delta_text, latency_co
                               pareto_table, picks, speed_columns, speed_text)
 from .analysis.summary import View, choices, load_view
 from .errors import UserError
+from .files import write_text_atomic
 from .results import load_results
 
 BACKEND_COLORS = {"fp32": "black", "ort": "tab:blue", "pt2e": "tab:orange", "eager_static": "tab:green",
@@ -38,13 +38,6 @@ CHROMIUM = ("chromium", "chromium-browser", "google-chrome", "chrome")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---- plots: each returns PNG bytes -------------------------------------------------------------------------
@@ -308,6 +301,24 @@ def _configs_section(view: View) -> str:
     return "\n".join(out)
 
 
+def _seeds_section(view: View) -> str:
+    """Every calibration seed of every config: its score, the images it changed, and McNemar's exact test."""
+    rows = []
+    for r in view.rows:
+        if not is_quantized(r):
+            continue
+        for seed, s in zip(r["seeds"] or [None], r["per_seed"]):
+            rows.append([r["model"], r["config_name"], "—" if seed is None else seed, f"{100 * s['accuracy']:.2f}",
+                         s.get("changed_predictions", "—"), s.get("fp32_right_quantized_wrong", "—"),
+                         s.get("fp32_wrong_quantized_right", "—"),
+                         "—" if s.get("mcnemar_p") is None else f"{s['mcnemar_p']:.3g}"])
+    return ("<p>Per calibration seed: the images whose prediction changed against FP32, the discordant ones (right "
+            "in FP32 and wrong quantized, and the reverse) and the exact McNemar p-value on them (scipy's binomial "
+            "test). A small p for one seed alone is not a finding: the intervals above pool the seeds.</p>"
+            + _table(["model", "config", "seed", "accuracy (%)", "changed predictions", "lost (right → wrong)",
+                      "gained (wrong → right)", "McNemar p"], rows, "small"))
+
+
 def _explain_section(view: View) -> str:
     items = explain(view)
     out = []
@@ -440,6 +451,7 @@ def render_html(view: View, calibration: dict, layers: dict) -> str:
         "smallest.</p>",
         *(_lead_section(view, model) for model in models),
         _details("Every config: accuracy, size, speed and the pareto fronts", _configs_section(view)),
+        _details("Every calibration seed: changed predictions and McNemar's test", _seeds_section(view)),
         _details(f"Configs losing more than {LOSS_PP:g} points, and runtimes that disagree", _explain_section(view)),
         _details("Scheme comparisons", _comparison_section(view)),
         _details("Per-class accuracy change vs FP32", _classes_section(view)),

@@ -3,7 +3,9 @@
 Layout: {"schema_version": 2, "datasets": {fingerprint: dataset}, "entries": {key: entry}}, with
 key = model|config[|n=<calibration n>|seed=<seed>][|<identity hash>] (`identity.py`): rows measured on other
 data, CPUs or library versions have other keys and stay beside each other. A dataset record holds the
-evaluation set's labels once, so each row's stored per-image predictions can be scored and paired again.
+evaluation set's name, size and classes; its labels are cached apart (`paths.labels_dir`, never committed: they
+are the data's own), so each row's stored per-image predictions can be scored and paired again where the data
+has been seen once.
 Version-1 files (no identities, no predictions) are migrated on read: their rows keep their keys, marked
 `"schema": 1`, and are never reused. Each save re-reads the file under the lock and merges, so two sweeps
 writing at once keep both's entries.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from .errors import UserError
-from .paths import ARTIFACTS_ENV
+from .files import cannot_write, write_text_atomic
+from .paths import labels_dir
 
 SCHEMA_VERSION = 2
 MIGRATES = {1}  # older schema versions read (and rewritten) as this one
@@ -43,13 +45,21 @@ def decode_classes(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype=np.uint8).astype(np.int64)
 
 
+def save_labels(fingerprint: str, labels: np.ndarray) -> None:
+    """Cache an evaluation set's labels under its fingerprint (once)."""
+    path = labels_dir() / f"{fingerprint}.txt"
+    if not path.exists():
+        write_text_atomic(path, encode_classes(labels) + "\n")
+
+
+def load_labels(fingerprint: str) -> np.ndarray | None:
+    """The cached labels of an evaluation set, or None where this machine has not seen it."""
+    path = labels_dir() / f"{fingerprint}.txt"
+    return decode_classes(path.read_text().strip()) if path.is_file() else None
+
+
 def _move_aside_hint(path: Path) -> str:
     return f"move it aside (e.g. `mv {path} {path}.bak`) and rerun"
-
-
-def _cannot_write(folder: Path, error: OSError) -> UserError:
-    return UserError(f"cannot write to {folder} ({error.strerror or error}); make it writable or set "
-                     f"${ARTIFACTS_ENV} to a writable directory")
 
 
 def load_results(path: Path) -> dict:
@@ -69,28 +79,19 @@ def load_results(path: Path) -> dict:
         data = {"schema_version": SCHEMA_VERSION, "datasets": {},
                 "entries": {k: {**e, "schema": version} for k, e in data["entries"].items()}}
     data.setdefault("datasets", {})
+    for fingerprint, record in data["datasets"].items():  # earlier version-2 files held the labels themselves
+        if "labels" in record:
+            try:
+                save_labels(fingerprint, decode_classes(record["labels"]))
+                del record["labels"]  # gone from the file at its next save
+            except UserError:  # no writable cache: they stay in the file
+                pass
     return data
 
 
 def write_json_atomic(path: Path, data) -> None:
-    """Write to a temporary file in the same directory, fsync, rename: a reader sees old or new, never half."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise _cannot_write(path.parent, e) from None
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; a results file is meant to be shared
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write beside the file, fsync, rename (`files.atomic_path`): a reader sees old or new, never half."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
 @contextmanager
@@ -104,7 +105,7 @@ def locked(path: Path):
         raise UserError(f"{path} has been locked by another quant-explorer run for 10 minutes; wait for it to "
                         f"finish, or delete {lock.lock_file} if no run is active") from None
     except OSError as e:
-        raise _cannot_write(folder, e) from None
+        raise cannot_write(folder, e) from None
     try:
         yield
     finally:
@@ -118,7 +119,7 @@ def check_writable(path: Path) -> None:
         try:
             tempfile.TemporaryFile(dir=Path(path).parent).close()
         except OSError as e:
-            raise _cannot_write(Path(path).parent, e) from None
+            raise cannot_write(Path(path).parent, e) from None
 
 
 def save_entries(path: Path, entries: dict[str, dict], datasets: dict[str, dict] | None = None) -> None:

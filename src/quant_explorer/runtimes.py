@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import operator
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,8 @@ INPUT_NAME = "input"
 
 
 def torch_runner(module: nn.Module):
-    module.eval()
+    if module.training:  # an exported graph is marked eval instead (backends.pt2e.in_eval_mode): it refuses .eval()
+        module.eval()
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -151,22 +151,22 @@ def export_onnx(module: nn.Module, path: Path, opset: int = ONNX_OPSET) -> Path:
     """Export with a dynamic batch dimension, check with onnx.checker, write atomically."""
     import onnx
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.onnx")
-    example = torch.zeros(2, 3, 32, 32)
-    torch.onnx.export(module.eval(), (example,), str(tmp), input_names=[INPUT_NAME], output_names=["logits"],
-                      opset_version=opset, dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True,
-                      external_data=False, verbose=False)
-    model = onnx.load(str(tmp))
-    # The exporter marks Flatten's Reshape allowzero=1, which onnx2torch rejects; with no literal 0 in a
-    # CIFAR model's target shapes both settings compute the same thing.
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if node.op_type == "Reshape" and attr.name == "allowzero":
-                attr.i = 0
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    from .files import atomic_path
+
+    with atomic_path(path, ".onnx") as tmp:
+        example = torch.zeros(2, 3, 32, 32)
+        torch.onnx.export(module.eval(), (example,), str(tmp), input_names=[INPUT_NAME], output_names=["logits"],
+                          opset_version=opset, dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True,
+                          external_data=False, verbose=False)
+        model = onnx.load(str(tmp))
+        # The exporter marks Flatten's Reshape allowzero=1, which onnx2torch rejects; with no literal 0 in a
+        # CIFAR model's target shapes both settings compute the same thing.
+        for node in model.graph.node:
+            for attr in node.attribute:
+                if node.op_type == "Reshape" and attr.name == "allowzero":
+                    attr.i = 0
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(tmp))
     return path
 
 

@@ -24,12 +24,13 @@ from .backends import Calibration, NotApplicable, QuantizedModel, quantize
 from .configs import CONFIGS, QuantConfig
 from .data import ImageSet, calibration_indices, load_split
 from .env import environment, u8s8_saturation_warning
+from .errors import UserError
 from .evaluate import evaluate
 from .executors import Executor, LocalExecutor, TaskFailed
 from .identity import identity_hash, legacy_identity, make_identity, mismatch
 from .models import LoadedModel
 from .paths import ARTIFACTS_ENV, artifacts_dir, models_dir
-from .results import decode_classes, encode_classes, entry_key, load_results, save_entries
+from .results import decode_classes, encode_classes, entry_key, load_results, save_entries, save_labels
 from .stats import mcnemar
 
 FP32 = CONFIGS["fp32_baseline"]
@@ -162,8 +163,8 @@ def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibrat
 
 def fp32_baseline(model: LoadedModel, data: EvalData) -> tuple[Baseline, dict]:
     row, preds = run_config(model, FP32, data, None, None)
-    if "error" in row:
-        raise RuntimeError(f"FP32 evaluation of {model.name} failed: {row['error']}")
+    if "error" in row:  # nothing can be compared without it: the whole run stops, in one line
+        raise UserError(f"FP32 evaluation of {model.name} failed: {row['error'].splitlines()[0]}")
     baseline = Baseline(row, preds, row["size_bytes"])
     row.update({**compare_with_fp32(preds, data.test.labels.numpy(), baseline, row), "size_ratio_vs_fp32": 1.0})
     return baseline, row
@@ -249,6 +250,7 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
     executor = executor or LocalExecutor()
     existing = load_results(results_path)["entries"]
     datasets = {data.test.fingerprint: data.test.record()}
+    save_labels(data.test.fingerprint, data.test.labels.numpy())
     baselines, tasks, wanted = {}, [], []
     for model in models:
         fp32_key = row_key(model, FP32, data, calibration_n, 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch.nn.functional as F
 
 from .data import ImageSet, load_split
 from .evaluate import evaluate
+from .files import atomic_path, write_text_atomic
 from .models import get_spec
 
 
@@ -83,10 +83,8 @@ def train(model_name: str, train_dirs: list[Path], eval_dir: Path, out_dir: Path
     model = model.to(memory_format=torch.contiguous_format).eval()
     with torch.inference_mode():
         metrics, _ = evaluate(model, test, spec.preprocessing)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f"fp32_baseline.pt.tmp{os.getpid()}"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, out_dir / "fp32_baseline.pt")
+    with atomic_path(out_dir / "fp32_baseline.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
     card = {
         "model": model_name,
         "architecture": type(model).__name__,
@@ -103,7 +101,7 @@ def train(model_name: str, train_dirs: list[Path], eval_dir: Path, out_dir: Path
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    (out_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_text_atomic(out_dir / "model_card.json", json.dumps(card, indent=2) + "\n")
     return card
 
 

@@ -163,9 +163,9 @@ class _Pt2e:
         return export_fp32(self.model)
 
     def _convert(self, exported, only: str | None = None, skip: str | None = None) -> torch.fx.GraphModule:
-        from torchao.quantization.pt2e import allow_exported_model_train_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+        from ..backends.pt2e import in_eval_mode
         from ..backends.x86_quantizer import SharedOutputX86InductorQuantizer
 
         quantizer = SharedOutputX86InductorQuantizer()
@@ -179,7 +179,7 @@ class _Pt2e:
         with torch.no_grad():
             for batch in self.calibration.batches():
                 prepared(batch)
-        return allow_exported_model_train_eval(convert_pt2e(prepared))
+        return in_eval_mode(convert_pt2e(prepared))
 
     def build(self, only: str | None = None, skip: str | None = None) -> Runner:
         from ..runtimes import torch_runner

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import UserError
 from ..identity import cpu_class, environment_id, legacy_identity, versions
-from ..results import decode_classes
+from ..results import decode_classes, load_labels
 from ..stats import correct, excludes_zero, paired_delta, resolution
 
 SPEED_PREFIXES = ("latency_ms_", "throughput_")
@@ -83,11 +84,9 @@ def _available(entries: dict[str, dict]) -> list[dict]:
 
 
 def _choose(available: list[dict], environment: str | None, dataset: str | None) -> dict:
-    from ..errors import UserError
-
     def matches(v: dict) -> bool:
         return ((environment is None or environment in v["environment"])
-                and (dataset is None or dataset in (v["dataset"], v["dataset_name"]) or dataset in str(v["dataset_name"])))
+                and (dataset is None or dataset == v["dataset"] or dataset in str(v["dataset_name"])))
 
     chosen = [v for v in available if matches(v)]
     if not chosen:
@@ -138,14 +137,14 @@ def load_view(data: dict, environment: str | None = None, dataset: str | None = 
               seeds: set[int] | None = None) -> View:
     """The view of a results file's contents (`results.load_results`) for one environment and dataset;
     `seeds`: pool only these calibration seeds (e.g. to check that a pick survives another set of draws)."""
-    from ..errors import UserError
-
     available = _available(data["entries"])
     if not available:
         raise UserError("no scored rows in the results file: run `quant-explorer sweep` first")
     chosen = _choose(available, environment, dataset)
     record = data.get("datasets", {}).get(chosen["dataset"])
-    labels = decode_classes(record["labels"]) if record else None
+    labels = load_labels(chosen["dataset"]) if record else None
+    if labels is None and record and "labels" in record:
+        labels = decode_classes(record["labels"])
     mine, problems = [], []
     for key, row in data["entries"].items():
         if "config_name" not in row or row_environment(row) != chosen["environment"]:
@@ -155,6 +154,9 @@ def load_view(data: dict, environment: str | None = None, dataset: str | None = 
         (mine if "accuracy" in row else problems).append({"key": key, **row})
     mine, stale = _current(mine)
     problems += stale
+    if record and labels is None:
+        problems.append({"key": "evaluation set", "stale": f"the labels of {chosen['dataset_name']} are not cached "
+                         "here, so no intervals: run `quant-explorer sweep` once on that data"})
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in mine:
         groups.setdefault((row["model"], row["config_name"]), []).append(row)

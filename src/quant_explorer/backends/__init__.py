@@ -16,6 +16,7 @@ import torch
 
 from ..configs import QuantConfig
 from ..data import ImageSet
+from ..errors import NotApplicable  # noqa: F401  (backends raise it from here)
 from ..evaluate import Runner
 from ..models import LoadedModel, Preprocessing
 
@@ -64,6 +65,3 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
     workdir.mkdir(parents=True, exist_ok=True)
     return backend.quantize(model, config, calibration, workdir)
 
-
-class NotApplicable(Exception):
-    """This config cannot apply to this model (e.g. eager static on an imported ONNX graph); says why."""

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..configs import QuantConfig
+from ..files import atomic_path
 from ..models import LoadedModel
 from ..runtimes import torch_runner
 from . import Calibration, NotApplicable, QuantizedModel
@@ -60,7 +61,8 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
                             "QuantStub/DeQuantStub and fusion groups")
     module = quantized_module(model, config, calibration, ENGINE)
     path = workdir / "model.pt"  # TorchScript: int8 packed weights plus the code to run them
-    torch.jit.save(torch.jit.script(module), path)
+    with atomic_path(path) as tmp:
+        torch.jit.save(torch.jit.script(module), str(tmp))
     alternates = {FAST_ENGINE: lambda: torch_runner(quantized_module(model, config, calibration, FAST_ENGINE))}
     return QuantizedModel(torch_runner(module), path, "torch", checks=module_checks(module), alternates=alternates)
 

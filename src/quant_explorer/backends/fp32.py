@@ -12,6 +12,5 @@ from . import Calibration, QuantizedModel
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
     path = exported_onnx(model)
-    return QuantizedModel(ort_runner(path), path, "onnxruntime",
-                          alternates={"torch": lambda: torch_runner(model.module),
-                                      "onnx2torch": lambda: onnx2torch_runner(path)})
+    alternates = {"torch": lambda: torch_runner(model.module), "onnx2torch": lambda: onnx2torch_runner(path)}
+    return QuantizedModel(ort_runner(path), path, "onnxruntime", alternates=alternates if model.module else {})

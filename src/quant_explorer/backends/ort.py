@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from ..configs import QuantConfig
+from ..files import atomic_path
 from ..models import LoadedModel, exported_onnx
 from ..runtimes import onnx2torch_runner, ort_runner
 from . import Calibration, QuantizedModel
@@ -56,9 +56,8 @@ def preprocessed_onnx(model: LoadedModel) -> Path:
     source = exported_onnx(model)
     path = source.with_name("fp32.preprocessed.onnx")
     if not path.exists():
-        tmp = path.with_name(f"fp32.preprocessed.tmp{os.getpid()}.onnx")  # parallel workers share this cache
-        quant_pre_process(str(source), str(tmp))
-        tmp.replace(path)
+        with atomic_path(path, ".onnx") as tmp:  # a private name: parallel workers share this cache
+            quant_pre_process(str(source), str(tmp))
     return path
 
 
@@ -120,8 +119,7 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
     proto = onnx.load(str(source))
     if config.reduce_range:
         pad_narrow_conv_inputs(proto)
-    tmp = output.with_name(f"{output.stem}.tmp.onnx")
-    with _quiet():
+    with _quiet(), atomic_path(output, ".onnx") as tmp:
         quantize_static(
             # A ModelProto, not the path: given a path, ORT writes `<source>-inferred.onnx` beside it, which
             # parallel workers quantizing the same source would race on.
@@ -137,7 +135,6 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
             calibration_providers=["CPUExecutionProvider"],
             extra_options={"ActivationSymmetric": symmetric_activations(config), "WeightSymmetric": True},
         )
-    tmp.replace(output)
     return output
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import NotApplicable, UserError
 from .cifar_cnn import CifarCNN
 from .resnet8 import ResNet8, keras_state_dict
 
@@ -33,6 +34,10 @@ class Preprocessing:
             raise UserError(f"--input-scale must be raw255 or unit, got {self.input_scale!r}")
         if (self.mean is None) != (self.std is None) or any(len(v) != 3 for v in (self.mean, self.std) if v):
             raise UserError("--mean and --std go together, three comma-separated numbers each")
+        if self.mean is not None and not all(map(math.isfinite, (*self.mean, *self.std))):
+            raise UserError(f"--mean and --std must be finite numbers, got mean {self.mean} and std {self.std}")
+        if self.std is not None and min(self.std) <= 0:
+            raise UserError(f"--std must be positive (it divides the input), got {self.std}")
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float()
@@ -140,12 +145,15 @@ class LoadedModel:
     """An FP32 model ready to evaluate or quantize, with the identity results are keyed by."""
 
     name: str
-    module: nn.Module
+    module: nn.Module | None  # None: an imported graph onnx2torch cannot convert (`torch_unavailable` says why)
     preprocessing: Preprocessing
     weights_path: Path  # imported models: the user's .onnx file
     weights_sha256: str
     onnx_source: Path | None = None  # imported models: the normalized FP32 ONNX file every runtime starts from
     import_info: dict = field(default_factory=dict)  # imported models: what normalizing the file changed
+    torch_unavailable: str | None = None  # why there is no PyTorch module: then only ONNX Runtime configs apply
+    # Things derived from the weights once per process and reused by every config and seed (its torch.export)
+    derived: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def is_imported(self) -> bool:
@@ -154,6 +162,8 @@ class LoadedModel:
 
     def fresh(self, quantizable: bool = False) -> nn.Module:
         """A new copy of the module (quantization mutates modules), optionally with quant stubs."""
+        if self.torch_unavailable:
+            raise NotApplicable(f"PyTorch configs do not apply to {self.name}: {self.torch_unavailable}")
         if self.is_imported:
             if quantizable:
                 raise ValueError(f"{self.name} is an imported ONNX graph: it has no quantizable (eager) variant")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..files import atomic_path, write_text_atomic
 from . import LoadedModel, Preprocessing
 
 # ORT's quantizer refuses opsets below 10 (it cannot express QuantizeLinear); per-channel QuantizeLinear
@@ -63,19 +63,23 @@ def load_onnx_model(path: Path, preprocessing: Preprocessing | None = None) -> L
     sha = hashlib.sha256(data).hexdigest()
     preprocessing = _preprocessing(path, sha, preprocessing)
     normalized, info = normalize(model, path, preprocessing)
+    # Converted now, but only ever needed by the PyTorch configs: ONNX Runtime runs what onnx2torch cannot.
+    module, unavailable = None, None
     try:
         module = _convert(normalized, info["fixed_batch"])
     except Exception as e:
-        raise UserError(f"onnx2torch cannot convert {path} for the PyTorch configs ({_first_line(e)}): re-export "
-                        f"it with opset {TARGET_OPSET}-18 and standard ops") from None
-    _verify_torch(module, normalized, path, preprocessing)
+        unavailable = f"onnx2torch cannot convert it ({_first_line(e)}); ONNX Runtime configs still run it"
+    if module is not None and (disagreement := _torch_disagreement(module, normalized, preprocessing)):
+        module, unavailable = None, disagreement
     standard = normalized.SerializeToString()
     # Keyed by both files: a change in how we normalize gets a new directory, never a stale derived cache.
     target = models_dir() / f"imported-{sha[:12]}-{hashlib.sha256(standard).hexdigest()[:8]}" / "fp32.onnx"
     if not target.exists():
-        _write_atomic(target, standard)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(standard)
     _write_card(path, sha, preprocessing, info)
-    return LoadedModel(f"onnx:{sha[:12]}", module, preprocessing, path, sha, onnx_source=target, import_info=info)
+    return LoadedModel(f"onnx:{sha[:12]}", module, preprocessing, path, sha, onnx_source=target, import_info=info,
+                       torch_unavailable=unavailable)
 
 
 def fresh_module(model: LoadedModel) -> nn.Module:
@@ -102,11 +106,35 @@ def _read(path: Path):
         raise UserError(_unparsable(path, data, e)) from None
     if not model.graph.node:
         raise UserError(f"{path} is not an ONNX model (it parses, but holds no graph): pass a .onnx model file")
+    data += _load_external_data(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as e:
         raise UserError(f"{path} fails the ONNX checker ({_first_line(e)}): re-export the model") from None
     return model, data
+
+
+def _load_external_data(model, path: Path) -> bytes:
+    """Pull weights kept in side files (`model.onnx.data`) into `model`, looked up beside the model file — as
+    ONNX does — not in the working directory; returns their bytes, which are part of the model's identity."""
+    from onnx import TensorProto
+    from onnx.external_data_helper import load_external_data_for_model
+
+    locations = sorted({entry.value for t in model.graph.initializer if t.data_location == TensorProto.EXTERNAL
+                        for entry in t.external_data if entry.key == "location"})
+    for location in locations:
+        side = path.parent / location
+        if not side.is_file():
+            raise UserError(f"{path} keeps its weights in {location}, which is not beside it ({side} is missing): "
+                            f"copy {location} with the model")
+    if not locations:
+        return b""
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as e:
+        raise UserError(f"cannot read the weights {path} keeps in {', '.join(locations)} ({_first_line(e)}): "
+                        f"copy them with the model again") from None
+    return b"".join((path.parent / location).read_bytes() for location in locations)
 
 
 def _unparsable(path: Path, data: bytes, error: Exception) -> str:
@@ -484,6 +512,8 @@ def _convert(model, fixed_batch: int | None) -> nn.Module:
     torch.export, i.e. PT2E), flattened to torch ops and nn layers when it traces (for TorchScript)."""
     from onnx2torch import convert
 
+    from .. import onnx2torch_ops  # noqa: F401  (registers ReduceMean-18 and Pad-18: what torch.onnx writes)
+
     graph = _tidy(convert(model))
     try:
         graph = torch.fx.GraphModule(graph, _Tracer().trace(graph))
@@ -531,17 +561,18 @@ def _tidy(graph):
     return graph
 
 
-def _verify_torch(module: nn.Module, model, path: Path, preprocessing: Preprocessing) -> None:
-    """onnx2torch's conversion must agree with ONNX Runtime, or the PyTorch configs would measure another model."""
+def _torch_disagreement(module: nn.Module, model, preprocessing: Preprocessing) -> str | None:
+    """Why onnx2torch's conversion cannot stand for the model (it disagrees with ONNX Runtime), or None: else
+    the PyTorch configs would measure another model."""
     x = preprocessing(torch.randint(0, 256, (PROBE_BATCH, 3, 32, 32), dtype=torch.uint8,
                                     generator=torch.Generator().manual_seed(1)))
     with torch.inference_mode():
         got = module(x).numpy()
     want = _rows(_session(model), x.numpy(), 1)
-    if not _close(got, want):
-        raise UserError(f"onnx2torch converts {path} into a model that disagrees with ONNX Runtime (max difference "
-                        f"{np.abs(got - want).max():.3g}): the PyTorch configs cannot use it; re-export with "
-                        f"opset {TARGET_OPSET}-18")
+    if _close(got, want):
+        return None
+    return (f"onnx2torch converts it into a model that disagrees with ONNX Runtime (max difference "
+            f"{np.abs(got - want).max():.3g}); ONNX Runtime configs still run it")
 
 
 # --- the model card and the normalized file ---------------------------------------------------------------
@@ -576,13 +607,9 @@ def _write_card(path: Path, sha: str, preprocessing: Preprocessing, info: dict) 
                        "preprocessing": preprocessing.to_dict(), "import": info}, indent=2) + "\n"
     try:
         if not card.exists() or card.read_text() != text:
-            _write_atomic(card, text.encode())
-    except OSError as e:
+            write_text_atomic(card, text)
+    except (OSError, UserError) as e:
         warnings.warn(f"cannot write model card {card} ({e}): pass --input-scale again next time", stacklevel=3)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+
