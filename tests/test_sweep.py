@@ -195,6 +195,15 @@ def test_an_interrupted_sweep_says_what_was_saved_and_exits_non_zero(tiny_env, t
     saved = int(line.split()[1])
     assert saved >= 1 and len(json.loads(results.read_text())["entries"]) >= saved  # valid JSON, rows kept
     assert "Traceback" not in stderr
+    if group:  # the pool's workers are gone too (a worker's zombie lasts until init reaps it)
+        with pytest.raises(ProcessLookupError):
+            for _ in range(100):
+                os.killpg(proc.pid, 0)
+                time.sleep(0.1)
+    from filelock import FileLock
+
+    with FileLock(f"{results}.lock", timeout=5):  # no stale lock: the next run can write
+        pass
 
 
 def test_a_failed_row_makes_sweep_and_quantize_exit_1_after_the_other_rows(tiny_env, tmp_path):

@@ -364,7 +364,8 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     if as_json:
         return _print_json(document)
     table = Table("config", "runtime", "latency b1 median (ms)", "latency b1 p90 (ms)", "throughput b256 (images/s)",
-                  "× FP32", "size (KiB)", "accuracy as run", "reference accuracy", title=f"{loaded.name}, {settings.threads} threads, {document['environment']['cpu']['model']}")
+                  "× FP32", "size (KiB)", "accuracy as run", "reference accuracy",
+                  title=f"{loaded.name}, {settings.threads} threads, {document['environment']['cpu']['model']}")
     for r in table_rows(document):
         table.add_row(*r)
     _print_table(table)
