@@ -149,7 +149,8 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
                         f"({', '.join(classes)}): missing {missing}, unexpected {unexpected}; rename or remove them")
     files = [(path, label) for label, name in enumerate(classes)
              for path in sorted((split_dir / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
-    empty = [name for label, name in enumerate(classes) if not any(f[1] == label for f in files)]
+    present = {label for _, label in files}
+    empty = [name for label, name in enumerate(classes) if label not in present]
     if empty:
         raise UserError(f"class folders {empty} under {split_dir} hold no .png/.jpg images: every class needs images")
     # Cache key: every file's name, size and mtime, so edited data is re-decoded.

@@ -16,8 +16,8 @@ from .paths import ARTIFACTS_ENV
 def cannot_write(path: Path, error: OSError) -> UserError:
     """The one message for a write the filesystem refused: which path, why, and what to do."""
     why = error.strerror or str(error)
-    fix = {28: "free some space there", 30: "it is on a read-only filesystem: pick a writable place",
-           13: "make it writable"}.get(error.errno, "make it writable")
+    fix = {28: "free some space there", 30: "it is on a read-only filesystem: pick a writable place"}.get(
+        error.errno, "make it writable")
     return UserError(f"cannot write to {path} ({why}); {fix}, or set ${ARTIFACTS_ENV} (results, models, reports) "
                      f"or $QUANT_EXPLORER_CACHE (decoded data) to a writable directory")
 

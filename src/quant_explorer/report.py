@@ -24,7 +24,7 @@ from .analysis import current_studies, fp32_rows, is_quantized
 from .analysis.comparisons import all_confusions, comparisons, losers_text
 from .analysis.explain import LOSS_PP, explain
 from .analysis.pareto import (SPEED_WORDS, accuracy_text, delta_text, latency_column, markdown, pareto_front,
-                              pareto_table, picks, speed_columns, speed_text)
+                              pareto_table, picks, speed_columns, speed_text, speedup_text, tied_text)
 from .analysis.summary import View, choices, load_view
 from .errors import UserError
 from .files import write_text_atomic
@@ -255,10 +255,6 @@ def _heat(value: float, shown: float | None = None) -> str:
     return _Raw(f'<span class="heat" style="background:{color}">{value if shown is None else shown:+.1f}</span>')
 
 
-def _speedup(row: dict) -> str:
-    return f"{row['speedup_vs_fp32_b256']:.2f}x" if row.get("speedup_vs_fp32_b256") else "—"
-
-
 def _lead_section(view: View, model: str) -> str:
     """A model's forest plot and its "which to pick" table: what a reader needs first."""
     choice = choices(view)[model]
@@ -269,7 +265,8 @@ def _lead_section(view: View, model: str) -> str:
                     "size (KiB)", "throughput, batch 256 (images/s)", "× FP32, batch 256",
                     "latency, batch 1 (ms)", "rule"],
                    [[p["criterion"], p["config"], accuracy_text(p), delta_text(p), f"{p['size_bytes'] / 1024:.1f}",
-                     speed_text(p["throughput_b256"]), _speedup(p), speed_text(p["latency_ms_b1_median"]), p["rule"]]
+                     speed_text(p["throughput_b256"]), speedup_text(p), speed_text(p["latency_ms_b1_median"]),
+                     p["rule"]]
                     for p in mine])
     resolution = choice["resolution"].get("text", "") if choice.get("resolution") else ""
     return "\n".join([f'<h2 id="model-{html.escape(model)}">{html.escape(model)}</h2>',
@@ -292,7 +289,7 @@ def _configs_section(view: View) -> str:
     out.append(_table(["model", "config", "backend", "accuracy, mean ± std over seeds", "Δ vs FP32 (pp) [95% interval]",
                        "tied with best", "size (KiB)", *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"],
                       [[t["model"], t["config"], t["backend"], accuracy_text(t), delta_text(t),
-                        {True: "yes", False: "no", None: ""}[t["tied_with_best"]] + (" (pick)" if t["pick"] else ""),
+                        tied_text(t),
                         f"{t['size_bytes'] / 1024:.1f}", *(speed_text(t[c]) for c in speed),
                         "★" if t["pareto_size"] else "", "★" if t["pareto_latency"] else ""] for t in pareto_table(rows)]))
     out.append(_img(plot_tradeoff(rows, "size_bytes", "model file size (KiB)"), "accuracy vs size"))

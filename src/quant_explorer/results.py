@@ -79,13 +79,6 @@ def load_results(path: Path) -> dict:
         data = {"schema_version": SCHEMA_VERSION, "datasets": {},
                 "entries": {k: {**e, "schema": version} for k, e in data["entries"].items()}}
     data.setdefault("datasets", {})
-    for fingerprint, record in data["datasets"].items():  # earlier version-2 files held the labels themselves
-        if "labels" in record:
-            try:
-                save_labels(fingerprint, decode_classes(record["labels"]))
-                del record["labels"]  # gone from the file at its next save
-            except UserError:  # no writable cache: they stay in the file
-                pass
     return data
 
 

@@ -96,6 +96,16 @@ def speed_text(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def speedup_text(row: dict) -> str:
+    """'1.53x': batch-256 throughput against FP32 in the same runtime, where benchmarked."""
+    return f"{row['speedup_vs_fp32_b256']:.2f}x" if row.get("speedup_vs_fp32_b256") else "—"
+
+
+def tied_text(row: dict) -> str:
+    """'yes (pick)', 'no', or '' for the FP32 reference, which is not a candidate."""
+    return {True: "yes", False: "no", None: ""}[row.get("tied_with_best")] + (" (pick)" if row.get("pick") else "")
+
+
 def accuracy_text(row: dict) -> str:
     """'87.61% ± 0.32 (5 seeds)': the mean over calibration seeds and its standard deviation."""
     seeds = row.get("seeds") or []
@@ -128,9 +138,9 @@ def markdown(view: View) -> str:
     lines += ["## Which to pick", "", "| model | criterion | config | accuracy | Δ pp [95% interval] | size (KiB) | "
               "throughput, batch 256 (images/s) | × FP32 | rule |", "|---|---|---|---|---|---|---|---|---|"]
     for p in picks(view):
-        speedup = f"{p['speedup_vs_fp32_b256']:.2f}x" if p.get("speedup_vs_fp32_b256") else "—"
         lines.append(f"| {p['model']} | {p['criterion']} | `{p['config']}` | {accuracy_text(p)} | {delta_text(p)} | "
-                     f"{p['size_bytes'] / 1024:.1f} | {speed_text(p['throughput_b256'])} | {speedup} | {p['rule']} |")
+                     f"{p['size_bytes'] / 1024:.1f} | {speed_text(p['throughput_b256'])} | {speedup_text(p)} | "
+                     f"{p['rule']} |")
     lines.append("")
     for model, choice in picked.items():
         if choice.get("resolution"):
@@ -139,8 +149,8 @@ def markdown(view: View) -> str:
             *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"]
     lines += ["", "## Every config", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in table:
-        tied = {True: "yes", False: "no", None: ""}[t["tied_with_best"]] + (" (pick)" if t["pick"] else "")
-        cells = [t["model"], f"`{t['config']}`", accuracy_text(t), delta_text(t), tied, f"{t['size_bytes'] / 1024:.1f}",
+        cells = [t["model"], f"`{t['config']}`", accuracy_text(t), delta_text(t), tied_text(t),
+                 f"{t['size_bytes'] / 1024:.1f}",
                  *(speed_text(t[c]) for c in speed), "★" if t["pareto_size"] else "",
                  "★" if t["pareto_latency"] else ("—" if t["pareto_latency"] is None else "")]
         lines.append("| " + " | ".join(cells) + " |")

@@ -143,8 +143,6 @@ def load_view(data: dict, environment: str | None = None, dataset: str | None = 
     chosen = _choose(available, environment, dataset)
     record = data.get("datasets", {}).get(chosen["dataset"])
     labels = load_labels(chosen["dataset"]) if record else None
-    if labels is None and record and "labels" in record:
-        labels = decode_classes(record["labels"])
     mine, problems = [], []
     for key, row in data["entries"].items():
         if "config_name" not in row or row_environment(row) != chosen["environment"]:
