@@ -25,7 +25,8 @@ from quant_explorer.executors import EXECUTORS, make_executor, ray_available
 from quant_explorer.models import load_model
 from quant_explorer.paths import ARTIFACTS_ENV, artifacts_dir
 from quant_explorer.results import write_json_atomic
-from quant_explorer.sweep import EvalData, run_sweep
+from quant_explorer.data import EvalData
+from quant_explorer.sweep import run_sweep
 
 DEFAULT_MODELS = ["resnet8", "resnet8-mlperf", "cifar_cnn"]
 COMPARED = ("accuracy", "correct", "delta_pp", "agreement_with_fp32")  # must not depend on the executor

@@ -92,9 +92,28 @@ def image_folder_dir(tmp_path):
     return write_image_folder(tmp_path / "folders")
 
 
+def random_model(name: str, images):
+    """Model `name` with seeded random weights and BatchNorm statistics measured on `images` (uint8 NCHW), so
+    activations have a realistic range."""
+    import torch
+    from torch import nn
+
+    from quant_explorer.models import LoadedModel, get_spec
+
+    torch.manual_seed(0)
+    spec = get_spec(name)
+    module = spec.architecture()
+    for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.momentum = None  # cumulative average: one pass sets the statistics exactly
+    with torch.no_grad():
+        module.train()(spec.preprocessing(images))
+    return LoadedModel(name, module.eval(), spec.preprocessing, Path("random"), "0" * 64)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A ResNet8 with seeded random weights and tiny image folders (60 train, 30 test), one per test module."""
+    """The tests' one tiny setting: a ResNet8 with seeded random weights (resnet8.pt) and tiny image folders
+    (data/: 60 train, 30 test), one per test module."""
     import torch
 
     from quant_explorer.models import get_spec
@@ -111,3 +130,37 @@ def tiny_env(tiny, monkeypatch):
     """`tiny`, with the module's artifacts (exported and quantized models) kept beside it."""
     monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(tiny / "artifacts"))
     return tiny
+
+
+TINY_CONFIGS = ("fp32_baseline", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qdq_per_channel",
+                "ort_u8_minmax_qdq_per_tensor_rr", "ort_s8asym_minmax_qdq_per_tensor", "ort_u8_minmax_qoperator_per_tensor")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> dict:
+    """A real results file, made once per session: TINY_CONFIGS on a random ResNet8, tiny folders, seeds 0 and 1."""
+    from quant_explorer.configs import get_config
+    from quant_explorer.data import EvalData
+    from quant_explorer.sweep import run_sweep
+
+    root = tmp_path_factory.mktemp("tiny-sweep")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
+        mp.setenv("QUANT_EXPLORER_CACHE", str(root / "cache"))
+        data = EvalData.load(write_image_folder(root / "data"))
+        model = random_model("resnet8", data.train.images)
+        results = root / "artifacts" / "results" / "full_results.json"
+        list(run_sweep([model], [get_config(c) for c in TINY_CONFIGS], data, 20, [0, 1], results))
+    return {"data": data, "model": model, "results": results}
+
+
+@pytest.fixture
+def tiny_run(tiny_sweep, isolated_dirs):
+    """The session's tiny sweep, its results file copied into this test's artifacts directory."""
+    import shutil
+
+    results = isolated_dirs / "artifacts" / "results" / "full_results.json"
+    results.parent.mkdir(parents=True)
+    shutil.copy(tiny_sweep["results"], results)
+    shutil.copytree(tiny_sweep["results"].parent.parent / "cache", results.parent.parent / "cache")  # the labels
+    return {**tiny_sweep, "results": results}

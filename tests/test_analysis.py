@@ -7,12 +7,10 @@ tiny image folder) pins the structure the sweep actually writes.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 from typer.testing import CliRunner
 
@@ -25,54 +23,10 @@ from quant_explorer.analysis.studies import STUDIES, CalibrationSizeStudy, Layer
 from quant_explorer.configs import get_config
 from quant_explorer.data import CIFAR10_CLASSES
 from quant_explorer.errors import UserError
-from quant_explorer.models import LoadedModel, get_spec
 from quant_explorer.results import load_results
-from quant_explorer.sweep import EvalData, make_calibration, run_sweep
+from quant_explorer.experiment import make_calibration
 
-from .conftest import write_image_folder
-
-TINY_CONFIGS = ("fp32_baseline", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qdq_per_channel",
-                "ort_u8_minmax_qdq_per_tensor_rr", "ort_s8asym_minmax_qdq_per_tensor", "ort_u8_minmax_qoperator_per_tensor")
-_TINY: dict = {}
-
-
-def random_resnet8(images: torch.Tensor) -> LoadedModel:
-    """Random weights, BatchNorm statistics from `images`, so activations have a realistic range."""
-    torch.manual_seed(0)
-    spec = get_spec("resnet8")
-    module = spec.architecture()
-    for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
-        bn.momentum = None
-    with torch.no_grad():
-        module.train()(spec.preprocessing(images))
-    return LoadedModel("resnet8", module.eval(), spec.preprocessing, Path("random"), "0" * 64)
-
-
-def tiny(tmp_path_factory) -> dict:
-    """Built once per session: data folder, model, and a real results file from the sweep."""
-    if not _TINY:
-        root = tmp_path_factory.mktemp("tiny")
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
-            mp.setenv("QUANT_EXPLORER_CACHE", str(root / "cache"))
-            data = EvalData.load(write_image_folder(root / "data"))
-            model = random_resnet8(data.train.images)
-            results = root / "artifacts" / "results" / "full_results.json"
-            list(run_sweep([model], [get_config(c) for c in TINY_CONFIGS], data, 20, [0, 1], results))
-        _TINY.update(data=data, model=model, results=results)
-    return _TINY
-
-
-@pytest.fixture
-def tiny_run(tmp_path_factory, isolated_dirs):
-    """The session's tiny sweep, its results file copied into this test's artifacts directory."""
-    t = tiny(tmp_path_factory)
-    results = isolated_dirs / "artifacts" / "results" / "full_results.json"
-    results.parent.mkdir(parents=True)
-    shutil.copy(t["results"], results)
-    shutil.copytree(t["results"].parent.parent / "cache", results.parent.parent / "cache")  # the labels' cache
-    return {**t, "results": results}
-
+from .conftest import TINY_CONFIGS
 
 # ---- hand-made rows ------------------------------------------------------------------------------------------
 
@@ -215,11 +169,11 @@ def _quantized_weights(path: Path) -> set[str]:
 
 
 def test_ort_node_selection_quantizes_exactly_the_chosen_layers(tiny_run, tmp_path):
-    from quant_explorer.backends.ort import preprocessed_onnx, quantize_onnx
+    from quant_explorer.backends.ort import onnx_layers, preprocessed_onnx, quantize_onnx
 
     model, data = tiny_run["model"], tiny_run["data"]
     source = preprocessed_onnx(model)
-    layers = layer_sensitivity.onnx_layers(source)
+    layers = onnx_layers(source)
     names = [la["layer"] for la in layers]
     assert names == [n for n, m in model.module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     config, cal = get_config("ort_u8_minmax_qdq_per_tensor"), make_calibration(model, data, 10, 0)

@@ -8,14 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from quant_explorer.backends import Calibration, NotApplicable, eager, quantize
+from quant_explorer.backends import Calibration, eager, quantize
+from quant_explorer.errors import NotApplicable
 from quant_explorer.configs import get_config
 from quant_explorer.data import CIFAR10_CLASSES, ImageSet, calibration_set, load_split
 from quant_explorer.evaluate import evaluate
-from quant_explorer.models import LoadedModel, get_spec, load_model
+from quant_explorer.models import LoadedModel, load_model
 from quant_explorer.runtimes import torch_runner
 
-from .conftest import MLPERF_H5, SUBSET
+from .conftest import MLPERF_H5, SUBSET, random_model
 
 
 @pytest.fixture(scope="module")
@@ -26,21 +27,9 @@ def images() -> ImageSet:
     return ImageSet(pixels.round().to(torch.uint8), torch.arange(96) % 10, CIFAR10_CLASSES, "synthetic")
 
 
-def random_model(name: str, images: ImageSet) -> LoadedModel:
-    """Random weights, BatchNorm statistics measured on `images`: activations in a realistic range."""
-    torch.manual_seed(0)
-    spec = get_spec(name)
-    module = spec.architecture()
-    for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
-        bn.momentum = None  # cumulative average: one pass sets the statistics exactly
-    with torch.no_grad():
-        module.train()(spec.preprocessing(images.images))
-    return LoadedModel(name, module.eval(), spec.preprocessing, Path("random"), "0" * 64)
-
-
 @pytest.fixture(scope="module")
 def models(images) -> dict[str, LoadedModel]:
-    return {name: random_model(name, images) for name in ("resnet8", "cifar_cnn")}
+    return {name: random_model(name, images.images) for name in ("resnet8", "cifar_cnn")}
 
 
 def assert_close_to_fp32(model: LoadedModel, runner, images: ImageSet, max_relative_error: float) -> None:
@@ -62,7 +51,7 @@ def test_pt2e_quantizes_to_the_configured_dtypes(models, images, tmp_path, name,
     assert ops["quantize_per_tensor"] == q.checks["activation_tensors_checked"] > 0
     assert ("dequantize_per_channel" in ops) == (cfg.granularity == "per_channel")
     assert q.checks["zero_point_exact_zero"] and q.checks["zero_point_failures"] == []
-    assert ("inductor" in q.alternates) == (cfg.activation_dtype == "uint8")  # oneDNN takes uint8 activations only
+    assert ("inductor" in q.runtimes) == (cfg.activation_dtype == "uint8")  # oneDNN takes uint8 activations only
     saved = torch.export.load(q.path)
     assert all(t.dtype == torch.int8 for t in saved.state_dict.values() if t.dim() > 1)  # no float weights left
     x = model.preprocessing(images.images[:5])  # not the export example's batch size
@@ -84,7 +73,7 @@ def test_eager_static_swaps_in_quantized_modules(models, images, tmp_path, monke
     monkeypatch.setattr(torch.backends.quantized, "engine", eager.ENGINE)  # TorchScript repacks weights on load
     assert torch.equal(torch.jit.load(q.path)(x), q.runner(x))
     assert_close_to_fp32(model, q.runner, images, 0.05)
-    assert_close_to_fp32(model, q.alternates[eager.FAST_ENGINE](), images, 0.1)  # may saturate without VNNI
+    assert_close_to_fp32(model, q.runtimes[eager.FAST_ENGINE].build(2), images, 0.1)  # may saturate without VNNI
 
 
 def test_quantized_zero_pad_pads_with_the_zero_point():
@@ -146,7 +135,7 @@ def test_fold_quantized_pads_is_exact_and_needs_equal_scales():
 
 
 def test_per_tensor_weights_are_dequantized_per_channel_for_inductor_with_the_same_numbers(models, images, tmp_path):
-    from quant_explorer.runtimes import _per_channel_weight_dequantize
+    from quant_explorer.runtimes import per_channel_weight_dequantize
 
     model = models["resnet8"]
     q = quantize(model, get_config("pt2e_u8_per_tensor_minmax"), Calibration(images, model.preprocessing, 0), tmp_path)
@@ -154,7 +143,7 @@ def test_per_tensor_weights_are_dequantized_per_channel_for_inductor_with_the_sa
     saved = torch.export.load(q.path).module()
     x = model.preprocessing(images.images[:8])
     want = saved(x)
-    rewritten = _per_channel_weight_dequantize(saved)
+    rewritten = per_channel_weight_dequantize(saved)
     per_channel = [n for n in rewritten.graph.nodes if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
     assert len(per_channel) == 10  # 9 convs and the classifier
     assert torch.equal(rewritten(x), want)
@@ -171,7 +160,7 @@ def test_inductor_alternate_compiles_to_int8_kernels(models, images, tmp_path, n
     model = models[name]
     q = quantize(model, get_config(config), Calibration(images, model.preprocessing, 0), tmp_path)
     counters.clear()
-    compiled = q.alternates["inductor"]()
+    compiled = q.runtimes["inductor"].build(2)
     _, code = run_and_get_code(compiled, model.preprocessing(images.images[:2]))
     assert "".join(code).count("torch.ops.aten.constant_pad_nd.default(") == pads  # the uint8 pads run in ATen
     for n in (4, 7):  # one compile serves every batch size

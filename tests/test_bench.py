@@ -16,7 +16,7 @@ from quant_explorer.configs import get_config
 from quant_explorer.env import cpu_info
 from quant_explorer.models import load_model
 from quant_explorer.results import load_results
-from quant_explorer.sweep import EvalData
+from quant_explorer.data import EvalData
 
 
 CONFIGS = ["ort_u8_minmax_qoperator_per_channel_rr", "static_int8_per_tensor"]

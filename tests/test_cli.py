@@ -24,7 +24,7 @@ def test_listings_as_json():
 
 @pytest.mark.shared_data
 def test_evaluate_mlperf_in_ort_prints_88_percent():
-    result = run("evaluate", "--model", "resnet8-mlperf", "--weights", str(MLPERF_H5), "--backend", "ort",
+    result = run("evaluate", "--model", "resnet8-mlperf", "--weights", str(MLPERF_H5), "--runtime", "onnxruntime",
                  "--data-dir", str(SUBSET), "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)

@@ -7,16 +7,15 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-import torch
 
 from quant_explorer.configs import get_config
 from quant_explorer.errors import UserError
 from quant_explorer.executors import LocalExecutor, ProcessExecutor, make_executor
-from quant_explorer.models import get_spec, load_model
+from quant_explorer.models import load_model
 from quant_explorer.results import load_results
-from quant_explorer.sweep import EvalData, run_sweep
+from quant_explorer.data import EvalData
+from quant_explorer.sweep import run_sweep
 
-from .conftest import write_image_folder
 
 CONFIGS = ["fp32_baseline", "ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qoperator_per_channel"]
 KILLED = "ort_u8_minmax_qdq_per_channel_rr"  # its worker dies on the first attempt
@@ -44,16 +43,13 @@ class DieOnce:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A seeded random ResNet8, tiny image folders, and the rows the local (in-process) executor gives.
+def local_rows(tiny):
+    """`tiny`'s model and data, and the rows the local (in-process) executor gives.
 
     Every sweep here shares one artifacts folder, so the FP32 ONNX export is made once; each config is
     still quantized and evaluated anew by whichever worker runs it.
     """
-    root = tmp_path_factory.mktemp("executors")
-    torch.manual_seed(0)
-    torch.save(get_spec("resnet8").architecture().state_dict(), root / "resnet8.pt")
-    write_image_folder(root / "data", n_train=50, n_test=20)
+    root = tiny
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QUANT_EXPLORER_CACHE", str(root / "cache"))
         mp.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
@@ -63,8 +59,8 @@ def tiny(tmp_path_factory):
     return root, model, data, rows
 
 
-def sweep_killing_one_worker(tiny, executor, tmp_path, monkeypatch):
-    root, model, data, expected = tiny
+def sweep_killing_one_worker(local_rows, executor, tmp_path, monkeypatch):
+    root, model, data, expected = local_rows
     monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(root / "artifacts"))
     marker, results = tmp_path / "killed-once", tmp_path / "results.json"
     rows = {key: row for key, row, _ in run_sweep([model], [get_config(c) for c in CONFIGS], data, 20, [0], results,
@@ -81,8 +77,8 @@ def sweep_killing_one_worker(tiny, executor, tmp_path, monkeypatch):
     return rows
 
 
-def test_processes_rerun_a_killed_worker_and_give_the_local_rows(tiny, tmp_path, monkeypatch):
-    sweep_killing_one_worker(tiny, ProcessExecutor(workers=2), tmp_path, monkeypatch)
+def test_processes_rerun_a_killed_worker_and_give_the_local_rows(local_rows, tmp_path, monkeypatch):
+    sweep_killing_one_worker(local_rows, ProcessExecutor(workers=2), tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +91,10 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_reruns_a_killed_worker_and_gives_the_local_rows(tiny, local_ray, tmp_path, monkeypatch):
+def test_ray_reruns_a_killed_worker_and_gives_the_local_rows(local_rows, local_ray, tmp_path, monkeypatch):
     from quant_explorer.executors import RayExecutor
 
-    sweep_killing_one_worker(tiny, RayExecutor(workers=2), tmp_path, monkeypatch)
+    sweep_killing_one_worker(local_rows, RayExecutor(workers=2), tmp_path, monkeypatch)
     assert local_ray.is_initialized()  # an instance the executor did not start is left running
 
 
@@ -115,7 +111,7 @@ def test_executor_choice_errors_are_one_line_user_errors(monkeypatch):
         make_executor("ray")
 
 
-def test_ray_without_an_address_ignores_a_cluster_already_running_here(tiny, tmp_path, monkeypatch):
+def test_ray_without_an_address_ignores_a_cluster_already_running_here(local_rows, tmp_path, monkeypatch):
     """A real `ray start --head` on loopback, stopped through its own PID afterwards; the sweep starts its own."""
     pytest.importorskip("ray")
     import shutil
@@ -144,7 +140,7 @@ def test_ray_without_an_address_ignores_a_cluster_already_running_here(tiny, tmp
             time.sleep(0.5)
         else:
             pytest.skip("ray start --head did not come up in 2 minutes")
-        root, _, _, _ = tiny
+        root, _, _, _ = local_rows
         env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a"), "RAY_ADDRESS": f"127.0.0.1:{port}"}
         result = subprocess.run([sys.executable, "-c", "from quant_explorer.cli import main; main()", "sweep", "--model",
                                  "resnet8", "--weights", str(root / "resnet8.pt"), "--data-dir", str(root / "data"),

@@ -231,8 +231,8 @@ CASES = [
           "`quant-explorer configs` lists all")),
     Case("unknown-config-in-sweep", sweep("--configs", "ort_u8_minmax_qdq_per_chanel"),
          ("unknown config 'ort_u8_minmax_qdq_per_chanel'", "did you mean ort_u8_minmax_qdq_per_channel")),
-    Case("unknown-backend", evaluate("--backend", "tourch"),
-         ("unknown backend 'tourch'", "did you mean torch?", "choose one of torch, ort, onnx2torch")),
+    Case("unknown-runtime", evaluate("--runtime", "tourch"),
+         ("unknown runtime 'tourch'", "did you mean torch?", "choose one of onnxruntime, torch, inductor, aotinductor, onnx2torch")),
     # --calibration-n
     Case("calibration-n-zero", quantize("--calibration-n", "0"),
          ("--calibration-n 0 is too small", "use at least 10 images")),

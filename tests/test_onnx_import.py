@@ -20,13 +20,14 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from quant_explorer.backends import Calibration, NotApplicable, quantize
+from quant_explorer.backends import Calibration, quantize
 from quant_explorer.configs import get_config
 from quant_explorer.data import CIFAR10_CLASSES, ImageSet, calibration_set, load_split
-from quant_explorer.errors import UserError
+from quant_explorer.errors import NotApplicable, UserError
 from quant_explorer.evaluate import evaluate
 from quant_explorer.models import CIFAR_MEAN, CIFAR_STD, Preprocessing, exported_onnx, file_sha256, load_model
-from quant_explorer.models.onnx_import import card_path, load_onnx_model
+from quant_explorer.models.model_card import card_path
+from quant_explorer.models.onnx_import import load_onnx_model
 from quant_explorer.runtimes import ort_runner, torch_runner
 
 from .conftest import MLPERF_H5, SUBSET
@@ -305,10 +306,7 @@ def _two_outputs(path: Path) -> Path:
             logits = self.net(x)
             return logits, logits.softmax(1)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(TwoOutputs().eval(), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=13)
-    return path
+    return export(TwoOutputs(), path, dynamic=False)
 
 
 def _two_inputs(path: Path) -> Path:
@@ -323,17 +321,22 @@ def _two_inputs(path: Path) -> Path:
     return export(TwoInputs(), path, n_inputs=2)
 
 
-def _helper_model(path: Path, input_type=TensorProto.FLOAT, opset: int = 13, broken: bool = False) -> Path:
-    """A Flatten + Gemm classifier written node by node; `broken` feeds a node from a tensor nobody makes."""
-    weight = helper.make_tensor("w", TensorProto.FLOAT, [3 * 32 * 32, 10], np.zeros(3 * 32 * 32 * 10, np.float32))
-    nodes = [helper.make_node("Flatten", ["missing" if broken else "x"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "w"], ["logits"])]
+def _save_classifier(path: Path, nodes, weights, input_type=TensorProto.FLOAT, opsets=(("", 13),)) -> Path:
+    """x [N, 3, 32, 32] -> `nodes` -> logits [N, 10], written node by node."""
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", input_type, ["N", 3, 32, 32])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, v) for domain, v in opsets])
     model.ir_version = 7
     onnx.save(model, str(path))
     return path
+
+
+def _helper_model(path: Path, input_type=TensorProto.FLOAT, broken: bool = False) -> Path:
+    """A Flatten + Gemm classifier; `broken` feeds a node from a tensor nobody makes."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [3 * 32 * 32, 10], np.zeros(3 * 32 * 32 * 10, np.float32))
+    nodes = [helper.make_node("Flatten", ["missing" if broken else "x"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "w"], ["logits"])]
+    return _save_classifier(path, nodes, [weight], input_type)
 
 
 def _contrib_op_model(path: Path) -> Path:
@@ -344,16 +347,12 @@ def _contrib_op_model(path: Path) -> Path:
     nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gemm", ["flat", "w1"], ["h"]),
              helper.make_node("Gelu", ["h"], ["g"], domain="com.microsoft"),
              helper.make_node("Gemm", ["g", "w2"], ["logits"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w1, w2])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 7
-    onnx.save(model, str(path))
-    return path
+    return _save_classifier(path, nodes, [w1, w2], opsets=(("", 13), ("com.microsoft", 1)))
 
 
 def test_a_graph_onnx2torch_cannot_convert_still_runs_every_onnx_runtime_config(tmp_path):
-    from quant_explorer.sweep import EvalData, fp32_baseline, make_calibration, run_config
+    from quant_explorer.data import EvalData
+    from quant_explorer.experiment import fp32_baseline, make_calibration, run_config
 
     from .conftest import write_image_folder
 

@@ -11,7 +11,7 @@ from quant_explorer.configs import get_config
 from quant_explorer.report import build, find_chromium
 from quant_explorer.results import load_results, save_entries
 
-from .test_analysis import TINY_CONFIGS, tiny_run  # noqa: F401  (the fixture)
+from .conftest import TINY_CONFIGS
 
 
 TINY_SHA = "0" * 64  # the random tiny ResNet8's weights hash (test_analysis.random_resnet8)
@@ -62,6 +62,15 @@ def test_report_writes_pareto_and_an_html_with_every_section(tiny_run):
     assert "Most costly alone: conv (+2.00 pp), stack1.conv1 (+0.50 pp), fc (-0.10 pp)" in page
     assert "ort_u8_minmax_qdq_per_tensor calibration-size curve" in page
     assert "ort_u8_minmax_qdq_per_channel calibration-size curve" not in page
+
+
+def test_report_names_each_unscored_row_by_the_first_line_of_its_error(tiny_run):
+    results = tiny_run["results"]
+    scored = next(r for r in load_results(results)["entries"].values() if r["config_name"] != "fp32_baseline")
+    failed = {k: v for k, v in scored.items() if k != "accuracy"}
+    save_entries(results, {"resnet8|broken": {**failed, "error": "\nRuntimeError: boom\n  while quantizing"}})
+    page = build(results.parent, results.parent.parent / "report")["html"].read_text()
+    assert "<li>resnet8|broken: RuntimeError: boom</li>" in page  # not the blank line the error starts with
 
 
 def test_report_renders_in_headless_chromium_with_every_image(tiny_run, monkeypatch):

@@ -13,7 +13,9 @@ from quant_explorer.configs import get_config
 from quant_explorer.data import load_split
 from quant_explorer.models import load_model
 from quant_explorer.results import decode_classes, load_labels, load_results
-from quant_explorer.sweep import EvalData, make_calibration, run_config, run_sweep
+from quant_explorer.data import EvalData
+from quant_explorer.experiment import make_calibration, run_config
+from quant_explorer.sweep import run_sweep
 
 from .conftest import MLPERF_H5, SUBSET
 
@@ -103,7 +105,7 @@ def test_a_model_that_quantizes_but_cannot_run_is_an_error_row_and_the_sweep_goe
     data = EvalData.load(tiny_env / "data")
     small = ImageSet(data.test.images[:, :, :16, :16].contiguous(), data.test.labels, data.test.classes, "16x16")
     baseline_data = EvalData(data.test, data.train)
-    from quant_explorer.sweep import fp32_baseline
+    from quant_explorer.experiment import fp32_baseline
 
     baseline, _ = fp32_baseline(model, baseline_data)
     row, preds = run_config(model, get_config("ort_u8_minmax_qdq_per_channel_rr"), EvalData(small, data.train),
@@ -170,7 +172,7 @@ def test_same_command_twice_gives_identical_predictions(config, tmp_path, monkey
     for attempt in range(2):
         monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(tmp_path / f"a{attempt}"))
         row, preds = run_config(model, get_config(config), data, make_calibration(model, data, 64, 0), None,
-                                alternates=set())
+                                with_cross_checks=False)
         assert "error" not in row, row.get("error")
         outcomes.append((row["correct"], preds.tolist(), row["calibration"]["calibration_images_sha256"]))
     assert outcomes[0] == outcomes[1]

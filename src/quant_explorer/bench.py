@@ -5,15 +5,12 @@ ORT's intra_op_num_threads) and malloc keeping freed memory (see keep_freed_memo
 interleaved: each round times every target in turn, in a rotating order, so background load that comes and
 goes lands on all of them alike and the ratios hold even when the absolute numbers drift.
 
-Runtimes, each compared with the FP32 model in the runtime in brackets:
-  onnxruntime   an InferenceSession on the artifact                                    [FP32 in ORT]
-  torch         PyTorch eager: the FP32 module; for PT2E the converted Q/DQ reference  [FP32 eager]
-  inductor      torch.compile(freezing=True) of the FP32 module / the PT2E artifact    [FP32 inductor]
-  qnnpack, x86  eager-mode quantized modules packed for that engine                    [FP32 eager]
-Freezing is what makes PT2E fast: it lets Inductor fold the weight Q/DQ and swap dequant -> conv -> quant
-for oneDNN int8 convolutions; without it the compiled model computes in float, no faster than FP32.
-Accuracy is measured on what runs: a compiled PT2E model or ORT's int8 kernels can differ from the
-reference (u8s8 saturation on CPUs without VNNI), so rows carry both `accuracy` and `reference_accuracy`.
+Which runtimes a config runs in is its backend's business (`QuantizedModel.runtimes`): each is timed beside
+the FP32 model in the runtime its `Runtime.baseline` names (ORT int8 against ORT FP32, PT2E under Inductor
+or as an AOTInductor package against FP32 compiled the same way, eager engines against FP32 eager). The entry's headline numbers are those of the
+runtime a user ships (`QuantizedModel.headline`). Accuracy is measured on what runs: compiled or int8 kernels
+can differ from the recipe's float reference (u8s8 saturation on CPUs without VNNI), so entries carry both
+`accuracy` and `reference_accuracy`.
 """
 
 from __future__ import annotations
@@ -31,23 +28,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .backends import NotApplicable, QuantizedModel, quantize
+from .backends import QuantizedModel, quantize, runtime_info
 from .configs import QuantConfig
+from .data import EvalData
 from .env import environment
+from .errors import NotApplicable, one_line
 from .evaluate import Runner, evaluate
+from .experiment import FP32, is_finished, make_calibration, row_key, workdir_for
 from .models import LoadedModel
-from .runtimes import inductor_runner, ort_runner, torch_runner
-from .sweep import FP32, EvalData, is_finished, make_calibration, row_key, run_sweep, workdir_for
+from .results import load_results, locked, write_json_atomic
+from .sweep import run_sweep
 
 SCHEMA_VERSION = 1
 MALLOC_KEEP_BYTES = 1 << 30  # see keep_freed_memory
 SETTLE_SECONDS = 0.1  # pause between targets: measured, ORT's spinning workers slow torch run right after by ~20%
-# runtime -> the FP32 runtime its speed-ups are measured against
-BASELINE_RUNTIME = {"onnxruntime": "onnxruntime", "torch": "torch", "inductor": "inductor", "qnnpack": "torch",
-                    "x86": "torch"}
-# backend -> (runtime the row's headline numbers come from, runtime whose accuracy is the reference)
-HEADLINE = {"fp32": ("onnxruntime", None), "ort": ("onnxruntime", "onnx2torch"), "pt2e": ("inductor", "torch"),
-            "eager_static": ("x86", "qnnpack"), "eager_dynamic": ("x86", "qnnpack")}
 
 
 @dataclass(frozen=True)
@@ -74,6 +68,7 @@ class Target:
     runtime: str
     build: Callable[[], Runner]
     timed: bool = True
+    artifact: Path | None = None  # what building it writes (a compiled package): its size is recorded
     runner: Runner | None = None
     error: str | None = None
     metrics: dict = field(default_factory=dict)
@@ -116,51 +111,17 @@ def keep_freed_memory() -> str:
     return "glibc default (mallopt refused)"
 
 
-def load_pt2(path: Path) -> torch.nn.Module:
-    """The saved PT2E artifact as a module. Importing torchao's X86InductorQuantizer module matters twice: it
-    registers the quantized_decomposed ops the file names, and the Inductor passes that turn Q/DQ + conv into
-    oneDNN int8 kernels; without them the compiled model silently stays in float."""
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
-
-    return torch.export.load(str(path)).module()
-
-
-def targets_for(model: LoadedModel, config: QuantConfig, quantized: QuantizedModel, settings: BenchSettings) -> list[Target]:
-    """Every runtime this config ships in (see the module docstring), plus its float reference for accuracy."""
-    path, threads = quantized.path, settings.threads
-    if config.backend == "fp32":
-        out = [Target(config, "onnxruntime", lambda: ort_runner(path, threads))]
-        if model.module is None:  # an imported graph onnx2torch cannot convert: ONNX Runtime only
-            return out
-        out.append(Target(config, "torch", lambda: torch_runner(model.module)))
-        if settings.compile:
-            out.append(Target(config, "inductor", lambda: inductor_runner(model.fresh())))
-        return out
-    if config.backend == "ort":
-        out = [Target(config, "onnxruntime", lambda: ort_runner(path, threads))]
-        if "onnx2torch" in quantized.alternates:
-            out.append(Target(config, "onnx2torch", quantized.alternates["onnx2torch"], timed=False))
-        return out
-    if config.backend == "pt2e":
-        out = [Target(config, "torch", lambda: quantized.runner)]
-        # The backend offers inductor only where oneDNN can run it (uint8 activations); we compile the saved
-        # artifact ourselves, exactly as the FP32 module is compiled.
-        if settings.compile and "inductor" in quantized.alternates:
-            out.append(Target(config, "inductor", lambda: inductor_runner(load_pt2(path))))
-        return out
-    out = [Target(config, "qnnpack", lambda: quantized.runner)]
-    if "x86" in quantized.alternates:
-        out.append(Target(config, "x86", quantized.alternates["x86"]))
-    return out
+def targets_for(config: QuantConfig, quantized: QuantizedModel, settings: BenchSettings) -> list[Target]:
+    """Every runtime this config ships in, timed, plus its float reference, for accuracy only."""
+    return [Target(config, name, lambda runtime=runtime: runtime.build(settings.threads), timed=runtime.timed,
+                   artifact=runtime.artifact)
+            for name, runtime in quantized.runtimes.items()
+            if (runtime.timed or name == quantized.reference) and (settings.compile or not runtime.compiles)]
 
 
 def _loadavg() -> list[float] | None:
     """Other work on the machine while we time: absolute numbers mean little when this is high."""
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
-def _error(e: Exception) -> str:
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def _build(target: Target, data: EvalData, model: LoadedModel, log: Callable[[str], None]) -> None:
@@ -170,11 +131,13 @@ def _build(target: Target, data: EvalData, model: LoadedModel, log: Callable[[st
         target.runner = target.build()
         metrics, _ = evaluate(target.runner, data.test, model.preprocessing)
     except Exception as e:  # a runtime that cannot run this model is a finding, not a crash
-        target.error, target.runner = _error(e), None
+        target.error, target.runner = one_line(e), None
         log(f"  {target.config.name} [{target.runtime}]: {target.error}")
         return
     target.metrics = {"accuracy": metrics["accuracy"], "correct": metrics["correct"], "n_images": metrics["n_images"],
                       "build_and_eval_seconds": round(time.perf_counter() - started, 2)}
+    if target.artifact is not None:
+        target.metrics["artifact_bytes"] = target.artifact.stat().st_size
 
 
 def _timed(runner: Runner, x: torch.Tensor, n: int) -> list[float]:
@@ -206,7 +169,7 @@ def measure(targets: list[Target], x1: torch.Tensor, xb: torch.Tensor, settings:
                 _timed(t.runner, x1, 3)
                 t.latencies += _timed(t.runner, x1, min(per_round, settings.runs - len(t.latencies)))
                 t.batch_times += _timed(t.runner, xb, min(batch_per_round, settings.batch_runs - len(t.batch_times)))
-                if eval_fn is not None and t.config.backend == "fp32":
+                if eval_fn is not None and t.config is FP32:
                     t0 = time.perf_counter()
                     eval_fn(t.runner)
                     t.eval_times.append(time.perf_counter() - t0)
@@ -223,19 +186,20 @@ def _numbers(t: Target, batch: int) -> dict:
             "latency_runs": len(t.latencies), "batch_runs": len(t.batch_times)}
 
 
-def summarize(targets: list[Target], sizes: dict[str, int], settings: BenchSettings,
+def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], settings: BenchSettings,
               n_eval_images: int) -> dict[str, dict]:
     """config name -> its bench entry: per-runtime numbers and ratios, and the headline runtime's flat."""
     fp32 = {t.runtime: _numbers(t, settings.batch) for t in targets
-            if t.config.backend == "fp32" and t.timed and t.latencies}
+            if t.config is FP32 and t.timed and t.latencies}
     by_config: dict[str, dict] = {}
     for t in targets:
         entry = by_config.setdefault(t.config.name, {"runtimes": {}})
         row: dict = {**t.metrics} if t.error is None else {"error": t.error}
         if t.timed and t.latencies:
             row.update(_numbers(t, settings.batch))
-            base = fp32.get(BASELINE_RUNTIME[t.runtime])
-            row["baseline"] = f"{FP32.name}/{BASELINE_RUNTIME[t.runtime]}"
+            baseline = runtime_info(t.runtime).baseline
+            base = fp32.get(baseline)
+            row["baseline"] = f"{FP32.name}/{baseline}"
             if base:
                 row["speedup_vs_fp32_b256"] = round(row["throughput_b256"] / base["throughput_b256"], 3)
                 row["latency_speedup_vs_fp32_b1"] = round(base["latency_ms_b1_median"] / row["latency_ms_b1_median"], 3)
@@ -245,23 +209,22 @@ def summarize(targets: list[Target], sizes: dict[str, int], settings: BenchSetti
                 row["eval_fraction_of_b256"] = round(ips / row["throughput_b256"], 3)
         entry["runtimes"][t.runtime] = row
     for name, entry in by_config.items():
-        config = next(t.config for t in targets if t.config.name == name)
-        headline, reference = HEADLINE[config.backend]
+        model = quantized[name]
+        headline, reference = model.headline or model.runtime, model.reference
         runtimes = entry["runtimes"]
-        if "latency_ms_b1_median" not in runtimes.get(headline, {}):  # e.g. PT2E int8 activations: no inductor
+        if "latency_ms_b1_median" not in runtimes.get(headline, {}):  # e.g. --no-compile: the first timed one
             headline = next((r for r, v in runtimes.items() if "latency_ms_b1_median" in v), headline)
         head = runtimes.get(headline, {})
-        entry.update({"runtime": headline, "threads": settings.threads, "size_bytes": sizes.get(name),
+        entry.update({"runtime": headline, "threads": settings.threads, "size_bytes": model.size_bytes,
                       **{k: head[k] for k in ("latency_ms_b1_median", "latency_ms_b1_p90", "throughput_b256",
                                               "speedup_vs_fp32_b256", "latency_speedup_vs_fp32_b1", "accuracy",
                                               "error") if k in head}})
-        if sizes.get(FP32.name) and sizes.get(name):
-            entry["size_ratio_vs_fp32"] = round(sizes[name] / sizes[FP32.name], 4)
+        if FP32.name in quantized:
+            entry["size_ratio_vs_fp32"] = round(model.size_bytes / quantized[FP32.name].size_bytes, 4)
         if reference and "accuracy" in runtimes.get(reference, {}):
             entry["reference_runtime"] = reference
             entry["reference_accuracy"] = runtimes[reference]["accuracy"]
-        if config.backend == "pt2e" and "accuracy" in runtimes.get("inductor", {}):
-            entry["compiled_accuracy"] = runtimes["inductor"]["accuracy"]
+        entry["artifact"] = str(model.path)
         entry["runtimes"] = entry.pop("runtimes")  # after the headline fields, for reading
     return by_config
 
@@ -283,22 +246,20 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
     allocator = keep_freed_memory()
     with pinned_threads(settings.threads):
         calibration = make_calibration(model, data, calibration_n, seed)
-        targets, sizes, artifacts, skipped = [], {}, {}, {}
+        targets, quantized, skipped = [], {}, {}
         load_before = _loadavg()
         for config in configs:
             cal = calibration if config.is_static else None
             try:
-                quantized = quantize(model, config, cal, workdir_for(model, config, cal))
+                quantized[config.name] = quantize(model, config, cal, workdir_for(model, config, cal))
             except NotApplicable as e:
                 skipped[config.name] = {"not_applicable": str(e)}
                 continue
             except Exception as e:
-                skipped[config.name] = {"error": _error(e), "traceback": traceback.format_exc(limit=4)}
+                skipped[config.name] = {"error": one_line(e), "traceback": traceback.format_exc(limit=4)}
                 log(f"  {config.name}: {skipped[config.name]['error']}")
                 continue
-            sizes[config.name] = quantized.size_bytes
-            artifacts[config.name] = str(quantized.path)
-            for target in targets_for(model, config, quantized, settings):
+            for target in targets_for(config, quantized[config.name], settings):
                 _build(target, data, model, log)
                 targets.append(target)
                 log(f"  built {config.name} [{target.runtime}]")
@@ -308,9 +269,7 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
         measure(targets, x1, xb, settings, eval_fn)
         log(f"  timed {sum(t.timed and t.runner is not None for t in targets)} targets in "
             f"{time.perf_counter() - started:.0f} s")
-        entries = summarize(targets, sizes, settings, len(data.test))
-        for name, path in artifacts.items():
-            entries[name]["artifact"] = path
+        entries = summarize(targets, quantized, settings, len(data.test))
         entries.update(skipped)
         env = {**environment(settings.threads), "allocator": allocator, "load_average_before": load_before,
                "load_average_after": _loadavg()}
@@ -351,8 +310,6 @@ def table_rows(document: dict) -> list[list[str]]:
 def attach_to_results(path: Path, document: dict) -> list[str]:
     """Put each bench entry under `bench` in its sweep row, under the results lock (read, merge, write), so a
     sweep writing at the same time keeps its rows. Returns the keys that have no sweep row (not written)."""
-    from .results import load_results, locked, write_json_atomic
-
     env = {"environment": document["environment"], "created": document["created"]}
     with locked(path):
         data = load_results(path)
@@ -369,8 +326,6 @@ def bench_and_record(model: LoadedModel, configs: list[QuantConfig], data: EvalD
                      log: Callable[[str], None] = lambda s: None) -> dict:
     """The sweep rows of this seed first (resumable: only missing ones are computed), then the bench, attached
     to them (the speed of a config, whatever its calibration draw) and written whole to `bench_path`."""
-    from .results import load_results, write_json_atomic
-
     configs = [FP32, *[c for c in configs if c.name != FP32.name]]
     existing = load_results(results_path)["entries"]
     if not all(is_finished(existing.get(row_key(model, c, data, calibration_n, seed))) for c in configs):

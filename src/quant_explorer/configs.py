@@ -1,6 +1,7 @@
 """Every quantization recipe as a named, declarative record, in one registry.
 
-A config is data only; `backends.quantize` picks the code that applies it from `config.backend`.
+A config is data only; the backend registry (`backends.get_backend(config.backend)`) holds the code that applies
+it. `register_config` adds one (a test's own, or a user's), refusing a name already taken.
 Names are systematic so a user can read the recipe off them:
   ort_<act>_<calibration>_<format>_<granularity>[_rr]   e.g. ort_u8_minmax_qdq_per_channel_rr
   pt2e_<act>_<granularity>_<observer>                   e.g. pt2e_u8_per_channel_histogram
@@ -9,13 +10,14 @@ with act u8 = uint8 asymmetric, s8 = int8 symmetric, s8asym = int8 asymmetric ac
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from dataclasses import asdict, dataclass
 
-from .errors import UserError
+from .registry import Registry
 
-BACKENDS = ("fp32", "ort", "pt2e", "eager_static", "eager_dynamic")
+REFERENCE = "fp32_baseline"  # the config every delta is measured against
+CALIBRATION_N = 256  # calibration images per static config: a stratified draw from the training split
+DEFAULT_SEEDS = 5  # calibration draws per static config: one draw moves a recipe by up to ~2 points
 ORT_CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
 CALIBRATION_NOTES = {"distribution": " (symmetric ranges, whatever the activations: see backends.ort)"}
 TORCH_OBSERVERS = ("minmax", "moving_average_minmax", "histogram")
@@ -39,8 +41,6 @@ class QuantConfig:
     default: bool = False  # part of the default sweep
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"{self.name}: backend {self.backend!r} not in {BACKENDS}")
         if self.granularity not in (None, *GRANULARITIES):
             raise ValueError(f"{self.name}: granularity {self.granularity!r}")
         allowed = ORT_CALIBRATIONS if self.backend == "ort" else TORCH_OBSERVERS
@@ -106,34 +106,30 @@ def _pt2e_configs() -> list[QuantConfig]:
     return out
 
 
-CONFIGS: dict[str, QuantConfig] = {
-    c.name: c
-    for c in (
-        QuantConfig("fp32_baseline", "fp32", "no quantization: the reference every delta is computed against",
-                    default=True),
-        QuantConfig("dynamic_int8", "eager_dynamic",
-                    "torch quantize_dynamic on nn.Linear only: a control that barely touches a conv net",
-                    weight_dtype="int8", granularity="per_tensor", default=True),
-        QuantConfig("static_int8_per_tensor", "eager_static",
-                    "eager static PTQ: fused Conv-BN-ReLU, MinMax activations, per-tensor int8 weights",
-                    activation_dtype="uint8", weight_dtype="int8", granularity="per_tensor", calibration="minmax",
-                    default=True),
-        QuantConfig("static_int8_per_channel", "eager_static",
-                    "eager static PTQ: fused Conv-BN-ReLU, MinMax activations, per-channel int8 weights",
-                    activation_dtype="uint8", weight_dtype="int8", granularity="per_channel", calibration="minmax",
-                    default=True),
-        *_pt2e_configs(),
-        *_ort_configs(),
-    )
-}
+CONFIGS: Registry[QuantConfig] = Registry("config", lambda r: f"`quant-explorer configs` lists all {len(r)}")
+register_config, unregister_config = CONFIGS.register, CONFIGS.unregister
+
+for _config in (
+    QuantConfig(REFERENCE, "fp32", "no quantization: the reference every delta is computed against", default=True),
+    QuantConfig("dynamic_int8", "eager_dynamic",
+                "torch quantize_dynamic on nn.Linear only: a control that barely touches a conv net",
+                weight_dtype="int8", granularity="per_tensor", default=True),
+    QuantConfig("static_int8_per_tensor", "eager_static",
+                "eager static PTQ: fused Conv-BN-ReLU, MinMax activations, per-tensor int8 weights",
+                activation_dtype="uint8", weight_dtype="int8", granularity="per_tensor", calibration="minmax",
+                default=True),
+    QuantConfig("static_int8_per_channel", "eager_static",
+                "eager static PTQ: fused Conv-BN-ReLU, MinMax activations, per-channel int8 weights",
+                activation_dtype="uint8", weight_dtype="int8", granularity="per_channel", calibration="minmax",
+                default=True),
+    *_pt2e_configs(),
+    *_ort_configs(),
+):
+    register_config(_config)
 
 
 def get_config(name: str) -> QuantConfig:
-    if name not in CONFIGS:
-        close = difflib.get_close_matches(name, CONFIGS, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UserError(f"unknown config {name!r}: {hint}`quant-explorer configs` lists all {len(CONFIGS)}")
-    return CONFIGS[name]
+    return CONFIGS.lookup(name)
 
 
 def select_configs(patterns: list[str] | None = None, all_configs: bool = False) -> list[QuantConfig]:

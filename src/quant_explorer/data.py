@@ -214,6 +214,18 @@ def _save_cache(obj, path: Path) -> None:
                                    soft_wrap=True)
 
 
+@dataclass(frozen=True)
+class EvalData:
+    """Loaded once per command: the evaluation set and the calibration pool (the training split)."""
+
+    test: ImageSet
+    train: ImageSet
+
+    @classmethod
+    def load(cls, data_dir: Path) -> "EvalData":
+        return cls(load_split(data_dir, "test"), load_split(data_dir, "train"))
+
+
 def calibration_indices(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
     """A stratified, seeded sample of `n` indices: n // classes per class, the remainder to random classes."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
@@ -240,3 +252,15 @@ def calibration_indices(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
 def calibration_set(train: ImageSet, n: int, seed: int) -> ImageSet:
     """Unaugmented calibration images drawn from the training split, never from the test split."""
     return train.subset(calibration_indices(train.labels, n, seed))
+
+
+def fetch_cifar10(root: Path) -> None:
+    """Download the real CIFAR-10 python batches into `root` with torchvision (needs internet)."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=True, download=True)
+        CIFAR10(str(root), train=False, download=True)
+    except Exception as e:
+        raise UserError(f"could not download CIFAR-10 into {root} ({e}); download cifar-10-python.tar.gz by hand "
+                        f"and unpack it there") from None

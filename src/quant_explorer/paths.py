@@ -26,3 +26,12 @@ def labels_dir() -> Path:
 def models_dir() -> Path:
     """Exported and quantized models: a regenerated cache, git-ignored."""
     return artifacts_dir() / "models"
+
+
+def results_path(name: str) -> Path:
+    """A results file beside full_results.json: a study's (calibration_size.json...) or a bench document."""
+    return results_file().with_name(name)
+
+
+def bench_file(model: str) -> Path:
+    return results_path(f"bench_{model}.json")

@@ -1,13 +1,15 @@
 """The ways an FP32 or quantized model runs: PyTorch (eager or compiled by Inductor), ONNX Runtime, and
 PyTorch via onnx2torch.
 
-Each `*_runner` returns a callable from a float32 NCHW batch to logits, which is all `evaluate` needs.
+Each `*_runner` returns a callable from a float32 NCHW batch to logits, which is all `evaluate` needs; each
+`Runtime` record says what a runtime is, for the bench's baselines and the explanations.
 """
 
 from __future__ import annotations
 
 import copy
 import operator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,25 @@ from .errors import UserError
 
 ONNX_OPSET = 18
 INPUT_NAME = "input"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What is known of a runtime whatever model runs in it; backends declare the runtimes their artifacts run in."""
+
+    name: str
+    description: str  # completes "run as ..." in an explanation
+    baseline: str | None  # the FP32 runtime its speed-ups are measured against (None: never timed)
+    exact: bool = False  # computes the recipe's arithmetic exactly: a float simulation of the integer model
+
+
+ONNXRUNTIME = Runtime("onnxruntime", "ONNX Runtime's kernels", "onnxruntime")
+TORCH = Runtime("torch", "PyTorch eager (for PT2E, the converted Q/DQ reference in float)", "torch")
+INDUCTOR = Runtime("inductor", "Inductor-compiled oneDNN int8 kernels", "inductor")
+AOTINDUCTOR = Runtime("aotinductor", "an AOTInductor package (Inductor's kernels, oneDNN int8, called from C++)",
+                      "aotinductor")
+ONNX2TORCH = Runtime("onnx2torch", "exact simulated quantization (the same QDQ model converted to PyTorch)", None,
+                     exact=True)
 
 
 def torch_runner(module: nn.Module):
@@ -40,9 +61,9 @@ def inductor_runner(module: nn.Module):
     A PT2E graph is compiled from a copy whose per-tensor weights read as per-channel ones (below)."""
     from torch._inductor import config
 
-    _pad_uint8_in_aten()
+    pad_uint8_in_aten()
     if isinstance(module, torch.fx.GraphModule):
-        module = _per_channel_weight_dequantize(copy.deepcopy(module))
+        module = per_channel_weight_dequantize(copy.deepcopy(module))
     compiled = torch.compile(module, dynamic=True)
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +73,7 @@ def inductor_runner(module: nn.Module):
     return run
 
 
-def _pad_uint8_in_aten() -> None:
+def pad_uint8_in_aten() -> None:
     """Have Inductor call ATen's constant_pad_nd for uint8 tensors; every other dtype keeps Inductor's lowering.
 
     A PT2E ResNet pads uint8 activations before each stride-2 conv (x86_quantizer.fold_quantized_pads).
@@ -74,7 +95,7 @@ def _pad_uint8_in_aten() -> None:
     lowering.lowerings[target] = pad
 
 
-def _per_channel_weight_dequantize(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+def per_channel_weight_dequantize(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """A PT2E graph's dequantize_per_tensor of each constant weight as dequantize_per_channel, its one scale
     repeated per output channel: the same numbers, but Inductor's int8 conv and linear lowerings match only
     per-channel weights, so per-tensor ones stayed float convolutions (resnet8-mlperf: 0.94x FP32, not 3.0x)."""

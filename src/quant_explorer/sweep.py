@@ -9,165 +9,20 @@ file is written by this process alone.
 from __future__ import annotations
 
 import os
-import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
-import torch
-
-from .backends import Calibration, NotApplicable, QuantizedModel, quantize
-from .configs import CONFIGS, QuantConfig
-from .data import ImageSet, calibration_indices, load_split
-from .env import environment, u8s8_saturation_warning
-from .errors import UserError
-from .evaluate import evaluate
+from .configs import QuantConfig
+from .data import EvalData
 from .executors import Executor, LocalExecutor, TaskFailed
-from .identity import identity_hash, legacy_identity, make_identity, mismatch
+from .experiment import (FP32, Baseline, fp32_baseline, is_finished, make_calibration, row_identity, row_key,
+                         run_config)
+from .identity import legacy_identity, mismatch
 from .models import LoadedModel
-from .paths import ARTIFACTS_ENV, artifacts_dir, models_dir
-from .results import decode_classes, encode_classes, entry_key, load_results, save_entries, save_labels
-from .stats import mcnemar
-
-FP32 = CONFIGS["fp32_baseline"]
-DEFAULT_SEEDS = 5  # calibration samples per static config: one draw moves a recipe by up to ~2 points
-DEFAULT_ALTERNATES = frozenset({"torch", "onnx2torch"})
-
-
-@dataclass(frozen=True)
-class EvalData:
-    """Loaded once per sweep: the evaluation set and the calibration pool (the training split)."""
-
-    test: ImageSet
-    train: ImageSet
-
-    @classmethod
-    def load(cls, data_dir: Path) -> "EvalData":
-        return cls(load_split(data_dir, "test"), load_split(data_dir, "train"))
-
-
-@dataclass
-class Baseline:
-    """A model's FP32 reference on the evaluation set: every delta is paired against these predictions."""
-
-    metrics: dict
-    preds: np.ndarray
-    size_bytes: int
-
-
-def make_calibration(model: LoadedModel, data: EvalData, n: int, seed: int) -> Calibration:
-    indices = calibration_indices(data.train.labels, n, seed)
-    # An imported graph that only runs at batch 1 must be calibrated one image at a time.
-    return Calibration(data.train.subset(indices), model.preprocessing, seed,
-                       batch_size=model.import_info.get("fixed_batch") or 64, pool_fingerprint=data.train.fingerprint)
-
-
-def row_identity(model: LoadedModel, config: QuantConfig, data: EvalData, calibration_n: int, seed: int) -> dict:
-    """Everything that can change this row's numbers (`identity.py`), with the model's preprocessing."""
-    sample = ({"pool_fingerprint": data.train.fingerprint, "calibration_n": calibration_n, "calibration_seed": seed}
-              if config.is_static else None)
-    return {**make_identity(model.name, model.weights_sha256, data.test.describe(), config.to_dict(), sample),
-            "preprocessing": model.preprocessing.to_dict()}
-
-
-def study_identity(model: LoadedModel, config: QuantConfig, data: EvalData) -> dict:
-    """A study's identity: a row's, less the one calibration sample (a study draws many, by its own settings)."""
-    return {**row_identity(model, config, data, 0, 0), "calibration": None}
-
-
-def row_key(model: LoadedModel, config: QuantConfig, data: EvalData, calibration_n: int, seed: int) -> str:
-    """model|config[|n=|seed=]|identity hash: a result of other data, CPU class or versions has another key."""
-    identity = row_identity(model, config, data, calibration_n, seed)
-    return entry_key(model.name, config.name, *((calibration_n, seed) if config.is_static else ()),
-                     identity_hash=identity_hash(identity))
-
-
-def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibration | None) -> Path:
-    tag = f"n{len(calibration.images)}-s{calibration.seed}" if calibration else "nocal"
-    return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / tag
-
-
-def _error(e: Exception) -> dict:
-    return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=4)}
-
-
-def _alternate_rows(quantized: QuantizedModel, data: EvalData, model: LoadedModel, preds: np.ndarray,
-                    names: set[str]) -> dict:
-    """Accuracy of the same model run another way (onnx2torch, inductor...), and agreement with the main run."""
-    rows = {}
-    for name, build in quantized.alternates.items():
-        if name not in names:
-            continue
-        try:
-            metrics, alt_preds = evaluate(build(), data.test, model.preprocessing)
-        except Exception as e:  # an alternate that cannot run is a finding, not a failed row
-            rows[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-            continue
-        rows[name] = {"accuracy": metrics["accuracy"], "correct": metrics["correct"],
-                      "agreement": float((alt_preds == preds).mean()), "images_per_second": metrics["images_per_second"]}
-    return rows
-
-
-def compare_with_fp32(preds: np.ndarray, labels: np.ndarray, baseline: Baseline, metrics: dict) -> dict:
-    """Paired against the FP32 predictions on the same images: delta, discordant counts and exact McNemar p."""
-    fp32 = baseline.metrics
-    return {"delta_pp": round(100 * (metrics["accuracy"] - fp32["accuracy"]), 4),
-            "per_class_delta_pp": {c: round(100 * (metrics["per_class_accuracy"][c] - fp32["per_class_accuracy"][c]), 4)
-                                   for c in metrics["per_class_accuracy"]},
-            "agreement_with_fp32": float((preds == baseline.preds).mean()),
-            "changed_predictions": int((preds != baseline.preds).sum()),
-            **mcnemar(baseline.preds == labels, preds == labels)}
-
-
-def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibration: Calibration | None,
-               baseline: Baseline | None, alternates: set[str] = DEFAULT_ALTERNATES) -> tuple[dict, np.ndarray | None]:
-    """Quantize, evaluate on every test image and compare with the FP32 baseline: one result row.
-
-    Whatever fails — quantizing, or running the quantized model — becomes the row's `error`; the sweep goes on.
-    """
-    calibration = calibration if config.is_static else None
-    n, seed = (len(calibration.images), calibration.seed) if calibration else (None, None)
-    identity = row_identity(model, config, data, n, seed)
-    row = {"model": model.name, "model_weights_sha256": model.weights_sha256, "config_name": config.name,
-           "config": config.to_dict(), "identity": identity, "identity_hash": identity_hash(identity),
-           "environment": environment(torch.get_num_threads()),
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if calibration:
-        row["calibration"] = calibration.describe()
-    warning = u8s8_saturation_warning(config.activation_dtype, config.weight_dtype, config.reduce_range)
-    # Only ORT runs u8s8 integer kernels as its main runtime; PT2E (float reference) and eager (qnnpack) do not.
-    row["warnings"] = [warning] if warning and config.backend == "ort" else []
-    started = time.perf_counter()
-    try:
-        quantized = quantize(model, config, calibration, workdir_for(model, config, calibration))
-        row["quantize_seconds"] = round(time.perf_counter() - started, 3)
-        metrics, preds = evaluate(quantized.runner, data.test, model.preprocessing)
-    except NotApplicable as e:
-        return {**row, "not_applicable": str(e)}, None
-    except Exception as e:
-        return {**row, **_error(e)}, None
-    row.update(metrics)
-    row.update({"predictions": encode_classes(preds), "runtime": quantized.runtime, "size_bytes": quantized.size_bytes,
-                "checks": quantized.checks})
-    if baseline is not None:
-        row.update(compare_with_fp32(preds, data.test.labels.numpy(), baseline, metrics))
-        row["size_ratio_vs_fp32"] = round(quantized.size_bytes / baseline.size_bytes, 4)
-    row["alternates"] = _alternate_rows(quantized, data, model, preds, set(alternates))
-    row["seconds"] = round(time.perf_counter() - started, 3)  # the whole row: quantize, evaluate, alternates
-    return row, preds
-
-
-def fp32_baseline(model: LoadedModel, data: EvalData) -> tuple[Baseline, dict]:
-    row, preds = run_config(model, FP32, data, None, None)
-    if "error" in row:  # nothing can be compared without it: the whole run stops, in one line
-        raise UserError(f"FP32 evaluation of {model.name} failed: {row['error'].splitlines()[0]}")
-    baseline = Baseline(row, preds, row["size_bytes"])
-    row.update({**compare_with_fp32(preds, data.test.labels.numpy(), baseline, row), "size_ratio_vs_fp32": 1.0})
-    return baseline, row
+from .paths import ARTIFACTS_ENV, artifacts_dir
+from .results import decode_classes, load_results, save_entries, save_labels
 
 
 def stage_seconds(rows: list[dict]) -> dict[str, float]:
@@ -177,11 +32,6 @@ def stage_seconds(rows: list[dict]) -> dict[str, float]:
         if not row.get("skipped") and "seconds" in row:
             spent[row["config"]["backend"]] += row["seconds"]
     return {backend: round(seconds, 1) for backend, seconds in spent.items()}
-
-
-def is_finished(entry: dict | None) -> bool:
-    """A stored row that can be reused as it is (its key already says it was measured alike)."""
-    return bool(entry) and "error" not in entry and "predictions" in entry
 
 
 def reuse_notices(existing: dict[str, dict], wanted: list[tuple[tuple, dict]]) -> list[str]:
@@ -232,8 +82,7 @@ def run_task(task: ConfigTask, shared: SweepShared) -> dict:
     model = shared.models[task.model]
     calibration = make_calibration(model, shared.data, task.calibration_n, task.seed) if task.config.is_static else None
     # The cross-checks (onnx2torch simulation...) describe the recipe, not the draw: the first seed has them.
-    alternates = DEFAULT_ALTERNATES if task.first_seed else frozenset()
-    row, _ = run_config(model, task.config, shared.data, calibration, shared.baselines[task.model], alternates)
+    row, _ = run_config(model, task.config, shared.data, calibration, shared.baselines[task.model], task.first_seed)
     return row
 
 

@@ -7,12 +7,13 @@ one evaluation set, one pooled row per (model, config) with its seeds' statistic
 
 from __future__ import annotations
 
+from ..configs import REFERENCE
 from .summary import SPEED_PREFIXES, is_quantized  # noqa: F401  (the names every analysis uses)
 
 
 def fp32_rows(rows: list[dict]) -> dict[str, dict]:
     """Each model's FP32 reference row."""
-    return {r["model"]: r for r in rows if r["config_name"] == "fp32_baseline"}
+    return {r["model"]: r for r in rows if r["config_name"] == REFERENCE}
 
 
 def current_studies(entries: dict[str, dict], rows: list[dict]) -> dict[str, dict]:

@@ -15,9 +15,11 @@ import numpy as np
 from ..configs import QuantConfig
 from ..data import MIN_CALIBRATION
 from ..errors import UserError
+from ..experiment import fp32_baseline, make_calibration, run_config, study_identity
 from ..identity import identity_hash
 from ..results import entry_key, save_entries
 
+FILE = "calibration_size.json"  # beside full_results.json
 DEFAULT_SIZES = (32, 100, 256, 512, 1024)
 
 
@@ -61,8 +63,6 @@ def summarize(model: str, config: QuantConfig, fp32_accuracy: float, runs: dict[
 def run(model, config: QuantConfig, data, sizes: list[int], seeds: int,
         log: Callable[[str], None] = lambda _: None) -> dict:
     """Quantize and score `config` once per (size, seed in 0..seeds-1); the summary entry."""
-    from ..sweep import fp32_baseline, make_calibration, run_config, study_identity
-
     if not config.is_static:
         raise UserError(f"{config.name} uses no calibration data ({config.backend}); pick a static config")
     if seeds < 1:
@@ -71,7 +71,7 @@ def run(model, config: QuantConfig, data, sizes: list[int], seeds: int,
     runs: dict[int, dict[int, dict]] = {}
     for n in sizes:
         for seed in range(seeds):
-            row, _ = run_config(model, config, data, make_calibration(model, data, n, seed), baseline, alternates=frozenset())
+            row, _ = run_config(model, config, data, make_calibration(model, data, n, seed), baseline, with_cross_checks=False)
             runs.setdefault(n, {})[seed] = row
             log(f"n={n} seed={seed}: " + (f"{100 * row['accuracy']:.2f}%" if "accuracy" in row else "failed"))
     entry = summarize(model.name, config, fp32_row["accuracy"], runs)

@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..backends import BACKENDS
 from ..stats import excludes_zero
 from . import fp32_rows, is_quantized
 from .summary import View, delta, per_class
@@ -26,7 +27,7 @@ FIELDS = {
     "calibration": ("calibration method / activation observer", "minmax"),
     "format": ("QDQ vs QOperator", "qdq"),
     "reduce_range": ("with vs without reduce_range (7-bit)", False),
-    "backend": ("same recipe, another backend", "pt2e"),
+    "backend": ("same recipe, another backend", None),  # the reference: the backend registered first
 }
 VALUE_NAMES = {"symmetric_activations": {False: "asymmetric", True: "symmetric"},
                "reduce_range": {False: "8-bit", True: "reduce_range"}}
@@ -44,6 +45,14 @@ def _scheme(row: dict, without: str) -> tuple:
     return tuple(sorted((k, v) for k, v in row["config"].items() if k not in IDENTITY_FIELDS and k != without))
 
 
+def _reference_value(field: str, reference, values: set):
+    """The field's reference value where present; backends in registry order; else the first value."""
+    if field == "backend":
+        order = list(BACKENDS)
+        return min(values, key=lambda v: (order.index(v) if v in order else len(order), v))
+    return reference if reference in values else sorted(values, key=str)[0]
+
+
 def pairs(view: View | list[dict]) -> list[dict]:
     """Every (reference, variant) pair of quantized rows differing in exactly one config field."""
     rows = view.rows if isinstance(view, View) else view
@@ -57,7 +66,7 @@ def pairs(view: View | list[dict]) -> list[dict]:
             values = {r["config"][field] for r in members}
             if len(values) < 2:
                 continue
-            ref_value = reference if reference in values else sorted(values, key=str)[0]
+            ref_value = _reference_value(field, reference, values)
             ref = next(r for r in members if r["config"][field] == ref_value)
             for row in members:
                 if row is ref:
@@ -117,7 +126,7 @@ def confusion_comparison(row: dict, fp32: dict, classes_stats: dict[str, dict] |
         losers.append({"class": c, "delta_pp": per_class[c], "ci95_pp": stats[c]["ci95_pp"],
                        "lost_images": round(float(-diff[i, i]), 1), "of_images": int(round(base[i].sum())),
                        "mostly_to": classes[j] if off[j] > 0 else None, "mostly_to_images": round(float(max(off[j], 0)), 1)})
-    return {"model": row["model"], "config": row["config_name"], "classes": classes, "fp32": base.tolist(),
+    return {"model": row["model"], "config": row["config_name"], "classes": classes, "baseline": base.tolist(),
             "quantized": quant.tolist(), "difference": diff.round(2).tolist(), "per_class_delta_pp": per_class,
             "per_class_ci95_pp": {c: stats[c]["ci95_pp"] for c in stats}, "most_lost": losers,
             "intervals": bool(stats)}

@@ -7,27 +7,25 @@ values), so "simulation fine, ORT loses" points at the int8 kernels, and "both l
 
 from __future__ import annotations
 
+from ..backends import runtime_info
+from ..runtimes import Runtime
 from . import fp32_rows, is_quantized
 from .comparisons import confusion_comparison, losers_text, pairs
 from .summary import View, per_class
 
 LOSS_PP = 2.0  # a config losing more than this gets explained
-# alternate name -> (what it is, whether it is exact simulation (True) or another set of int8 kernels (False))
-ALTERNATES = {
-    "onnx2torch": ("exact simulated quantization (the same QDQ model converted to PyTorch)", True),
-    "inductor": ("Inductor-compiled oneDNN int8 kernels", False),
-    "x86": ("the x86 (fbgemm/oneDNN) quantized engine", False),
-}
 
 
 def _pp(accuracy: float, reference: float) -> float:
     return 100 * (accuracy - reference)
 
 
-def _alternates(row: dict) -> dict[str, dict]:
-    """The known other runs of this model: the sweep's `alternates`, plus runtimes a benchmark scored (`bench`)."""
+def _alternates(row: dict) -> dict[str, tuple[Runtime, dict]]:
+    """The other runs of this model: the sweep's cross-checks, plus runtimes a benchmark scored (`bench`), each
+    with what its backend says that runtime is."""
     benched = {n: {"accuracy": r["accuracy"]} for n, r in row.get("bench", {}).get("runtimes", {}).items() if "accuracy" in r}
-    return {n: a for n, a in {**benched, **row.get("alternates", {})}.items() if n in ALTERNATES}
+    runs = {n: (runtime_info(n), a) for n, a in {**benched, **row.get("alternates", {})}.items() if n != row.get("runtime")}
+    return {n: run for n, run in runs.items() if run[0] is not None}
 
 
 def _split(row: dict, fp32_acc: float, simulated: float, source: str) -> str:
@@ -45,8 +43,8 @@ def _alternate_sentences(row: dict, fp32_acc: float, main_loses: bool, twins: li
                          rows: list[dict]) -> list[str]:
     """What the same model scored when run another way, and what that says about where the loss is."""
     out = []
-    for name, alt in _alternates(row).items():
-        what, exact = ALTERNATES[name]
+    for runtime, alt in _alternates(row).values():
+        what, exact = runtime.description, runtime.exact
         if "accuracy" not in alt:
             if main_loses:  # a missing cross-check is worth saying only where it would have explained something
                 out.append(f"Run as {what} it could not be measured ({alt.get('error', 'no result')}).")
@@ -60,13 +58,13 @@ def _alternate_sentences(row: dict, fp32_acc: float, main_loses: bool, twins: li
                        f"lose {gap:.2f} pp.")
         elif abs(gap) > LOSS_PP:
             out.append(f"{said}.")
-    simulated = any(ALTERNATES[n][1] and "accuracy" in a for n, a in _alternates(row).items())
+    simulated = any(runtime.exact and "accuracy" in a for runtime, a in _alternates(row).values())
     if main_loses and not simulated:
         by_name = {r["config_name"]: r for r in rows if r["model"] == row["model"]}
         for p in twins:  # no simulation of its own (QOperator): its QDQ twin has the same scales
             other = p["reference_config"] if p["config"] == row["config_name"] else p["config"]
             if p["field"] == "format" and row["config_name"] in (p["config"], p["reference_config"]):
-                sim = by_name[other].get("alternates", {}).get("onnx2torch", {})
+                sim = next((a for runtime, a in _alternates(by_name[other]).values() if runtime.exact), {})
                 if "accuracy" in sim:
                     out.append(_split(row, fp32_acc, sim["accuracy"], f"Its QDQ twin `{other}` (same recipe and "
                                       "scales) run as exact simulated quantization"))

@@ -157,9 +157,8 @@ def markdown(view: View) -> str:
     if view.problems:
         lines += ["", "## Rows without a score", ""]
         for p in view.problems:
-            why = p.get("stale") or p.get("not_applicable") or (p.get("error") or "no score").splitlines()[0]
-            lines.append(f"- `{p['key']}`: {why}")
-    others = [v for v in view.available if (v["environment"], v["dataset"]) != (view.environment, view.dataset)]
+            lines.append(f"- `{p['key']}`: {view.why_unscored(p)}")
+    others = view.others
     if others:
         lines += ["", "## Other results in the file (not shown: `quant-explorer report --environment ... --dataset ...`)", ""]
         lines += [f"- {v['environment']} / {v['dataset_name']} ({v['n_images']} images): {v['rows']} rows" for v in others]

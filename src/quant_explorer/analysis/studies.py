@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..configs import get_config
+from ..configs import CALIBRATION_N, get_config
+from ..experiment import make_calibration, row_identity, study_identity
 from ..identity import identity_hash, legacy_identity, mismatch
 from ..results import entry_key, load_results
 from . import calibration_size, layer_sensitivity
@@ -25,12 +26,10 @@ class CalibrationSizeStudy:
     sizes: tuple[int, ...] = calibration_size.DEFAULT_SIZES
     seeds: int = 5
 
-    file = "calibration_size.json"
+    file = calibration_size.FILE
     kind = "calibration size"
 
     def identity(self, model, data) -> dict:
-        from ..sweep import study_identity
-
         return study_identity(model, get_config(self.config), data)
 
     def key(self, model, data) -> str:
@@ -52,15 +51,13 @@ class CalibrationSizeStudy:
 class LayerSensitivityStudy:
     model: str
     config: str
-    calibration_n: int = 256
+    calibration_n: int = CALIBRATION_N
     seed: int = 0
 
-    file = "layer_sensitivity.json"
+    file = layer_sensitivity.FILE
     kind = "per-layer sensitivity"
 
     def identity(self, model, data) -> dict:
-        from ..sweep import row_identity
-
         return row_identity(model, get_config(self.config), data, self.calibration_n, self.seed)
 
     def key(self, model, data) -> str:
@@ -71,8 +68,6 @@ class LayerSensitivityStudy:
         return entry.get("identity") == self.identity(model, data)
 
     def run(self, model, data, log: Callable[[str], None]) -> dict:
-        from ..sweep import make_calibration
-
         calibration = make_calibration(model, data, self.calibration_n, self.seed)
         return layer_sensitivity.run(model, get_config(self.config), data, calibration, log=log)
 

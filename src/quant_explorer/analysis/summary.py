@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UserError
+from ..configs import REFERENCE
+from ..errors import UserError, first_line
 from ..identity import cpu_class, environment_id, legacy_identity, versions
 from ..results import decode_classes, load_labels
 from ..stats import correct, excludes_zero, paired_delta, resolution
@@ -63,6 +64,17 @@ class View:
     @property
     def this_machine(self) -> bool:
         return self.environment == this_environment()
+
+    @property
+    def others(self) -> list[dict]:
+        """The other (environment, evaluation set) pairs in the file: listed, never mixed in."""
+        return [v for v in self.available if (v["environment"], v["dataset"]) != (self.environment, self.dataset)]
+
+    @staticmethod
+    def why_unscored(problem: dict) -> str:
+        """One line on a row the view has no score for: set aside as stale, not applicable, or its error."""
+        return (problem.get("stale") or problem.get("not_applicable") or first_line(problem.get("error") or "")
+                or "no score")
 
     def banner(self) -> str:
         where = "this machine's" if self.this_machine else "not this machine's"
@@ -160,9 +172,9 @@ def load_view(data: dict, environment: str | None = None, dataset: str | None = 
         groups.setdefault((row["model"], row["config_name"]), []).append(row)
     view = View(chosen["environment"], chosen["dataset"], chosen["dataset_name"], chosen["n_images"], [], problems,
                 labels=labels, available=available, classes=list(record["classes"]) if record else [])
-    order = sorted(groups, key=lambda k: (k[0], k[1] != "fp32_baseline", k[1]))
+    order = sorted(groups, key=lambda k: (k[0], k[1] != REFERENCE, k[1]))
     for model, config in order:
-        fp32 = view.correct.get((model, "fp32_baseline"))
+        fp32 = view.correct.get((model, REFERENCE))
         members = [r for r in groups[(model, config)] if seeds is None or not r.get("calibration")
                    or r["calibration"]["calibration_seed"] in seeds]
         if not members:
@@ -180,7 +192,7 @@ def _current(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """Rows on each model's latest weights (its newest FP32 row's) and usual calibration size; the rest, and why."""
     fp32 = {}
     for r in sorted(rows, key=lambda r: r.get("created", "")):
-        if r["config_name"] == "fp32_baseline":
+        if r["config_name"] == REFERENCE:
             fp32[r["model"]] = r.get("model_weights_sha256")
     sizes = Counter((r["model"], r["calibration"]["calibration_n"]) for r in rows if r.get("calibration"))
     usual = {}
@@ -219,7 +231,7 @@ def per_class(view: View, row: dict) -> dict[str, dict]:
     if view.labels is None:
         return out
     for i, name in enumerate(view.classes):
-        d = delta(view, row["model"], row["config_name"], "fp32_baseline", view.labels == i)
+        d = delta(view, row["model"], row["config_name"], REFERENCE, view.labels == i)
         if d is not None:
             out[name] = {"delta_pp": d["mean_pp"], "ci95_pp": d["ci95_pp"],
                          "losing": d["ci95_pp"][1] < 0, "images": int((view.labels == i).sum())}
@@ -227,7 +239,7 @@ def per_class(view: View, row: dict) -> dict[str, dict]:
 
 
 def is_quantized(row: dict) -> bool:
-    return row["config"]["backend"] != "fp32"
+    return row["config_name"] != REFERENCE
 
 
 def choose(view: View, model: str) -> dict:
@@ -293,4 +305,20 @@ def summary_records(view: View) -> list[dict]:
             "speedup_vs_fp32_b256": r.get("speedup_vs_fp32_b256"),
             "resolution_pp": picks.get(r["model"], {}).get("resolution", {}).get("resolution_pp"),
         })
+    return out
+
+
+def parse_seeds(text: str | None) -> set[int] | None:
+    """'5-9' or '0,2,4' (as `summary --seeds` takes them) -> a set of seeds; None: every stored seed."""
+    if not text:
+        return None
+    try:
+        out = set()
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            out.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise UserError(f"--seeds takes seeds like 0-4 or 0,2,4, got {text!r}") from None
+    if not out or min(out) < 0:
+        raise UserError(f"--seeds takes non-negative seeds like 0-4 or 0,2,4, got {text!r}")
     return out

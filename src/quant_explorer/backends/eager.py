@@ -6,7 +6,8 @@ Dynamic: int8 weights for nn.Linear only, activations quantized on the fly; need
 Kernels: the quantized engine packs the weights at convert time. We score on qnnpack, whose int32
 accumulation is exact on every CPU, so the number is the recipe's. The x86 engine (fbgemm/oneDNN) is 2-3x
 faster but, on CPUs without VNNI, sums uint8 x int8 products pairwise in saturating int16 (AVX2
-vpmaddubsw): full-range activations then lose accuracy. `alternates["x86"]` measures those kernels.
+vpmaddubsw): full-range activations then lose accuracy. The "x86" runtime measures those kernels, and is the
+bench's headline: it is what a user deploying on x86 runs.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from torch import nn
 
 from ..configs import QuantConfig
 from ..files import atomic_path
+from ..errors import NotApplicable
 from ..models import LoadedModel
-from ..runtimes import torch_runner
-from . import Calibration, NotApplicable, QuantizedModel
+from ..runtimes import TORCH, Runtime, torch_runner
+from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
 ENGINE = "qnnpack"
 FAST_ENGINE = "x86"
+RUNTIMES = (Runtime(ENGINE, "the qnnpack quantized engine (exact int32 accumulation)", TORCH.name),
+            Runtime(FAST_ENGINE, "the x86 (fbgemm/oneDNN) quantized engine", TORCH.name))
 QUANT_RANGES = {torch.quint8: (0, 255), torch.qint8: (-128, 127)}
 
 
@@ -63,8 +67,10 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
     path = workdir / "model.pt"  # TorchScript: int8 packed weights plus the code to run them
     with atomic_path(path) as tmp:
         torch.jit.save(torch.jit.script(module), str(tmp))
-    alternates = {FAST_ENGINE: lambda: torch_runner(quantized_module(model, config, calibration, FAST_ENGINE))}
-    return QuantizedModel(torch_runner(module), path, "torch", checks=module_checks(module), alternates=alternates)
+    runtimes = {ENGINE: RuntimeBuild(lambda _: torch_runner(module)),
+                FAST_ENGINE: RuntimeBuild(lambda _: torch_runner(quantized_module(model, config, calibration, FAST_ENGINE)))}
+    return QuantizedModel(torch_runner(module), path, ENGINE, checks=module_checks(module), runtimes=runtimes,
+                          headline=FAST_ENGINE, reference=ENGINE)
 
 
 def module_checks(module: nn.Module) -> dict:
@@ -96,3 +102,9 @@ def module_checks(module: nn.Module) -> dict:
             bad.append(name)
     return {"quantized_modules": dict(sorted(types.items())), "torch_quantized_engine": ENGINE,
             "activation_tensors_checked": checked, "zero_point_exact_zero": not bad, "zero_point_failures": bad}
+
+
+STATIC = register(Backend("eager_static", "eager-mode static PTQ (torch.ao.quantization)", quantize, RUNTIMES,
+                          color="tab:green"))
+DYNAMIC = register(Backend("eager_dynamic", "eager-mode dynamic quantization of nn.Linear", quantize, RUNTIMES,
+                           color="tab:purple"))

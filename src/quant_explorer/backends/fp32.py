@@ -1,4 +1,6 @@
-"""The FP32 reference: the exported ONNX model run in ONNX Runtime, the baseline every delta uses."""
+"""The FP32 reference: the exported ONNX model run in ONNX Runtime, the baseline every delta uses; also the FP32
+speed every runtime's speed-up is measured against (eager PyTorch, Inductor, an AOTInductor package, ONNX
+Runtime), so each int8 model is compared like with like."""
 
 from __future__ import annotations
 
@@ -6,11 +8,25 @@ from pathlib import Path
 
 from ..configs import QuantConfig
 from ..models import LoadedModel, exported_onnx
-from ..runtimes import onnx2torch_runner, ort_runner, torch_runner
-from . import Calibration, QuantizedModel
+from ..aot import aot_runner, compile_package
+from ..runtimes import AOTINDUCTOR, INDUCTOR, ONNX2TORCH, ONNXRUNTIME, TORCH, inductor_runner, onnx2torch_runner, \
+    ort_runner, torch_runner
+from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
-    path = exported_onnx(model)
-    alternates = {"torch": lambda: torch_runner(model.module), "onnx2torch": lambda: onnx2torch_runner(path)}
-    return QuantizedModel(ort_runner(path), path, "onnxruntime", alternates=alternates if model.module else {})
+    path, package = exported_onnx(model), workdir / "model.aoti.pt2"
+    runtimes = {ONNXRUNTIME.name: RuntimeBuild(lambda threads: ort_runner(path, threads))}
+    if model.module is not None:  # an imported graph onnx2torch cannot convert runs in ONNX Runtime only
+        runtimes.update({
+            TORCH.name: RuntimeBuild(lambda _: torch_runner(model.module), cross_check=True),
+            INDUCTOR.name: RuntimeBuild(lambda _: inductor_runner(model.fresh()), compiles=True),
+            AOTINDUCTOR.name: RuntimeBuild(lambda _: aot_runner(compile_package(model.fresh(), package)), compiles=True,
+                                           artifact=package),
+            ONNX2TORCH.name: RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False, cross_check=True),
+        })
+    return QuantizedModel(ort_runner(path), path, ONNXRUNTIME.name, runtimes=runtimes)
+
+
+BACKEND = register(Backend("fp32", "no quantization: the FP32 reference", quantize,
+                           (ONNXRUNTIME, TORCH, INDUCTOR, AOTINDUCTOR, ONNX2TORCH), color="black"))

@@ -1,4 +1,10 @@
-"""ONNX Runtime static quantization: quant_pre_process, then quantize_static over the calibration set."""
+"""ONNX Runtime static quantization: quant_pre_process, then quantize_static over the calibration set.
+
+Its artifacts run in ONNX Runtime (what users ship); a QDQ model also runs as exact simulated quantization
+through onnx2torch, the float reference that splits a loss into the recipe's share and the int8 kernels'.
+Per-layer sensitivity selects layers with quantize_static's nodes_to_quantize / nodes_to_exclude and measures
+SQNR with onnxruntime's qdq_loss_debug.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +12,40 @@ import contextlib
 import io
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
+import torch
 
 from ..configs import QuantConfig
+from ..env import u8s8_saturation_warning
+from ..evaluate import Runner
 from ..files import atomic_path
 from ..models import LoadedModel, exported_onnx
-from ..runtimes import onnx2torch_runner, ort_runner
-from . import Calibration, QuantizedModel
+from ..runtimes import ONNX2TORCH, ONNXRUNTIME, onnx2torch_runner, ort_runner
+from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
+
+WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")  # the ops per-layer sensitivity calls layers
 
 
-def _reader(calibration: Calibration, input_name: str):
+def _reader(batches: Iterable[torch.Tensor], input_name: str):
+    """ORT's calibration protocol over any batches (calibration images, or test images for SQNR): one feed
+    dict per batch, then None."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    class Reader(CalibrationDataReader):
-        """ORT's calibration protocol over ours: one feed dict per batch, then None."""
+    feeds = [{input_name: np.ascontiguousarray(batch.numpy())} for batch in batches]
 
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = iter(calibration.batches())
+            self._feeds = iter(feeds)
 
         def get_next(self):
-            batch = next(self._batches, None)
-            return None if batch is None else {input_name: np.ascontiguousarray(batch.numpy())}
+            return next(self._feeds, None)
 
         def __len__(self) -> int:
-            return -(-len(calibration.images) // calibration.batch_size)
+            return len(feeds)
 
     return Reader()
 
@@ -123,7 +137,7 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
         quantize_static(
             # A ModelProto, not the path: given a path, ORT writes `<source>-inferred.onnx` beside it, which
             # parallel workers quantizing the same source would race on.
-            proto, str(tmp), _reader(calibration, proto.graph.input[0].name),
+            proto, str(tmp), _reader(calibration.batches(), proto.graph.input[0].name),
             quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
             per_channel=config.granularity == "per_channel",
             reduce_range=config.reduce_range,
@@ -140,8 +154,13 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
     path = quantize_onnx(preprocessed_onnx(model), workdir / "model.onnx", config, calibration)
-    alternates = {"onnx2torch": lambda: onnx2torch_runner(path)} if config.format == "qdq" else {}
-    return QuantizedModel(ort_runner(path), path, "onnxruntime", checks=onnx_checks(path), alternates=alternates)
+    runtimes = {ONNXRUNTIME.name: RuntimeBuild(lambda threads: ort_runner(path, threads))}
+    if config.format == "qdq":  # onnx2torch converts Q/DQ pairs; QOperator ops have no float form there
+        runtimes[ONNX2TORCH.name] = RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False, cross_check=True)
+    warning = u8s8_saturation_warning(config.activation_dtype, config.weight_dtype, config.reduce_range)
+    return QuantizedModel(ort_runner(path), path, ONNXRUNTIME.name, checks=onnx_checks(path, config), runtimes=runtimes,
+                          reference=ONNX2TORCH.name if ONNX2TORCH.name in runtimes else None,
+                          warnings=[warning] if warning else [])
 
 
 QUANTIZED_OPS = {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QGemm", "QLinearAveragePool",
@@ -153,21 +172,23 @@ OUTPUT_QPARAMS = {"QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QLinearAdd": 
                   "QLinearAveragePool": (3, 4), "QLinearGlobalAveragePool": (3, 4), "QGemm": (7, 8)}
 
 
-def onnx_checks(path: Path) -> dict:
-    """What the quantized graph holds, and whether every activation zero point represents 0.0 exactly.
+def onnx_checks(path: Path, config: QuantConfig) -> dict:
+    """What the quantized graph holds, and whether every activation's quantization is the one the config asked
+    for and represents 0.0 exactly.
 
-    Zero maps to the zero point exactly when the zero point is an integer inside its dtype's range and
-    the scale is a positive finite number: then quantize(0.0) = zp and dequantize(zp) = 0.0.
+    Per activation: its zero point has the config's dtype (ONNX reads a missing one as uint8 0); with symmetric
+    activations it sits at the middle of the range (0 for int8, 128 for uint8); the scale is positive and
+    finite. Then quantize(0.0) = zp and dequantize(zp) = 0.0, and ReLU's zeros and padding stay exact.
     """
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
     init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    ops: dict[str, int] = {}
-    for node in graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    checked, bad = 0, []
+    ops = Counter(node.op_type for node in graph.node)
+    expected = np.dtype(config.activation_dtype)
+    symmetric_zp = 0 if expected == np.int8 else 128
+    checked, dtypes, bad = 0, set(), []
     for node in graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] not in init:  # weights are not activations
             scale_at, zp_at = 1, 2
@@ -176,16 +197,109 @@ def onnx_checks(path: Path) -> dict:
         else:
             continue
         scale = init.get(node.input[scale_at])
-        zp = init.get(node.input[zp_at]) if len(node.input) > zp_at else None
+        zp = init.get(node.input[zp_at]) if len(node.input) > zp_at else np.zeros((), np.uint8)
         checked += 1
-        info = np.iinfo(zp.dtype) if zp is not None else np.iinfo(np.uint8)
-        zp_ok = zp is None or bool(np.all((zp >= info.min) & (zp <= info.max)))
+        dtypes.add(str(zp.dtype) if zp is not None else "unknown")
+        zp_ok = zp is not None and zp.dtype == expected and (not symmetric_activations(config)
+                                                             or bool(np.all(zp == symmetric_zp)))
         scale_ok = scale is not None and bool(np.all(np.isfinite(scale) & (scale > 0)))
         if not (zp_ok and scale_ok):
             bad.append(node.input[0])
     return {
         "quantized_ops": {k: v for k, v in sorted(ops.items()) if k in QUANTIZED_OPS or k == "DequantizeLinear"},
+        "activation_dtypes": sorted(dtypes),
         "activation_tensors_checked": checked,
         "zero_point_exact_zero": not bad,
         "zero_point_failures": bad,
     }
+
+
+def onnx_layers(path: Path) -> list[dict]:
+    """Weighted nodes of an ONNX graph in graph order: layer (the weight's name minus '.weight'), node, op."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {t.name for t in graph.initializer}
+    out = []
+    for node in graph.node:
+        weight = next((i for i in node.input[1:2] if i in weights), None)
+        if node.op_type in WEIGHT_OPS and weight:
+            out.append({"layer": weight.removesuffix(".weight"), "node": node.name, "op_type": node.op_type})
+    return out
+
+
+def _tensor_labels(path: Path) -> dict[str, str]:
+    """Tensor name -> readable label: the layer producing it, or 'Relu after stack1.conv1'."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {t.name for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    labels: dict[str, str] = {graph.input[0].name: "input"}
+
+    def layer_of(tensor: str, hops: int = 0) -> str | None:
+        node = producer.get(tensor)
+        if node is None or hops > 20:
+            return None
+        weight = next((i for i in node.input[1:2] if i in weights), None)
+        if node.op_type in WEIGHT_OPS and weight:
+            return weight.removesuffix(".weight")
+        return layer_of(node.input[0], hops + 1)
+
+    for tensor, node in producer.items():
+        layer = layer_of(tensor)
+        direct = node.op_type in WEIGHT_OPS and layer and node.input[1].removesuffix(".weight") == layer
+        labels[tensor] = layer if direct else f"{node.op_type} after {layer}" if layer else node.op_type
+    return labels
+
+
+def ort_sqnr(source: Path, quantized_qdq: Path, images: torch.Tensor, workdir: Path) -> tuple[list[dict], dict]:
+    """Per-tensor SQNR (dB) of the QDQ model's activations against the FP32 model's, and per-layer weight SQNR."""
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as qdq
+
+    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
+    acts = {}
+    for name, path in (("float", source), ("qdq", quantized_qdq)):
+        augmented = workdir / f"{name}.augmented.onnx"
+        qdq.modify_model_output_intermediate_tensors(str(path), str(augmented))
+        acts[name] = qdq.collect_activations(str(augmented), _reader([images], input_name))
+    errors = qdq.compute_activation_error(qdq.create_activation_matching(acts["qdq"], acts["float"]))
+    labels = _tensor_labels(source)
+    order = {t: i for i, t in enumerate(labels)}
+    activations = [{"tensor": t, "label": labels.get(t, t), "sqnr_db": round(float(e["xmodel_err"]), 3)}
+                   for t, e in errors.items() if "xmodel_err" in e and t in order and labels.get(t) != "input"]
+    weights = qdq.compute_weight_error(qdq.create_weight_matching(str(source), str(quantized_qdq)))
+    weight_sqnr = {n.removesuffix(".weight"): round(float(v), 3) for n, v in weights.items() if n.endswith(".weight")}
+    return sorted(activations, key=lambda a: order[a["tensor"]]), weight_sqnr
+
+
+class OrtLayerVariants:
+    """quantize_static restricted to some nodes; SQNR from the QDQ form of the same recipe."""
+
+    method = "ORT quantize_static nodes_to_quantize / nodes_to_exclude"
+
+    def __init__(self, model: LoadedModel, config: QuantConfig, calibration: Calibration, workdir: Path) -> None:
+        self.config, self.calibration, self.workdir = config, calibration, workdir
+        self.source = preprocessed_onnx(model)
+        self.layers = onnx_layers(self.source)
+
+    def build(self, only: str | None = None, skip: str | None = None) -> Runner:
+        path = quantize_onnx(self.source, self.workdir / "variant.onnx", self.config, self.calibration,
+                             nodes_to_exclude=[skip] if skip else None, nodes_to_quantize=[only] if only else None)
+        return ort_runner(path)
+
+    def sqnr(self, images: torch.Tensor) -> dict:
+        path = quantize_onnx(self.source, self.workdir / "qdq.onnx", replace(self.config, format="qdq"),
+                             self.calibration)
+        activations, weights = ort_sqnr(self.source, path, images, self.workdir)
+        note = "" if self.config.format == "qdq" else " (measured on the QDQ form of the same recipe: same scales)"
+        # collect_activations turns graph optimisation off, so Q/DQ run as separate float ops: this is the
+        # recipe's error, not what the fused int8 kernels add (the accuracy experiments include those).
+        return {"activations": activations, "weights": weights,
+                "method": "onnxruntime.quantization.qdq_loss_debug, Q/DQ evaluated as float ops (the recipe's error, "
+                          "not the int8 kernels')" + note}
+
+
+BACKEND = register(Backend("ort", "ONNX Runtime quantize_static", quantize, (ONNXRUNTIME, ONNX2TORCH),
+                           color="tab:blue", layer_variants=OrtLayerVariants))

@@ -1,0 +1,204 @@
+"""One experiment, one result row: calibrate, quantize, evaluate on every test image, compare with FP32.
+
+Everything that makes or names a single row lives here — its calibration sample, its identity and key, its
+work directory, the FP32 baseline it is paired against — so the sweep, the bench and the analyses all make
+rows the same way. `prepare` is the pre-flight every command runs before any model work: outputs writable,
+data readable, the calibration sample drawable.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .backends import Calibration, QuantizedModel, get_backend, quantize
+from .configs import CONFIGS, REFERENCE, QuantConfig
+from .data import EvalData, calibration_indices, resolve_data_dir
+from .env import environment
+from .errors import NotApplicable, UserError, did_you_mean, first_line, one_line
+from .evaluate import evaluate
+from .identity import identity_hash, make_identity
+from .models import LoadedModel
+from .paths import models_dir
+from .results import check_writable, encode_classes, entry_key
+from .stats import mcnemar
+
+FP32 = CONFIGS[REFERENCE]
+
+
+def prepare(data_dir: Path | None, outputs: list[Path], calibration_n: int | None = None,
+            seed: int = 0) -> EvalData:
+    """Fail in one line before any model work: every output writable, the data readable, and (for commands
+    that calibrate) `calibration_n` images drawable from the training split."""
+    for path in outputs:
+        check_writable(path)
+    data = EvalData.load(resolve_data_dir(data_dir))
+    if calibration_n is not None:
+        calibration_indices(data.train.labels, calibration_n, seed)
+    return data
+
+
+@dataclass
+class Baseline:
+    """A model's FP32 reference on the evaluation set: every delta is paired against these predictions."""
+
+    metrics: dict
+    preds: np.ndarray
+    size_bytes: int
+
+
+def make_calibration(model: LoadedModel, data: EvalData, n: int, seed: int) -> Calibration:
+    indices = calibration_indices(data.train.labels, n, seed)
+    # An imported graph that only runs at batch 1 must be calibrated one image at a time.
+    return Calibration(data.train.subset(indices), model.preprocessing, seed,
+                       batch_size=model.import_info.get("fixed_batch") or 64, pool_fingerprint=data.train.fingerprint)
+
+
+def row_identity(model: LoadedModel, config: QuantConfig, data: EvalData, calibration_n: int | None,
+                 seed: int | None) -> dict:
+    """Everything that can change this row's numbers (`identity.py`), with the model's preprocessing."""
+    sample = ({"pool_fingerprint": data.train.fingerprint, "calibration_n": calibration_n, "calibration_seed": seed}
+              if config.is_static else None)
+    return {**make_identity(model.name, model.weights_sha256, data.test.describe(), config.to_dict(), sample),
+            "preprocessing": model.preprocessing.to_dict()}
+
+
+def study_identity(model: LoadedModel, config: QuantConfig, data: EvalData) -> dict:
+    """A study's identity: a row's, less the one calibration sample (a study draws many, by its own settings)."""
+    return {**row_identity(model, config, data, 0, 0), "calibration": None}
+
+
+def row_key(model: LoadedModel, config: QuantConfig, data: EvalData, calibration_n: int, seed: int) -> str:
+    """model|config[|n=|seed=]|identity hash: a result of other data, CPU class or versions has another key."""
+    identity = row_identity(model, config, data, calibration_n, seed)
+    return entry_key(model.name, config.name, *((calibration_n, seed) if config.is_static else ()),
+                     identity_hash=identity_hash(identity))
+
+
+def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibration | None) -> Path:
+    tag = f"n{len(calibration.images)}-s{calibration.seed}" if calibration else "nocal"
+    return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / tag
+
+
+def is_finished(entry: dict | None) -> bool:
+    """A stored row that can be reused as it is (its key already says it was measured alike)."""
+    return bool(entry) and "error" not in entry and "predictions" in entry
+
+
+def cross_checks(quantized: QuantizedModel, data: EvalData, model: LoadedModel, preds: np.ndarray) -> dict:
+    """Accuracy of the same model run another way (onnx2torch, eager torch...), and agreement with the main run."""
+    rows = {}
+    for name, runtime in quantized.runtimes.items():
+        if not runtime.cross_check:
+            continue
+        try:
+            metrics, other = evaluate(runtime.build(torch.get_num_threads()), data.test, model.preprocessing)
+        except Exception as e:  # a cross-check that cannot run is a finding, not a failed row
+            rows[name] = {"error": one_line(e)}
+            continue
+        rows[name] = {"accuracy": metrics["accuracy"], "correct": metrics["correct"],
+                      "agreement": float((other == preds).mean()), "images_per_second": metrics["images_per_second"]}
+    return rows
+
+
+def compare_with_fp32(preds: np.ndarray, labels: np.ndarray, baseline: Baseline, metrics: dict) -> dict:
+    """Paired against the FP32 predictions on the same images: delta, discordant counts and exact McNemar p."""
+    fp32 = baseline.metrics
+    return {"delta_pp": round(100 * (metrics["accuracy"] - fp32["accuracy"]), 4),
+            "per_class_delta_pp": {c: round(100 * (metrics["per_class_accuracy"][c] - fp32["per_class_accuracy"][c]), 4)
+                                   for c in metrics["per_class_accuracy"]},
+            "agreement_with_fp32": float((preds == baseline.preds).mean()),
+            "changed_predictions": int((preds != baseline.preds).sum()),
+            **mcnemar(baseline.preds == labels, preds == labels)}
+
+
+def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibration: Calibration | None,
+               baseline: Baseline | None, with_cross_checks: bool = True) -> tuple[dict, np.ndarray | None]:
+    """Quantize, evaluate on every test image and compare with the FP32 baseline: one result row.
+
+    Whatever fails — quantizing, or running the quantized model — becomes the row's `error`; the sweep goes on.
+    """
+    calibration = calibration if config.is_static else None
+    n, seed = (len(calibration.images), calibration.seed) if calibration else (None, None)
+    identity = row_identity(model, config, data, n, seed)
+    row = {"model": model.name, "model_weights_sha256": model.weights_sha256, "config_name": config.name,
+           "config": config.to_dict(), "identity": identity, "identity_hash": identity_hash(identity),
+           "environment": environment(torch.get_num_threads()),
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if calibration:
+        row["calibration"] = calibration.describe()
+    started = time.perf_counter()
+    try:
+        quantized = quantize(model, config, calibration, workdir_for(model, config, calibration))
+        row["quantize_seconds"] = round(time.perf_counter() - started, 3)
+        metrics, preds = evaluate(quantized.runner, data.test, model.preprocessing)
+    except NotApplicable as e:
+        return {**row, "warnings": [], "not_applicable": str(e)}, None
+    except Exception as e:
+        return {**row, "warnings": [], "error": one_line(e), "traceback": traceback.format_exc(limit=4)}, None
+    row.update(metrics)
+    row.update({"warnings": quantized.warnings, "predictions": encode_classes(preds), "runtime": quantized.runtime,
+                "size_bytes": quantized.size_bytes, "checks": quantized.checks})
+    if baseline is not None:
+        row.update(compare_with_fp32(preds, data.test.labels.numpy(), baseline, metrics))
+        row["size_ratio_vs_fp32"] = round(quantized.size_bytes / baseline.size_bytes, 4)
+    row["alternates"] = cross_checks(quantized, data, model, preds) if with_cross_checks else {}
+    row["seconds"] = round(time.perf_counter() - started, 3)  # the whole row: quantize, evaluate, cross-checks
+    return row, preds
+
+
+def fp32_baseline(model: LoadedModel, data: EvalData) -> tuple[Baseline, dict]:
+    row, preds = run_config(model, FP32, data, None, None)
+    if "error" in row:  # nothing can be compared without it: the whole run stops, in one line
+        raise UserError(f"FP32 evaluation of {model.name} failed: {first_line(row['error'])}")
+    baseline = Baseline(row, preds, row["size_bytes"])
+    row.update({**compare_with_fp32(preds, data.test.labels.numpy(), baseline, row), "size_ratio_vs_fp32": 1.0})
+    return baseline, row
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def load_models(names: list[str], weights: Path | None = None, input_scale: str | None = None,
+                mean: str | None = None, std: str | None = None) -> list[LoadedModel]:
+    """Registered models by name and users' .onnx files by path. `weights` goes with exactly one model; the
+    preprocessing options (--input-scale, --mean, --std as typed) describe the .onnx files only."""
+    from .models import Preprocessing, load_model
+
+    if weights and len(names) != 1:
+        raise UserError("--weights goes with exactly one --model")
+    if input_scale is None and (mean or std):
+        raise UserError("--mean/--std need --input-scale (raw255 or unit)")
+    preprocessing = Preprocessing(input_scale, _floats(mean), _floats(std)) if input_scale else None
+    if len(names) == 1:  # load_model says so when a registered model is given preprocessing options
+        return [load_model(names[0], weights, preprocessing)]
+    return [load_model(n, None, preprocessing if str(n).lower().endswith(".onnx") else None) for n in names]
+
+
+def check_fp32_runtime(name: str) -> None:
+    """Fail before any work on a runtime the FP32 reference does not run in."""
+    known = [runtime.name for runtime in get_backend(FP32.backend).runtimes]
+    if name not in known:
+        raise UserError(f"unknown runtime {name!r}: {did_you_mean(name, known, n=1)}choose one of {', '.join(known)}")
+
+
+def fp32_runner(model: LoadedModel, name: str):
+    """The FP32 model in one of its runtimes (ONNX Runtime on its export, eager PyTorch, onnx2torch...)."""
+    check_fp32_runtime(name)
+    runtimes = quantize(model, FP32, None, workdir_for(model, FP32, None)).runtimes
+    if name not in runtimes:
+        raise UserError(f"--runtime {name} cannot run {model.name}: {model.torch_unavailable or 'not built'}; "
+                        f"choose one of {', '.join(runtimes)}")
+    return runtimes[name].build(torch.get_num_threads())

@@ -1,0 +1,45 @@
+"""How uint8 pixels become a model's float input: one value per model, applied the same way before every
+runtime. A module of its own because the registry, LoadedModel, the ONNX import and evaluation all need it,
+and none of them should need each other to get it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import UserError
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """uint8 pixels -> float32 model input, applied identically before every runtime."""
+
+    input_scale: str = "raw255"  # "raw255": 0-255 floats; "unit": divided by 255
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_scale not in ("raw255", "unit"):
+            raise UserError(f"--input-scale must be raw255 or unit, got {self.input_scale!r}")
+        if (self.mean is None) != (self.std is None) or any(len(v) != 3 for v in (self.mean, self.std) if v):
+            raise UserError("--mean and --std go together, three comma-separated numbers each")
+        if self.mean is not None and not all(map(math.isfinite, (*self.mean, *self.std))):
+            raise UserError(f"--mean and --std must be finite numbers, got mean {self.mean} and std {self.std}")
+        if self.std is not None and min(self.std) <= 0:
+            raise UserError(f"--std must be positive (it divides the input), got {self.std}")
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        if self.input_scale == "unit":
+            x = x / 255.0
+        if self.mean is not None:
+            x = (x - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
+        return x
+
+    def to_dict(self) -> dict:
+        return asdict(self)
