@@ -6,40 +6,20 @@ bench document of `quant-explorer bench`, plus an "analysis" section) and bench_
     python benchmarks/bench_configs.py                                  # resnet8-mlperf, default sweep
     python benchmarks/bench_configs.py -m resnet8 -c 'ort_*' --runs 50 --no-compile
 
-Peak multiply-adds per second (the "peak" section of the JSON repeats this with the numbers used):
-    peak = cores x clock x MACs per cycle per core
-  - cores: CPUs this process may run on (sched_getaffinity); the fraction uses min(cores, --threads).
-  - clock: measured. simd_peak.c runs register-only loops of one multiply-add instruction on every thread;
-    AVX2 cores retire 2 vfmadd ymm (8 fp32 lanes) per cycle, so that loop's rate / (16 x threads) is the clock
-    the cores hold under full vector load. Without a C compiler or AVX2, /proc/cpuinfo's 'cpu MHz': under a
-    hypervisor the nominal (TSC) clock, below the boost clock, so peaks from it are too low.
-  - FP32: a fused multiply-add is one MAC. AVX2+FMA: 2 FMA units x 8 lanes = 16 MACs/cycle/core. AVX-512:
-    the vfmadd zmm loop's rate / clock, measured, because cores differ: 32 with two 512-bit FMA units, 16
-    where 512-bit ops run as two 256-bit halves (AMD Zen 4), so AVX-512 is no faster than AVX2 there.
-  - int8 with VNNI: vpdpbusd (u8 x s8, 4 MACs per 32-bit lane, accumulated in int32) is measured the same way,
-    zmm (AVX512-VNNI) or ymm (AVX-VNNI): 4x the fp32 lanes per instruction, so up to 4x the FP32 peak.
-    Measured MACs per cycle are rounded to the nearest power of two (lanes x units), which absorbs the
-    probes' noise on a shared machine; the raw rates are in "probe_macs_per_s".
-  - int8 without VNNI (derived, not measured): vpmaddubsw multiplies u8 x s8 pairs and adds adjacent products
-    into int16 (saturating), vpmaddwd by ones widens to int32, vpaddd accumulates. Two of those three run on
-    the 2 vector-multiply ports: 2x the FP32 peak. So without VNNI, a 2.5x int8 speed-up over FP32 needs the
-    FP32 kernels to run far below their peak while the int8 ones do not.
+Peak multiply-adds per second per SIMD path, and which path each runtime's kernels ran (oneDNN verbose, perf
+samples, else the CPU flags): see peak.py. The "dispatch" section records the evidence per runtime, and each
+"fraction_of_peak_b256" row names the path its peak is that of.
 The two speed targets are decided by paired runs, not by the main table. The table's ratios compare medians
 of runs up to a round (many seconds) apart. The paired check alternates the FP32 model and the candidate,
 one batch each, 40 times, and takes the median of the per-pair ratios, with its quartiles. It runs for
 ORT's three fastest int8 configs and for the fastest PT2E model under inductor.
-MACs per image are counted exactly from the model: every Conv2d output element costs in_channels/groups x
-kH x kW MACs, every Linear output in_features (ResNet8: 12,501,632; additions, BN, pooling not counted).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import math
-import os
-import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -47,140 +27,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from quant_explorer.bench import (SETTLE_SECONDS, BenchSettings, bench_and_record, bench_inputs, load_pt2,
-                                  table_rows)
-from quant_explorer.configs import select_configs
-from quant_explorer.data import resolve_data_dir
-from quant_explorer.env import cpu_info
+from quant_explorer.aot import aot_runner
+from quant_explorer.backends.pt2e import in_eval_mode, load_pt2
+from quant_explorer.bench import SETTLE_SECONDS, BenchSettings, bench_and_record, bench_inputs, table_rows
+from quant_explorer.configs import CALIBRATION_N, REFERENCE, select_configs
+from quant_explorer.data import EvalData, resolve_data_dir
+from quant_explorer.errors import one_line
+from quant_explorer.files import write_text_atomic
+from quant_explorer.experiment import row_key
 from quant_explorer.models import load_model
 from quant_explorer.paths import results_file
 from quant_explorer.results import write_json_atomic
-from quant_explorer.runtimes import inductor_runner, ort_runner, ort_session
-from quant_explorer.sweep import EvalData, row_key
+from quant_explorer.runtimes import AOTINDUCTOR, INDUCTOR, ONNXRUNTIME, inductor_runner, ort_runner, ort_session, torch_runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # peak.py beside this file, also when it is loaded by path
+from peak import count_macs, cpu_peak, dispatched, fractions_of_peak
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MLPERF_H5 = SHARED / "models" / "mlperf-tiny-resnet8" / "pretrainedResnet.h5"
 TARGETS = {"ort_int8_vs_fp32_b256": 1.5, "pt2e_inductor_vs_fp32_inductor_b256": 2.5, "int8_size_ratio_max": 0.30}
-INT8_RUNTIMES = {"onnxruntime", "inductor", "x86", "qnnpack"}  # runtimes that compute in int8 for int8 configs
 PROFILE_RUNS = 10
 HEAD_TO_HEAD_PAIRS = 40
-PROBE_ITERATIONS = 50_000_000  # ~0.2 s per try at 3 GHz
 HEAD_TO_HEAD_ORT_CANDIDATES = 3  # the fastest ORT configs of the main table; PT2E: the fastest one (each compile ~1 min)
-
-
-def count_macs(module: nn.Module, shape=(1, 3, 32, 32)) -> dict:
-    """Multiply-adds per image of every Conv2d and Linear, from a forward pass with hooks."""
-    per_layer = {}
-
-    def hook(name):
-        def count(layer, inputs, output):
-            if isinstance(layer, nn.Conv2d):
-                k = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
-            else:
-                k = layer.in_features
-            per_layer[name] = output.numel() // output.shape[0] * k
-        return count
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            module.eval()(torch.zeros(shape))
-    finally:
-        for h in handles:
-            h.remove()
-    return {"macs_per_image": sum(per_layer.values()), "per_layer": per_layer}
-
-
-def simd_rates(threads: int) -> dict[str, float]:
-    """MACs/s of each simd_peak.c loop this CPU can run, best of 5; empty without a C compiler or AVX2+FMA."""
-    flags = cpu_info()["flags"]
-    probes = {"fp32_fma_ymm": flags["avx2"] and flags["fma"], "fp32_fma_zmm": flags["avx512f"],
-              "int8_vnni_zmm": flags["avx512f"] and flags["avx512_vnni"], "int8_vnni_ymm": flags["avx_vnni"]}
-    if not probes["fp32_fma_ymm"]:
-        return {}
-    with tempfile.TemporaryDirectory() as tmp:
-        library = Path(tmp) / "simd_peak.so"
-        try:
-            subprocess.run([os.environ.get("CC", "cc"), "-O2", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC",
-                            "-o", str(library), str(Path(__file__).with_name("simd_peak.c"))],
-                           check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError):
-            return {}
-        compiled = ctypes.CDLL(str(library))
-        runnable = [getattr(compiled, name) for name, runs_here in probes.items() if runs_here]
-        for probe in runnable:
-            probe.restype, probe.argtypes = ctypes.c_double, [ctypes.c_long, ctypes.c_int]
-        rounds = [[probe(PROBE_ITERATIONS, threads) for probe in runnable] for _ in range(5)]  # interleaved
-        return {probe.__name__: max(rates) for probe, rates in zip(runnable, zip(*rounds))}
-
-
-def power_of_two(x: float) -> int:
-    """The nearest power of two: SIMD lanes x execution units, what a core's MACs per cycle always is."""
-    return 2 ** round(math.log2(x))
-
-
-def cpu_peak(threads: int) -> dict:
-    """Peak FP32 and int8 MACs/s: cores x measured clock x MACs per cycle (the module docstring derives it)."""
-    info = cpu_info()
-    flags = info["flags"]
-    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
-           if line.startswith("cpu MHz")] if Path("/proc/cpuinfo").exists() else []
-    nominal_hz = float(np.median(mhz)) * 1e6 if mhz else None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    used = min(threads, cores)
-    rates = simd_rates(used)
-    clock_hz = rates["fp32_fma_ymm"] / (16 * used) if rates else nominal_hz
-    measured = {name: rate / (clock_hz * used) for name, rate in rates.items()}  # MACs per cycle per core
-    if "fp32_fma_zmm" in measured:
-        simd, fp32 = "AVX-512", max(16, power_of_two(measured["fp32_fma_zmm"]))
-        fp32_how = f"measured: vfmadd zmm {measured['fp32_fma_zmm']:.1f} MACs/cycle (ymm: 16)"
-    elif flags["avx512f"]:
-        simd, fp32, fp32_how = "AVX-512", 2 * 16, "2 FMA units x 16 fp32 lanes (assumed)"
-    elif flags["avx2"] and flags["fma"]:
-        simd, fp32, fp32_how = "AVX2+FMA", 2 * 8, "2 FMA units x 8 fp32 lanes"
-    else:
-        simd, fp32, fp32_how = "SSE", 2 * 4, "2 units x 4 fp32 lanes (assumed)"
-    vnni = {name: per_cycle for name, per_cycle in measured.items() if name.startswith("int8_vnni")}
-    if vnni:
-        best = max(vnni, key=vnni.get)
-        int8, int8_how = power_of_two(vnni[best]), f"measured: vpdpbusd {best[-3:]} {vnni[best]:.1f} MACs/cycle"
-    elif info["vnni"]:
-        int8, int8_how = 4 * fp32, "vpdpbusd: 4 u8 x s8 MACs per 32-bit lane, 4x FP32 (assumed)"
-    else:
-        int8, int8_how = 2 * fp32, ("vpmaddubsw (u8 x s8 pairs -> int16) + vpmaddwd (-> int32) + vpaddd: the two "
-                                    "multiplies on the 2 vector ports, 2x the fp32 lanes per cycle (derived)")
-    out = {"cpu": info["model"], "simd": simd, "vnni": info["vnni"], "cores_available": cores, "threads_used": used,
-           "clock_mhz": round(clock_hz / 1e6, 1) if clock_hz else None,
-           "clock_source": "measured (simd_peak.c: vfmadd ymm rate / 16 MACs per cycle)" if rates else "/proc/cpuinfo",
-           "clock_mhz_proc_cpuinfo": round(nominal_hz / 1e6, 1) if nominal_hz else None,
-           "probe_macs_per_s": {name: round(rate) for name, rate in rates.items()},
-           "fp32_macs_per_cycle_per_core": fp32, "fp32_how": fp32_how,
-           "int8_macs_per_cycle_per_core": int8, "int8_how": int8_how,
-           "int8_over_fp32_peak_ratio": int8 / fp32}
-    if clock_hz:
-        out.update({"fp32_peak_macs_per_s": fp32 * clock_hz * used, "int8_peak_macs_per_s": int8 * clock_hz * used,
-                    "fp32_peak_macs_per_s_all_cores": fp32 * clock_hz * cores,
-                    "int8_peak_macs_per_s_all_cores": int8 * clock_hz * cores})
-    return out
-
-
-def fractions_of_peak(document: dict, macs: int, peak: dict, configs: dict) -> list[dict]:
-    """Per timed runtime: achieved MACs/s at batch 256 and that as a fraction of the matching peak."""
-    rows = []
-    for entry in document["entries"].values():
-        config = configs.get(entry["config_name"])
-        for runtime, r in entry.get("runtimes", {}).items():
-            if "throughput_b256" not in r or not peak.get("fp32_peak_macs_per_s"):
-                continue
-            int8 = config.backend != "fp32" and runtime in INT8_RUNTIMES and config.backend != "eager_dynamic"
-            achieved = r["throughput_b256"] * macs
-            key = "int8_peak_macs_per_s" if int8 else "fp32_peak_macs_per_s"
-            rows.append({"config_name": entry["config_name"], "runtime": runtime, "compute": "int8" if int8 else "fp32",
-                         "achieved_gmacs_per_s": round(achieved / 1e9, 2),
-                         "fraction_of_peak": round(achieved / peak[key], 4)})
-    return rows
 
 
 def eval_throughput(document: dict) -> dict:
@@ -223,7 +92,7 @@ def size_breakdown(path: Path) -> dict:
 def ort_profile(path: Path, xb: torch.Tensor, threads: int, runs: int = PROFILE_RUNS) -> dict:
     """ORT's per-node profile at the bench batch: milliseconds per batch by op type (fused op names as run)."""
     with tempfile.TemporaryDirectory() as tmp:
-        session = ort_session(path, threads, profile_prefix=str(Path(tmp) / "ort"))
+        session = ort_session(path, threads, profile_prefix=str(Path(tmp) / "onnxruntime"))
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(xb.numpy())}
         for _ in range(2):
             session.run(None, feed)
@@ -266,22 +135,21 @@ def torch_profile(runner, xb: torch.Tensor, runs: int = PROFILE_RUNS, top: int =
     return {"batch": len(xb), "self_cpu_ms_per_batch": round(total / 1e3 / runs, 3), "ops": ops}, table
 
 
-def by_throughput(entries: dict, configs: dict, backend: str, runtime: str) -> list[str]:
-    """Config names of `backend` timed in `runtime`, fastest batch-256 throughput first."""
+def by_throughput(entries: dict, runtime: str) -> list[str]:
+    """The quantized configs timed in `runtime` (ORT's in onnxruntime, PT2E's in inductor), fastest batch-256
+    throughput first."""
     timed = [(e["runtimes"][runtime]["throughput_b256"], name) for name, e in entries.items()
-             if configs[name].backend == backend and "throughput_b256" in e.get("runtimes", {}).get(runtime, {})]
+             if name != REFERENCE and "throughput_b256" in e.get("runtimes", {}).get(runtime, {})]
     return [name for _, name in sorted(timed, reverse=True)]
 
 
 def profiles(model, document: dict, data: EvalData, settings: BenchSettings, configs: dict) -> tuple[dict, str]:
     """Profiles of FP32 and the fastest int8 config in ORT, and FP32 vs the fastest PT2E model under inductor."""
-    from quant_explorer.runtimes import torch_runner
-
     _, xb = bench_inputs(model, data, settings.batch)
     entries = {e["config_name"]: e for e in document["entries"].values()}
 
-    ort_ranked = by_throughput(entries, configs, "ort", "onnxruntime")
-    pt2e_ranked = by_throughput(entries, configs, "pt2e", "inductor")
+    ort_ranked = by_throughput(entries, ONNXRUNTIME.name)
+    pt2e_ranked = by_throughput(entries, INDUCTOR.name)
     out, text = {}, []
     torch.set_num_threads(settings.threads)
     for name in dict.fromkeys(["fp32_baseline", *ort_ranked[:1], *ort_ranked[-1:]]):
@@ -297,6 +165,50 @@ def profiles(model, document: dict, data: EvalData, settings: BenchSettings, con
         out[f"torch/{name}"] = summary
         text.append(f"== {name} (batch {settings.batch}, {settings.threads} threads) ==\n{table}")
     return {"threads": settings.threads, "runs_per_profile": PROFILE_RUNS, "profiles": out}, "\n".join(text)
+
+
+def dispatch_records(model, document: dict, data: EvalData, settings: BenchSettings,
+                     configs: dict) -> dict[tuple[str, str], dict]:
+    """(config, runtime) -> the path its kernels ran at the bench batch, with the evidence (peak.dispatched), on a
+    runner rebuilt from the artifact. Inductor is compiled for FP32 and the fastest PT2E config only; the other
+    PT2E configs run the same oneDNN kernels and get that path, with the config it was observed on."""
+    _, xb = bench_inputs(model, data, settings.batch)
+    entries = {e["config_name"]: e for e in document["entries"].values() if "runtimes" in e}
+    fastest_pt2e = by_throughput(entries, INDUCTOR.name)[:1]
+
+    def build(config, runtime: str, artifact: Path):
+        fp32 = config.name == REFERENCE
+        if runtime == "onnxruntime":
+            return ort_runner(artifact, settings.threads)
+        if runtime == "aotinductor":
+            return aot_runner(artifact)
+        if runtime == "inductor":
+            return inductor_runner(model.fresh() if fp32 else load_pt2(artifact))
+        if runtime == "torch":
+            return torch_runner(model.module if fp32 else in_eval_mode(load_pt2(artifact)))
+        return torch_runner(torch.jit.load(str(artifact)))  # x86, qnnpack: TorchScript repacks for the engine set
+
+    out: dict[tuple[str, str], dict] = {}
+    torch.set_num_threads(settings.threads)
+    for name, entry in entries.items():
+        for runtime, r in entry["runtimes"].items():
+            if ("throughput_b256" not in r or runtime == "inductor" and name not in ("fp32_baseline", *fastest_pt2e)
+                    or runtime == "aotinductor" and "artifact" not in r):
+                continue
+            previous = torch.backends.quantized.engine
+            torch.backends.quantized.engine = runtime if runtime in ("x86", "qnnpack") else previous
+            try:
+                artifact = Path(r.get("artifact", entry["artifact"]))
+                out[name, runtime] = dispatched(runtime, build(configs[name], runtime, artifact), xb)
+            except Exception as e:  # a path we cannot observe falls back to the CPU flags in fractions_of_peak
+                out[name, runtime] = {"error": one_line(e)}
+            finally:
+                torch.backends.quantized.engine = previous
+    seen = out.get((fastest_pt2e[0], "inductor"), {}) if fastest_pt2e else {}
+    for name, entry in entries.items():
+        if "path" in seen and "throughput_b256" in entry["runtimes"].get("inductor", {}) and (name, "inductor") not in out:
+            out[name, "inductor"] = {"path": seen["path"], "path_how": seen["path_how"], "observed_on": fastest_pt2e[0]}
+    return out
 
 
 def pt2e_profile_bound(profiles_summary: dict, target: float) -> dict | None:
@@ -350,34 +262,41 @@ def paired_speedup(baseline, candidate, xb: torch.Tensor, pairs: int = HEAD_TO_H
 
 
 def head_to_head(model, document: dict, data: EvalData, settings: BenchSettings, configs: dict) -> dict:
-    """Paired speed-ups for the two speed targets: ORT FP32 vs its fastest int8 configs, FP32 vs PT2E under inductor."""
+    """Paired speed-ups for the two speed targets — ORT FP32 vs its fastest int8 configs, FP32 vs PT2E under
+    Inductor — and, beside them, FP32 vs the fastest PT2E config both as AOTInductor packages (what ships)."""
     _, xb = bench_inputs(model, data, settings.batch)
     entries = {e["config_name"]: e for e in document["entries"].values()}
 
     torch.set_num_threads(settings.threads)
-    out = {"ort": {}, "inductor": {}}
-    fp32_ort = ort_runner(Path(entries["fp32_baseline"]["artifact"]), settings.threads)
-    for name in by_throughput(entries, configs, "ort", "onnxruntime")[:HEAD_TO_HEAD_ORT_CANDIDATES]:
-        out["ort"][name] = paired_speedup(fp32_ort, ort_runner(Path(entries[name]["artifact"]), settings.threads), xb)
+    out = {ONNXRUNTIME.name: {}, INDUCTOR.name: {}, AOTINDUCTOR.name: {}}
+    fp32_ort = ort_runner(Path(entries[REFERENCE]["artifact"]), settings.threads)
+    for name in by_throughput(entries, ONNXRUNTIME.name)[:HEAD_TO_HEAD_ORT_CANDIDATES]:
+        out[ONNXRUNTIME.name][name] = paired_speedup(fp32_ort, ort_runner(Path(entries[name]["artifact"]), settings.threads),
+                                                     xb)
     if settings.compile:
         fp32_inductor = inductor_runner(model.fresh())
-        for name in by_throughput(entries, configs, "pt2e", "inductor")[:1]:
-            out["inductor"][name] = paired_speedup(fp32_inductor, inductor_runner(load_pt2(Path(entries[name]["artifact"]))), xb)
+        for name in by_throughput(entries, INDUCTOR.name)[:1]:
+            out[INDUCTOR.name][name] = paired_speedup(fp32_inductor,
+                                                      inductor_runner(load_pt2(Path(entries[name]["artifact"]))), xb)
+        fp32_package = entries[REFERENCE]["runtimes"].get(AOTINDUCTOR.name, {}).get("artifact")
+        for name in by_throughput(entries, AOTINDUCTOR.name)[:1] if fp32_package else []:
+            package = entries[name]["runtimes"][AOTINDUCTOR.name]["artifact"]
+            out[AOTINDUCTOR.name][name] = paired_speedup(aot_runner(Path(fp32_package)), aot_runner(Path(package)), xb)
     return out
 
 
 def targets_check(document: dict, configs: dict, sizes_fp32: int, peak: dict) -> dict:
     entries = {e["config_name"]: e for e in document["entries"].values()}
 
-    def best(backend, runtime):
+    def best(runtime):
         vals = [(e["runtimes"][runtime].get("speedup_vs_fp32_b256"), n) for n, e in entries.items()
-                if configs[n].backend == backend and e.get("runtimes", {}).get(runtime, {}).get("speedup_vs_fp32_b256")]
+                if n != REFERENCE and e.get("runtimes", {}).get(runtime, {}).get("speedup_vs_fp32_b256")]
         return max(vals) if vals else (None, None)
 
-    ort_speedup, ort_name = best("ort", "onnxruntime")
-    pt2e_speedup, pt2e_name = best("pt2e", "inductor")
+    ort_speedup, ort_name = best(ONNXRUNTIME.name)
+    pt2e_speedup, pt2e_name = best(INDUCTOR.name)
     sizes = [(e["size_ratio_vs_fp32"], n) for n, e in entries.items()
-             if configs[n].backend != "fp32" and configs[n].backend != "eager_dynamic" and e.get("size_ratio_vs_fp32")]
+             if configs[n].is_static and e.get("size_ratio_vs_fp32")]  # int8 activations and weights
     size_ratio, size_name = min(sizes) if sizes else (None, None)
     return {
         "ort_int8_vs_fp32_b256": {"target": TARGETS["ort_int8_vs_fp32_b256"], "best": ort_speedup, "config": ort_name,
@@ -404,8 +323,8 @@ def main() -> None:
     parser.add_argument("--batch-runs", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--no-compile", action="store_true", help="skip the inductor runtimes")
-    parser.add_argument("--no-profile", action="store_true")
-    parser.add_argument("--calibration-n", type=int, default=256)
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiles and the dispatch observation")
+    parser.add_argument("--calibration-n", type=int, default=CALIBRATION_N)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -423,17 +342,20 @@ def main() -> None:
                                 bench_path, log=print)
     macs = count_macs(model.fresh())
     peak = cpu_peak(settings.threads)
+    dispatch = {} if args.no_profile else dispatch_records(model, document, data, settings, configs)
     fp32_entry = document["entries"][row_key(model, configs["fp32_baseline"], data, args.calibration_n, args.seed)]
     analysis = {
         "macs": macs, "peak": peak,
-        "fraction_of_peak_b256": fractions_of_peak(document, macs["macs_per_image"], peak, configs),
+        "dispatch": {f"{name}/{runtime}": record for (name, runtime), record in dispatch.items()},
+        "fraction_of_peak_b256": fractions_of_peak(document, macs["macs_per_image"], peak, configs, dispatch),
         "eval_throughput_vs_bench": eval_throughput(document),
         "targets": targets_check(document, configs, fp32_entry["size_bytes"], peak),
         "sizes": {e["config_name"]: size_breakdown(Path(e["artifact"])) for e in document["entries"].values()
                   if "artifact" in e},
     }
     paired = head_to_head(model, document, data, settings, configs)
-    for key, runtime in (("ort_int8_vs_fp32_b256", "ort"), ("pt2e_inductor_vs_fp32_inductor_b256", "inductor")):
+    analysis["paired_aotinductor_b256"] = paired[AOTINDUCTOR.name]
+    for key, runtime in (("ort_int8_vs_fp32_b256", ONNXRUNTIME.name), ("pt2e_inductor_vs_fp32_inductor_b256", INDUCTOR.name)):
         target = analysis["targets"][key]
         if paired[runtime]:
             name, best = max(paired[runtime].items(), key=lambda kv: kv[1]["speedup_median"])
@@ -443,7 +365,7 @@ def main() -> None:
     if not args.no_profile:
         summary, text = profiles(model, document, data, settings, configs)
         write_json_atomic(bench_path.with_name("bench_profile.json"), summary)
-        bench_path.with_name("bench_profile.txt").write_text(text)
+        write_text_atomic(bench_path.with_name("bench_profile.txt"), text)
         analysis["profiles"] = "bench_profile.json"
         pt2e = analysis["targets"]["pt2e_inductor_vs_fp32_inductor_b256"]
         pt2e["profile"] = pt2e_profile_bound(summary, pt2e["target"])
@@ -455,7 +377,6 @@ def main() -> None:
     print(json.dumps(analysis["targets"], indent=1))
     print(json.dumps(analysis["eval_throughput_vs_bench"], indent=1))
     print(f"wrote {bench_path}")
-
 
 
 if __name__ == "__main__":

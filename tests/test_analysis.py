@@ -18,13 +18,13 @@ from quant_explorer.analysis import calibration_size, current_studies, layer_sen
 from quant_explorer.analysis.comparisons import comparisons, confusion_comparison, pairs
 from quant_explorer.analysis.explain import explain
 from quant_explorer.analysis.pareto import pareto_front, pareto_table
-from quant_explorer.analysis.summary import View, load_view
 from quant_explorer.analysis.studies import STUDIES, CalibrationSizeStudy, LayerSensitivityStudy, run_studies
+from quant_explorer.analysis.summary import View, load_view
 from quant_explorer.configs import get_config
 from quant_explorer.data import CIFAR10_CLASSES
 from quant_explorer.errors import UserError
-from quant_explorer.results import load_results
 from quant_explorer.experiment import make_calibration
+from quant_explorer.results import load_results
 
 from .conftest import TINY_CONFIGS
 

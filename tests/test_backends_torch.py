@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from quant_explorer.backends import Calibration, eager, quantize
-from quant_explorer.errors import NotApplicable
 from quant_explorer.configs import get_config
 from quant_explorer.data import CIFAR10_CLASSES, ImageSet, calibration_set, load_split
+from quant_explorer.errors import NotApplicable
 from quant_explorer.evaluate import evaluate
 from quant_explorer.models import LoadedModel, load_model
 from quant_explorer.runtimes import torch_runner

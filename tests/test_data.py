@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from quant_explorer.data import (CIFAR10_CLASSES, calibration_indices, calibration_set, detect_layout, load_split,
-                                 resolve_data_dir)
+from quant_explorer.data import (
+    CIFAR10_CLASSES,
+    calibration_indices,
+    calibration_set,
+    detect_layout,
+    load_split,
+    resolve_data_dir,
+)
 from quant_explorer.errors import UserError
 
 from .conftest import SUBSET, synthetic_images

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from quant_explorer.configs import get_config
+from quant_explorer.data import EvalData
 from quant_explorer.errors import UserError
 from quant_explorer.executors import LocalExecutor, ProcessExecutor, make_executor
 from quant_explorer.models import load_model
 from quant_explorer.results import load_results
-from quant_explorer.data import EvalData
 from quant_explorer.sweep import run_sweep
-
 
 CONFIGS = ["fp32_baseline", "ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qoperator_per_channel"]
 KILLED = "ort_u8_minmax_qdq_per_channel_rr"  # its worker dies on the first attempt

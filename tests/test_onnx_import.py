@@ -1,16 +1,13 @@
-"""Bring your own ONNX model: foreign files built here the ways real ones differ from our exports.
+"""Bring your own ONNX model: foreign files (`onnx_forms.py`) normalized, validated and quantized.
 
-Fast tests use a tiny random CNN (numbers checked against the torch module it was exported from); the
-shared-data tests export the MLPerf reference ResNet8 in foreign forms and check each still scores
-exactly 895/1,017 in FP32 and within a few points once quantized. Nothing derived from the MLPerf
-weights is written outside tmp_path.
+A tiny random CNN, numbers checked against the torch module it was exported from; the MLPerf ResNet8 in the
+same forms is test_onnx_import_mlperf.py.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,131 +19,27 @@ from torch import nn
 
 from quant_explorer.backends import Calibration, quantize
 from quant_explorer.configs import get_config
-from quant_explorer.data import CIFAR10_CLASSES, ImageSet, calibration_set, load_split
+from quant_explorer.data import CIFAR10_CLASSES, ImageSet
 from quant_explorer.errors import NotApplicable, UserError
-from quant_explorer.evaluate import evaluate
-from quant_explorer.models import CIFAR_MEAN, CIFAR_STD, Preprocessing, exported_onnx, file_sha256, load_model
+from quant_explorer.models import exported_onnx, file_sha256, load_model
 from quant_explorer.models.model_card import card_path
 from quant_explorer.models.onnx_import import load_onnx_model
-from quant_explorer.runtimes import ort_runner, torch_runner
+from quant_explorer.runtimes import torch_runner
 
-from .conftest import MLPERF_H5, SUBSET
-
-RAW = Preprocessing("raw255")
-NORMALIZED = Preprocessing("unit", CIFAR_MEAN, CIFAR_STD)
-MEAN, STD = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-
-
-# --- foreign forms: wrappers that change the graph's interface, not what it computes ----------------------
-
-
-class NHWC(nn.Module):
-    """Takes [N, 32, 32, 3], as tf2onnx writes Keras models."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x.permute(0, 3, 1, 2))
-
-
-class ExpectsNormalized(nn.Module):
-    """Takes unit-scale, mean/std-normalized input (undone inside, so raw-pixel weights still apply)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, z):
-        return self.net((z * STD + MEAN) * 255)
-
-
-class BakedNormalization(nn.Module):
-    """Takes raw 0-255 pixels and normalizes inside the graph (Div, Sub, Div nodes)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = ExpectsNormalized(net)
-
-    def forward(self, x):
-        return self.net((x / 255 - MEAN) / STD)
-
-
-class ViewBatchOne(nn.Module):
-    """Hard-codes batch 1 in a Reshape, as `x.view(1, -1)` heads do."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x).view(1, 10)
-
-
-class Tiny(nn.Module):
-    """A random Conv-BN-ReLU CNN with a Flatten + Linear head: fast, and every number is checkable."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
-                                      nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU())
-        self.features[1].running_mean.uniform_(-1, 1)
-        self.features[1].running_var.uniform_(0.5, 2)
-        self.head = nn.Linear(8 * 8 * 8, 10)
-
-    def forward(self, x):
-        return self.head(self.features(x / 64).flatten(1))
-
-
-class FlattenByReshape(Tiny):
-    """Flattens with a Reshape to a constant [-1, 512] instead of a Flatten node."""
-
-    def forward(self, x):
-        return self.head(self.features(x / 64).reshape(-1, 512))
-
-
-class FoldsTheBatch(nn.Module):
-    """Reshapes [1, 8, 8, 8] to [8, 64]: batch 1 is baked into the arithmetic, not just a shape constant."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 8, 3, 4, 1)
-        self.head = nn.Linear(64, 10)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.conv(x / 64)).reshape(8, 64)).mean(0, keepdim=True)
-
-
-def export(module: nn.Module, path: Path, opset: int = 13, nhwc: bool = False, dynamic: bool = True,
-           n_inputs: int = 1, classes: int = 10) -> Path:
-    """The legacy TorchScript exporter: any opset, fixed or dynamic batch, Flatten + Gemm heads."""
-    shape = (1, 32, 32, 3) if nhwc else (1, 3, 32, 32)
-    names = ["x", "y"][:n_inputs]
-    axes = {name: {0: "batch"} for name in [*names, "logits"]} if dynamic else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), tuple(torch.zeros(shape) for _ in names), str(path), opset_version=opset,
-                          dynamo=False, input_names=names, output_names=["logits"], dynamic_axes=axes)
-    return path
-
-
-def images(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-
-
-def assert_same_model(loaded, reference: nn.Module, preprocessing: Preprocessing, nhwc: bool = False) -> None:
-    """The normalized file in ORT and the onnx2torch module both give the original module's logits, taken
-    one image at a time, on a batch of 5 (so a batch still fixed at 1 or mixing images would show)."""
-    x = preprocessing(images(5))
-    with torch.inference_mode():
-        want = torch.cat([reference.eval()(x[i:i + 1].permute(0, 2, 3, 1) if nhwc else x[i:i + 1])
-                          for i in range(len(x))]).numpy()
-    for got in (ort_runner(exported_onnx(loaded))(x), torch_runner(loaded.module)(x).numpy()):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-
+from .onnx_forms import (
+    NHWC,
+    NORMALIZED,
+    RAW,
+    BakedNormalization,
+    ExpectsNormalized,
+    FlattenByReshape,
+    FoldsTheBatch,
+    Tiny,
+    ViewBatchOne,
+    assert_same_model,
+    export,
+    images,
+)
 
 # --- the forms a foreign file comes in -----------------------------------------------------------------------
 
@@ -413,50 +306,3 @@ def test_validation_names_the_problem_and_the_fix(problem, tmp_path):
     assert not (tmp_path / "model.onnx.card.json").exists()
 
 
-# --- the MLPerf reference ResNet8 in foreign forms: exact FP32, quantized within a few points ----------------
-
-
-needs_mlperf = pytest.mark.skipif(not MLPERF_H5.is_file(), reason=f"MLPerf ResNet8 weights not found at {MLPERF_H5}")
-MLPERF_CORRECT = 895  # of 1,017: the Keras reference, reproduced by our port
-MLPERF_FORMS = {
-    "nhwc-opset17": (NHWC, {"nhwc": True, "opset": 17}, RAW),
-    "fixed-batch-1": (lambda m: m, {"dynamic": False}, RAW),
-    "baked-normalization": (BakedNormalization, {}, RAW),
-    "expects-normalized-opset11": (ExpectsNormalized, {"opset": 11}, NORMALIZED),
-}
-QUANT_CONFIGS = ("ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qdq_per_tensor")
-
-
-@pytest.fixture(scope="module")
-def mlperf(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QUANT_EXPLORER_ARTIFACTS", str(tmp_path_factory.mktemp("artifacts")))
-        reference = load_model("resnet8-mlperf", MLPERF_H5)
-        test = load_split(SUBSET, "test")
-        calibration = calibration_set(load_split(SUBSET, "train"), 256, 0)
-        yield reference, test, calibration
-
-
-@pytest.mark.shared_data
-@needs_mlperf
-@pytest.mark.parametrize("form", MLPERF_FORMS)
-def test_mlperf_resnet8_in_a_foreign_form_scores_the_same(form, mlperf, tmp_path):
-    """Exactly 895/1,017 in FP32 (ORT); the same predictions from onnx2torch; quantized within 3 points.
-
-    The PyTorch and quantized runs use every other test image, to keep the suite fast on a busy machine.
-    """
-    reference, test, calibration = mlperf
-    wrap, options, preprocessing = MLPERF_FORMS[form]
-    loaded = load_model(export(wrap(reference.module), tmp_path / f"{form}.onnx", **options), None, preprocessing)
-    fp32 = quantize(loaded, get_config("fp32_baseline"), None, tmp_path / "fp32")
-    metrics, preds = evaluate(fp32.runner, test, preprocessing)
-    assert metrics["correct"] == MLPERF_CORRECT
-    half = test.subset(range(0, len(test), 2))
-    baseline = (preds[::2] == half.labels.numpy()).mean()
-    torch_preds = evaluate(torch_runner(loaded.module), half, preprocessing)[1]
-    assert np.array_equal(torch_preds, preds[::2])
-    for name in QUANT_CONFIGS:
-        quantized = quantize(loaded, get_config(name), Calibration(calibration, preprocessing, 0), tmp_path / name)
-        accuracy = evaluate(quantized.runner, half, preprocessing)[0]["accuracy"]
-        assert abs(accuracy - baseline) <= 0.03, f"{name}: {accuracy:.4f} vs FP32 {baseline:.4f}"
-        assert quantized.checks["zero_point_exact_zero"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
 import pytest
+from typer.testing import CliRunner
 
 from quant_explorer.analysis import calibration_size
 from quant_explorer.configs import get_config
@@ -12,7 +11,6 @@ from quant_explorer.report import build, find_chromium
 from quant_explorer.results import load_results, save_entries
 
 from .conftest import TINY_CONFIGS
-
 
 TINY_SHA = "0" * 64  # the random tiny ResNet8's weights hash (test_analysis.random_resnet8)
 

@@ -88,6 +88,16 @@ def test_ties_are_decided_by_intervals_and_the_pick_is_the_fastest_tied_config()
     assert rows["ort_u8_minmax_qdq_per_channel"]["accuracy_std"] == pytest.approx(np.std([378, 377, 376], ddof=1) / N)
 
 
+def test_a_tied_config_whose_shipped_runtime_loses_detectably_is_not_picked():
+    rows = dict(model_rows())
+    fastest = next(k for k, r in rows.items() if r["config_name"] == "ort_u8_minmax_qoperator_per_channel"
+                   and r["calibration"]["calibration_seed"] == 0)
+    rows[fastest]["bench"]["as_run_vs_reference"] = {"delta_pp": -8.0, "mcnemar_p": 1e-9, "loses_detectably": True}
+    choice = load_view(results(*rows.items())).choices["m"]
+    assert choice["pick"] == "ort_u8_minmax_qdq_per_channel"  # tied, slower, but it runs as its recipe scores
+    assert "not picked: ort_u8_minmax_qoperator_per_channel" in choice["rule"]
+
+
 def test_without_speed_the_smallest_tied_config_is_picked_and_the_rule_says_so():
     view = load_view(results(*model_rows(bench=False)))
     assert view.choices["m"]["pick"] == "ort_u8_minmax_qoperator_per_channel"  # 90 bytes < 120

@@ -10,11 +10,10 @@ import time
 import pytest
 
 from quant_explorer.configs import get_config
-from quant_explorer.data import load_split
+from quant_explorer.data import EvalData, load_split
+from quant_explorer.experiment import make_calibration, run_config
 from quant_explorer.models import load_model
 from quant_explorer.results import decode_classes, load_labels, load_results
-from quant_explorer.data import EvalData
-from quant_explorer.experiment import make_calibration, run_config
 from quant_explorer.sweep import run_sweep
 
 from .conftest import MLPERF_H5, SUBSET

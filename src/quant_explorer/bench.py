@@ -37,6 +37,7 @@ from .evaluate import Runner, evaluate
 from .experiment import FP32, is_finished, make_calibration, row_key, workdir_for
 from .models import LoadedModel
 from .results import load_results, locked, write_json_atomic
+from .stats import ALPHA, mcnemar
 from .sweep import run_sweep
 
 SCHEMA_VERSION = 1
@@ -70,6 +71,7 @@ class Target:
     timed: bool = True
     artifact: Path | None = None  # what building it writes (a compiled package): its size is recorded
     runner: Runner | None = None
+    correct: np.ndarray | None = None  # per test image, as this runtime ran it: paired against the reference
     error: str | None = None
     metrics: dict = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
@@ -129,15 +131,16 @@ def _build(target: Target, data: EvalData, model: LoadedModel, log: Callable[[st
     started = time.perf_counter()
     try:
         target.runner = target.build()
-        metrics, _ = evaluate(target.runner, data.test, model.preprocessing)
+        metrics, preds = evaluate(target.runner, data.test, model.preprocessing)
     except Exception as e:  # a runtime that cannot run this model is a finding, not a crash
         target.error, target.runner = one_line(e), None
         log(f"  {target.config.name} [{target.runtime}]: {target.error}")
         return
+    target.correct = preds == data.test.labels.numpy()
     target.metrics = {"accuracy": metrics["accuracy"], "correct": metrics["correct"], "n_images": metrics["n_images"],
                       "build_and_eval_seconds": round(time.perf_counter() - started, 2)}
     if target.artifact is not None:
-        target.metrics["artifact_bytes"] = target.artifact.stat().st_size
+        target.metrics.update(artifact=str(target.artifact), artifact_bytes=target.artifact.stat().st_size)
 
 
 def _timed(runner: Runner, x: torch.Tensor, n: int) -> list[float]:
@@ -186,6 +189,16 @@ def _numbers(t: Target, batch: int) -> dict:
             "latency_runs": len(t.latencies), "batch_runs": len(t.batch_times)}
 
 
+def as_run_vs_reference(head: Target, reference: Target) -> dict:
+    """The shipped runtime against the recipe's float reference on the same images: a loss the kernels add (u8s8
+    saturation without VNNI...) shows as a detectable difference (exact McNemar), not as a guess from two accuracies."""
+    test = mcnemar(reference.correct, head.correct)
+    return {"delta_pp": round(100 * float(head.correct.mean() - reference.correct.mean()), 4),
+            "reference_right_as_run_wrong": test["fp32_right_quantized_wrong"],
+            "reference_wrong_as_run_right": test["fp32_wrong_quantized_right"], "mcnemar_p": test["mcnemar_p"],
+            "loses_detectably": bool(test["mcnemar_p"] < ALPHA and head.correct.sum() < reference.correct.sum())}
+
+
 def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], settings: BenchSettings,
               n_eval_images: int) -> dict[str, dict]:
     """config name -> its bench entry: per-runtime numbers and ratios, and the headline runtime's flat."""
@@ -224,6 +237,9 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
         if reference and "accuracy" in runtimes.get(reference, {}):
             entry["reference_runtime"] = reference
             entry["reference_accuracy"] = runtimes[reference]["accuracy"]
+            scored = {t.runtime: t for t in targets if t.config.name == name and t.correct is not None}
+            if headline in scored and headline != reference:
+                entry["as_run_vs_reference"] = as_run_vs_reference(scored[headline], scored[reference])
         entry["artifact"] = str(model.path)
         entry["runtimes"] = entry.pop("runtimes")  # after the headline fields, for reading
     return by_config
@@ -284,7 +300,8 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
 
 
 def table_rows(document: dict) -> list[list[str]]:
-    """One printable row per config and timed runtime: latency, throughput, speed-up, size, accuracy."""
+    """One printable row per config and timed runtime: latency, throughput, speed-up, size on disk of what that
+    runtime loads (a compiled package, else the model file), accuracy."""
     def pct(v):
         return f"{100 * v:.2f}%" if v is not None else ""
 
@@ -293,10 +310,11 @@ def table_rows(document: dict) -> list[list[str]]:
         if "runtimes" not in entry:
             rows.append([entry["config_name"], "", "", "", "", "", "", entry.get("not_applicable") or entry.get("error", ""), ""])
             continue
-        size = f"{entry['size_bytes'] / 1024:.0f}" if entry.get("size_bytes") else ""
         for runtime, r in entry["runtimes"].items():
             if "latency_ms_b1_median" not in r and "error" not in r:
                 continue  # accuracy-only references show in the reference column
+            shipped = r.get("artifact_bytes") or entry.get("size_bytes")  # a compiled package, else the model file
+            size = f"{shipped / 1024:.0f}" if shipped else ""
             if "error" in r:
                 rows.append([entry["config_name"], runtime, "", "", "", "", size, r["error"][:60], ""])
                 continue

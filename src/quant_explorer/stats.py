@@ -23,6 +23,7 @@ from scipy.stats import binomtest
 
 RESAMPLES = 2000
 RNG_SEED = 20261201
+ALPHA = 0.05  # every test and interval here is at 95%
 FULL_CIFAR10_TEST = 10_000
 
 

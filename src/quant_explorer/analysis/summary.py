@@ -136,6 +136,8 @@ def _pool(members: list[dict], labels: np.ndarray | None, fp32: np.ndarray | Non
                                        for c in members[0]["per_class_accuracy"]}})
     for m in benched:
         row.update({k: v for k, v in _speed(m).items() if k not in row})
+        if "bench" in m:  # how it ran there (runtime, accuracy as run), whichever seed was benched
+            row.setdefault("bench", m["bench"])
     matrix = None
     if labels is not None and all("predictions" in m for m in members):
         matrix = correct([decode_classes(m["predictions"]) for m in members], labels)
@@ -254,15 +256,21 @@ def choose(view: View, model: str) -> dict:
         r["vs_best"] = d
         if r is best or (d is not None and not excludes_zero(d["ci95_pp"])):
             tied.append(r)
-    timed = [r for r in tied if isinstance(r.get("throughput_b256"), (int, float))]
+    # A config whose shipped runtime loses detectably against its own float reference (the kernels, not the
+    # recipe: u8s8 saturation without VNNI) is not shipped on the strength of the reference's accuracy.
+    shipped_loses = [r for r in tied if r.get("bench", {}).get("as_run_vs_reference", {}).get("loses_detectably")]
+    timed = [r for r in tied if isinstance(r.get("throughput_b256"), (int, float)) and r not in shipped_loses]
     if timed:
         pick = max(timed, key=lambda r: (r["throughput_b256"], -r.get("latency_ms_b1_median", 0), -r["size_bytes"]))
         speed = f", {pick['speedup_vs_fp32_b256']:.2f}x FP32" if pick.get("speedup_vs_fp32_b256") else ""
         rule = (f"{len(tied)} of {len(rows)} configs tie with the best on accuracy (their 95% interval against "
                 f"{best['config_name']} includes 0); of those {pick['config_name']} is fastest at batch 256 "
                 f"({pick['throughput_b256']:,.0f} images/s in {pick.get('bench', {}).get('runtime', 'its runtime')}{speed})")
-        if len(timed) < len(tied):
-            rule += f"; {len(tied) - len(timed)} tied configs have no speed measured"
+        if shipped_loses:
+            rule += (f"; not picked: {', '.join(r['config_name'] for r in shipped_loses)}, whose shipped runtime loses "
+                     "detectably against the recipe's float reference (exact McNemar, p < 0.05)")
+        if len(timed) + len(shipped_loses) < len(tied):
+            rule += f"; {len(tied) - len(timed) - len(shipped_loses)} tied configs have no speed measured"
     else:
         pick = min(tied, key=lambda r: (r["size_bytes"], -r["accuracy"]))
         rule = (f"{len(tied)} of {len(rows)} configs tie with the best on accuracy; none has a speed measured "
