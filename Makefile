@@ -30,5 +30,8 @@ run: install
 test: install
 	$(PY) -m pytest -q
 
+# Every shipped model's speed in each runtime it ships in (AOTInductor packages for PT2E), then the whole
+# comparison on resnet8-mlperf: paired targets, dispatched kernel paths and fractions of peak (bench.json).
 bench: install
+	for m in $(SHIPPED); do $(QE) bench --model $$m --runs 100 || exit 1; done
 	$(PY) benchmarks/bench_configs.py
