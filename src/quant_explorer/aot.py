@@ -23,10 +23,8 @@ import torch
 from torch import nn
 
 from .files import atomic_path
-from .runtimes import pad_uint8_in_aten, per_channel_weight_dequantize
+from .runtimes import DYNAMIC_BATCH, EXAMPLE, pad_uint8_in_aten, per_channel_weight_dequantize
 
-EXAMPLE = torch.zeros(2, 3, 32, 32)  # export would specialise a batch of 1 to the constant 1
-DYNAMIC_BATCH = ({0: torch.export.Dim("batch")},)
 PROXY_CALL = "proxy_executor_call_function"  # an op with no C shim, run through the proxy executor
 INDUCTOR_CONFIGS = {"freezing": True, "aot_inductor.enable_line_tables": False}  # a copy per call: it adds its keys
 SHIM_CALL = re.compile(r"aoti_torch_cpu_(\w+?)\(")

@@ -20,6 +20,8 @@ from .errors import UserError
 
 ONNX_OPSET = 18
 INPUT_NAME = "input"
+EXAMPLE = torch.zeros(2, 3, 32, 32)  # what every export traces: at batch 1 it would specialise the batch to 1
+DYNAMIC_BATCH = ({0: torch.export.Dim("batch")},)  # so every exported model runs at any batch size
 
 
 @dataclass(frozen=True)
@@ -175,8 +177,7 @@ def export_onnx(module: nn.Module, path: Path, opset: int = ONNX_OPSET) -> Path:
     from .files import atomic_path
 
     with atomic_path(path, ".onnx") as tmp:
-        example = torch.zeros(2, 3, 32, 32)
-        torch.onnx.export(module.eval(), (example,), str(tmp), input_names=[INPUT_NAME], output_names=["logits"],
+        torch.onnx.export(module.eval(), (EXAMPLE,), str(tmp), input_names=[INPUT_NAME], output_names=["logits"],
                           opset_version=opset, dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True,
                           external_data=False, verbose=False)
         model = onnx.load(str(tmp))

@@ -23,7 +23,7 @@ from ..configs import REFERENCE
 from ..errors import UserError, first_line
 from ..identity import cpu_class, environment_id, legacy_identity, versions
 from ..results import decode_classes, load_labels
-from ..stats import correct, excludes_zero, paired_delta, resolution
+from ..stats import ALPHA, correct, excludes_zero, paired_delta, resolution
 
 SPEED_PREFIXES = ("latency_ms_", "throughput_")
 PER_SEED_FIELDS = ("accuracy", "correct", "changed_predictions", "fp32_right_quantized_wrong",
@@ -258,8 +258,10 @@ def choose(view: View, model: str) -> dict:
             tied.append(r)
     # A config whose shipped runtime loses detectably against its own float reference (the kernels, not the
     # recipe: u8s8 saturation without VNNI) is not shipped on the strength of the reference's accuracy.
-    shipped_loses = [r for r in tied if r.get("bench", {}).get("as_run_vs_reference", {}).get("loses_detectably")]
-    timed = [r for r in tied if isinstance(r.get("throughput_b256"), (int, float)) and r not in shipped_loses]
+    shipped_loses = [r["config_name"] for r in tied
+                     if r.get("bench", {}).get("as_run_vs_reference", {}).get("loses_detectably")]
+    timed = [r for r in tied if isinstance(r.get("throughput_b256"), (int, float))
+             and r["config_name"] not in shipped_loses]
     if timed:
         pick = max(timed, key=lambda r: (r["throughput_b256"], -r.get("latency_ms_b1_median", 0), -r["size_bytes"]))
         speed = f", {pick['speedup_vs_fp32_b256']:.2f}x FP32" if pick.get("speedup_vs_fp32_b256") else ""
@@ -267,8 +269,8 @@ def choose(view: View, model: str) -> dict:
                 f"{best['config_name']} includes 0); of those {pick['config_name']} is fastest at batch 256 "
                 f"({pick['throughput_b256']:,.0f} images/s in {pick.get('bench', {}).get('runtime', 'its runtime')}{speed})")
         if shipped_loses:
-            rule += (f"; not picked: {', '.join(r['config_name'] for r in shipped_loses)}, whose shipped runtime loses "
-                     "detectably against the recipe's float reference (exact McNemar, p < 0.05)")
+            rule += (f"; not picked: {', '.join(shipped_loses)}, whose shipped runtime loses detectably against the "
+                     f"recipe's float reference (exact McNemar, p < {ALPHA})")
         if len(timed) + len(shipped_loses) < len(tied):
             rule += f"; {len(tied) - len(timed) - len(shipped_loses)} tied configs have no speed measured"
     else:

@@ -23,11 +23,9 @@ from ..evaluate import Runner
 from ..files import atomic_path
 from ..models import LoadedModel
 from ..aot import aot_runner, compile_package
-from ..runtimes import AOTINDUCTOR, INDUCTOR, TORCH, inductor_runner, torch_runner
+from ..runtimes import AOTINDUCTOR, DYNAMIC_BATCH, EXAMPLE, INDUCTOR, TORCH, inductor_runner, torch_runner
 from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
-EXAMPLE = torch.zeros(2, 3, 32, 32)
-DYNAMIC_BATCH = ({0: torch.export.Dim("batch")},)  # the quantized model runs at any batch size
 EPS = 2 ** -12  # the floor X86InductorQuantizer's own default config puts under every scale
 QDQ_OPS = ("quantize_per_tensor", "dequantize_per_tensor", "quantize_per_channel", "dequantize_per_channel")
 
