@@ -6,7 +6,7 @@ SHARED ?= ../shared
 export QUANT_EXPLORER_DATA ?= $(abspath $(SHARED)/data/cifar10-subset)
 export QUANT_EXPLORER_MLPERF_WEIGHTS ?= $(abspath $(SHARED)/models/mlperf-tiny-resnet8/pretrainedResnet.h5)
 
-.PHONY: install run test bench
+.PHONY: install run test bench classes
 
 install: $(VENV)/.installed
 
@@ -18,13 +18,24 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 SHIPPED := resnet8 resnet8-mlperf cifar_cnn
+# The lower CPU classes this CPU can emulate (oneDNN's dispatcher cap): `make classes` sweeps each.
+ISAS ?= $(shell $(QE) cpu --emulable 2>/dev/null)
 
-# The default sweep (5 calibration seeds per static config), the report's studies, each shipped model's speed
-# (the pick is the fastest of the configs tied on accuracy), then pareto.md and the report.
+# A first answer in minutes (one calibration draw per config, then pareto.md and the report), then the whole job:
+# every seed (the first reused), the report's studies, each shipped model's speed (the pick is the fastest of the
+# confidence set for the best), and pareto.md and the report again.
 run: install
+	$(QE) sweep --seeds 1
+	$(QE) report
 	$(QE) sweep
 	$(QE) analyze
 	for m in $(SHIPPED); do $(QE) bench --model $$m --runs 100 || exit 1; done
+	$(QE) report
+
+# The default sweep on each lower CPU class (emulated: PT2E and FP32 run there; ONNX Runtime's and the eager
+# engine's kernels cannot be capped, so their rows say "not measured"), then the report with its CPU-class matrix.
+classes: install
+	for isa in $(ISAS); do $(QE) sweep --isa $$isa || exit 1; done
 	$(QE) report
 
 test: install

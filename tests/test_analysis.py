@@ -67,11 +67,11 @@ def test_confusion_comparison_names_the_losing_class_and_where_it_went():
     fp32 = np.eye(10, dtype=int) * 10
     quant = fp32.copy()
     quant[3, 3], quant[3, 5], quant[3, 2] = 5, 4, 1  # cat: 4 more called dog, 1 more bird
-    stats = {"cat": {"delta_pp": -50.0, "ci95_pp": [-80.0, -20.0], "losing": True},
-             "dog": {"delta_pp": -1.0, "ci95_pp": [-3.0, 1.0], "losing": False}}
+    stats = {"cat": {"delta_pp": -50.0, "ci_pp": [-80.0, -20.0], "losing": True},
+             "dog": {"delta_pp": -1.0, "ci_pp": [-3.0, 1.0], "losing": False}}
     c = confusion_comparison(cm_row("q", quant), cm_row("fp32_baseline", fp32), stats)
     assert c["difference"][3][5] == 4 and np.array(c["difference"]).sum() == 0
-    assert c["most_lost"] == [{"class": "cat", "delta_pp": -50.0, "ci95_pp": [-80.0, -20.0], "lost_images": 5,
+    assert c["most_lost"] == [{"class": "cat", "delta_pp": -50.0, "ci_pp": [-80.0, -20.0], "lost_images": 5,
                                "of_images": 10, "mostly_to": "dog", "mostly_to_images": 4}]  # dog: within noise
 
 
@@ -116,7 +116,7 @@ def test_pairs_from_a_real_sweep_differ_in_exactly_one_field(tiny_run):
         a, b = by_name[p["reference_config"]]["config"], by_name[p["config"]]["config"]
         assert [k for k in a if a[k] != b[k] and k not in ("name", "description", "default")] == [p["field"]]
         assert p["delta_pp"] == pytest.approx(100 * (by_name[p["config"]]["accuracy"] - p["reference_accuracy"]))
-        assert p["ci95_pp"][0] <= p["delta_pp"] <= p["ci95_pp"][1] and p["verdict"]
+        assert p["ci_pp"][0] <= p["delta_pp"] <= p["ci_pp"][1] and p["verdict"] and "p_adjusted" in p
     assert {t["field"] for t in comparisons(view)} == {"granularity", "reduce_range", "activation_dtype", "format"}
 
 

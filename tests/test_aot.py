@@ -52,7 +52,7 @@ def pt2e_tiny(images):
 
 @pytest.mark.slow
 def test_pt2e_package_runs_the_inductor_runners_int8_kernels_with_its_outputs(pt2e_tiny, images, tmp_path):
-    path = compile_package(pt2e_tiny, tmp_path / "tiny.pt2")
+    path = compile_package(pt2e_tiny, tmp_path / "tiny.pt2", images[:2])
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt2"]  # written atomically: no temporary left
     info = package_info(path)
     assert info["shim_calls"] == {"_qconv_pointwise_tensor": 2, "_qlinear_pointwise_tensor": 1}  # oneDNN int8, no float conv
@@ -72,7 +72,7 @@ def test_pt2e_package_runs_the_inductor_runners_int8_kernels_with_its_outputs(pt
 @pytest.mark.slow
 def test_fp32_package_runs_onednn_convolutions_and_matches_eager(images, tmp_path):
     module = Tiny().eval()
-    path = compile_package(module, tmp_path / "fp32.pt2")
+    path = compile_package(module, tmp_path / "fp32.pt2", images[:2])
     calls = package_info(path)["shim_calls"]
     assert calls.get("mkldnn__convolution_pointwise") == 2 and "convolution" not in calls  # packed, under no_grad
     with torch.no_grad():

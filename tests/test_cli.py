@@ -51,11 +51,58 @@ def test_a_command_that_exits_non_zero_makes_the_process_exit_non_zero(monkeypat
         cli.app.registered_commands.pop()
 
 
+HEAVY = ("torch", "onnxruntime", "onnx", "matplotlib", "scipy")
+
+
+def test_listings_and_help_import_no_torch():
+    """`models`, `configs` and every --help answer at once: none of them imports torch, ONNX Runtime, onnx,
+    matplotlib or scipy (those cost seconds), here or through the package's modules."""
+    from quant_explorer.cli import app
+
+    commands = [["models"], ["configs"], ["configs", "--all"], ["--help"], ["--version"]]
+    commands += [[c.name or c.callback.__name__, "--help"] for c in app.registered_commands]
+    commands += [["data", "info", "--help"]]
+    script = ("import sys, json\nfrom typer.testing import CliRunner\nfrom quant_explorer.cli import app\n"
+              f"for args in {commands!r}:\n    sys.argv = ['quant-explorer', *args]\n"
+              "    result = CliRunner().invoke(app, args)\n"
+              "    assert result.exit_code == 0, (args, result.output)\n"
+              f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+def test_version_and_flags_without_a_value_type():
+    from importlib.metadata import version
+
+    assert run("--version").stdout.strip() == f"quant-explorer {version('quant-explorer')}"
+    assert "<bool>" not in run("summary", "--help", env={"COLUMNS": "100"}).stdout
+
+
 def test_config_names_are_never_cut_in_an_80_column_terminal():
     from quant_explorer.configs import CONFIGS
 
     out = run("configs", "--all", env={"COLUMNS": "80"}).stdout
     assert all(name in out for name in CONFIGS) and "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80  # two lines a config, not a 133-column table
+
+
+def test_summary_and_compare_fit_80_columns_without_cutting_a_name(tiny_run):
+    from .conftest import TINY_CONFIGS
+
+    env = {"COLUMNS": "80", "QUANT_EXPLORER_ARTIFACTS": str(tiny_run["results"].parent.parent)}
+    summary = run("summary", env=env)
+    assert summary.returncode == 0, summary.stderr
+    assert all(name in summary.stdout for name in TINY_CONFIGS) and "…" not in summary.stdout
+    assert max(len(line) for line in summary.stdout.splitlines()) <= 80
+    compare = run("compare", env=env)
+    assert compare.returncode in (0, 2), compare.stderr  # 2: the tiny configs may pair in no field
+    assert "…" not in compare.stdout and max(map(len, compare.stdout.splitlines() or [""])) <= 80
+    document = json.loads(run("summary", "--json", env=env).stdout)
+    answer = document["answer"]["resnet8"]
+    assert list(document)[0] == "answer" and answer["pick"] == document["models"]["resnet8"]["pick"]
+    assert {"rule", "set_aside", "artifact", "reproduce", "delta_pp_ci"} <= answer.keys()
+    assert not answer["artifact"].startswith("/")
 
 
 def test_an_empty_artifacts_variable_means_the_default_not_the_working_directory(tiny, tmp_path):
@@ -64,3 +111,10 @@ def test_an_empty_artifacts_variable_means_the_default_not_the_working_directory
                  env={"QUANT_EXPLORER_ARTIFACTS": ""}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "artifacts" / "results" / "full_results.json").is_file() and not (tmp_path / "results").exists()
+    # What quantize tells a person: both accuracies with their runtimes, the delta with its interval, size, the
+    # saved model (relative to here) and the command's time; no third-party warnings.
+    out = " ".join(result.stdout.split())
+    for said in ("FP32 ", "quantized ", "Δ vs FP32 ", "95% interval", "size ", "KiB", "saved artifacts/models/resnet8-",
+                 "took "):
+        assert said in out, result.stdout
+    assert "Warning" not in result.stderr and "W1" not in result.stderr, result.stderr

@@ -1,9 +1,13 @@
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
 from quant_explorer.data import (
     CIFAR10_CLASSES,
+    EvalData,
     calibration_indices,
     calibration_set,
     detect_layout,
@@ -103,5 +107,59 @@ def test_non_rgb_images_are_converted_with_one_warning_on_stderr_and_json_stdout
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("{") and json.loads(result.stdout)["test"]["n_images"] == 2001  # JSON only
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: 4 of 2001 images under {root / 'test'} were not RGB (greyscale, palette or RGBA) "
-                        "and were converted to RGB"]
+    assert warnings == [f"warning: 4 of 2001 images under {root / 'test'} were not 8-bit RGB (greyscale, palette, "
+                        "16-bit, CMYK or opaque RGBA) and were converted to RGB as a viewer shows them"]
+
+
+def test_the_cache_is_keyed_by_content_not_by_name_size_and_mtime(image_folder_dir):
+    from PIL import Image
+
+    cats = sorted((image_folder_dir / "test" / "cat").iterdir())
+    for path in cats[:2]:  # stored, not compressed: any 32x32 RGB image has the same size
+        Image.open(path).save(path, compress_level=0)
+    first = load_split(image_folder_dir, "test")
+    victim, other = cats
+    stat = victim.stat()
+    victim.write_bytes(other.read_bytes())  # another image, same name and size, its mtime restored
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = load_split(image_folder_dir, "test")
+    assert not torch.equal(again.images, first.images)
+    assert torch.equal(again.images, load_split(image_folder_dir, "test").images)
+
+
+def test_sixteen_bit_images_are_scaled_as_a_viewer_shows_them(image_folder_dir):
+    from PIL import Image
+
+    grey = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 64)  # 0..65472
+    path = sorted((image_folder_dir / "test" / "cat").iterdir())[0]
+    Image.fromarray(grey).save(path)
+    assert Image.open(path).mode.startswith("I")
+    split = load_split(image_folder_dir, "test")
+    decoded = split.images[int((split.labels < 3).sum())]  # the first cat: folders in class order, files sorted
+    expected = torch.from_numpy(((grey.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8))
+    assert torch.equal(decoded, expected.expand(3, 32, 32))
+
+
+def test_test_images_in_the_training_split_and_files_that_are_not_images_are_counted(image_folder_dir, capsys):
+    from PIL import Image
+
+    for i, path in enumerate(sorted((image_folder_dir / "test" / "cat").iterdir())[:2]):
+        shutil.copy(path, image_folder_dir / "train" / "cat" / f"leak{i}.png")
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(image_folder_dir / "train" / "dog" / "extra.bmp")
+    (image_folder_dir / "train" / "dog" / "notes.txt").write_text("x")
+    (image_folder_dir / "train" / "README").write_text("x")
+    data = EvalData.load(image_folder_dir)
+    assert len(data.train) == 53  # 50, two copies, the .bmp
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: 2 files under {image_folder_dir / 'train'} are not images and were skipped (e.g. README); images "
+        "are .bmp/.gif/.jpeg/.jpg/.png/.ppm/.tif/.tiff/.webp",
+        f"warning: 2 of the 20 test images are also in the training split of {image_folder_dir} (pixel for pixel): "
+        "calibration samples may contain test images"]
+
+
+def test_an_impossible_draw_names_the_class_and_the_seed():
+    labels = torch.tensor([c for c in range(10) for _ in range(5 if c != 3 else 4)])
+    calibration_indices(labels, 43, seed=0, classes=CIFAR10_CLASSES)
+    with pytest.raises(UserError, match=r"--calibration-n 43 with seed 1 needs 5 images of cat, the training split "
+                                        r"has 4: use --calibration-n 40 or less"):
+        calibration_indices(labels, 43, seed=1, classes=CIFAR10_CLASSES)

@@ -155,3 +155,52 @@ def test_ray_without_an_address_ignores_a_cluster_already_running_here(local_row
             address_file.unlink(missing_ok=True)
         else:
             address_file.write_bytes(address_before)
+
+
+# A driver with two pool workers, each stuck in a task: it writes their pids and the resource tracker's, then waits.
+DRIVER = """
+import multiprocessing.resource_tracker as tracker, os, sys, time
+from quant_explorer.executors import ProcessExecutor
+
+def stuck(task, shared):
+    open(os.path.join(shared, f"worker-{os.getpid()}"), "w").close()
+    time.sleep(300)
+
+if __name__ == "__main__":
+    tracker.ensure_running()
+    open(os.path.join(sys.argv[1], f"tracker-{tracker._resource_tracker._pid}"), "w").close()
+    list(ProcessExecutor(2).map_unordered(stuck, [0, 1], sys.argv[1]))
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its new parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_pool_workers_and_the_resource_tracker_die_with_a_sigkilled_driver(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("worker-*"))) < 2 and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("*-*")]
+    assert len(pids) == 3, "the driver did not start both workers"
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 20
+    while not all(map(_gone, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in pids if not _gone(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "processes outlived their driver"

@@ -7,6 +7,7 @@ that only saves time), no temporary file left, and the results written before it
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -50,7 +51,7 @@ def test_a_full_disk_under_the_models_is_one_line_and_leaves_no_temporary_file(t
         assert result.returncode == 2, result.stderr
         [line] = result.stderr.splitlines()
         assert line.startswith("error: FP32 evaluation of resnet8 failed: UserError: cannot write to ")
-        assert "fp32.onnx (No space left on device); free some space there" in line and "Traceback" not in result.stderr
+        assert re.search(r"fp32-[0-9a-f]{12}\.onnx \(No space left on device\); free some space there", line) and "Traceback" not in result.stderr
         assert temporary_files(artifacts) == []
 
 
@@ -89,3 +90,21 @@ def test_a_read_only_cache_costs_a_warning_not_the_run(tmp_path, tiny):
         [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
         assert "decoded images not cached: cannot write to " in warning and "Read-only file system" in warning
         assert '"n_images": 20' in result.stdout
+
+
+def test_temporary_files_of_killed_runs_are_removed_at_the_next_start_and_live_writers_keep_theirs(isolated_dirs, tiny):
+    from quant_explorer.experiment import prepare
+    from quant_explorer.files import HOST, atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = isolated_dirs / "artifacts" / "models" / "resnet8-0123" / "ort_u8" / "n20-s0"
+    folder.mkdir(parents=True)
+    killed = folder / f".model.k3x9.tmp-{HOST}-{int(dead.stdout)}.onnx"  # as a run SIGKILLed mid-write leaves it
+    killed.write_bytes(b"half a model")
+    other_host = folder / f".model.a1b2.tmp-00000000-{int(dead.stdout)}.onnx"  # another machine's, on a shared disk
+    other_host.write_bytes(b"")
+    with atomic_path(folder / "model.onnx") as live:  # this process is writing it right now
+        live.write_bytes(b"being written")
+        prepare(tiny / "data", [])
+        assert live.exists()
+    assert not killed.exists() and other_host.exists() and (folder / "model.onnx").read_bytes() == b"being written"

@@ -50,16 +50,19 @@ class Inputs:
     folders: Path  # tiny image-folder data set: 50 train, 20 test images
     cifar: Path  # the CIFAR-10 python batches of the same size, intact
     cifar_md5: dict[str, str]
-    onnx: dict[str, Path]  # "classifier" (valid), "empty", "truncated", "five-classes", "mnist-input"
+    onnx: dict[str, Path]  # "classifier" (valid), "empty", "truncated", "five-classes", "mnist-input", "nan"
+    weights: dict[str, Path]  # "garbage" (not a checkpoint), "keras" (an HDF5 file, as the MLPerf .h5 starts)
 
 
-def _onnx_classifier(path: Path, input_shape=("N", 3, 32, 32), classes: int = 10) -> Path:
-    """A Flatten + Gemm graph, as an exporter writes one: [N, 3, 32, 32] -> [N, 10] unless told otherwise."""
+def _onnx_classifier(path: Path, input_shape=("N", 3, 32, 32), classes: int = 10, nan: bool = False) -> Path:
+    """A Flatten + Gemm graph, as an exporter writes one: [N, 3, 32, 32] -> [N, 10] unless told otherwise (`nan`:
+    one weight NaN, as a diverged training run leaves it)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     features = int(np.prod(input_shape[1:]))
     weight = np.random.default_rng(0).normal(0, 0.01, (features, classes)).astype(np.float32)
+    weight[0, 0] = np.nan if nan else weight[0, 0]
     nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gemm", ["flat", "w"], ["logits"])]
     image = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))
     logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])
@@ -83,8 +86,13 @@ def inputs(tmp_path_factory) -> Inputs:
     (onnx_dir / "truncated.onnx").write_bytes(data[:len(data) // 2])
     onnx_files = {"classifier": valid, "empty": onnx_dir / "empty.onnx", "truncated": onnx_dir / "truncated.onnx",
                   "five-classes": _onnx_classifier(onnx_dir / "five-classes.onnx", classes=5),
-                  "mnist-input": _onnx_classifier(onnx_dir / "mnist-input.onnx", input_shape=("N", 1, 28, 28))}
-    return Inputs(root, write_image_folder(root / "folders"), root / "cifar", md5, onnx_files)
+                  "mnist-input": _onnx_classifier(onnx_dir / "mnist-input.onnx", input_shape=("N", 1, 28, 28)),
+                  "nan": _onnx_classifier(onnx_dir / "nan.onnx", nan=True)}
+    weights = {"garbage": root / "weights" / "garbage.pt", "keras": root / "weights" / "pretrainedResnet.h5"}
+    weights["garbage"].parent.mkdir()
+    weights["garbage"].write_bytes(b"these are not weights\n" * 10)
+    weights["keras"].write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    return Inputs(root, write_image_folder(root / "folders"), root / "cifar", md5, onnx_files, weights)
 
 
 def _damaged_cifar(w: Inputs, tmp: Path, name: str, how: str) -> Path:
@@ -105,6 +113,10 @@ def _damaged_cifar(w: Inputs, tmp: Path, name: str, how: str) -> Path:
 # --- the artifacts directory every case must leave untouched --------------------------------------------------
 
 
+SCORED_ROW = {"model": "resnet8", "config_name": "fp32_baseline", "accuracy": 0.85, "n_images": 20,
+              "confusion_matrix": [[2]], "per_class_accuracy": {"airplane": 1.0}}
+
+
 def _document(key: str, entry: dict) -> str:
     return json.dumps({"schema_version": SCHEMA_VERSION, "entries": {key: entry}}, indent=1) + "\n"
 
@@ -113,8 +125,7 @@ def write_artifacts(root: Path) -> Path:
     """Valid results files with an entry each, as earlier runs leave them."""
     results = root / "results"
     results.mkdir(parents=True)
-    (results / "full_results.json").write_text(_document(
-        "resnet8|fp32_baseline", {"model": "resnet8", "config_name": "fp32_baseline", "accuracy": 0.85}))
+    (results / "full_results.json").write_text(_document("resnet8|fp32_baseline", SCORED_ROW))
     (results / "calibration_size.json").write_text(_document(
         f"resnet8|{STATIC}", {"model": "resnet8", "config_name": STATIC, "sizes": [{"n": 32, "accuracy": [0.8]}]}))
     (results / "layer_sensitivity.json").write_text(_document(
@@ -130,6 +141,19 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def _replace(name: str, content: str) -> Callable[[Path], None]:
     return lambda artifacts: (artifacts / "results" / name).write_text(content)
+
+
+def _results_file_is_a_directory(artifacts: Path) -> None:
+    (artifacts / "results" / "full_results.json").unlink()
+    (artifacts / "results" / "full_results.json").mkdir()
+
+
+def _lock_is_a_directory(artifacts: Path) -> None:
+    (artifacts / "results" / "full_results.json.lock").mkdir()
+
+
+def _results_read_only(artifacts: Path) -> None:
+    (artifacts / "results" / "full_results.json").chmod(0o444)
 
 
 def _results_dir_is_a_file(artifacts: Path) -> None:
@@ -198,6 +222,23 @@ def _folders_with(how: str) -> Callable[[Inputs, Path], list[str]]:
         elif how == "empty":
             for image in (root / "train" / "dog").iterdir():
                 image.unlink()
+        elif how == "dangling-symlink":
+            (root / "test" / "cat" / "gone.png").symlink_to(root / "nowhere.png")
+        elif how == "symlink-loop":
+            (root / "test" / "cat" / "a.png").symlink_to(root / "test" / "cat" / "b.png")
+            (root / "test" / "cat" / "b.png").symlink_to(root / "test" / "cat" / "a.png")
+        elif how == "one-folder-two-classes":
+            shutil.rmtree(root / "test" / "dog")
+            (root / "test" / "dog").symlink_to(root / "test" / "cat")
+        elif how == "image-in-two-classes":
+            shutil.copy(next((root / "train" / "cat").iterdir()), root / "train" / "dog" / "copy.png")
+        elif how == "transparent":
+            from PIL import Image
+            Image.new("RGBA", (32, 32), (255, 0, 0, 128)).save(root / "test" / "cat" / "glass.png")
+        elif how == "cat-short":  # 4 cats in the training split, 5 of every other class
+            next((root / "train" / "cat").iterdir()).unlink()
+            return ["sweep", "--model", "resnet8", "--configs", STATIC, "--calibration-n", "43", "--seeds", "2",
+                    "--data-dir", str(root)]
         return ["data", "info", "--data-dir", str(root)]
     return argv
 
@@ -266,10 +307,11 @@ CASES = [
     Case("onnx-truncated", evaluate_onnx("truncated"),
          ("truncated.onnx is truncated: its ONNX data needs", "copy the file again")),
     Case("onnx-five-classes", evaluate_onnx("five-classes"),
-         ("output 'logits' is [N, 5], expected [N, 10]", "this tool takes 10-class CIFAR-10 classifiers")),
+         ("five-classes.onnx scores 5 classes (output [N, 5]), the evaluation set", "has 10 (airplane, automobile,",
+          "pass data with 5 classes")),
     Case("onnx-mnist-input", evaluate_onnx("mnist-input"),
-         ("input 'x' is [N, 1, 28, 28], expected [N, 3, 32, 32] (NCHW) or [N, 32, 32, 3] (NHWC)",
-          "this tool takes 32x32 RGB CIFAR-10 classifiers")),
+         ("mnist-input.onnx takes images of [1, 28, 28] (channels, height, width)",
+          "has [3, 32, 32]: pass data of the model's input size")),
     # results files: refused, never overwritten
     Case("results-not-json", quantize(), ("full_results.json is not valid JSON", *MOVE_ASIDE),
          setup=_replace("full_results.json", "{not json")),
@@ -306,6 +348,53 @@ CASES = [
     Case("summary-unknown-environment", lambda w, tmp: ["summary", "--environment", "sse9"],
          ("no results for environment 'sse9' and dataset None", "the file has: ")),
     # weights
+    Case("data-dangling-symlink", _folders_with("dangling-symlink"),
+         ("cannot read image ", "gone.png (No such file or directory)", "remove it or replace it by an image")),
+    Case("data-symlink-loop", _folders_with("symlink-loop"), ("a.png (Too many levels of symbolic links)",)),
+    Case("data-one-folder-two-classes", _folders_with("one-folder-two-classes"),
+         ("class folders cat and dog under ", "are the same folder", "each class needs its own images")),
+    Case("data-image-in-two-classes", _folders_with("image-in-two-classes"),
+         ("copy.png are the same image under two classes (cat, dog)", "keep it in the class it belongs to")),
+    Case("data-transparent-image", _folders_with("transparent"),
+         ("glass.png has transparent pixels", "flatten it onto a background")),
+    Case("calibration-draw-of-a-later-seed", _folders_with("cat-short"),
+         ("--calibration-n 43 with seed 1 needs 5 images of cat, the training split has 4",
+          "use --calibration-n 40 or less, or add cat images")),
+    Case("onnx-nan-weights", evaluate_onnx("nan"), ("nan.onnx has NaN or infinite weights (1 in 'w')",
+                                                   "re-export it from a trained checkpoint")),
+    Case("results-entry-not-an-object", quantize(), ("full_results.json is damaged: entry 'k' is a int, not an object",
+                                                    *MOVE_ASIDE),
+         setup=_replace("full_results.json", json.dumps({"schema_version": 2, "entries": {"k": 5}}))),
+    Case("results-datasets-a-list", quantize(), ('is damaged: its "datasets" is a list, not an object', *MOVE_ASIDE),
+         setup=_replace("full_results.json", json.dumps({"schema_version": 2, "datasets": [], "entries": {}}))),
+    Case("results-entry-missing-fields", lambda w, tmp: ["summary"],
+         ("is damaged: entry 'k' lacks n_images, confusion_matrix, per_class_accuracy", *MOVE_ASIDE),
+         setup=_replace("full_results.json", _document("k", {"model": "m", "config_name": "c", "accuracy": 0.5}))),
+    Case("results-duplicated-key", quantize(), ("full_results.json has the key 'k' twice", "keep one and rerun"),
+         setup=_replace("full_results.json", '{"schema_version": 2, "entries": {"k": {"a": 1}, "k": {"a": 2}}}')),
+    Case("results-file-is-a-directory", quantize(), ("full_results.json is a directory", *MOVE_ASIDE),
+         setup=_results_file_is_a_directory),
+    Case("results-file-read-only", quantize(), (*CANNOT_WRITE, "full_results.json (the file is read-only, mode 444)"),
+         setup=_results_read_only),
+    Case("results-lock-is-a-directory", quantize(), ("full_results.json.lock is a directory; remove it (`rmdir ",),
+         setup=_lock_is_a_directory),
+    Case("ray-address-unreachable", sweep("--executor", "ray", "--ray-address", "127.0.0.1:1"),
+         ("cannot reach a Ray cluster at 127.0.0.1:1 (Connection refused)", "start one with `ray start --head`")),
+    Case("weights-garbage", lambda w, tmp: ["evaluate", "--weights", str(w.weights["garbage"]), "--data-dir",
+                                            str(w.folders)],
+         ("garbage.pt is not a PyTorch state_dict that torch.load can read", "torch.save(model.state_dict(), PATH)")),
+    Case("weights-a-directory", lambda w, tmp: ["evaluate", "--weights", str(w.weights["garbage"].parent),
+                                                "--data-dir", str(w.folders)],
+         ("weights is a directory: pass the weights file in it",)),
+    Case("weights-mlperf-h5-given-to-resnet8", lambda w, tmp: ["evaluate", "--model", "resnet8", "--weights",
+                                                               str(w.weights["keras"]), "--data-dir", str(w.folders)],
+         ("pretrainedResnet.h5 is a Keras .h5 file, not PyTorch weights", "is --model resnet8-mlperf --weights ")),
+    Case("train-mlperf-model", lambda w, tmp: ["train", "--model", "resnet8-mlperf", "--train-data", str(w.folders)],
+         ("resnet8-mlperf is not trainable here", "train one of resnet8, cifar_cnn instead")),
+    Case("train-over-shipped-weights", lambda w, tmp: ["train", "--model", "resnet8", "--train-data", str(w.folders),
+                                                       "--data-dir", str(w.folders), "--out",
+                                                       str(PACKAGED_WEIGHTS / "resnet8")],
+         ("holds the weights shipped with quant-explorer: pass --force to replace them",)),
     Case("weights-from-another-model", evaluate("--model", "resnet8", "--weights",
                                                 str(PACKAGED_WEIGHTS / "cifar_cnn" / "fp32_baseline.pt")),
          ("cifar_cnn/fp32_baseline.pt does not fit ResNet8 (", "they are cifar_cnn weights: pass --model cifar_cnn",
@@ -359,3 +448,63 @@ def test_bad_input_gets_one_line_exit_2_and_touches_no_results(case: Case, input
     assert snapshot(artifacts) == before
     assert snapshot(inputs.root) == inputs_before
     assert result.stdout == ""
+
+
+# --- messages that are not errors ------------------------------------------------------------------------------
+
+# The CLI with data loading replaced by a signal arriving right then, as a Ctrl-C while data or models load.
+INTERRUPTED_WHILE_LOADING = """
+import os, signal, sys, time
+from quant_explorer import data
+SIGNAL = int(sys.argv.pop(1))
+def load_split(*args, **kwargs):
+    os.kill(os.getpid(), SIGNAL)
+    time.sleep(30)
+data.load_split = load_split
+from quant_explorer.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])
+def test_an_interrupt_while_loading_prints_the_interrupted_line(inputs, tmp_path, signum, code):
+    artifacts = write_artifacts(tmp_path / "artifacts")
+    before = snapshot(artifacts)
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_LOADING, str(signum), "evaluate", "--data-dir",
+                             str(inputs.folders)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(artifacts)})
+    assert result.returncode == code
+    assert result.stderr.splitlines() == ["interrupted: nothing saved (files are written whole or not at all); rerun "
+                                          "the same command"]
+    assert snapshot(artifacts) == before
+
+
+def test_an_onnx_file_in_a_read_only_folder_costs_one_warning_line(inputs, tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    model = shutil.copy(inputs.onnx["classifier"], folder / "classifier.onnx")
+    prefix = permission_checks_prefix()
+    folder.chmod(0o555)
+    try:
+        result = run_cli(["evaluate", "--model", str(model), "--input-scale", "raw255", "--data-dir",
+                          str(inputs.folders)], {"QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "artifacts")}, prefix)
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"warning: cannot write model card {model}.card.json (Permission denied): "
+                                          "pass --input-scale (and --mean/--std) again next time"]
+
+
+def test_train_writes_under_the_artifacts_directory_never_over_the_shipped_weights(tmp_path):
+    from quant_explorer.models import file_sha256
+
+    data = write_image_folder(tmp_path / "data", n_train=130)  # one batch of 128: one step per epoch
+    shipped = file_sha256(PACKAGED_WEIGHTS / "resnet8" / "fp32_baseline.pt")
+    artifacts = tmp_path / "artifacts"
+    result = run_cli(["train", "--model", "resnet8", "--train-data", str(data), "--data-dir", str(data), "--epochs",
+                      "1"], {"QUANT_EXPLORER_ARTIFACTS": str(artifacts), "QUANT_EXPLORER_CACHE": str(tmp_path / "c")})
+    assert result.returncode == 0, result.stderr
+    written = artifacts / "weights" / "resnet8" / "fp32_baseline.pt"
+    assert written.is_file() and (written.parent / "model_card.json").is_file()
+    assert f"use it with --weights {written}" in " ".join(result.stdout.split())
+    assert file_sha256(PACKAGED_WEIGHTS / "resnet8" / "fp32_baseline.pt") == shipped

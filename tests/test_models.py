@@ -25,7 +25,7 @@ def test_unreadable_or_foreign_weights_are_refused(tmp_path):
     path = tmp_path / "cnn.pt"
     torch.save(get_spec("cifar_cnn").architecture().state_dict(), path)
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(UserError, match="cannot read weights"):
+    with pytest.raises(UserError, match="is not a PyTorch state_dict that torch.load can read"):
         load_model("resnet8", tmp_path / "junk.pt")
     with pytest.raises(UserError, match="not the MLPerf Tiny ResNet8"):
         load_model("resnet8-mlperf", path)

@@ -289,7 +289,7 @@ VALIDATION = {  # problem: (how to make the file, what the one-line error must s
     "keras-h5": (_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100)), "not an ONNX model, it is an HDF5 file"),
     "fails-checker": (lambda path: _helper_model(path, broken=True), "fails the ONNX checker .*re-export"),
     "two-inputs": (_two_inputs, r"has 2 inputs \(x, y\): expected exactly one image input"),
-    "two-outputs": (_two_outputs, r"has 2 outputs .*expected one \[N, 10\] logits output"),
+    "two-outputs": (_two_outputs, r"has 2 outputs .*expected one \[N, classes\] logits output"),
     "uint8-input": (lambda path: _helper_model(path, TensorProto.UINT8), "input 'x' is uint8, expected float32"),
     "opset-9": (lambda path: export(Tiny(), path, opset=9),
                 r"opset 9, older than ONNX Runtime's quantizer supports \(10\+\): re-export it with opset 13"),

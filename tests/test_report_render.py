@@ -1,6 +1,9 @@
-"""The report from a real (tiny) results file: pareto.md, the HTML's sections and images, and a real browser render."""
+"""The report from a real (tiny) results file: pareto.md, the HTML's sections and images, and a real browser render
+(the answer first, nothing wider than a 1024 px window, no absolute path)."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -46,18 +49,26 @@ def test_report_writes_pareto_and_an_html_with_every_section(tiny_run):
     pareto = written["markdown"].read_text()
     assert sum(f"| `{c}` |" in pareto for c in TINY_CONFIGS) == len(TINY_CONFIGS)
     assert "## Which to pick" in pareto and "| resnet8 | reference | `fp32_baseline` |" in pareto
-    assert "| resnet8 | pick | `" in pareto and "tie with the best" in pareto and "**Environment: " in pareto
+    assert "| resnet8 | pick (latency) | `" in pareto and "confidence set for the best" in pareto and "Environment: " in pareto
+    assert "**Made on " in pareto and "this machine" not in pareto
     page = written["html"].read_text()
     assert page.count('<img alt="') == page.count('src="data:image/png;base64,') >= 3
-    assert page.index('alt="resnet8 forest plot"') < page.index("<details>")  # the picture leads, details follow
-    assert "Δ vs FP32 (pp) [95% interval]" in page and 'class="banner">Environment: ' in page
+    # The answer block leads: before the contents, every picture and every table of details.
+    answer = page.index('<section class="answer" id="answer-resnet8">')
+    assert answer < page.index('<nav class="toc">') < page.index('alt="resnet8 forest plot"') < page.index("<details")
+    block = re.sub(r"<[^>]+>", "", page[answer:page.index("</section>", answer)])  # its text
+    for field in ("Δ accuracy", "batch 1", "batch 256", "size", "classes losing detectably", "reproduce",
+                  "saved model", "95% interval", "quant-explorer sweep --model resnet8 --configs"):
+        assert field in block
+    assert "Δ vs FP32 pp [95%]" in page and "Made on " in page and "this machine's" not in page
     assert "Calibration-set size" not in page and "Per-layer sensitivity" not in page
     assert "airplane" in page and "Scheme comparisons" in page
-
+    assert "McNemar p" not in page and "seeds with p &lt; 0.05" in page  # the per-seed table, summarised
     add_analyses(results_dir)
     page = build(results_dir, results_dir.parent / "report")["html"].read_text()
     assert "Calibration-set size" in page and "Per-layer sensitivity" in page
-    assert "Most costly alone: conv (+2.00 pp), stack1.conv1 (+0.50 pp), fc (-0.10 pp)" in page
+    # One sign convention: a loss is negative, in the per-layer text as everywhere else.
+    assert "Most costly alone (Δ vs FP32, negative = loss): conv (-2.00 pp), stack1.conv1 (-0.50 pp), fc (+0.10 pp)" in page
     assert "ort_u8_minmax_qdq_per_tensor calibration-size curve" in page
     assert "ort_u8_minmax_qdq_per_channel calibration-size curve" not in page
 
@@ -71,17 +82,30 @@ def test_report_names_each_unscored_row_by_the_first_line_of_its_error(tiny_run)
     assert "<li>resnet8|broken: RuntimeError: boom</li>" in page  # not the blank line the error starts with
 
 
+ABSOLUTE = re.compile(r"(?<![\w:/+=.<\-])/(?:tmp|home|root|work|Users|var|private)/[\w.@+\-]+")
+
+
 def test_report_renders_in_headless_chromium_with_every_image(tiny_run, monkeypatch):
     if find_chromium() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     from quant_explorer.cli import app
+    from quant_explorer.report import render_check
 
     add_analyses(tiny_run["results"].parent)
     artifacts = tiny_run["results"].parent.parent
     monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(artifacts))
     result = CliRunner().invoke(app, ["report", "--check-render"])
     assert result.exit_code == 0, result.output
-    images = (artifacts / "report" / "index.html").read_text().count("<img ")
+    index = artifacts / "report" / "index.html"
+    page = index.read_text()
+    images = page.count("<img ")
     assert f"chromium rendered {images} images, 0 broken" in " ".join(result.output.split())
     assert (artifacts / "report" / "screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert 'alt="resnet8 forest plot"' in (artifacts / "report" / "index.html").read_text()  # each model's forest plot
+    assert 'alt="resnet8 forest plot"' in page  # each model's forest plot
+    # No absolute path anywhere in the page: not the artifacts folder, not the data's, not this machine's.
+    assert str(artifacts) not in page and not ABSOLUTE.search(page), ABSOLUTE.search(page)
+    # In a 1024 px window: nothing wider than the window, and the answer block is the first thing after the title.
+    check = render_check(index, width=1024)
+    assert check["scroll_width"] <= check["viewport_width"] == 1024 and not check["overflowing"], check
+    assert check["answer_top"] is not None and check["answer_top"] < 300, check
+    assert check["answer_top"] < check["first_other_top"], check

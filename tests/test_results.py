@@ -1,10 +1,11 @@
 import json
 import multiprocessing
+import os
 
 import pytest
 
 from quant_explorer.errors import UserError
-from quant_explorer.results import SCHEMA_VERSION, entry_key, load_results, save_entries
+from quant_explorer.results import SCHEMA_VERSION, entry_key, load_results, locked, save_entries
 
 
 def test_entries_merge_and_survive_reload(tmp_path):
@@ -42,3 +43,39 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     for w in workers:
         w.join(60)
     assert len(load_results(path)["entries"]) == 45
+
+
+def test_a_symlinked_results_file_is_written_through_to_its_target(tmp_path):
+    target = tmp_path / "elsewhere" / "results.json"
+    save_entries(target, {"a": {"i": 1}})
+    link = tmp_path / "full_results.json"
+    link.symlink_to(target)
+    save_entries(link, {"b": {"i": 2}})
+    assert link.is_symlink() and link.resolve() == target
+    assert set(load_results(target)["entries"]) == {"a", "b"}
+
+
+def test_a_read_only_results_file_is_refused_and_keeps_its_mode(tmp_path):
+    path = tmp_path / "full_results.json"
+    save_entries(path, {"a": {"i": 1}})
+    path.chmod(0o444)
+    before = path.read_bytes()
+    with pytest.raises(UserError, match=r"full_results.json \(the file is read-only, mode 444\)"):
+        save_entries(path, {"b": {"i": 2}})
+    assert path.read_bytes() == before and path.stat().st_mode & 0o777 == 0o444
+
+
+def test_a_lock_wait_says_who_holds_it_and_gives_up_in_one_line(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "full_results.json"
+    monkeypatch.setenv("QUANT_EXPLORER_LOCK_TIMEOUT", "1.5")
+    with locked(path):  # flock is per open file: a second open of the lock, even in this process, waits
+        with pytest.raises(UserError, match=rf"is locked by pid {os.getpid()} on .*; gave up after waiting 2 s: .*"
+                                            r"raise \$QUANT_EXPLORER_LOCK_TIMEOUT \(seconds\)") as error:
+            save_entries(path, {"a": {}})
+    assert len(str(error.value).splitlines()) == 1
+    [warning] = capsys.readouterr().err.splitlines()
+    assert warning.startswith(f"warning: waiting for {path}, locked by pid {os.getpid()} ") and "(up to 2 s)" in warning
+    assert not path.exists()
+    monkeypatch.setenv("QUANT_EXPLORER_LOCK_TIMEOUT", "soon")
+    with pytest.raises(UserError, match="QUANT_EXPLORER_LOCK_TIMEOUT must be a number of seconds, got 'soon'"):
+        save_entries(path, {"a": {}})

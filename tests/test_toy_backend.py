@@ -26,9 +26,8 @@ def fake_quantize(model, config, calibration, workdir):
     seen = sum(len(batch) for batch in calibration.batches())
     path = workdir / "model.pt"
     torch.save(model.module.state_dict(), path)
-    runner = torch_runner(model.module)
-    return QuantizedModel(runner, path, PASSTHROUGH.name, checks={"calibration_images_seen": seen},
-                          runtimes={PASSTHROUGH.name: RuntimeBuild(lambda _: runner)})
+    return QuantizedModel(path, PASSTHROUGH.name, {PASSTHROUGH.name: RuntimeBuild(lambda _: torch_runner(model.module))},
+                          checks={"calibration_images_seen": seen})
 
 
 @pytest.fixture
@@ -55,8 +54,8 @@ def test_a_backend_registered_here_runs_through_sweep_summary_bench_and_report(t
 
     result = CliRunner().invoke(app, ["summary", "--json"])
     assert result.exit_code == 0, result.output
-    record = next(r for r in json.loads(result.output) if r["config"] == toy.name)
-    assert record["seeds"] == [0, 1] and record["delta_pp_ci95"][0] <= 0 <= record["delta_pp_ci95"][1]
+    record = next(r for r in json.loads(result.output)["rows"] if r["config"] == toy.name)
+    assert record["seeds"] == [0, 1] and record["delta_pp_ci"][0] <= 0 <= record["delta_pp_ci"][1]
 
     settings = BenchSettings(threads=1, runs=2, batch_runs=1, rounds=1, warmup=1, batch=4, compile=False)
     document = bench_and_record(model, [toy], data, 20, 0, settings, results_file(),

@@ -23,14 +23,14 @@ import torch
 from torch import nn
 
 from .files import atomic_path
-from .runtimes import DYNAMIC_BATCH, EXAMPLE, pad_uint8_in_aten, per_channel_weight_dequantize
+from .runtimes import DYNAMIC_BATCH, pad_uint8_in_aten, per_channel_weight_dequantize
 
 PROXY_CALL = "proxy_executor_call_function"  # an op with no C shim, run through the proxy executor
 INDUCTOR_CONFIGS = {"freezing": True, "aot_inductor.enable_line_tables": False}  # a copy per call: it adds its keys
 SHIM_CALL = re.compile(r"aoti_torch_cpu_(\w+?)\(")
 
 
-def compile_package(module: nn.Module, path: Path) -> Path:
+def compile_package(module: nn.Module, path: Path, example: torch.Tensor) -> Path:
     """Compile `module` (a PT2E graph or an FP32 nn.Module) into the AOTInductor package `path`, written
     atomically. Line tables (g++ -g1, Inductor's default) are off: they were 1.2 MB of ResNet8's 1.9 MB."""
     pad_uint8_in_aten()
@@ -41,7 +41,7 @@ def compile_package(module: nn.Module, path: Path) -> Path:
     elif module.training:
         module.eval()
     with torch.no_grad():
-        exported = torch.export.export(module, (EXAMPLE,), dynamic_shapes=DYNAMIC_BATCH)
+        exported = torch.export.export(module, (example,), dynamic_shapes=DYNAMIC_BATCH)
         package = io.BytesIO()  # a file path would name the archive's root folder after the temporary file
         torch._inductor.aoti_compile_and_package(exported, package_path=package, inductor_configs=dict(INDUCTOR_CONFIGS))
     with atomic_path(path, ".pt2") as tmp:

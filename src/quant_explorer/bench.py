@@ -34,7 +34,8 @@ from .data import EvalData
 from .env import environment
 from .errors import NotApplicable, one_line
 from .evaluate import Runner, evaluate
-from .experiment import FP32, is_finished, make_calibration, row_key, workdir_for
+from .experiment import FP32, is_finished, make_calibration, row_identity, row_key, workdir_for
+from .identity import identity_hash
 from .models import LoadedModel
 from .results import load_results, locked, write_json_atomic
 from .stats import ALPHA, mcnemar
@@ -204,6 +205,9 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
     """config name -> its bench entry: per-runtime numbers and ratios, and the headline runtime's flat."""
     fp32 = {t.runtime: _numbers(t, settings.batch) for t in targets
             if t.config is FP32 and t.timed and t.latencies}
+    # The FP32 a user would otherwise ship: the fastest runtime at each batch size, which every speed-up answers to.
+    fastest_b1 = min(fp32, key=lambda r: fp32[r]["latency_ms_b1_median"], default=None)
+    fastest_b256 = max(fp32, key=lambda r: fp32[r]["throughput_b256"], default=None)
     by_config: dict[str, dict] = {}
     for t in targets:
         entry = by_config.setdefault(t.config.name, {"runtimes": {}})
@@ -216,6 +220,11 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
             if base:
                 row["speedup_vs_fp32_b256"] = round(row["throughput_b256"] / base["throughput_b256"], 3)
                 row["latency_speedup_vs_fp32_b1"] = round(base["latency_ms_b1_median"] / row["latency_ms_b1_median"], 3)
+            if fastest_b1:
+                row["latency_speedup_vs_fastest_fp32_b1"] = round(
+                    fp32[fastest_b1]["latency_ms_b1_median"] / row["latency_ms_b1_median"], 3)
+                row["speedup_vs_fastest_fp32_b256"] = round(
+                    row["throughput_b256"] / fp32[fastest_b256]["throughput_b256"], 3)
             if t.eval_times:
                 ips = n_eval_images / float(np.median(t.eval_times))
                 row["eval_images_per_second"] = round(ips, 1)
@@ -231,7 +240,9 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
         entry.update({"runtime": headline, "threads": settings.threads, "size_bytes": model.size_bytes,
                       **{k: head[k] for k in ("latency_ms_b1_median", "latency_ms_b1_p90", "throughput_b256",
                                               "speedup_vs_fp32_b256", "latency_speedup_vs_fp32_b1", "accuracy",
-                                              "error") if k in head}})
+                                              "latency_speedup_vs_fastest_fp32_b1", "speedup_vs_fastest_fp32_b256",
+                                              "error") if k in head},
+                      "fastest_fp32_b1": fastest_b1, "fastest_fp32_b256": fastest_b256})
         if FP32.name in quantized:
             entry["size_ratio_vs_fp32"] = round(model.size_bytes / quantized[FP32.name].size_bytes, 4)
         if reference and "accuracy" in runtimes.get(reference, {}):
@@ -267,7 +278,8 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
         for config in configs:
             cal = calibration if config.is_static else None
             try:
-                quantized[config.name] = quantize(model, config, cal, workdir_for(model, config, cal))
+                identity = identity_hash(row_identity(model, config, data, calibration_n, seed))
+                quantized[config.name] = quantize(model, config, cal, workdir_for(model, config, cal, identity))
             except NotApplicable as e:
                 skipped[config.name] = {"not_applicable": str(e)}
                 continue

@@ -4,14 +4,14 @@ A config is data only; the backend registry (`backends.get_backend(config.backen
 it. `register_config` adds one (a test's own, or a user's), refusing a name already taken.
 Names are systematic so a user can read the recipe off them:
   ort_<act>_<calibration>_<format>_<granularity>[_rr]   e.g. ort_u8_minmax_qdq_per_channel_rr
-  pt2e_<act>_<granularity>_<observer>                   e.g. pt2e_u8_per_channel_histogram
+  pt2e_<act>_<granularity>_<observer>[_rr]              e.g. pt2e_u8_per_channel_histogram
 with act u8 = uint8 asymmetric, s8 = int8 symmetric, s8asym = int8 asymmetric activations.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from .registry import Registry
 
@@ -19,7 +19,15 @@ REFERENCE = "fp32_baseline"  # the config every delta is measured against
 CALIBRATION_N = 256  # calibration images per static config: a stratified draw from the training split
 DEFAULT_SEEDS = 5  # calibration draws per static config: one draw moves a recipe by up to ~2 points
 ORT_CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
-CALIBRATION_NOTES = {"distribution": " (symmetric ranges, whatever the activations: see backends.ort)"}
+CALIBRATION_NOTES = {"distribution": " (symmetric ranges, whatever the activations: see backends.ort)",
+                     "entropy": " (KL search over 2048 histogram bins, 128 quantized bins)",
+                     "percentile": " (99.999th percentile of 2048 histogram bins)"}
+# ORT's histogram calibrations, as configs record them. Entropy with ORT's default 128/128 bins leaves the KL
+# search one candidate threshold, the full range, so it returned MinMax's ranges; TensorRT's 2048 histogram bins
+# over 128 quantized bins give it 15 candidates per tensor. Percentile: ORT's defaults, written down.
+HISTOGRAMS = {"entropy": {"calibration_bins": 2048, "quantized_bins": 128},
+              "percentile": {"calibration_bins": 2048, "percentile": 99.999}}
+DESCRIPTIVE = ("description", "default")  # words and sweep membership: they change no number
 TORCH_OBSERVERS = ("minmax", "moving_average_minmax", "histogram")
 ACTIVATIONS = {"u8": ("uint8", False), "s8": ("int8", True), "s8asym": ("int8", False)}
 OBSERVER_TOKENS = {"minmax": "minmax", "movavg": "moving_average_minmax", "histogram": "histogram"}
@@ -38,6 +46,9 @@ class QuantConfig:
     calibration: str | None = None  # ORT calibration method, or torch activation observer
     format: str | None = None  # ORT: "qdq" | "qoperator"
     reduce_range: bool = False
+    calibration_bins: int | None = None  # ORT histogram calibrations: bins of the collected histogram
+    quantized_bins: int | None = None  # ORT entropy: quantized bins the KL search compares
+    percentile: float | None = None  # ORT percentile: the share of |x| the range keeps
     default: bool = False  # part of the default sweep
 
     def __post_init__(self) -> None:
@@ -62,6 +73,12 @@ class QuantConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def record(self) -> dict:
+        """What the config sets that can change a number: fields away from their defaults, words left out. A new
+        field with a default leaves every existing config's record (and so every stored row's identity) as it was."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in DESCRIPTIVE and getattr(self, f.name) != f.default}
+
 
 def _ort_configs() -> list[QuantConfig]:
     defaults = {
@@ -85,24 +102,28 @@ def _ort_configs() -> list[QuantConfig]:
                             f"weights, {calibration} calibration{CALIBRATION_NOTES.get(calibration, '')}, {fmt.upper()}"
                             + (", reduce_range" if rr else ""),
                             activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
-                            granularity=granularity, calibration=calibration, format=fmt, reduce_range=rr, default=name in defaults))
+                            granularity=granularity, calibration=calibration, format=fmt, reduce_range=rr,
+                            **HISTOGRAMS.get(calibration, {}), default=name in defaults))
     return out
 
 
 def _pt2e_configs() -> list[QuantConfig]:
     defaults = {"pt2e_u8_per_channel_histogram", "pt2e_u8_per_channel_minmax", "pt2e_u8_per_tensor_minmax",
-                "pt2e_u8_per_channel_movavg", "pt2e_s8_per_channel_minmax"}
+                "pt2e_u8_per_channel_movavg", "pt2e_u8_per_channel_minmax_rr"}
     out = []
     for act, (dtype, symmetric) in ACTIVATIONS.items():
         for granularity in GRANULARITIES:
             for token, observer in OBSERVER_TOKENS.items():
-                name = f"pt2e_{act}_{granularity}_{token}"
-                out.append(QuantConfig(
-                    name, "pt2e",
-                    f"PT2E (torch.export + torchao): {dtype} {'symmetric' if symmetric else 'asymmetric'} activations "
-                    f"({observer} observer), int8 {granularity.replace('_', '-')} weights",
-                    activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
-                    granularity=granularity, calibration=observer, default=name in defaults))
+                # reduce_range (7-bit uint8 activations, X86InductorQuantizer's remedy for CPUs without VNNI)
+                for rr in (False, True) if act == "u8" else (False,):
+                    name = f"pt2e_{act}_{granularity}_{token}" + ("_rr" if rr else "")
+                    out.append(QuantConfig(
+                        name, "pt2e",
+                        f"PT2E (torch.export + torchao): {dtype} {'symmetric' if symmetric else 'asymmetric'} "
+                        f"activations ({observer} observer), int8 {granularity.replace('_', '-')} weights"
+                        + (", reduce_range (7-bit activations)" if rr else ""),
+                        activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
+                        granularity=granularity, calibration=observer, reduce_range=rr, default=name in defaults))
     return out
 
 

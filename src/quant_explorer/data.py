@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, warn
 from .identity import fingerprint
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_ENV = "QUANT_EXPLORER_DATA"
 CACHE_ENV = "QUANT_EXPLORER_CACHE"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 CIFAR_PYTHON_DIR = "cifar-10-batches-py"
 MIN_CALIBRATION = 10
 
@@ -137,6 +137,33 @@ def _cifar_damage(folder: Path) -> str:
     return f"CIFAR-10 batches in {folder} are missing or corrupted (md5 check failed)"
 
 
+def _class_files(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]]:
+    """(image file, label) of every class folder; one warning counting what is not an image; one line refusing
+    class folders that are one folder under two names."""
+    seen: dict[Path, str] = {}
+    for name in classes:
+        real = (split_dir / name).resolve()
+        if real in seen:
+            raise UserError(f"class folders {seen[real]} and {name} under {split_dir} are the same folder ({real}): "
+                            "each class needs its own images")
+        seen[real] = name
+    files, skipped = [], [p for p in split_dir.iterdir() if not p.is_dir()]
+    for label, name in enumerate(classes):
+        for path in sorted((split_dir / name).iterdir()):
+            (files.append((path, label)) if path.suffix.lower() in IMAGE_SUFFIXES else skipped.append(path))
+    if skipped:
+        warn(f"{len(skipped)} files under {split_dir} are not images and were skipped (e.g. {skipped[0].name}); "
+             f"images are {'/'.join(sorted(IMAGE_SUFFIXES))}")
+    return files
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:  # a dangling symlink, a symlink loop, a folder named .png, no permission
+        raise UserError(f"cannot read image {path} ({e.strerror}); remove it or replace it by an image") from None
+
+
 def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) -> ImageSet:
     split_dir = root / split
     if not split_dir.is_dir():
@@ -147,17 +174,21 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
     if missing or unexpected:
         raise UserError(f"{split_dir} has class folders that differ from the {len(classes)} classes expected "
                         f"({', '.join(classes)}): missing {missing}, unexpected {unexpected}; rename or remove them")
-    files = [(path, label) for label, name in enumerate(classes)
-             for path in sorted((split_dir / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    files = _class_files(split_dir, classes)
     present = {label for _, label in files}
     empty = [name for label, name in enumerate(classes) if label not in present]
     if empty:
         raise UserError(f"class folders {empty} under {split_dir} hold no .png/.jpg images: every class needs images")
-    # Cache key: every file's name, size and mtime, so edited data is re-decoded.
-    key = hashlib.sha256(repr(classes).encode())
-    for path, _ in files:
-        st = path.stat()
-        key.update(f"{path.relative_to(split_dir)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    # Cache key: every file's name, class and bytes (a fast hash), so no edit can be answered by stale pixels.
+    contents = [_read(path) for path, _ in files]
+    key, owner = hashlib.sha256(repr(classes).encode()), {}
+    for (path, label), content in zip(files, contents):
+        digest = hashlib.blake2b(content, digest_size=16).digest()
+        first = owner.setdefault(digest, (path, label))
+        if first[1] != label:
+            raise UserError(f"{first[0]} and {path} are the same image under two classes ({classes[first[1]]}, "
+                            f"{classes[label]}): keep it in the class it belongs to")
+        key.update(f"{path.relative_to(split_dir)}\0{label}\0".encode() + digest)
     cache_file = cache_dir() / "decoded" / f"{key.hexdigest()[:24]}.pt"
     if cache_file.exists():
         try:
@@ -165,14 +196,41 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
             return ImageSet(images, labels, classes, f"image-folder:{split_dir}")
         except Exception:
             pass  # a broken cache entry is rebuilt below
-    images = _decode_images([p for p, _ in files])
+    images = _decode_images([p for p, _ in files], contents)
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     _save_cache((images, labels), cache_file)
     return ImageSet(images, labels, classes, f"image-folder:{split_dir}")
 
 
-def _decode_images(paths: list[Path]) -> torch.Tensor:
-    """Decode to RGB; greyscale, palette or RGBA files are converted, with one warning (on stderr) saying how many."""
+def _as_viewed(im, path: Path) -> np.ndarray:
+    """The pixels an image viewer shows, as 8-bit RGB: EXIF orientation applied, 16-bit samples scaled (PIL's
+    convert would clip them at 255), palettes and CMYK converted. Refused by name: transparency (what shows
+    through depends on the viewer) and floating-point samples (no agreed range)."""
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode == "F":
+        raise UserError(f"image {path} has floating-point samples (mode F), which have no agreed range; save it as "
+                        "8-bit RGB")
+    if im.mode.startswith("I"):  # 16-bit greyscale (I;16*), or 32-bit integers holding 16-bit values (I)
+        samples = np.asarray(im).astype(np.int64)
+        if samples.min() < 0 or samples.max() > 65535:
+            raise UserError(f"image {path} has samples outside 16 bits (mode {im.mode}); save it as 8-bit RGB")
+        im = Image.fromarray(((samples * 255 + 32767) // 65535).astype(np.uint8))
+    if im.has_transparency_data:
+        rgba = im.convert("RGBA")
+        if np.asarray(rgba)[..., 3].min() < 255:
+            raise UserError(f"image {path} has transparent pixels, whose colour depends on the viewer's background; "
+                            "flatten it onto a background and save it as RGB")
+        im = rgba
+    return np.asarray(im.convert("RGB"))
+
+
+def _decode_images(paths: list[Path], contents: list[bytes]) -> torch.Tensor:
+    """Decode the bytes the cache key was made of to RGB as a viewer shows them (`_as_viewed`); one warning (on
+    stderr) says how many were not 8-bit RGB."""
+    import io
+
     from PIL import Image
     from rich.console import Console
     from rich.progress import track
@@ -180,27 +238,27 @@ def _decode_images(paths: list[Path]) -> torch.Tensor:
     stderr = Console(stderr=True)  # stdout may be --json: progress and warnings never go there
     out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
     converted = 0
-    for i, path in enumerate(track(paths, description=f"decoding {len(paths)} images", transient=True,
-                                   disable=len(paths) < 2000, console=stderr)):
+    for i, (path, content) in enumerate(track(list(zip(paths, contents)), description=f"decoding {len(paths)} images",
+                                              transient=True, disable=len(paths) < 2000, console=stderr)):
         try:
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(content)) as im:
                 converted += im.mode != "RGB"
-                arr = np.asarray(im.convert("RGB"))
+                arr = _as_viewed(im, path)
+        except UserError:
+            raise
         except Exception as e:
             raise UserError(f"cannot decode image {path}: {e}; remove or replace the file") from None
         if arr.shape != (32, 32, 3):
             raise UserError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, expected 32x32 CIFAR-10 images")
         out[i] = arr
     if converted:
-        stderr.print(f"[yellow]warning:[/yellow] {converted} of {len(paths)} images under {paths[0].parent.parent} "
-                     "were not RGB (greyscale, palette or RGBA) and were converted to RGB", highlight=False, soft_wrap=True)
+        warn(f"{converted} of {len(paths)} images under {paths[0].parent.parent} were not 8-bit RGB (greyscale, "
+             "palette, 16-bit, CMYK or opaque RGBA) and were converted to RGB as a viewer shows them")
     return torch.from_numpy(out.transpose(0, 3, 1, 2).copy())
 
 
 def _save_cache(obj, path: Path) -> None:
     """Keep the decoded tensors for next time; a cache that cannot be written costs only a re-decode (one warning)."""
-    from rich.console import Console
-
     from .files import atomic_path
 
     try:
@@ -210,8 +268,7 @@ def _save_cache(obj, path: Path) -> None:
             except RuntimeError as e:  # torch reports a full disk as "PytorchStreamWriter failed writing file"
                 raise OSError(28, f"torch.save failed: {str(e).splitlines()[0]}") from None
     except UserError as e:
-        Console(stderr=True).print(f"[yellow]warning:[/yellow] decoded images not cached: {e}", highlight=False,
-                                   soft_wrap=True)
+        warn(f"decoded images not cached: {e}")
 
 
 @dataclass(frozen=True)
@@ -222,12 +279,29 @@ class EvalData:
     train: ImageSet
 
     @classmethod
-    def load(cls, data_dir: Path) -> "EvalData":
-        return cls(load_split(data_dir, "test"), load_split(data_dir, "train"))
+    def load(cls, data_dir: Path, classes: tuple[str, ...] | None = None) -> "EvalData":
+        """Both splits (image folders read as `classes` where given); test images found in the training split are
+        counted in one warning."""
+        data = cls(load_split(data_dir, "test", classes), load_split(data_dir, "train", classes))
+        leaked = shared_images(data.test, data.train)
+        if leaked:
+            warn(f"{leaked:,} of the {len(data.test):,} test images are also in the training split of {data_dir} "
+                 "(pixel for pixel): calibration samples may contain test images")
+        return data
 
 
-def calibration_indices(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
-    """A stratified, seeded sample of `n` indices: n // classes per class, the remainder to random classes."""
+def shared_images(a: ImageSet, b: ImageSet) -> int:
+    """How many images of `a` appear, pixel for pixel, in `b`."""
+    def digests(s: ImageSet) -> list[bytes]:
+        return [hashlib.blake2b(row, digest_size=16).digest() for row in s.images.reshape(len(s), -1).numpy()]
+
+    inside = set(digests(b))
+    return sum(d in inside for d in digests(a))
+
+
+def calibration_indices(labels: torch.Tensor, n: int, seed: int, classes: tuple[str, ...] | None = None) -> np.ndarray:
+    """A stratified, seeded sample of `n` indices: n // classes per class, the remainder to random classes.
+    `classes` names the labels in messages."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise UserError(f"--calibration-n must be a whole number, got {n!r}")
     if n < MIN_CALIBRATION:
@@ -237,21 +311,25 @@ def calibration_indices(labels: torch.Tensor, n: int, seed: int) -> np.ndarray:
                         f"{len(labels)}")
     rng = np.random.default_rng(seed)
     labels = labels.numpy()
-    classes = np.unique(labels)
-    per_class = np.full(len(classes), n // len(classes))
-    per_class[rng.choice(len(classes), n % len(classes), replace=False)] += 1
+    classes_present = np.unique(labels)
+    per_class = np.full(len(classes_present), n // len(classes_present))
+    per_class[rng.choice(len(classes_present), n % len(classes_present), replace=False)] += 1
     chosen = []
-    for c, k in zip(classes, per_class):
+    for c, k in zip(classes_present, per_class):
         members = np.flatnonzero(labels == c)
         if k > len(members):
-            raise UserError(f"--calibration-n {n} needs {k} images of class {c}, the training split has {len(members)}")
+            name = classes[c] if classes else f"class {c}"
+            smallest = min(int((labels == other).sum()) for other in classes_present)
+            raise UserError(f"--calibration-n {n} with seed {seed} needs {k} images of {name}, the training split has "
+                            f"{len(members)}: use --calibration-n {smallest * len(classes_present)} or less, or add "
+                            f"{name} images")
         chosen.append(rng.choice(members, k, replace=False))
     return np.sort(np.concatenate(chosen))
 
 
 def calibration_set(train: ImageSet, n: int, seed: int) -> ImageSet:
     """Unaugmented calibration images drawn from the training split, never from the test split."""
-    return train.subset(calibration_indices(train.labels, n, seed))
+    return train.subset(calibration_indices(train.labels, n, seed, train.classes))
 
 
 def fetch_cifar10(root: Path) -> None:
@@ -264,3 +342,23 @@ def fetch_cifar10(root: Path) -> None:
     except Exception as e:
         raise UserError(f"could not download CIFAR-10 into {root} ({e}); download cifar-10-python.tar.gz by hand "
                         f"and unpack it there") from None
+
+
+def test_labels(root: Path, classes: tuple[str, ...] | None = None) -> np.ndarray:
+    """The test split's labels without decoding an image, for views on a machine that has no label cache: each
+    file's class folder in the order `load_split` reads them, or the labels of the CIFAR-10 test_batch."""
+    import pickle
+
+    root = Path(root).resolve()
+    if detect_layout(root) == "image-folder":
+        if not (root / "test").is_dir():
+            raise UserError(f"{root / 'test'} is missing: {LAYOUT_HELP}")
+        return np.array([label for _, label in _class_files(root / "test", tuple(classes or CIFAR10_CLASSES))],
+                        dtype=np.int64)
+    batch = (root if root.name == CIFAR_PYTHON_DIR else root / CIFAR_PYTHON_DIR) / "test_batch"
+    try:
+        with open(batch, "rb") as f:
+            return np.array(pickle.load(f, encoding="latin1")["labels"], dtype=np.int64)
+    except Exception as e:
+        raise UserError(f"cannot read the labels in {batch}: {e}; re-download the batches with "
+                        f"`quant-explorer data fetch {root}`") from None

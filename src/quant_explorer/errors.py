@@ -29,3 +29,11 @@ def did_you_mean(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.
     """'did you mean a, b? ' for the known names close to `name`, else ''."""
     close = difflib.get_close_matches(name, list(known), n=n, cutoff=cutoff)
     return f"did you mean {', '.join(close)}? " if close else ""
+
+
+def warn(message: str) -> None:
+    """One `warning:` line on stderr, never on stdout (which may be --json): a problem the run survives."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)

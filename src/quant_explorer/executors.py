@@ -6,13 +6,20 @@ reaches each worker process once, not once per task: in-process it is the object
 pool hands it to each worker's initializer, Ray puts it in the object store once and each worker
 keeps the copy it fetched. A worker that dies mid-task is replaced and its task rerun, up to `retries`
 times; a task that still gets no result yields a `TaskFailed` in place of its result, and the rest go on.
+Nothing outlives the driver: pool workers die with it, whatever killed it (`_die_with`), and Ray ends the tasks
+of a driver that is gone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
 import os
+import signal
+import socket
+import threading
+import time
 from collections import Counter, deque
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -21,6 +28,8 @@ from .errors import UserError
 EXECUTORS = ("local", "processes", "ray")
 RAY_MISSING = "--executor ray needs Ray: pip install 'quant-explorer[ray]'"
 DEFAULT_RETRIES = 2  # reruns of a task whose worker died (a crash, the OOM killer, a lost node)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+CONNECT_TIMEOUT_S = 10  # an unreachable --ray-address is refused after this, not after Ray's minutes of retries
 
 Task = Any
 TaskFn = Callable[[Task, Any], Any]
@@ -51,10 +60,28 @@ _SHARED: Any = None
 _SHARED_ID: str | None = None
 
 
-def _init_process(shared: Any, threads: int) -> None:
+def _die_with(driver: int) -> None:
+    """End this worker when its driver dies by any signal, SIGKILL included, instead of living on with its memory:
+    Linux's parent-death signal, else a thread that watches the parent."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl (not Linux)
+        threading.Thread(target=_watch_parent, args=(driver,), daemon=True).start()
+    if os.getppid() != driver:  # it died before the signal was armed
+        os._exit(1)
+
+
+def _watch_parent(driver: int) -> None:
+    while os.getppid() == driver:
+        time.sleep(1)
+    os._exit(1)
+
+
+def _init_process(shared: Any, threads: int, driver: int) -> None:
     global _SHARED
     import torch
 
+    _die_with(driver)
     _SHARED = shared
     torch.set_num_threads(threads)  # workers x threads = cores, as Ray does with OMP_NUM_THREADS
 
@@ -81,7 +108,7 @@ class ProcessExecutor:
         queue, attempts = deque(enumerate(tasks)), Counter()
         while queue:
             pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_process, initargs=(shared, threads))
+                                       initializer=_init_process, initargs=(shared, threads, os.getpid()))
             running: dict = {}
             try:
                 broken = False
@@ -139,6 +166,8 @@ class RayExecutor:
     def __init__(self, address: str | None = None, workers: int | None = None, retries: int = DEFAULT_RETRIES):
         if not ray_available():
             raise UserError(RAY_MISSING)
+        if address:
+            check_reachable(address)
         self.address, self.workers, self.retries = address, workers, retries
 
     def _connect(self) -> bool:
@@ -186,6 +215,18 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+
+
+def check_reachable(address: str) -> None:
+    """A Ray address that nothing answers on is one line within seconds (Ray itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and the like: Ray finds the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise UserError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); start one with `ray start "
+                        f"--head` or fix --ray-address") from None
 
 
 def make_executor(name: str = "local", address: str | None = None, workers: int | None = None) -> Executor:

@@ -13,19 +13,21 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
 
-from .backends import Calibration, QuantizedModel, get_backend, quantize
+from .backends import Calibration, QuantizedModel, RuntimeBuild, get_backend, quantize, recipe
 from .configs import CONFIGS, REFERENCE, QuantConfig
-from .data import EvalData, calibration_indices, resolve_data_dir
+from .data import EvalData, ImageSet, cache_dir, calibration_indices, resolve_data_dir
 from .env import environment
 from .errors import NotApplicable, UserError, did_you_mean, first_line, one_line
 from .evaluate import evaluate
+from .files import remove_leftovers
 from .identity import identity_hash, make_identity
 from .models import LoadedModel
-from .paths import models_dir
+from .paths import artifacts_dir, models_dir
 from .results import check_writable, encode_classes, entry_key
 from .stats import mcnemar
 
@@ -33,15 +35,67 @@ FP32 = CONFIGS[REFERENCE]
 
 
 def prepare(data_dir: Path | None, outputs: list[Path], calibration_n: int | None = None,
-            seed: int = 0) -> EvalData:
+            seeds: int | Iterable[int] = 0, models: Iterable[str | Path] = ()) -> EvalData:
     """Fail in one line before any model work: every output writable, the data readable, and (for commands
-    that calibrate) `calibration_n` images drawable from the training split."""
+    that calibrate) `calibration_n` images drawable from the training split with every seed the run will use.
+    Temporary files that killed runs left behind are removed first. `models`: the names or .onnx paths the
+    command will load, which decide the classes image folders are read with (`folder_classes`)."""
+    for folder in (artifacts_dir(), cache_dir()):
+        remove_leftovers(folder)
     for path in outputs:
         check_writable(path)
-    data = EvalData.load(resolve_data_dir(data_dir))
+    root = resolve_data_dir(data_dir)
+    data = load_data(root, folder_classes(models, root))
     if calibration_n is not None:
-        calibration_indices(data.train.labels, calibration_n, seed)
+        for seed in [seeds] if isinstance(seeds, int) else seeds:
+            calibration_indices(data.train.labels, calibration_n, seed, data.train.classes)
     return data
+
+
+def folder_classes(models: Iterable[str | Path], root: Path) -> tuple[str, ...] | None:
+    """The classes an image-folder data set is read with when every model is a user's .onnx file: its sorted
+    class folders, as torchvision's ImageFolder orders them (label i is the i-th name). None (CIFAR-10's ten,
+    checked by name) for our own models, which are CIFAR-10 classifiers, and for the CIFAR-10 batches."""
+    from .data import detect_layout
+
+    names = [str(m) for m in models]
+    if not names or not all(n.lower().endswith(".onnx") for n in names):
+        return None
+    root = Path(root)
+    if not root.is_dir() or detect_layout(root) != "image-folder" or not (root / "test").is_dir():
+        return None  # data.py says what is wrong with it
+    return tuple(sorted(p.name for p in (root / "test").iterdir() if p.is_dir())) or None
+
+
+def load_data(root: Path, classes: tuple[str, ...] | None = None) -> EvalData:
+    """`EvalData.load`, with the image folders read as `classes` where given."""
+    from .data import load_split, shared_images
+
+    if classes is None:
+        return EvalData.load(root)
+    data = EvalData(load_split(root, "test", classes), load_split(root, "train", classes))
+    leaked = shared_images(data.test, data.train)
+    if leaked:
+        from .errors import warn
+
+        warn(f"{leaked:,} of the {len(data.test):,} test images are also in the training split of {root} "
+             "(pixel for pixel): calibration samples may contain test images")
+    return data
+
+
+def check_fits(model: LoadedModel, images: ImageSet) -> None:
+    """One line before any work when the data cannot be the model's: images of another shape than it takes, or
+    another number of classes than it scores."""
+    shape, who = tuple(images.images.shape[1:]), model.weights_path if model.is_imported else model.name
+    if shape != tuple(model.input_shape):
+        raise UserError(f"{who} takes images of {list(model.input_shape)} (channels, height, width), the "
+                        f"evaluation set {images.dataset} has {list(shape)}: pass data of the model's input size")
+    if len(images.classes) != model.num_classes:
+        names = ", ".join(images.classes[:10]) + (", ..." if len(images.classes) > 10 else "")
+        raise UserError(f"{who} scores {model.num_classes} classes (output [N, {model.num_classes}]), the "
+                        f"evaluation set {images.dataset} has {len(images.classes)} ({names}): pass data with "
+                        f"{model.num_classes} classes (image folders: one per class, in sorted order as "
+                        "torchvision's ImageFolder) or a model with as many outputs")
 
 
 @dataclass
@@ -63,15 +117,17 @@ def make_calibration(model: LoadedModel, data: EvalData, n: int, seed: int) -> C
 def row_identity(model: LoadedModel, config: QuantConfig, data: EvalData, calibration_n: int | None,
                  seed: int | None) -> dict:
     """Everything that can change this row's numbers (`identity.py`), with the model's preprocessing."""
-    sample = ({"pool_fingerprint": data.train.fingerprint, "calibration_n": calibration_n, "calibration_seed": seed}
-              if config.is_static else None)
-    return {**make_identity(model.name, model.weights_sha256, data.test.describe(), config.to_dict(), sample),
+    sample = make_calibration(model, data, calibration_n, seed).describe() if config.is_static else None
+    return {**make_identity(model.name, model.weights_sha256, data.test.describe(), config.record(),
+                            recipe(config.backend), sample),
             "preprocessing": model.preprocessing.to_dict()}
 
 
 def study_identity(model: LoadedModel, config: QuantConfig, data: EvalData) -> dict:
-    """A study's identity: a row's, less the one calibration sample (a study draws many, by its own settings)."""
-    return {**row_identity(model, config, data, 0, 0), "calibration": None}
+    """A study's identity: a row's, less the one calibration sample (a study draws many from the same pool)."""
+    return {**make_identity(model.name, model.weights_sha256, data.test.describe(), config.record(),
+                            recipe(config.backend), None),
+            "calibration_pool": data.train.fingerprint, "preprocessing": model.preprocessing.to_dict()}
 
 
 def row_key(model: LoadedModel, config: QuantConfig, data: EvalData, calibration_n: int, seed: int) -> str:
@@ -81,9 +137,11 @@ def row_key(model: LoadedModel, config: QuantConfig, data: EvalData, calibration
                      identity_hash=identity_hash(identity))
 
 
-def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibration | None) -> Path:
+def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, identity: str) -> Path:
+    """Where a row's artifacts go: one folder per row identity (`identity`, its hash), so a compiled package
+    found there was built from this very recipe and is reused by the bench, never one of another identity."""
     tag = f"n{len(calibration.images)}-s{calibration.seed}" if calibration else "nocal"
-    return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / tag
+    return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / f"{tag}-{identity}"
 
 
 def is_finished(entry: dict | None) -> bool:
@@ -92,19 +150,21 @@ def is_finished(entry: dict | None) -> bool:
 
 
 def cross_checks(quantized: QuantizedModel, data: EvalData, model: LoadedModel, preds: np.ndarray) -> dict:
-    """Accuracy of the same model run another way (onnx2torch, eager torch...), and agreement with the main run."""
-    rows = {}
-    for name, runtime in quantized.runtimes.items():
-        if not runtime.cross_check:
-            continue
-        try:
-            metrics, other = evaluate(runtime.build(torch.get_num_threads()), data.test, model.preprocessing)
-        except Exception as e:  # a cross-check that cannot run is a finding, not a failed row
-            rows[name] = {"error": one_line(e)}
-            continue
-        rows[name] = {"accuracy": metrics["accuracy"], "correct": metrics["correct"],
-                      "agreement": float((other == preds).mean()), "images_per_second": metrics["images_per_second"]}
-    return rows
+    """Accuracy of the same model run another way (an AOTInductor package, eager torch...), and agreement with
+    the stored run."""
+    return {name: _scored_elsewhere(runtime, data, model, preds) for name, runtime in quantized.runtimes.items()
+            if runtime.cross_check and name != quantized.runtime}
+
+
+def _scored_elsewhere(runtime: RuntimeBuild, data: EvalData, model: LoadedModel, preds: np.ndarray) -> dict:
+    """One other runtime on every test image: accuracy and agreement with `preds`; its error, if it cannot run."""
+    try:
+        metrics, other = evaluate(runtime.build(torch.get_num_threads()), data.test, model.preprocessing)
+    except Exception as e:  # a runtime that cannot run is a finding, not a failed row
+        return {"error": one_line(e)}
+    return {"accuracy": metrics["accuracy"], "correct": metrics["correct"],
+            "agreement": float((other == preds).mean()), "images_per_second": metrics["images_per_second"],
+            "predictions": encode_classes(other)}
 
 
 def compare_with_fp32(preds: np.ndarray, labels: np.ndarray, baseline: Baseline, metrics: dict) -> dict:
@@ -127,15 +187,16 @@ def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibrat
     calibration = calibration if config.is_static else None
     n, seed = (len(calibration.images), calibration.seed) if calibration else (None, None)
     identity = row_identity(model, config, data, n, seed)
+    hashed = identity_hash(identity)
     row = {"model": model.name, "model_weights_sha256": model.weights_sha256, "config_name": config.name,
-           "config": config.to_dict(), "identity": identity, "identity_hash": identity_hash(identity),
+           "config": config.to_dict(), "identity": identity, "identity_hash": hashed,
            "environment": environment(torch.get_num_threads()),
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if calibration:
         row["calibration"] = calibration.describe()
     started = time.perf_counter()
     try:
-        quantized = quantize(model, config, calibration, workdir_for(model, config, calibration))
+        quantized = quantize(model, config, calibration, workdir_for(model, config, calibration, hashed))
         row["quantize_seconds"] = round(time.perf_counter() - started, 3)
         metrics, preds = evaluate(quantized.runner, data.test, model.preprocessing)
     except NotApplicable as e:
@@ -148,6 +209,10 @@ def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibrat
     if baseline is not None:
         row.update(compare_with_fp32(preds, data.test.labels.numpy(), baseline, metrics))
         row["size_ratio_vs_fp32"] = round(quantized.size_bytes / baseline.size_bytes, 4)
+    reference = quantized.runtimes.get(quantized.reference)
+    if reference and (with_cross_checks or reference.every_seed):  # the recipe's float simulation, same images
+        row["reference"] = {"runtime": quantized.reference,
+                            **_scored_elsewhere(quantized.runtimes[quantized.reference], data, model, preds)}
     row["alternates"] = cross_checks(quantized, data, model, preds) if with_cross_checks else {}
     row["seconds"] = round(time.perf_counter() - started, 3)  # the whole row: quantize, evaluate, cross-checks
     return row, preds
@@ -172,9 +237,21 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 
 def load_models(names: list[str], weights: Path | None = None, input_scale: str | None = None,
-                mean: str | None = None, std: str | None = None) -> list[LoadedModel]:
+                mean: str | None = None, std: str | None = None, data: EvalData | ImageSet | None = None
+                ) -> list[LoadedModel]:
     """Registered models by name and users' .onnx files by path. `weights` goes with exactly one model; the
-    preprocessing options (--input-scale, --mean, --std as typed) describe the .onnx files only."""
+    preprocessing options (--input-scale, --mean, --std as typed) describe the .onnx files only; each model
+    must fit `data` (`check_fits`) where given."""
+    test = data.test if isinstance(data, EvalData) else data
+    check = (lambda model: check_fits(model, test)) if test is not None else None
+    loaded = _load_models(names, weights, input_scale, mean, std, check)
+    for model in loaded if check else ():  # imported ones were checked before their normalized copy was written
+        check(model)
+    return loaded
+
+
+def _load_models(names: list[str], weights: Path | None, input_scale: str | None, mean: str | None,
+                 std: str | None, check) -> list[LoadedModel]:
     from .models import Preprocessing, load_model
 
     if weights and len(names) != 1:
@@ -183,8 +260,8 @@ def load_models(names: list[str], weights: Path | None = None, input_scale: str 
         raise UserError("--mean/--std need --input-scale (raw255 or unit)")
     preprocessing = Preprocessing(input_scale, _floats(mean), _floats(std)) if input_scale else None
     if len(names) == 1:  # load_model says so when a registered model is given preprocessing options
-        return [load_model(names[0], weights, preprocessing)]
-    return [load_model(n, None, preprocessing if str(n).lower().endswith(".onnx") else None) for n in names]
+        return [load_model(names[0], weights, preprocessing, check)]
+    return [load_model(n, None, preprocessing if str(n).lower().endswith(".onnx") else None, check) for n in names]
 
 
 def check_fp32_runtime(name: str) -> None:
@@ -197,7 +274,7 @@ def check_fp32_runtime(name: str) -> None:
 def fp32_runner(model: LoadedModel, name: str):
     """The FP32 model in one of its runtimes (ONNX Runtime on its export, eager PyTorch, onnx2torch...)."""
     check_fp32_runtime(name)
-    runtimes = quantize(model, FP32, None, workdir_for(model, FP32, None)).runtimes
+    runtimes = quantize(model, FP32, None, workdir_for(model, FP32, None, recipe(FP32.backend).replace(' ', '-'))).runtimes
     if name not in runtimes:
         raise UserError(f"--runtime {name} cannot run {model.name}: {model.torch_unavailable or 'not built'}; "
                         f"choose one of {', '.join(runtimes)}")

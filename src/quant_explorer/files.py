@@ -1,9 +1,17 @@
 """Writing files so that a reader sees the old file or the new one, never half, and a full or read-only disk is one
-line naming the path and the fix, with no temporary file left behind."""
+line naming the path and the fix, with no temporary file left behind.
+
+A temporary file's name says which process writes it (`.NAME.XXXX.tmp-HOST-PID.EXT`), so the next run can remove
+those a killed run left (`remove_leftovers`) without touching a live writer's."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import re
+import socket
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,31 +20,58 @@ from typing import Iterator
 from .errors import UserError
 from .paths import ARTIFACTS_ENV
 
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]  # a shared disk's other machines keep theirs
+LEFTOVER = re.compile(r"^\..*\.tmp-([0-9a-f]{8})-(\d+)(\.[^.]*)?$")
+
 
 def cannot_write(path: Path, error: OSError) -> UserError:
-    """The one message for a write the filesystem refused: which path, why, and what to do."""
+    """The one message for a write the filesystem refused: which path, why, and what to do; `reason` keeps the
+    filesystem's word for why, for callers that only warn."""
     why = error.strerror or str(error)
     fix = {28: "free some space there", 30: "it is on a read-only filesystem: pick a writable place"}.get(
         error.errno, "make it writable")
-    return UserError(f"cannot write to {path} ({why}); {fix}, or set ${ARTIFACTS_ENV} (results, models, reports) "
-                     f"or $QUANT_EXPLORER_CACHE (decoded data) to a writable directory")
+    refused = UserError(f"cannot write to {path} ({why}); {fix}, or set ${ARTIFACTS_ENV} (results, models, reports) "
+                        f"or $QUANT_EXPLORER_CACHE (decoded data) to a writable directory")
+    refused.reason = why
+    return refused
+
+
+def write_target(path: Path) -> Path:
+    """The file a write to `path` replaces: a symlink's target (the link itself stays), refused in one line when it
+    is a directory or a read-only file (its mode is the owner's word, never changed behind their back)."""
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # not there yet (a folder in the way is told when it is made)
+        return target
+    except OSError as e:  # a symlink loop, a folder we may not enter
+        raise cannot_write(path, e) from None
+    if stat.S_ISDIR(mode):
+        raise cannot_write(target, OSError(errno.EISDIR, "it is a directory, where a file should be; move it aside"))
+    if not mode & 0o222:
+        raise cannot_write(target, OSError(errno.EACCES, f"the file is read-only, mode {stat.S_IMODE(mode):o}"))
+    return target
 
 
 @contextmanager
 def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     """A temporary path in `path`'s folder to write to; renamed over `path` when the block succeeds, removed
-    when it fails. `suffix` keeps the extension a writer insists on (ONNX, .pt2); an OSError becomes `cannot_write`."""
-    path = Path(path)
+    when it fails. `suffix` keeps the extension a writer insists on (ONNX, .pt2); an OSError becomes `cannot_write`.
+    A symlink is written through to its target; the replaced file keeps its mode."""
+    path = write_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix or path.suffix}", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp-{HOST}-{os.getpid()}{suffix or path.suffix}",
+                                    dir=path.parent)
         os.close(fd)
     except OSError as e:
         raise cannot_write(path.parent, e) from None
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; results and models are meant to be shared
+        # mkstemp makes it 0600; results and models are meant to be shared
+        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -52,3 +87,25 @@ def write_text_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path) -> int:
+    """Remove the temporary files that runs killed mid-write (SIGKILL, power loss) left under `folder`: those of
+    this machine whose process is gone. Returns how many."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp-*"):
+        match = LEFTOVER.match(path.name)
+        if match and match[1] == HOST and not _alive(int(match[2])) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,42 +1,79 @@
 """What a stored result depends on, so it is reused only where it would come out the same.
 
 A result's identity is a flat record of everything that can change its numbers: the model's weights, the
-evaluation set (a fingerprint of its decoded pixels and labels), the calibration pool and sample, the full
-config record, the CPU's integer-kernel class and the versions of the libraries that quantize and run it.
+evaluation set (a fingerprint of its decoded pixels and labels), the calibration pool and the content of its
+sample, the config record (what it sets, not its words), the backend's recipe version (bumped when its code
+changes a number), the CPU's integer-kernel class and the versions of the libraries that quantize and run it.
 Its hash is part of the row's key; rows whose identities differ live side by side in one results file.
 
 The CPU class is what changes int8 numerics. MLAS (ORT) and oneDNN (PyTorch) pick their u8s8 kernels by
 ISA: without VNNI they multiply with vpmaddubsw, whose int16 pair sums saturate (about 3 points lost on
 ResNet8), with AVX-VNNI or AVX512-VNNI they use vpdpbusd (exact int32 sums), with AMX tile instructions.
 Each of those is its own class; two CPUs of one class give the same predictions.
+
+A lower class can be emulated on a higher one (`emulate`): oneDNN's dispatcher cap (ONEDNN_MAX_CPU_ISA, read when
+oneDNN first runs) makes PyTorch's oneDNN kernels those of the lower class, instruction for instruction. Rows made
+so carry that class and `"emulated": true`, which keeps them apart from native rows of it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import torch
 
 from .env import cpu_info, library_versions
+from .errors import UserError
 
-VERSIONED = ("onnxruntime", "torch", "torchao")  # the libraries whose kernels and passes make the numbers
+VERSIONED = ("onnxruntime", "torch", "torchao", "onnx", "numpy")  # the libraries that make the numbers
 # (class, the flags it needs): the first that the CPU has all flags of is its class
 CPU_CLASSES = (("amx", ("amx_int8",)), ("avx512-vnni", ("avx512_vnni",)), ("avx-vnni", ("avx_vnni",)),
                ("avx512", ("avx512bw",)), ("avx2", ("avx2",)))
 # identity field -> how a mismatch is said ("computed on another CPU class (avx2)"), in the order they are told
-FIELD_WORDS = {"cpu_class": "on another CPU class", "versions": "with other library versions",
+FIELD_WORDS = {"cpu_class": "on another CPU class", "emulated": "on an emulated CPU class", "versions": "with other library versions",
                "model_weights_sha256": "with other weights of the model", "dataset": "on another evaluation set",
                "calibration_pool": "calibrated from another training split", "config": "with another config record",
+               "recipe": "by another version of its backend's code",
+               "calibration_sample": "calibrated on other images",
                "preprocessing": "with other input preprocessing"}
 LEGACY = "by an older quant-explorer (no identity or per-image predictions)"
+ISA_ENV = "QUANT_EXPLORER_ISA"  # the CPU class this process emulates (set by `emulate`, inherited by workers)
+ONEDNN_ISA = {"avx2": "AVX2", "avx-vnni": "AVX2_VNNI", "avx512": "AVX512_CORE", "avx512-vnni": "AVX512_CORE_VNNI",
+              "amx": "AVX512_CORE_AMX"}  # class -> oneDNN's name for its highest ISA
+EMULATES = {"amx": ("avx512-vnni", "avx-vnni", "avx512", "avx2"), "avx512-vnni": ("avx512", "avx2"),
+            "avx-vnni": ("avx2",), "avx512": ("avx2",), "avx2": ()}  # what each class's instructions include
 
 
 def cpu_class(cpu: dict | None = None) -> str:
-    """The int8-kernel class of a CPU (`env.cpu_info()` by default): amx, avx512-vnni, avx-vnni, avx512, avx2."""
+    """The int8-kernel class of a CPU (`env.cpu_info()` by default, or the class this process emulates): amx,
+    avx512-vnni, avx-vnni, avx512, avx2."""
+    if cpu is None and emulated_class():
+        return emulated_class()
     flags = (cpu or cpu_info()).get("flags", {})
     return next((name for name, needs in CPU_CLASSES if all(flags.get(f) for f in needs)), "baseline")
+
+
+def emulated_class() -> str | None:
+    return os.environ.get(ISA_ENV) or None
+
+
+def emulate(isa: str) -> str | None:
+    """Run this process (and the workers it starts) as CPU class `isa`: 'native', this CPU's own class, or one
+    below it. Call before any model work: oneDNN reads its cap once. Returns the emulated class, or None."""
+    host = cpu_class(cpu_info())
+    if isa in ("native", host):
+        return None
+    if isa not in ONEDNN_ISA:
+        raise UserError(f"--isa {isa!r} is not a CPU class: choose native or one of {', '.join(ONEDNN_ISA)}")
+    if isa not in EMULATES.get(host, ()):
+        below = ", ".join(EMULATES.get(host, ())) or "none"
+        raise UserError(f"--isa {isa} is not below this CPU's class ({host}): a CPU runs only instructions it has; "
+                        f"classes it can emulate: {below}")
+    os.environ["ONEDNN_MAX_CPU_ISA"], os.environ[ISA_ENV] = ONEDNN_ISA[isa], isa
+    return isa
 
 
 def versions() -> dict:
@@ -52,23 +89,28 @@ def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     return digest.hexdigest()[:16]
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+def config_hash(record: dict) -> str:
+    """Hash of a config's record (`QuantConfig.record`: the fields it sets, no descriptions)."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def environment_id(identity: dict) -> str:
     """The part of an identity that is the machine and its libraries: 'avx2, onnxruntime 1.32.0, torch ...'."""
-    return ", ".join([identity["cpu_class"], *(f"{k} {v}" for k, v in sorted(identity["versions"].items()))])
+    cpu = identity["cpu_class"] + (" (emulated)" if identity.get("emulated") else "")
+    return ", ".join([cpu, *(f"{k} {v}" for k, v in sorted(identity["versions"].items()))])
 
 
-def make_identity(model_name: str, weights_sha256: str, dataset: dict, config: dict,
+def make_identity(model_name: str, weights_sha256: str, dataset: dict, config: dict, recipe: str,
                   calibration: dict | None) -> dict:
-    """The identity of one result row; `dataset` and `calibration` carry their fingerprints."""
+    """The identity of one result row; `dataset` and `calibration` carry their fingerprints, `recipe` the hash
+    version of the backend's code (`backends.recipe`)."""
     return {"model": model_name, "model_weights_sha256": weights_sha256,
             "dataset": {k: dataset[k] for k in ("fingerprint", "n_images")},
             "calibration_pool": calibration["pool_fingerprint"] if calibration else None,
             "calibration": [calibration["calibration_n"], calibration["calibration_seed"]] if calibration else None,
-            "config": config_hash(config), "cpu_class": cpu_class(), "versions": versions()}
+            "calibration_sample": calibration["calibration_images_sha256"] if calibration else None,
+            "config": config_hash(config), "recipe": recipe, "cpu_class": cpu_class(), "versions": versions(),
+            **({"emulated": True} if emulated_class() else {})}
 
 
 def identity_hash(identity: dict) -> str:
@@ -83,12 +125,18 @@ def legacy_identity(entry: dict) -> dict:
             "model_weights_sha256": entry.get("model_weights_sha256")}
 
 
-def mismatch(stored: dict, wanted: dict) -> str | None:
-    """The first identity field in which a stored row differs from the wanted one, in words; None if equal."""
+def differences(stored: dict, wanted: dict) -> list[str]:
+    """The identity fields in which a stored row differs from the wanted one, in words, in `FIELD_WORDS` order."""
+    out = []
     for field, words in FIELD_WORDS.items():
         if field in stored and stored[field] != wanted.get(field):
             value = stored[field]
             if field == "versions":
                 value = ", ".join(f"{k} {v}" for k, v in value.items() if wanted[field].get(k) != v)
-            return f"{words} ({value})" if isinstance(value, str) and len(value) < 40 else words
-    return LEGACY if stored.get("legacy") else None
+            out.append(f"{words} ({value})" if isinstance(value, str) and len(value) < 40 else words)
+    return out or ([LEGACY] if stored.get("legacy") else [])
+
+
+def mismatch(stored: dict, wanted: dict) -> str | None:
+    """The first identity field in which a stored row differs from the wanted one, in words; None if equal."""
+    return next(iter(differences(stored, wanted)), None)

@@ -28,6 +28,11 @@ def models_dir() -> Path:
     return artifacts_dir() / "models"
 
 
+def trained_dir(model: str) -> Path:
+    """Where `train` writes unless --out says otherwise: never over the weights shipped in the package."""
+    return artifacts_dir() / "weights" / model
+
+
 def results_path(name: str) -> Path:
     """A results file beside full_results.json: a study's (calibration_size.json...) or a bench document."""
     return results_file().with_name(name)

@@ -1,4 +1,5 @@
-"""full_results.json: schema-versioned, written atomically under a file lock, never silently overwritten.
+"""full_results.json: schema-versioned, validated whole on read, written atomically under a file lock, never
+silently overwritten.
 
 Layout: {"schema_version": 2, "datasets": {fingerprint: dataset}, "entries": {key: entry}}, with
 key = model|config[|n=<calibration n>|seed=<seed>][|<identity hash>] (`identity.py`): rows measured on other
@@ -14,20 +15,27 @@ writing at once keep both's entries.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import os
+import socket
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
-from .errors import UserError
-from .files import cannot_write, write_text_atomic
+from .errors import UserError, warn
+from .files import cannot_write, write_target, write_text_atomic
 from .paths import labels_dir
 
 SCHEMA_VERSION = 2
 MIGRATES = {1}  # older schema versions read (and rewritten) as this one
+SCORED_ROW_FIELDS = ("model", "n_images", "confusion_matrix", "per_class_accuracy")  # beside config_name, accuracy
+LOCK_TIMEOUT_ENV = "QUANT_EXPLORER_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 600
 
 
 def entry_key(model: str, config: str, calibration_n: int | None = None, seed: int | None = None,
@@ -62,19 +70,60 @@ def _move_aside_hint(path: Path) -> str:
     return f"move it aside (e.g. `mv {path} {path}.bak`) and rerun"
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """json's object_pairs_hook: a key given twice would lose one of its values on the next save."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _shape_problem(data: dict) -> str | None:
+    """What makes a results document unusable, in a phrase; None when every part has the shape readers expect."""
+    if not isinstance(data.get("datasets", {}), dict):
+        return f"its \"datasets\" is a {type(data['datasets']).__name__}, not an object"
+    for key, entry in data["entries"].items():
+        if not isinstance(entry, dict):
+            return f"entry {key!r} is a {type(entry).__name__}, not an object"
+        if "config_name" in entry and "accuracy" in entry:  # a scored row: what summary, compare and report read
+            missing = [f for f in SCORED_ROW_FIELDS if f not in entry]
+            if missing:
+                return f"entry {key!r} lacks {', '.join(missing)}"
+    return None
+
+
 def load_results(path: Path) -> dict:
-    """The results file's contents; a missing file is empty, a broken one is a UserError (never overwritten)."""
+    """The results file's contents, read completely and validated; a missing file is empty, anything else that
+    cannot be read whole (not JSON, a duplicated key, an unknown schema, an entry of another shape, a directory)
+    is a UserError, and the file is never written."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"results file {path} is a directory; {_move_aside_hint(path)}")
     if not path.exists():
         return {"schema_version": SCHEMA_VERSION, "datasets": {}, "entries": {}}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as e:
+        raise UserError(f"results file {path} has the key {e.args[0]!r} twice, so one of its values would be lost; "
+                        f"keep one and rerun, or {_move_aside_hint(path)}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"results file {path} is not valid JSON ({e}); {_move_aside_hint(path)}") from None
+    except OSError as e:
+        raise UserError(f"cannot read results file {path} ({e.strerror}); make it readable or "
+                        f"{_move_aside_hint(path)}") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version not in (SCHEMA_VERSION, *MIGRATES) or not isinstance(data.get("entries"), dict):
         raise UserError(f"results file {path} has schema version {version!r}, this quant-explorer writes "
                         f"{SCHEMA_VERSION}; {_move_aside_hint(path)}")
+    problem = _shape_problem(data)
+    if problem:
+        raise UserError(f"results file {path} is damaged: {problem}; {_move_aside_hint(path)}")
     if version != SCHEMA_VERSION:
         data = {"schema_version": SCHEMA_VERSION, "datasets": {},
                 "entries": {k: {**e, "schema": version} for k, e in data["entries"].items()}}
@@ -87,27 +136,71 @@ def write_json_atomic(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
+def lock_timeout() -> float:
+    """How long a run waits for another's lock: $QUANT_EXPLORER_LOCK_TIMEOUT seconds, default 10 minutes."""
+    text = os.environ.get(LOCK_TIMEOUT_ENV) or str(DEFAULT_LOCK_TIMEOUT)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1
+    if not seconds >= 0:
+        raise UserError(f"${LOCK_TIMEOUT_ENV} must be a number of seconds, got {text!r}")
+    return seconds
+
+
+def _holder(lock: Path) -> str:
+    """Who holds `lock`, as its holder wrote it there: pid, host, command and since when."""
+    try:
+        return lock.read_text().strip() or "another quant-explorer run"
+    except OSError:
+        return "another quant-explorer run"
+
+
 @contextmanager
 def locked(path: Path):
-    """Hold `path`.lock; a folder that cannot hold it (read-only, not a directory) is a UserError."""
-    folder, lock = Path(path).parent, FileLock(f"{path}.lock", timeout=600)
+    """Hold `path`.lock (an exclusive flock; the holder writes who it is into it). A wait says who holds it, and
+    gives up after `lock_timeout()` in one line; a folder or lock file that cannot hold it is a UserError."""
+    target = Path(path).resolve()  # one lock per file, however it is named (symlinks)
+    folder, lock = target.parent, Path(f"{target}.lock")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-    except Timeout:
-        raise UserError(f"{path} has been locked by another quant-explorer run for 10 minutes; wait for it to "
-                        f"finish, or delete {lock.lock_file} if no run is active") from None
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError:
+        raise UserError(f"lock file {lock} is a directory; remove it (`rmdir {lock}`) and rerun") from None
     except OSError as e:
         raise cannot_write(folder, e) from None
     try:
+        started, timeout, told = time.monotonic(), lock_timeout(), False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if waited >= timeout:
+                    raise UserError(f"{path} is locked by {_holder(lock)}; gave up after waiting {waited:.0f} s: "
+                                    f"rerun when it finishes, raise ${LOCK_TIMEOUT_ENV} (seconds), or delete {lock} "
+                                    f"if no run is active") from None
+                if not told and waited >= 1:
+                    warn(f"waiting for {path}, locked by {_holder(lock)} (up to {timeout:.0f} s)")
+                    told = True
+                time.sleep(0.05)
+        try:  # who holds it, for those who wait; a full disk costs only that
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[1:3]) or 'python'}), "
+                          f"since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        except OSError:
+            pass
         yield
     finally:
-        lock.release()
+        os.close(fd)  # releases the flock
 
 
 def check_writable(path: Path) -> None:
-    """Fail before hours of work, not after: the results file must be readable and its folder writable."""
+    """Fail before hours of work, not after: the results file must be readable and valid, a writable file (or none
+    yet), and its folder writable."""
     load_results(path)
+    write_target(path)
     with locked(path):
         try:
             tempfile.TemporaryFile(dir=Path(path).parent).close()

@@ -20,7 +20,6 @@ from .errors import UserError
 
 ONNX_OPSET = 18
 INPUT_NAME = "input"
-EXAMPLE = torch.zeros(2, 3, 32, 32)  # what every export traces: at batch 1 it would specialise the batch to 1
 DYNAMIC_BATCH = ({0: torch.export.Dim("batch")},)  # so every exported model runs at any batch size
 
 
@@ -32,13 +31,14 @@ class Runtime:
     description: str  # completes "run as ..." in an explanation
     baseline: str | None  # the FP32 runtime its speed-ups are measured against (None: never timed)
     exact: bool = False  # computes the recipe's arithmetic exactly: a float simulation of the integer model
+    isa_capped: bool = False  # its kernels obey oneDNN's ISA cap, so it can run as an emulated lower CPU class
 
 
 ONNXRUNTIME = Runtime("onnxruntime", "ONNX Runtime's kernels", "onnxruntime")
-TORCH = Runtime("torch", "PyTorch eager (for PT2E, the converted Q/DQ reference in float)", "torch")
-INDUCTOR = Runtime("inductor", "Inductor-compiled oneDNN int8 kernels", "inductor")
+TORCH = Runtime("torch", "PyTorch eager (for PT2E, the converted Q/DQ reference in float)", "torch", isa_capped=True)
+INDUCTOR = Runtime("inductor", "Inductor-compiled oneDNN int8 kernels", "inductor", isa_capped=True)
 AOTINDUCTOR = Runtime("aotinductor", "an AOTInductor package (Inductor's kernels, oneDNN int8, called from C++)",
-                      "aotinductor")
+                      "aotinductor", isa_capped=True)
 ONNX2TORCH = Runtime("onnx2torch", "exact simulated quantization (the same QDQ model converted to PyTorch)", None,
                      exact=True)
 
@@ -170,14 +170,15 @@ def onnx2torch_runner(path: Path):
                          dims[0].dim_value if dims and dims[0].dim_value else None)
 
 
-def export_onnx(module: nn.Module, path: Path, opset: int = ONNX_OPSET) -> Path:
-    """Export with a dynamic batch dimension, check with onnx.checker, write atomically."""
+def export_onnx(module: nn.Module, path: Path, example: torch.Tensor, opset: int = ONNX_OPSET) -> Path:
+    """Export with a dynamic batch dimension (`example`: a batch of 2, `LoadedModel.example`), check with
+    onnx.checker, write atomically."""
     import onnx
 
     from .files import atomic_path
 
     with atomic_path(path, ".onnx") as tmp:
-        torch.onnx.export(module.eval(), (EXAMPLE,), str(tmp), input_names=[INPUT_NAME], output_names=["logits"],
+        torch.onnx.export(module.eval(), (example,), str(tmp), input_names=[INPUT_NAME], output_names=["logits"],
                           opset_version=opset, dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True,
                           external_data=False, verbose=False)
         model = onnx.load(str(tmp))

@@ -19,7 +19,7 @@ from .data import EvalData
 from .executors import Executor, LocalExecutor, TaskFailed
 from .experiment import (FP32, Baseline, fp32_baseline, is_finished, make_calibration, row_identity, row_key,
                          run_config)
-from .identity import legacy_identity, mismatch
+from .identity import differences, legacy_identity
 from .models import LoadedModel
 from .paths import ARTIFACTS_ENV, artifacts_dir
 from .results import decode_classes, load_results, save_entries, save_labels
@@ -39,16 +39,17 @@ def reuse_notices(existing: dict[str, dict], wanted: list[tuple[tuple, dict]]) -
 
     `wanted`: (model, config, n, seed) and the identity each row to compute will have.
     """
-    stored: dict[tuple, dict] = {}
+    stored: dict[tuple, list[dict]] = {}
     for entry in existing.values():
         if "config_name" in entry and "accuracy" in entry:
             cal = entry.get("calibration") or {}
-            stored[(entry["model"], entry["config_name"], cal.get("calibration_n"), cal.get("calibration_seed"))] = entry
+            base = (entry["model"], entry["config_name"], cal.get("calibration_n"), cal.get("calibration_seed"))
+            stored.setdefault(base, []).append(legacy_identity(entry) if "schema" in entry else entry.get("identity", {}))
     reasons: Counter = Counter()
     for base, identity in wanted:
-        if base in stored:
-            other = stored[base]
-            reasons[mismatch(legacy_identity(other) if "schema" in other else other.get("identity", {}), identity)] += 1
+        # the nearest stored row (fewest fields apart) says why: the one change that made this row new
+        nearest = min((differences(other, identity) for other in stored.get(base, [])), key=len, default=[])
+        reasons[next(iter(nearest), None)] += 1
     return [f"{count} row{'s were' if count > 1 else ' was'} computed {reason}; computing "
             f"{'them' if count > 1 else 'it'} here" for reason, count in reasons.most_common() if reason]
 

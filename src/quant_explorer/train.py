@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,9 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageSet, load_split
+from .errors import UserError
 from .evaluate import evaluate
-from .files import atomic_path, write_text_atomic
-from .models import get_spec
+from .files import atomic_path, cannot_write, write_target, write_text_atomic
+from .models import MODELS, PACKAGED_WEIGHTS, get_spec
+from .paths import trained_dir
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,30 @@ def augment(batch: torch.Tensor, padding: int, generator: torch.Generator) -> to
     return padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
 
 
+def check_trainable(model_name: str, out_dir: Path, force: bool = False) -> None:
+    """Before hours of training: a model whose weights come from elsewhere, or an `out_dir` holding the weights
+    shipped in the package (without `force`), or one that cannot be written, is refused in one line."""
+    spec = get_spec(model_name)
+    if not spec.trainable:
+        trainable = ", ".join(name for name, other in MODELS.items() if other.trainable)
+        raise UserError(f"{model_name} is not trainable here: its weights are imported, not trained ("
+                        f"{spec.weights_hint}); train one of {trainable} instead")
+    weights = Path(out_dir) / "fp32_baseline.pt"
+    if not force and weights.exists() and weights.resolve().is_relative_to(PACKAGED_WEIGHTS):
+        raise UserError(f"{weights} holds the weights shipped with quant-explorer: pass --force to replace them, or "
+                        f"leave out --out to write under {trained_dir(model_name)}")
+    write_target(weights)
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as e:
+        raise cannot_write(Path(out_dir), e) from None
+
+
 def train(model_name: str, train_dirs: list[Path], eval_dir: Path, out_dir: Path, recipe: TrainRecipe,
-          log=print) -> dict:
+          log=print, force: bool = False) -> dict:
     """Train `model_name`, write `fp32_baseline.pt` and `model_card.json` to `out_dir`, return the card."""
+    check_trainable(model_name, out_dir, force)
     spec = get_spec(model_name)
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)

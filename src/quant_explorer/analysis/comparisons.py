@@ -3,8 +3,9 @@
 Pairs are derived from the config records, not from names: two rows of the same model pair up when their
 config dicts differ in one field only. The field's reference value (uint8, per-tensor, minmax, QDQ, no
 reduce_range...) is the left side; the delta is variant minus reference, paired on the same test images and
-the same calibration seeds (`summary.delta`), with its 95% interval: a pair "differs" only where the
-interval excludes 0.
+the same calibration seeds (`summary.delta`), with its interval; a pair "differs" only where its p-value
+survives the correction over every pair of the view (`stats.CORRECTION`): with ~50 pairs, some would cross an
+uncorrected 5% line by chance.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..backends import BACKENDS
-from ..stats import excludes_zero
+from ..stats import CORRECTION_NAME, adjust, level_text
 from . import fp32_rows, is_quantized
 from .summary import View, delta, per_class
 
@@ -33,12 +34,12 @@ VALUE_NAMES = {"symmetric_activations": {False: "asymmetric", True: "symmetric"}
                "reduce_range": {False: "8-bit", True: "reduce_range"}}
 
 
-def verdict(ci: list[float] | None) -> str:
-    if ci is None:
+def verdict(delta_pp: float, detected: bool | None) -> str:
+    if detected is None:
         return "no interval (no per-image predictions stored)"
-    if not excludes_zero(ci):
+    if not detected:
         return "no detectable difference"
-    return "variant better" if ci[0] > 0 else "variant worse"
+    return "variant better" if delta_pp > 0 else "variant worse"
 
 
 def _scheme(row: dict, without: str) -> tuple:
@@ -80,8 +81,13 @@ def pairs(view: View | list[dict]) -> list[dict]:
             if isinstance(view, View):
                 for p in out[-(len(members) - 1):]:
                     d = delta(view, p["model"], p["config"], p["reference_config"])
-                    p.update({"delta_pp": d["mean_pp"], "ci95_pp": d["ci95_pp"]} if d else {"ci95_pp": None})
-                    p["verdict"] = verdict(p["ci95_pp"])
+                    p.update({"delta_pp": d["mean_pp"], "ci_pp": d["ci_pp"], "p": d["p"]} if d else {"ci_pp": None})
+    if isinstance(view, View):
+        tested = [p for p in out if p["ci_pp"] is not None]
+        for p, (reject, adjusted) in zip(tested, adjust([p["p"] for p in tested])):
+            p.update({"p_adjusted": adjusted, "detected": reject})
+        for p in out:
+            p["verdict"] = verdict(p["delta_pp"], p.get("detected"))
     return out
 
 
@@ -100,16 +106,18 @@ def comparisons(view: View) -> list[dict]:
         worse = sum(p["verdict"] == "variant worse" for p in members)
         said = (f"{better} of {len(members)} pairs detectably better, {worse} worse" if better or worse
                 else f"no detectable difference in any of {len(members)} pair{'s' if len(members) > 1 else ''}")
+        said += f" ({CORRECTION_NAME}-corrected over all pairs)"
         out.append({"field": field, "title": FIELDS[field][0], "backend": backend, "reference_value": ref_value,
                     "value": value, "pairs": members, "n_pairs": len(members),
                     "mean_delta_pp": round(float(deltas.mean()), 4), "min_delta_pp": float(deltas.min()),
-                    "max_delta_pp": float(deltas.max()), "verdict": said})
+                    "max_delta_pp": float(deltas.max()), "verdict": said, "correction": CORRECTION_NAME})
     return out
 
 
 def confusion_comparison(row: dict, fp32: dict, classes_stats: dict[str, dict] | None = None, top: int = 3) -> dict:
     """FP32 and quantized confusion matrices (means over seeds), their difference, each class's delta with its
-    interval, and the classes that lose detectably (interval below 0), most first, with what they become."""
+    interval, and the classes that lose detectably (`summary.per_class`: corrected over the classes), most first,
+    with what they become."""
     classes = list(row["per_class_accuracy"])
     base, quant = np.array(fp32["confusion_matrix"], float), np.array(row["confusion_matrix"], float)
     diff = quant - base
@@ -123,26 +131,27 @@ def confusion_comparison(row: dict, fp32: dict, classes_stats: dict[str, dict] |
         off = diff[i].copy()
         off[i] = -np.inf
         j = int(off.argmax())
-        losers.append({"class": c, "delta_pp": per_class[c], "ci95_pp": stats[c]["ci95_pp"],
+        losers.append({"class": c, "delta_pp": per_class[c], "ci_pp": stats[c]["ci_pp"],
                        "lost_images": round(float(-diff[i, i]), 1), "of_images": int(round(base[i].sum())),
                        "mostly_to": classes[j] if off[j] > 0 else None, "mostly_to_images": round(float(max(off[j], 0)), 1)})
     return {"model": row["model"], "config": row["config_name"], "classes": classes, "baseline": base.tolist(),
             "quantized": quant.tolist(), "difference": diff.round(2).tolist(), "per_class_delta_pp": per_class,
-            "per_class_ci95_pp": {c: stats[c]["ci95_pp"] for c in stats}, "most_lost": losers,
-            "intervals": bool(stats)}
+            "per_class_ci_pp": {c: stats[c]["ci_pp"] for c in stats}, "most_lost": losers,
+            "intervals": bool(stats), "correction": f"{CORRECTION_NAME} over {len(stats)} classes"}
 
 
 def losers_text(comparison: dict) -> str:
-    """The classes that lose detectably, in words: 'cat −5.0 pp [−8.1, −1.9] (5.0 of 100 images, mostly now dog)'."""
+    """The classes that lose detectably, in words: 'cat −5.0 pp, 95% [−8.1, −1.9] (5.0 of 100 images, mostly now
+    dog)', and the correction that made them so."""
     parts = []
     for c in comparison["most_lost"]:
         to = f", mostly now called {c['mostly_to']} (+{c['mostly_to_images']:g})" if c["mostly_to"] else ""
-        low, high = c["ci95_pp"]
-        parts.append(f"{c['class']} {c['delta_pp']:+.1f} pp, 95% [{low:+.1f}, {high:+.1f}] ({c['lost_images']:g} of "
-                     f"{c['of_images']} images{to})")
-    if parts:
-        return "; ".join(parts)
-    return "no class loses detectably" if comparison.get("intervals") else "no per-class intervals (no per-image predictions)"
+        low, high = c["ci_pp"]
+        parts.append(f"{c['class']} {c['delta_pp']:+.1f} pp, {level_text()} [{low:+.1f}, {high:+.1f}] "
+                     f"({c['lost_images']:g} of {c['of_images']} images{to})")
+    if not comparison.get("intervals"):
+        return "no per-class intervals (no per-image predictions)"
+    return ("; ".join(parts) if parts else "no class loses detectably") + f" ({comparison['correction']})"
 
 
 def all_confusions(view: View) -> list[dict]:

@@ -1,7 +1,7 @@
 """Why a config loses points, in sentences built from its own row: simulation vs kernels, warnings, one-field twins.
 
-The key evidence is `alternates` (and runtimes a benchmark scored): the same quantized model run another
-way. onnx2torch runs an ORT QDQ model as exact simulated quantization (float arithmetic on the dequantized
+The key evidence is the row's float `reference` and `alternates` (and runtimes a benchmark scored): the same
+quantized model run another way. onnx2torch runs an ORT QDQ model as exact simulated quantization (float arithmetic on the dequantized
 values), so "simulation fine, ORT loses" points at the int8 kernels, and "both lose" at the recipe.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..backends import runtime_info
 from ..runtimes import Runtime
+from ..stats import level_text
 from . import fp32_rows, is_quantized
 from .comparisons import confusion_comparison, losers_text, pairs
 from .summary import View, per_class
@@ -24,7 +25,9 @@ def _alternates(row: dict) -> dict[str, tuple[Runtime, dict]]:
     """The other runs of this model: the sweep's cross-checks, plus runtimes a benchmark scored (`bench`), each
     with what its backend says that runtime is."""
     benched = {n: {"accuracy": r["accuracy"]} for n, r in row.get("bench", {}).get("runtimes", {}).items() if "accuracy" in r}
-    runs = {n: (runtime_info(n), a) for n, a in {**benched, **row.get("alternates", {})}.items() if n != row.get("runtime")}
+    reference = {row["reference"]["runtime"]: row["reference"]} if "reference" in row else {}
+    runs = {n: (runtime_info(n), a) for n, a in {**benched, **row.get("alternates", {}), **reference}.items()
+            if n != row.get("runtime")}
     return {n: run for n, run in runs.items() if run[0] is not None}
 
 
@@ -106,8 +109,8 @@ def explain(view: View) -> list[dict]:
         if not main_loses and not alternates:
             continue
         cpu = row.get("environment", {}).get("cpu", {})
-        ci = row.get("delta_pp_ci95")
-        interval = f", 95% [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
+        ci = row.get("delta_pp_ci")
+        interval = f", {level_text()} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
         seeds = f", mean of {len(row['seeds'])} calibration seeds" if len(row.get("seeds", [])) > 1 else ""
         sentences = [f"`{row['config_name']}` on {row['model']} scores {100 * row['accuracy']:.2f}% "
                      f"({delta:+.2f} pp{interval} vs FP32 {100 * ref['accuracy']:.2f}%{seeds}) in "

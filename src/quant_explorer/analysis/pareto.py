@@ -1,8 +1,9 @@
-"""Which rows are worth shipping: "which to pick" by the tie rule, and the accuracy-vs-size (and vs-latency) fronts.
+"""Which rows are worth shipping: "which to pick" from the confidence set for the best, and the accuracy-vs-size
+(and vs-latency) fronts.
 
-Everything is derived from a `summary.View`: the pick is `summary.choose`'s (configs tied with the best on
-accuracy, then the fastest, then the smallest), latency columns appear when a benchmark has measured them,
-and every accuracy carries its spread over seeds and every delta its 95% interval.
+Everything is derived from a `summary.View`: the pick is `summary.choose`'s (the configs in the confidence set
+for the best, then the best on the view's objective), latency columns appear when a benchmark has measured
+them, and every accuracy carries its spread over seeds and every delta its interval.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import re
 
 from . import SPEED_PREFIXES, fp32_rows
-from .summary import View, choices
+from ..stats import level_text
+from .summary import View, choices, speedup
 
 SPEED_WORDS = {"latency_ms_b1_median": "latency, batch 1, median (ms)", "latency_ms_b1_p90": "latency, batch 1, p90 (ms)",
                "throughput_b256": "throughput, batch 256 (images/s)"}
@@ -58,26 +60,27 @@ def pareto_table(rows: list[dict]) -> list[dict]:
     for row, on_size, on_latency in zip(rows, by_size, by_latency):
         out.append({"model": row["model"], "config": row["config_name"], "backend": row["config"]["backend"],
                     "accuracy": row["accuracy"], "accuracy_std": row.get("accuracy_std"), "seeds": row.get("seeds"),
-                    "delta_pp": row.get("delta_pp"), "delta_pp_ci95": row.get("delta_pp_ci95"),
-                    "tied_with_best": row.get("tied_with_best"), "pick": row.get("pick", False),
+                    "runtime": row.get("runtime"), "delta_pp": row.get("delta_pp"), "delta_pp_ci": row.get("delta_pp_ci"),
+                    "in_best_set": row.get("in_best_set"), "identical_to": row.get("identical_to"),
+                    "pick": row.get("pick", False),
                     "size_bytes": row["size_bytes"], **{c: row.get(c) for c in speed_columns(rows)},
                     "pareto_size": on_size, "pareto_latency": on_latency})
     return out
 
 
 def picks(view: View) -> list[dict]:
-    """Per model: the pick (tie rule), the smallest of the tied configs, and the FP32 reference."""
+    """Per model: the pick (on the view's objective), the smallest of the confidence set, and the FP32 reference."""
     out = []
     fp32 = fp32_rows(view.rows)
     for model, choice in choices(view).items():
-        if not choice:
+        if not choice or not choice["pick"]:
             continue
         by_name = {r["config_name"]: r for r in view.rows if r["model"] == model}
-        tied = [by_name[name] for name in choice["tied"]]
-        smallest = min(tied, key=lambda r: (r["size_bytes"], -r["accuracy"]))
-        for criterion, row, rule in (("pick", by_name[choice["pick"]], choice["rule"]),
-                                     ("smallest of the tied", smallest, f"smallest file of the {len(tied)} configs "
-                                      "tied with the best"),
+        members = [by_name[name] for name in choice["best_set"]]
+        smallest = min(members, key=lambda r: (r["size_bytes"], -r["accuracy"]))
+        for criterion, row, rule in ((f"pick ({choice['objective']})", by_name[choice["pick"]], choice["rule"]),
+                                     ("smallest of the set", smallest, f"smallest file of the {len(members)} configs "
+                                      "in the confidence set for the best"),
                                      ("reference", fp32.get(model), "the FP32 model every delta is measured against")):
             if row is not None:
                 out.append({"model": model, "criterion": criterion, "rule": rule, **_numbers(row)})
@@ -85,10 +88,11 @@ def picks(view: View) -> list[dict]:
 
 
 def _numbers(row: dict) -> dict:
-    return {"config": row["config_name"], "accuracy": row["accuracy"], "accuracy_std": row.get("accuracy_std", 0.0),
-            "seeds": row.get("seeds", []), "delta_pp": row.get("delta_pp"), "delta_pp_ci95": row.get("delta_pp_ci95"),
-            "size_bytes": row["size_bytes"], "throughput_b256": row.get("throughput_b256"),
-            "latency_ms_b1_median": row.get("latency_ms_b1_median"), "speedup_vs_fp32_b256": row.get("speedup_vs_fp32_b256")}
+    return {"config": row["config_name"], "runtime": row.get("runtime"), "accuracy": row["accuracy"],
+            "accuracy_std": row.get("accuracy_std", 0.0), "seeds": row.get("seeds", []), "delta_pp": row.get("delta_pp"),
+            "delta_pp_ci": row.get("delta_pp_ci"), "size_bytes": row["size_bytes"],
+            "throughput_b256": row.get("throughput_b256"), "latency_ms_b1_median": row.get("latency_ms_b1_median"),
+            "speedup_b1": speedup(row, 1)[0], "speedup_b256": speedup(row, 256)[0]}
 
 
 def speed_text(value: float | None) -> str:
@@ -96,14 +100,16 @@ def speed_text(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def speedup_text(row: dict) -> str:
-    """'1.53x': batch-256 throughput against FP32 in the same runtime, where benchmarked."""
-    return f"{row['speedup_vs_fp32_b256']:.2f}x" if row.get("speedup_vs_fp32_b256") else "—"
+def speedup_text(row: dict, batch: int = 256) -> str:
+    """'1.53x': against the fastest FP32 runtime (`summary.speedup`), where benchmarked."""
+    ratio = row.get(f"speedup_b{batch}")
+    return f"{ratio:.2f}x" if ratio else "—"
 
 
-def tied_text(row: dict) -> str:
-    """'yes (pick)', 'no', or '' for the FP32 reference, which is not a candidate."""
-    return {True: "yes", False: "no", None: ""}[row.get("tied_with_best")] + (" (pick)" if row.get("pick") else "")
+def in_set_text(row: dict) -> str:
+    """'yes (pick)', 'no', 'yes (= twin)', or '' for the FP32 reference, which is not a candidate."""
+    return ({True: "yes", False: "no", None: ""}[row.get("in_best_set")]
+            + (f" (= {row['identical_to']})" if row.get("identical_to") else "") + (" (pick)" if row.get("pick") else ""))
 
 
 def accuracy_text(row: dict) -> str:
@@ -114,46 +120,70 @@ def accuracy_text(row: dict) -> str:
 
 
 def delta_text(row: dict) -> str:
-    """'−0.59 [−1.28, +0.10]': the mean delta vs FP32 and its 95% interval, in pp."""
+    """'−0.59 [−1.28, +0.10]': the mean delta vs FP32 and its interval, in pp."""
     if row.get("delta_pp") is None:
         return "—"
-    ci = row.get("delta_pp_ci95")
+    ci = row.get("delta_pp_ci")
     return f"{row['delta_pp']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else " (no interval)")
 
 
-def markdown(view: View) -> str:
-    """pareto.md: the banner, per model the pick and the table of every config, all computed from the view."""
+def markdown(view: View, classes: dict | None = None) -> str:
+    """pareto.md: what it was made on, per model the pick and the table of every config, all computed from the
+    view, and the CPU-class matrix (`analysis.classes`) where the file holds several classes. It names no absolute
+    path (the evaluation set by its last two parts)."""
+    from .classes import table_rows
+    from ..report.answer import dataset_label, made_on
+
     table = pareto_table(view.rows)
     speed = speed_columns(view.rows)
     picked = choices(view)
     lines = ["# Which recipe to ship: accuracy with intervals, size and speed", "",
              "Generated by `quant-explorer report` from full_results.json; never edited by hand.", "",
-             f"**{view.banner()}.**", "",
-             "Accuracy is the mean over calibration seeds ± its standard deviation. Δ is the mean paired difference "
-             "from the model's FP32 row in percentage points, with its 95% interval from a bootstrap over test "
-             "images and calibration seeds. Configs whose interval against the best config includes 0 are tied "
-             "with it; the pick is the fastest of those in the runtime it ships in, then the smallest. ★ marks rows "
-             "no other row of the model beats on both mean accuracy and size (★ size) or latency (★ latency); "
-             "inside the tie set such a front is within noise.", ""]
-    lines += ["## Which to pick", "", "| model | criterion | config | accuracy | Δ pp [95% interval] | size (KiB) | "
-              "throughput, batch 256 (images/s) | × FP32 | rule |", "|---|---|---|---|---|---|---|---|---|"]
+             f"**Made on {made_on(view)}; {view.n_images:,} test images ({dataset_label(view.dataset_name)}).** "
+             f"Environment: {view.environment}.", "",
+             "Accuracy is that of the runtime each config ships in, the mean over calibration seeds ± its standard "
+             "deviation. Δ is the mean paired difference from the model's FP32 row in percentage points, with its "
+             f"{level_text()} interval over test images and calibration seeds (Student's t, Welch-Satterthwaite "
+             f"degrees of freedom). The {level_text()} confidence set for the best holds the configs no other config "
+             "beats by more than the noise allows, family-wise over every pair (a bootstrap maximum over all "
+             "configs); configs with identical predictions on every seed count once. The pick is the config of the "
+             f"set best on the objective ({view.objective}) in the runtime it ships in; speed ratios are against the "
+             "fastest FP32 runtime. ★ marks rows no other row of the model beats on both mean accuracy and size "
+             "(★ size) or latency (★ latency); inside the confidence set such a front is within noise.", ""]
+    lines += ["## Which to pick", "", f"| model | criterion | config | runtime | accuracy | Δ pp [{level_text()} interval] "
+              "| size (KiB) | latency, batch 1 (ms) | × fastest FP32, batch 1 | throughput, batch 256 (images/s) | "
+              "× fastest FP32, batch 256 | rule |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in picks(view):
-        lines.append(f"| {p['model']} | {p['criterion']} | `{p['config']}` | {accuracy_text(p)} | {delta_text(p)} | "
-                     f"{p['size_bytes'] / 1024:.1f} | {speed_text(p['throughput_b256'])} | {speedup_text(p)} | "
-                     f"{p['rule']} |")
+        lines.append(f"| {p['model']} | {p['criterion']} | `{p['config']}` | {p['runtime'] or '—'} | {accuracy_text(p)} | "
+                     f"{delta_text(p)} | {p['size_bytes'] / 1024:.1f} | {speed_text(p['latency_ms_b1_median'])} | "
+                     f"{speedup_text(p, 1)} | {speed_text(p['throughput_b256'])} | {speedup_text(p)} | {p['rule']} |")
     lines.append("")
     for model, choice in picked.items():
+        if choice.get("identical_text"):
+            lines.append(f"- {model}: {choice['identical_text']}.")
         if choice.get("resolution"):
             lines.append(f"- {model}: {choice['resolution']['text'][0].lower()}{choice['resolution']['text'][1:]}.")
-    head = ["model", "config", "accuracy", "Δ pp [95% interval]", "tied with best", "size (KiB)",
+        if choice and not choice["pick"]:
+            lines.append(f"- {model}: {choice['rule']}.")
+    head = ["model", "config", "runtime", "accuracy", f"Δ pp [{level_text()} interval]", "in the set for the best",
+            "size (KiB)",
             *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"]
     lines += ["", "## Every config", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in table:
-        cells = [t["model"], f"`{t['config']}`", accuracy_text(t), delta_text(t), tied_text(t),
+        cells = [t["model"], f"`{t['config']}`", t["runtime"] or "—", accuracy_text(t), delta_text(t), in_set_text(t),
                  f"{t['size_bytes'] / 1024:.1f}",
                  *(speed_text(t[c]) for c in speed), "★" if t["pareto_size"] else "",
                  "★" if t["pareto_latency"] else ("—" if t["pareto_latency"] is None else "")]
         lines.append("| " + " | ".join(cells) + " |")
+    for model, t in (classes or {}).items():
+        lines += ["", f"## {model} on each CPU class: Δ pp vs FP32 [{level_text()} interval]", "",
+                  "Each class in its own view (its own FP32 row and seeds); emulated classes cap oneDNN's kernels "
+                  "(`sweep --isa`), whose speed is never reported; ONNX Runtime and the eager x86 engine cannot be "
+                  "capped, so they are not measured there.", "",
+                  "| config | " + " | ".join(t["classes"]) + " |", "|---|" + "---|" * len(t["classes"])]
+        lines += ["| " + " | ".join(row) + " |" for row in table_rows(t)]
+    if view.notes or view.set_aside:
+        lines += ["", "## What this view leaves out", ""] + [f"- {line}" for line in [*view.notes, *view.set_aside_lines()]]
     if view.problems:
         lines += ["", "## Rows without a score", ""]
         for p in view.problems:

@@ -21,12 +21,18 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
         runtimes.update({
             TORCH.name: RuntimeBuild(lambda _: torch_runner(model.module), cross_check=True),
             INDUCTOR.name: RuntimeBuild(lambda _: inductor_runner(model.fresh()), compiles=True),
-            AOTINDUCTOR.name: RuntimeBuild(lambda _: aot_runner(compile_package(model.fresh(), package)), compiles=True,
+            AOTINDUCTOR.name: RuntimeBuild(lambda _: aot_runner(compiled(model, package)), compiles=True,
                                            artifact=package),
             ONNX2TORCH.name: RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False, cross_check=True),
         })
-    return QuantizedModel(ort_runner(path), path, ONNXRUNTIME.name, runtimes=runtimes)
+    return QuantizedModel(path, ONNXRUNTIME.name, runtimes)
+
+
+def compiled(model: LoadedModel, package: Path) -> Path:
+    """The FP32 model's AOTInductor package: compiled once per workdir (one row identity), then reused."""
+    return package if package.exists() else compile_package(model.fresh(), package, model.example)
 
 
 BACKEND = register(Backend("fp32", "no quantization: the FP32 reference", quantize,
-                           (ONNXRUNTIME, TORCH, INDUCTOR, AOTINDUCTOR, ONNX2TORCH), color="black"))
+                           (ONNXRUNTIME, TORCH, INDUCTOR, AOTINDUCTOR, ONNX2TORCH), color="black",
+                           recipe=("quant_explorer.aot", "quant_explorer.onnx2torch_ops")))

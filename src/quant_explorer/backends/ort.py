@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,9 @@ from ..runtimes import ONNX2TORCH, ONNXRUNTIME, onnx2torch_runner, ort_runner
 from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")  # the ops per-layer sensitivity calls layers
+
+CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile",
+                       "distribution": "Distribution"}  # config name -> onnxruntime's CalibrationMethod member
 
 
 def _reader(batches: Iterable[torch.Tensor], input_name: str):
@@ -68,7 +72,7 @@ def preprocessed_onnx(model: LoadedModel) -> Path:
     from onnxruntime.quantization import quant_pre_process
 
     source = exported_onnx(model)
-    path = source.with_name("fp32.preprocessed.onnx")
+    path = source.with_name(f"{source.stem}.preprocessed.onnx")  # the export's name carries what made it
     if not path.exists():
         with atomic_path(path, ".onnx") as tmp:  # a private name: parallel workers share this cache
             quant_pre_process(str(source), str(tmp))
@@ -127,17 +131,21 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
     """quantize_static with the config's dtypes, method, format and granularity; used by per-layer analysis too."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
     proto = onnx.load(str(source))
     if config.reduce_range:
         pad_narrow_conv_inputs(proto)
-    with _quiet(), atomic_path(output, ".onnx") as tmp:
+    reader = _reader(calibration.batches(), proto.graph.input[0].name)
+    with _quiet(), tempfile.TemporaryDirectory(prefix="qe-ort-") as scratch, atomic_path(output, ".onnx") as tmp:
+        if config.calibration_bins:  # a histogram method: its bins are the config's, handed over as ORT's cache
+            cache = Path(scratch) / "calibration.json"
+            save_tensors_data(histogram_ranges(proto, config, reader, Path(scratch)), cache)
+            reader = None
         quantize_static(
             # A ModelProto, not the path: given a path, ORT writes `<source>-inferred.onnx` beside it, which
             # parallel workers quantizing the same source would race on.
-            proto, str(tmp), _reader(calibration.batches(), proto.graph.input[0].name),
+            proto, str(tmp), reader,
             quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
             per_channel=config.granularity == "per_channel",
             reduce_range=config.reduce_range,
@@ -145,20 +153,40 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
             weight_type=QuantType.QInt8,
             nodes_to_exclude=nodes_to_exclude,
             nodes_to_quantize=nodes_to_quantize,
-            calibrate_method=methods[config.calibration],
+            calibrate_method=CalibrationMethod[CALIBRATION_METHODS[config.calibration]],
             calibration_providers=["CPUExecutionProvider"],
+            calibration_cache_path=cache if config.calibration_bins else None,
             extra_options={"ActivationSymmetric": symmetric_activations(config), "WeightSymmetric": True},
         )
     return output
+
+
+def histogram_ranges(proto, config: QuantConfig, reader, scratch: Path):
+    """ORT's calibrator for a histogram method with the config's bins (quantize_static passes no bin settings
+    through): collect the histograms over the calibration batches, compute each tensor's range."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    source = scratch / "model.onnx"
+    onnx.save(proto, str(source))
+    options = {"num_bins": config.calibration_bins, "symmetric": symmetric_activations(config),
+               **({"num_quantized_bins": config.quantized_bins} if config.quantized_bins else {}),
+               **({"percentile": config.percentile} if config.percentile else {})}
+    calibrator = create_calibrator(source, None, augmented_model_path=str(scratch / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod[CALIBRATION_METHODS[config.calibration]],
+                                   providers=["CPUExecutionProvider"], extra_options=options)
+    calibrator.collect_data(reader)
+    return calibrator.compute_data()
 
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
     path = quantize_onnx(preprocessed_onnx(model), workdir / "model.onnx", config, calibration)
     runtimes = {ONNXRUNTIME.name: RuntimeBuild(lambda threads: ort_runner(path, threads))}
     if config.format == "qdq":  # onnx2torch converts Q/DQ pairs; QOperator ops have no float form there
-        runtimes[ONNX2TORCH.name] = RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False, cross_check=True)
+        runtimes[ONNX2TORCH.name] = RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False)
     warning = u8s8_saturation_warning(config.activation_dtype, config.weight_dtype, config.reduce_range)
-    return QuantizedModel(ort_runner(path), path, ONNXRUNTIME.name, checks=onnx_checks(path, config), runtimes=runtimes,
+    return QuantizedModel(path, ONNXRUNTIME.name, runtimes, checks=onnx_checks(path, config),
                           reference=ONNX2TORCH.name if ONNX2TORCH.name in runtimes else None,
                           warnings=[warning] if warning else [])
 
@@ -302,4 +330,4 @@ class OrtLayerVariants:
 
 
 BACKEND = register(Backend("ort", "ONNX Runtime quantize_static", quantize, (ONNXRUNTIME, ONNX2TORCH),
-                           color="tab:blue", layer_variants=OrtLayerVariants))
+                           color="tab:blue", layer_variants=OrtLayerVariants, recipe=("quant_explorer.onnx2torch_ops",)))

@@ -22,6 +22,50 @@ data_app = typer.Typer(help="Find, check and download CIFAR-10.", no_args_is_hel
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
+# Help lists a flag without a value type (typer writes `--json <bool>`, as if it took one).
+_display_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
+# Commands that load torch or ONNX Runtime: third-party log noise is turned off for them (unless --verbose).
+COMPUTES = {"quantize", "sweep", "bench", "evaluate", "train", "calib-sensitivity", "layer-sensitivity", "analyze"}
+THIRD_PARTY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning)
+
+
+def quiet_third_party(loads_runtimes: bool) -> None:
+    """Silence torch's and ONNX Runtime's warnings and log lines at their source: Python warnings (here and, by
+    PYTHONWARNINGS, in worker processes), torch's loggers (Python and C++), and ORT's logger. Our own warnings
+    are printed by the commands themselves (a row's `warnings`), never through these channels."""
+    import os
+    import warnings
+
+    for category in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", category=category)
+    os.environ.setdefault("PYTHONWARNINGS", ",".join(f"ignore::{c.__name__}" for c in THIRD_PARTY_WARNINGS))
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("TORCH_LOGS", "-all")  # torch's Python loggers at ERROR; never "" (torch fails on it)
+    if loads_runtimes:  # importing ORT costs half a second: only for the commands that run it anyway
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"quant-explorer {version('quant-explorer')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(ctx: typer.Context,
+                    verbose: bool = typer.Option(False, "--verbose", help="Show the third-party warnings and logs "
+                                                 "(torch, ONNX Runtime) that are hidden by default."),
+                    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                                 help="Print the version and exit.")) -> None:
+    if not verbose:
+        # The subcommand's own arguments are not parsed yet: `--help` is looked for on the command line.
+        quiet_third_party(ctx.invoked_subcommand in COMPUTES and "--help" not in sys.argv[1:])
+
 
 DataDir = typer.Option(None, "--data-dir", help="CIFAR-10 directory (python batches or train/test image folders); "
                        "default $QUANT_EXPLORER_DATA, then ~/.cache/quant-explorer/cifar10.")
@@ -45,14 +89,33 @@ ConfigsOpt = typer.Option(None, "--configs", "-c", help="Config names or globs (
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 
 
+def _emulate(isa: str) -> str:
+    from ..identity import emulate
+
+    emulate(isa)  # before any model work: oneDNN reads its cap once per process
+    return isa
+
+
+IsaOpt = typer.Option("native", "--isa", callback=_emulate, help="Score as this CPU class: native, or a class below "
+                      "this CPU's (avx2, avx512, avx512-vnni, amx, avx-vnni), emulated by capping oneDNN's kernels "
+                      "(ONEDNN_MAX_CPU_ISA). Runtimes that cannot be capped (ONNX Runtime, the eager x86 engine) give "
+                      "'not measured' rows; emulated rows are keyed apart from native ones and never timed.")
+
+
 def main() -> None:
     """Console entry point: a UserError is one red line on stderr and exit code 2, never a traceback."""
     from rich.markup import escape
     from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors its own click
 
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         # Without standalone mode, click returns a command's `typer.Exit(code)` as the value instead of raising it.
         code = app(standalone_mode=False, prog_name="quant-explorer")
+    except Interrupted as e:  # outside `interruptible` (loading data or models): nothing of this run was saved
+        err_console.print("interrupted: nothing saved (files are written whole or not at all); rerun the same "
+                          "command", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
     except UserError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -113,23 +176,28 @@ def interval(ci: list[float] | None) -> str:
     return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "—"
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised where the work is, so it stops like Ctrl-C does."""
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM, raised where the work is. Not a KeyboardInterrupt, which click turns into a silent exit 130."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
 
 
 @contextlib.contextmanager
 def interruptible(progress: Callable[[], str]):
     """Ctrl-C (exit 130) or SIGTERM (exit 143) during long work: one line saying what was saved, and how to resume.
     Rows are saved as they finish, so nothing finished is lost."""
-    def terminate(signum, frame):
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
-    except (KeyboardInterrupt, _Terminated) as e:
+    except (KeyboardInterrupt, Interrupted) as e:
         err_console.print(f"interrupted: {progress()}; rerun the same command to resume", highlight=False,
                           soft_wrap=True)
-        raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
+        raise typer.Exit(getattr(e, "exit_code", 130)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from ..errors import UserError, first_line
-from .app import (CalibN, ConfigsOpt, DataDir, InputScale, JsonOpt, MeanOpt, ModelOpt, SeedOpt, SeedsOpt, StdOpt,
-                  WeightsOpt, app, console, err_console, interruptible, patterns, print_json, print_table, quiet_or)
+from .app import (CalibN, ConfigsOpt, DataDir, InputScale, IsaOpt, JsonOpt, MeanOpt, ModelOpt, SeedOpt, SeedsOpt,
+                  StdOpt, WeightsOpt, app, console, err_console, interruptible, patterns, print_json, print_table,
+                  quiet_or)
 
 
 def _row_line(row: dict) -> str:
@@ -19,36 +20,128 @@ def _row_line(row: dict) -> str:
     if "error" in row:
         return f"{row['config_name']}: [red]failed[/red] {first_line(row['error'])}"
     delta = f" ({row['delta_pp']:+.2f} pp)" if "delta_pp" in row else ""
-    return (f"{row['config_name']}: {100 * row['accuracy']:.2f}% ({row['correct']}/{row['n_images']}){delta}, "
-            f"{row['size_bytes'] / 1024:.0f} KiB" + (f", {row['seconds']:.1f} s" if "seconds" in row else ""))
+    reference = row.get("reference", {})
+    simulated = f"; float reference {100 * reference['accuracy']:.2f}%" if "accuracy" in reference else ""
+    return (f"{row['config_name']}: {100 * row['accuracy']:.2f}% ({row['correct']}/{row['n_images']}) in "
+            f"{row['runtime']}{delta}{simulated}, {row['size_bytes'] / 1024:.0f} KiB"
+            + (f", {row['seconds']:.1f} s" if "seconds" in row else ""))
+
+
+def _quantize_answer(row: dict, fp32: dict | None, entries: dict, labels, seconds: float) -> dict:
+    """What `quantize` tells a person: FP32 and quantized accuracy in the runtime each ships in, the delta with its
+    interval (over this seed's test images, or pooled over every stored seed of the same recipe), size, the saved
+    artifact, the command's wall time; the raw row under `row`."""
+    from ..analysis.summary import recipe_identity
+    from ..results import decode_classes
+    from ..experiment import is_finished
+    from ..paths import results_file
+    from ..report.answer import artifact_path, shown_path
+    from ..stats import correct, level_text, paired_delta
+
+    answer = {"model": row["model"], "config": row["config_name"], "seconds": round(seconds, 1)}
+    if "accuracy" not in row:
+        return {**answer, "error": row.get("error"), "not_applicable": row.get("not_applicable"), "row": row}
+    seeds = {}
+    if fp32 is not None and "predictions" in row:
+        same = recipe_identity(row) if "identity" in row else None
+        for entry in [row, *entries.values()]:
+            seed = (entry.get("calibration") or {}).get("calibration_seed")
+            if (entry["model"], entry["config_name"]) == (row["model"], row["config_name"]) and seed not in seeds \
+                    and is_finished(entry) and (entry is row or recipe_identity(entry) == same):
+                seeds[seed] = entry
+    interval = None
+    if seeds:
+        ordered = [seeds[s] for s in sorted(seeds, key=lambda s: (s is None, s))]
+        matrix = correct([decode_classes(e["predictions"]) for e in ordered], labels)
+        reference = correct([decode_classes(fp32["predictions"])], labels)
+        interval = {**paired_delta(matrix, reference), "seeds": len(ordered), "level": level_text(),
+                    "over": "test images and calibration seeds" if len(ordered) > 1 else
+                    "test images (one calibration seed)", "accuracy_mean": float(matrix.mean())}
+    return {**answer, "runtime": row["runtime"], "accuracy": row["accuracy"], "correct": row["correct"],
+            "n_images": row["n_images"],
+            "fp32": fp32 and {"accuracy": fp32["accuracy"], "correct": fp32["correct"], "runtime": fp32.get("runtime"),
+                              "size_bytes": fp32["size_bytes"]},
+            "delta_pp": row.get("delta_pp"), "interval": interval, "size_bytes": row["size_bytes"],
+            "float_reference_accuracy": (row.get("reference") or {}).get("accuracy"),
+            "artifact": artifact_path(row)[0], "results_file": shown_path(results_file()),
+            "warnings": row.get("warnings", []), "row": row}
+
+
+def _print_answer(a: dict) -> None:
+    from rich.table import Table
+
+    if "accuracy" not in a:
+        return console.print(_row_line(a["row"]) + f" ({a['seconds']:.1f} s)", soft_wrap=True)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a long path folds onto the next line, never cut
+    fp32, i = a["fp32"], a["interval"]
+    if fp32:
+        table.add_row("FP32", f"{100 * fp32['accuracy']:.2f}% ({fp32['correct']}/{a['n_images']}) in {fp32['runtime']}")
+    table.add_row("quantized", f"{100 * a['accuracy']:.2f}% ({a['correct']}/{a['n_images']}) in {a['runtime']}"
+                  + (f"; float reference {100 * a['float_reference_accuracy']:.2f}%"
+                     if a.get("float_reference_accuracy") is not None else ""))
+    if i:
+        ci = f"[{i['ci_pp'][0]:+.2f}, {i['ci_pp'][1]:+.2f}] {i['level']} interval"
+        table.add_row("Δ vs FP32", f"{i['mean_pp']:+.2f} pp {ci} over this seed's test images" if i["seeds"] == 1 else
+                      f"{a['delta_pp']:+.2f} pp this seed; {i['mean_pp']:+.2f} pp {ci} over the {i['seeds']} "
+                      f"stored seeds (mean accuracy {100 * i['accuracy_mean']:.2f}%)")
+    elif a.get("delta_pp") is not None:
+        table.add_row("Δ vs FP32", f"{a['delta_pp']:+.2f} pp")
+    smaller = f" ({fp32['size_bytes'] / a['size_bytes']:.1f}x smaller than FP32)" if fp32 else ""
+    table.add_row("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}")
+    table.add_row("saved", a["artifact"] or "—")
+    table.add_row("took", f"{a['seconds']:.1f} s")
+    console.print(f"[bold]{a['model']} / {a['config']}[/bold]", soft_wrap=True)
+    console.print(table)
 
 
 @app.command()
 def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name (see `configs`)."),
              model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, calibration_n: int = CalibN,
              seed: int = SeedOpt, data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
-             mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
+             mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, isa: str = IsaOpt,
+             as_json: bool = JsonOpt) -> None:
     """Quantize one model with one config, evaluate it on every test image, record it in full_results.json.
 
+    Prints FP32 and quantized accuracy (each in the runtime it ships in), the delta with its interval (pooled
+    over the recipe's stored seeds when there are several), size, the saved model's path and the time taken.
     Exit code 1 if quantizing or running it fails (the row records the error), 2 for bad input.
     """
+    import time
+
+    started = time.perf_counter()  # the command's wall time includes importing torch, which is seconds
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from ..configs import get_config
-    from ..experiment import load_models, prepare
     from ..paths import results_file
-    from ..sweep import run_sweep
 
     chosen = get_config(config)
-    data = prepare(data_dir, [results_file()], calibration_n, seed)
-    loaded = load_models([model], weights, input_scale, mean, std)
-    for key, row, _ in run_sweep(loaded, [chosen], data, calibration_n, [seed], results_file(), force=True):
-        if as_json:
-            print_json(row)
-        else:
-            console.print(_row_line(row))
-            for warning in row.get("warnings", []):
-                err_console.print(f"[yellow]warning:[/yellow] {warning}")
-        if "error" in row:
-            raise typer.Exit(1)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        task = progress.add_task(f"{model}: loading torch, the data and the model")
+        from ..experiment import FP32, load_models, prepare, row_key
+        from ..results import load_results
+        from ..sweep import run_sweep
+
+        progress.stop()  # reading the images shows its own progress bar, on a first run
+        data = prepare(data_dir, [results_file()], calibration_n, seed, [model])
+        progress.start()
+        loaded = load_models([model], weights, input_scale, mean, std, data)
+        progress.update(task, description=f"{model}: FP32 baseline (once), then {chosen.name}: quantizing and "
+                                          f"scoring {len(data.test):,} test images")
+        [(key, row, _)] = list(run_sweep(loaded, [chosen], data, calibration_n, [seed], results_file(), force=True))
+        entries = load_results(results_file())["entries"]
+        fp32 = entries.get(row_key(loaded[0], FP32, data, calibration_n, 0))
+    answer = _quantize_answer(row, fp32, entries, data.test.labels.numpy(), time.perf_counter() - started)
+    if as_json:
+        print_json(answer)
+    else:
+        _print_answer(answer)
+        for warning in row.get("warnings", []):
+            err_console.print(f"[yellow]warning:[/yellow] {warning}")
+    if "error" in row:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -69,6 +162,7 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
                                                     "HEAD:6379; default: start a local Ray instance."),
           workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Tasks at once (processes, "
                                                 "ray); default: one per CPU."),
+          isa: str = IsaOpt,
           as_json: bool = JsonOpt) -> None:
     """Run many configs on many models, each static one with several calibration seeds; resumable.
 
@@ -78,7 +172,8 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     """
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     from ..configs import select_configs
     from ..executors import make_executor
@@ -90,13 +185,16 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     runner = make_executor(executor, ray_address, workers)
     chosen = select_configs(patterns(config_names), all_configs)
     started = time.perf_counter()
-    data = prepare(data_dir, [results_file()], calibration_n, first_seed)
     seed_list = list(range(first_seed, first_seed + seeds))
-    loaded = load_models(model or list(SHIPPED), weights, input_scale, mean, std)
+    names = list(dict.fromkeys(model or SHIPPED))
+    data = prepare(data_dir, [results_file()], calibration_n, seed_list, names)
+    # A model named twice (or by two paths to one file) is swept once.
+    loaded = list({m.name: m for m in load_models(names, weights, input_scale, mean, std, data)}.values())
     loaded_seconds = time.perf_counter() - started
     rows = []
     total = len(loaded) * sum(len(seed_list) if c.is_static else 1 for c in chosen)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
     with interruptible(lambda: f"{sum(not r['skipped'] for r in rows)} rows saved, {total - len(rows)} not run"), \
             Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
         task = progress.add_task("sweep", total=total)
@@ -144,8 +242,8 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
 
     chosen = select_configs(patterns(config_names))
     settings = BenchSettings(threads=threads or torch.get_num_threads(), runs=runs, compile=not no_compile)
-    data = prepare(data_dir, [results_file()], calibration_n, seed)
-    [loaded] = load_models([model], weights, input_scale, mean, std)
+    data = prepare(data_dir, [results_file()], calibration_n, seed, [model])
+    [loaded] = load_models([model], weights, input_scale, mean, std, data)
     document = bench_and_record(loaded, chosen, data, calibration_n, seed, settings, results_file(),
                                 bench_file(loaded.name), log=err_console.print)
     if as_json:
@@ -163,20 +261,24 @@ def train(model: str = typer.Option(..., "--model", "-m", help="resnet8 or cifar
           train_data: list[Path] = typer.Option(..., "--train-data", help="Training data directories (repeatable); "
                                                 "their train splits are concatenated."),
           data_dir: Optional[Path] = DataDir,
-          out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default: the packaged weights."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default: ARTIFACTS/weights/MODEL "
+                                             "(use them with --weights)."),
+          force: bool = typer.Option(False, "--force", help="Allow --out to replace the weights shipped in the "
+                                     "package."),
           epochs: int = typer.Option(100, "--epochs", min=1, max=10_000, help="The shipped resnet8: 100 (2 h 13 min "
                                      "on 2 CPU cores); cifar_cnn: 20."),
           seed: int = typer.Option(0, "--seed", min=0)) -> None:
     """Train a model from scratch (random crop + flip), write fp32_baseline.pt and model_card.json."""
     from ..data import resolve_data_dir
-    from ..models import PACKAGED_WEIGHTS, get_spec
+    from ..paths import trained_dir
     from ..train import TrainRecipe, train as run_train
 
-    get_spec(model)
-    card = run_train(model, train_data, resolve_data_dir(data_dir), out or PACKAGED_WEIGHTS / model,
-                     TrainRecipe(epochs=epochs, seed=seed), log=console.print)
+    out = out or trained_dir(model)
+    card = run_train(model, train_data, resolve_data_dir(data_dir), out, TrainRecipe(epochs=epochs, seed=seed),
+                     log=console.print, force=force)
     console.print(f"{model}: {100 * card['accuracy']:.2f}% ({card['correct']}/{card['n_eval_images']}) on "
-                  f"{card['evaluated_on']} after {card['train_seconds']:.0f} s")
+                  f"{card['evaluated_on']} after {card['train_seconds']:.0f} s; use it with --weights "
+                  f"{out / 'fp32_baseline.pt'}", soft_wrap=True)
 
 
 @app.command("calib-sensitivity")
@@ -195,9 +297,9 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
 
     chosen = get_config(config)
     out = results_path(calibration_size.FILE)
-    data = prepare(data_dir, [out])
+    data = prepare(data_dir, [out], models=[model])
     chosen_sizes = calibration_size.parse_sizes(sizes, len(data.train))
-    [loaded] = load_models([model], weights, input_scale, mean, std)
+    [loaded] = load_models([model], weights, input_scale, mean, std, data)
     entry = calibration_size.run(loaded, chosen, data, chosen_sizes, seeds, log=quiet_or(as_json))
     calibration_size.save(out, entry)
     if as_json:
@@ -230,8 +332,8 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
 
     chosen = get_config(config)
     out = results_path(analysis.FILE)
-    data = prepare(data_dir, [out], calibration_n, seed)
-    [loaded] = load_models([model], weights, input_scale, mean, std)
+    data = prepare(data_dir, [out], calibration_n, seed, [model])
+    [loaded] = load_models([model], weights, input_scale, mean, std, data)
     entry = analysis.run(loaded, chosen, data, make_calibration(loaded, data, calibration_n, seed),
                          [name for name in layers.split(",") if name] if layers else None, log=quiet_or(as_json))
     analysis.save(out, entry)

@@ -7,11 +7,44 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import UserError
 from .app import (DataDir, DatasetOpt, EnvironmentOpt, InputScale, JsonOpt, MeanOpt, ModelOpt, StdOpt, WeightsOpt,
-                  app, console, data_app, interval, print_json, print_table)
+                  app, console, data_app, err_console, interval, print_json, print_table)
+
+
+def busy(text: str):
+    """A spinner on stderr while something takes seconds; nothing where stderr is not a terminal."""
+    import contextlib
+
+    return err_console.status(text) if err_console.is_terminal else contextlib.nullcontext()
+
+
+def show(head: list[str], rows: list[list[str]], labels: list[str], title: str = "",
+         text_width: int | None = None) -> None:
+    """A table at its natural width where the terminal has room for it; in a narrower one, two lines per row: the
+    first cell alone (a config name, never cut), then the other cells, indented, each after its short `labels`
+    entry (one per cell after the first). Empty and "—" cells are left out of the second line."""
+    from rich.measure import Measurement
+
+    table = Table(*head, title=title or None, title_justify="left")
+    for row in rows:
+        table.add_row(*row)
+    for column in table.columns:
+        column.no_wrap = True
+    if text_width:
+        table.columns[-1].no_wrap, table.columns[-1].max_width = False, text_width
+    if Measurement.get(console, console.options.update(width=10_000), table).maximum <= console.width:
+        return print_table(table, text_width)
+    if title:
+        console.print(Text(title, style="italic"))
+    for row in rows:
+        console.print(Text(row[0], style="bold"), overflow="fold")
+        rest = "   ".join(f"{label}{value}" for label, value in zip(labels, row[1:]) if value not in ("", "—"))
+        console.print(Padding(Text(rest), (0, 0, 0, 4)))
 
 
 @app.command()
@@ -39,10 +72,9 @@ def configs(as_json: bool = JsonOpt, all_configs: bool = typer.Option(False, "--
     chosen = select_configs(all_configs=all_configs)
     if as_json:
         return print_json([c.to_dict() for c in chosen])
-    table = Table("config", "backend", "default", "description")
-    for c in chosen:
-        table.add_row(c.name, c.backend, "yes" if c.default else "", c.description)
-    print_table(table, text_width=60)
+    show(["config", "backend", "default", "description"],
+         [[c.name, c.backend, "yes" if c.default else "", c.description] for c in chosen],
+         ["", "in the default sweep: ", ""], text_width=60)
 
 
 @app.command()
@@ -54,18 +86,21 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
              data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
              mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
     """Evaluate an FP32 model on the whole evaluation set in one runtime."""
-    from ..data import load_split, resolve_data_dir
-    from ..evaluate import evaluate as run_eval
-    from ..experiment import check_fp32_runtime, fp32_runner, load_models
-    from ..models import exported_onnx
-    from ..runtimes import onnx_opset
+    with busy("loading torch"):
+        from ..data import load_split, resolve_data_dir
+        from ..evaluate import evaluate as run_eval
+        from ..experiment import check_fp32_runtime, folder_classes, fp32_runner, load_models
+        from ..models import exported_onnx
+        from ..runtimes import onnx_opset
 
     check_fp32_runtime(runtime)
-    test = load_split(resolve_data_dir(data_dir), "test")
-    [loaded] = load_models([model], weights, input_scale, mean, std)
-    metrics, _ = run_eval(fp32_runner(loaded, runtime), test, loaded.preprocessing)
-    result = {"model": loaded.name, "runtime": runtime, "weights": str(loaded.weights_path),
-              "onnx_opset": onnx_opset(exported_onnx(loaded)), **metrics}
+    root = resolve_data_dir(data_dir)
+    test = load_split(root, "test", folder_classes([model], root))  # decoding shows its own progress bar
+    with busy(f"{model}: loading it and scoring {len(test):,} test images in {runtime}"):
+        [loaded] = load_models([model], weights, input_scale, mean, std, test)
+        metrics, _ = run_eval(fp32_runner(loaded, runtime), test, loaded.preprocessing)
+        result = {"model": loaded.name, "runtime": runtime, "weights": str(loaded.weights_path),
+                  "onnx_opset": onnx_opset(exported_onnx(loaded)), **metrics}
     if as_json:
         return print_json(result)
     console.print(f"{loaded.name} ({runtime}) accuracy {100 * metrics['accuracy']:.2f}% "
@@ -77,12 +112,35 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     console.print(table)
 
 
-def _view(environment: str | None, dataset: str | None, seeds: str | None = None):
+ObjectiveOpt = typer.Option("latency", "--objective", help="What the pick optimizes among the configs in the "
+                            "confidence set for the best: latency (batch 1, median), throughput (batch 256) or size.")
+
+
+def _view(environment: str | None, dataset: str | None, seeds: str | None = None, objective: str = "latency",
+          data_dir: Path | None = None):
     from ..analysis.summary import load_view, parse_seeds
+    from ..data import resolve_data_dir
     from ..paths import results_file
     from ..results import load_results
 
-    return load_view(load_results(results_file()), environment, dataset, parse_seeds(seeds))
+    with busy("reading the results and computing intervals"):
+        return load_view(load_results(results_file()), environment, dataset, parse_seeds(seeds), objective,
+                         resolve_data_dir(data_dir))
+
+
+def _preamble(view) -> None:
+    """The banner, then each note and each reason rows were set aside, once."""
+    for line in [view.banner(), *view.notes, *view.set_aside_lines()]:
+        console.print(line, markup=False, highlight=False)  # wrapped at spaces: a config name is never cut
+
+
+def _pick_lines(choice: dict) -> None:
+    if choice.get("identical_text"):
+        console.print(f"identical recipes: {choice['identical_text']}.", markup=False, highlight=False)
+    console.print(f"pick ({choice['objective']}): {choice['pick'] or 'none'} — {choice['rule']}.", markup=False,
+                  highlight=False)
+    if choice.get("resolution"):
+        console.print(choice["resolution"]["text"] + ".", markup=False, highlight=False)
 
 
 @app.command()
@@ -90,92 +148,150 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
             environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt,
             seeds: Optional[str] = typer.Option(None, "--seeds", help="Pool only these calibration seeds, e.g. 5-9 "
                                                 "(does the pick survive other draws?); default: every stored seed."),
+            objective: str = ObjectiveOpt, data_dir: Optional[Path] = DataDir,
+            for_isa: Optional[str] = typer.Option(None, "--for-isa", help="Answer for this CPU class (avx2, avx512, "
+                                                  "avx512-vnni, amx, avx-vnni): its native rows, else its emulated ones "
+                                                  "(`sweep --isa`)."),
             as_json: bool = JsonOpt) -> None:
-    """Each config's accuracy over its calibration seeds, its delta vs FP32 with a 95% interval, and the pick.
+    """Each config's accuracy over its calibration seeds, its delta vs FP32 with an interval, the confidence set
+    for the best, and the pick; then, where the results hold several CPU classes, what each config scores on each.
 
-    The interval is a paired bootstrap over test images and seeds; configs whose interval against the best
-    config includes 0 tie with it, and the pick is the fastest of those (then the smallest).
+    The interval pairs test images and calibration seeds (t with Welch-Satterthwaite degrees of freedom); the
+    confidence set holds the configs no other config beats by more than the noise allows, family-wise; the pick
+    is the best of the set on --objective.
     """
-    from ..analysis.summary import choices, summary_records
+    from ..analysis.classes import class_views, environment_for, matrix
+    from ..analysis.summary import OBJECTIVES, choices, is_quantized, speedup, summary_json
+    from ..data import resolve_data_dir
+    from ..paths import results_file
+    from ..results import load_results
+    from ..stats import level_text
 
-    view = _view(environment, dataset, seeds)
-    records = [r for r in summary_records(view) if not model or r["model"] in model]
-    if model and not records:
+    if for_isa:
+        environment = environment_for(load_results(results_file()), for_isa, dataset)
+    view = _view(environment, dataset, seeds, objective, data_dir)
+    document = summary_json(view, model)
+    with busy("scoring every CPU class"):
+        classes = matrix(class_views(load_results(results_file()), view.dataset, resolve_data_dir(data_dir)))
+    classes = {m: t for m, t in classes.items() if not model or m in model}
+    document["cpu_classes"] = classes
+    if model and not document["rows"]:
         raise UserError(f"no results for {', '.join(model)} in {view.environment} / {view.dataset_name}")
-    if as_json:
-        return print_json(records)
-    console.print(view.banner(), soft_wrap=True)
+    if as_json:  # the answer first (per model: the pick, its numbers, its rule, what was set aside), then the rows
+        from ..report.answer import answers
+
+        found = {m: a for m, a in answers(view).items() if not model or m in model}
+        return print_json({"answer": found, **document})
+    _preamble(view)
+    key, _, _ = OBJECTIVES[objective]
+    batch = 256 if objective == "throughput" else 1
+    unit = {"latency": "latency (ms, batch 1)", "throughput": "images/s, batch 256", "size": "size (bytes)"}[objective]
     for name, choice in choices(view).items():
         if model and name not in model:
             continue
-        table = Table("config", "seeds", "accuracy % ± sd", "Δ pp", "95% interval", "tied", "images/s",
-                      title=f"{name}: accuracy over calibration seeds, Δ vs FP32, tied with the best, batch-256 "
-                            "throughput; ◀ the pick", title_justify="left")
-        for r in (r for r in records if r["model"] == name):
-            table.add_row(r["config"] + (" ◀" if r["pick"] else ""), str(len(r["seeds"])) if r["seeds"] else "—",
-                          f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
-                          "—" if r["delta_pp_mean"] is None else f"{r['delta_pp_mean']:+.2f}",
-                          interval(r["delta_pp_ci95"]),
-                          {True: "yes", False: "no", None: ""}[r["tied_with_best"]],
-                          f"{r['throughput_b256']:,.0f}" if r["throughput_b256"] else "—")
-        print_table(table)
+        rows = []
+        for r in (r for r in view.rows if r["model"] == name):
+            ratio = speedup(r, batch)[0]
+            rows.append([r["config_name"] + (" ◀" if r.get("pick") else ""), r.get("runtime") or "—",
+                         str(len(r["seeds"])) if r["seeds"] else "—",
+                         f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}",
+                         "—" if r.get("delta_pp") is None else f"{r['delta_pp']:+.2f}", interval(r.get("delta_pp_ci")),
+                         ({True: "yes", False: "no", None: "—"}[r.get("in_best_set")]
+                          + (f" (= {r['identical_to']})" if r.get("identical_to") else "")) if is_quantized(r) else "",
+                         f"{r[key]:,.4g}" if isinstance(r.get(key), (int, float)) else "—",
+                         f"{ratio:.2f}x" if ratio else "—"])
+        show(["config", "runtime", "seeds", "accuracy % ± sd", "Δ pp", f"{level_text()} interval", "in set", unit,
+              f"× fastest FP32, batch {batch}"], rows,
+             ["in ", "seeds ", "", "Δ ", "", "in set: ", f"{unit} ", f"× fastest FP32, batch {batch}: "],
+             title=f"{name}: accuracy over calibration seeds in the runtime it ships in, Δ vs FP32 (pp), in the "
+                   f"{level_text()} confidence set for the best; ◀ the pick")
         if choice:
-            console.print(f"pick: {choice['pick']} — {choice['rule']}.", soft_wrap=True)
-            if choice["resolution"]:
-                console.print(choice["resolution"]["text"] + ".", soft_wrap=True)
+            _pick_lines(choice)
+            depends = classes.get(name, {}).get("configs", {}).get(choice.get("pick"), {}).get("depends_on_class")
+            if depends:
+                console.print(f"warning: {choice['pick']}'s accuracy depends on the CPU class (its intervals on two "
+                              "classes do not overlap): see the CPU-class matrix below", markup=False, highlight=False)
+    for name, table in classes.items():
+        if len(table["classes"]) > 1:
+            _class_matrix(name, table)
+
+
+def _class_matrix(model: str, table: dict) -> None:
+    """Config x CPU class: the shipped Δ vs FP32 with its interval in each class's own view."""
+    from ..analysis.classes import table_rows
+    from ..stats import level_text
+
+    show(["config", *table["classes"]], table_rows(table), [f"{column}: " for column in table["classes"]],
+         title=f"{model}: Δ vs FP32 (pp) and its {level_text()} interval on each CPU class, each in its own view")
 
 
 @app.command()
 def compare(environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt,
-            as_json: bool = JsonOpt) -> None:
-    """Scheme comparisons: pairs of configs differing in exactly one field, paired deltas with 95% intervals."""
+            objective: str = ObjectiveOpt, data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
+    """Scheme comparisons: pairs of configs differing in exactly one field, paired deltas with intervals, verdicts
+    corrected for the number of pairs; then each model's pick."""
     from ..analysis.comparisons import comparisons
+    from ..analysis.summary import choices
     from ..paths import results_file
+    from ..stats import level_text
 
-    view = _view(environment, dataset)
+    view = _view(environment, dataset, None, objective, data_dir)
     tables = comparisons(view)
     if as_json:
         return print_json(tables)
     if not tables:
         raise UserError(f"no pairs of configs differing in one field in {results_file()}: run `quant-explorer sweep` first")
-    console.print(view.banner(), soft_wrap=True)
+    _preamble(view)
     for t in tables:
-        table = Table("model", "reference", "variant", "reference accuracy (%)", "variant accuracy (%)", "Δ (pp)",
-                      "95% interval (pp)", "verdict", title=f"{t['title']} ({t['backend']}): {t['reference_value']} → "
-                      f"{t['value']}: {t['verdict']}")
-        for p in t["pairs"]:
-            table.add_row(p["model"], p["reference_config"], p["config"], f"{100 * p['reference_accuracy']:.2f}",
-                          f"{100 * p['accuracy']:.2f}", f"{p['delta_pp']:+.2f}", interval(p.get("ci95_pp")),
-                          p["verdict"])
-        console.print(table)
+        show(["variant (vs reference)", "model", "reference accuracy (%)", "variant accuracy (%)", "Δ (pp)",
+              f"{level_text()} interval (pp)", f"{t['correction']} p", "verdict"],
+             [[f"{p['config']} (vs {p['reference_config']})", p["model"], f"{100 * p['reference_accuracy']:.2f}",
+               f"{100 * p['accuracy']:.2f}", f"{p['delta_pp']:+.2f}", interval(p.get("ci_pp")),
+               "—" if p.get("p_adjusted") is None else f"{p['p_adjusted']:.3g}", p["verdict"]] for p in t["pairs"]],
+             ["", "", "→ ", "Δ ", "", "p ", ""],
+             title=f"{t['title']} ({t['backend']}): {t['reference_value']} → {t['value']}: {t['verdict']}")
+    for name, choice in choices(view).items():
+        if choice:
+            console.print(f"{name}:", soft_wrap=True)
+            _pick_lines(choice)
 
 
 @app.command()
 def report(check_render: bool = typer.Option(False, "--check-render", help="Open the HTML in headless Chromium, "
-                                             "check every image loads, save report/screenshot.png."),
-           environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt) -> None:
-    """Write results/pareto.md and the self-contained HTML report report/index.html from the results files.
+                                             "check every image loads and nothing overflows 1024 px, save the first screen as "
+                                             "report/screenshot.png (1400 px) and screenshot-1024.png."),
+           environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt,
+           objective: str = ObjectiveOpt, data_dir: Optional[Path] = DataDir) -> None:
+    """Write results/pareto.md and the self-contained HTML report report/index.html from the results files: the
+    answer per model first, then the evidence.
 
     Both show one environment and one evaluation set (named in their banner), never a mix.
     """
+    from ..data import resolve_data_dir
     from ..paths import artifacts_dir, results_file
     from ..report import build, render_check
 
-    written = build(results_file().parent, artifacts_dir() / "report", environment, dataset)
+    with busy("writing the report (plots take a few seconds)"):
+        written = build(results_file().parent, artifacts_dir() / "report", environment, dataset, objective,
+                        resolve_data_dir(data_dir))
     for path in written.values():
         console.print(f"wrote {path}")
-    if check_render:
+    if check_render:  # the first screen at desktop width and at 1024 px, where nothing may overflow
         check = render_check(written["html"], written["html"].with_name("screenshot.png"))
+        narrow = render_check(written["html"], written["html"].with_name("screenshot-1024.png"), width=1024)
+        overflow = narrow["scroll_width"] > narrow["viewport_width"]
         console.print(f"chromium rendered {check['images']} images, {len(check['broken'])} broken; "
-                      f"screenshot {check['screenshot']}")
-        if check["broken"]:
+                      f"{'overflows' if overflow else 'no horizontal overflow'} at 1024 px; screenshots "
+                      f"{check['screenshot']}, {narrow['screenshot']}")
+        if check["broken"] or overflow:
             raise typer.Exit(1)
 
 
 @data_app.command("info")
 def data_info(data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
     """Say which data set would be used, its layout and image counts."""
-    from ..data import detect_layout, load_split, resolve_data_dir
+    with busy("loading torch"):  # seconds; decoding then shows its own progress bar
+        from ..data import detect_layout, load_split, resolve_data_dir
 
     root = resolve_data_dir(data_dir)
     info = {"data_dir": str(root), "layout": detect_layout(root)}
@@ -184,7 +300,11 @@ def data_info(data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> No
         info[split] = {"dataset": s.dataset, "n_images": len(s), "classes": list(s.classes)}
     if as_json:
         return print_json(info)
-    console.print(info)
+    table = Table("split", "images", "dataset", title=f"{root} ({info['layout']})", title_justify="left")
+    for split in ("train", "test"):
+        table.add_row(split, f"{info[split]['n_images']:,}", info[split]["dataset"])
+    console.print(table)
+    console.print(f"classes: {', '.join(info['test']['classes'])}", highlight=False)
 
 
 @data_app.command("fetch")
@@ -196,3 +316,21 @@ def data_fetch(directory: Optional[Path] = typer.Argument(None, help="Where to p
     root = directory or resolve_data_dir(None)
     fetch_cifar10(root)
     console.print(f"CIFAR-10 is in {root}/cifar-10-batches-py")
+
+
+@app.command()
+def cpu(emulable: bool = typer.Option(False, "--emulable", help="Print only the classes `--isa` can emulate here, "
+                                      "space-separated (for scripts: `make classes` loops over them)."),
+        as_json: bool = JsonOpt) -> None:
+    """This CPU's int8-kernel class, and the lower classes `--isa` can emulate on it."""
+    from ..env import cpu_info
+    from ..identity import EMULATES, cpu_class
+
+    here = cpu_class(cpu_info())
+    info = {"model": cpu_info()["model"], "cpu_class": here, "emulates": list(EMULATES.get(here, ()))}
+    if as_json:
+        return print_json(info)
+    if emulable:
+        return print(" ".join(info["emulates"]))
+    console.print(f"{info['model']}: {here}; can emulate: {', '.join(info['emulates']) or 'nothing lower'}",
+                  highlight=False)

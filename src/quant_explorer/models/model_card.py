@@ -9,10 +9,9 @@ card we cannot write costs a warning, not the run.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
-from ..errors import UserError, first_line
+from ..errors import UserError, first_line, warn
 from ..files import write_text_atomic
 from .preprocessing import Preprocessing
 
@@ -56,6 +55,6 @@ def write_card(path: Path, sha: str, preprocessing: Preprocessing, info: dict) -
     try:
         if not card.exists() or card.read_text() != text:
             write_text_atomic(card, text)
-    except (OSError, UserError) as e:
-        # stacklevel 3: the warning points at whoever called load_onnx_model
-        warnings.warn(f"cannot write model card {card} ({e}): pass --input-scale again next time", stacklevel=3)
+    except (OSError, UserError) as e:  # `files.cannot_write` keeps the filesystem's word for why as `reason`
+        warn(f"cannot write model card {card} ({getattr(e, 'reason', None) or e.strerror}): pass --input-scale (and "
+             "--mean/--std) again next time")

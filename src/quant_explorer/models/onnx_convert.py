@@ -120,10 +120,11 @@ def _tidy(graph):
     return graph
 
 
-def torch_disagreement(module: nn.Module, model, preprocessing: Preprocessing) -> str | None:
-    """Why onnx2torch's conversion cannot stand for the model (it disagrees with ONNX Runtime), or None: else
-    the PyTorch configs would measure another model."""
-    x = probe_images(preprocessing, 1)
+def torch_disagreement(module: nn.Module, model, preprocessing: Preprocessing,
+                       chw: tuple[int, ...] = (3, 32, 32)) -> str | None:
+    """Why onnx2torch's conversion cannot stand for the model (it disagrees with ONNX Runtime) on images of `chw`,
+    or None: else the PyTorch configs would measure another model."""
+    x = probe_images(preprocessing, 1, chw)
     with torch.inference_mode():
         got = module(x).numpy()
     want = ort_logits(model, x.numpy(), 1)

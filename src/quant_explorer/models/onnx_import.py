@@ -1,8 +1,8 @@
-"""Bring your own ONNX model: validate a foreign FP32 CIFAR-10 classifier and normalize it to our one form.
+"""Bring your own ONNX model: validate a foreign FP32 image classifier and normalize it to our one form.
 
 Everything downstream (ORT quantize_static, onnx2torch for the PyTorch paths, evaluation) sees the same
-thing an export of ours gives it: one float32 NCHW [N, 3, 32, 32] input with a dynamic batch and one
-[N, 10] output, at opset 13 or newer. A normalized copy is written under `models_dir()` keyed by the
+thing an export of ours gives it: one float32 NCHW [N, C, H, W] input with a dynamic batch and one
+[N, classes] output, at opset 13 or newer; `LoadedModel.input_shape` and `num_classes` say which. A normalized copy is written under `models_dir()` keyed by the
 file's content; the original is never modified. How its input is scaled is remembered in a small model
 card beside it (`model.onnx.card.json`), so the user says it once.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 from ..errors import first_line
 from ..files import atomic_path
@@ -25,8 +26,11 @@ from .onnx_validate import read_model
 from .preprocessing import Preprocessing
 
 
-def load_onnx_model(path: Path, preprocessing: Preprocessing | None = None) -> LoadedModel:
-    """Validate `path`, write its normalized copy, convert it for PyTorch; one-line UserError on anything wrong."""
+def load_onnx_model(path: Path, preprocessing: Preprocessing | None = None,
+                    check: Callable[[LoadedModel], None] | None = None, remember: bool = True) -> LoadedModel:
+    """Validate `path`, write its normalized copy, convert it for PyTorch; one-line UserError on anything wrong.
+    `check` (e.g. does it fit the data?) sees the model before anything is written; `remember`: write the model
+    card beside the file (the Python API, whose data come preprocessed, does not)."""
     from ..paths import models_dir
 
     path = Path(path)
@@ -41,14 +45,19 @@ def load_onnx_model(path: Path, preprocessing: Preprocessing | None = None) -> L
     except Exception as e:  # any converter's failure, some with no message: then its type says what failed
         unavailable = (f"onnx2torch cannot convert it ({first_line(e) or type(e).__name__}); ONNX Runtime configs "
                        f"still run it")
-    if module is not None and (disagreement := torch_disagreement(module, normalized, preprocessing)):
+    chw = tuple(info["input_shape"])
+    if module is not None and (disagreement := torch_disagreement(module, normalized, preprocessing, chw)):
         module, unavailable = None, disagreement
     standard = normalized.SerializeToString()
     # Keyed by both files: a change in how we normalize gets a new directory, never a stale derived cache.
     target = models_dir() / f"imported-{sha[:12]}-{hashlib.sha256(standard).hexdigest()[:8]}" / "fp32.onnx"
+    loaded = LoadedModel(f"onnx:{sha[:12]}", module, preprocessing, path, sha, onnx_source=target, import_info=info,
+                         torch_unavailable=unavailable, input_shape=chw, num_classes=info["num_classes"])
+    if check is not None:
+        check(loaded)
     if not target.exists():
         with atomic_path(target) as tmp:
             tmp.write_bytes(standard)
-    write_card(path, sha, preprocessing, info)
-    return LoadedModel(f"onnx:{sha[:12]}", module, preprocessing, path, sha, onnx_source=target, import_info=info,
-                       torch_unavailable=unavailable)
+    if remember:
+        write_card(path, sha, preprocessing, info)
+    return loaded

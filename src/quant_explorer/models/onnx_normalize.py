@@ -1,5 +1,5 @@
 """Rewrite a valid foreign classifier into the one form everything downstream expects: one float32 NCHW
-[N, 3, 32, 32] input with a dynamic batch, opset 13 or newer, constants folded.
+[N, C, H, W] input with a dynamic batch, one [N, classes] output, opset 13 or newer, constants folded.
 
 Exporters differ in ways that change no answer (layout, opset, a batch baked into a Reshape, allowzero), and
 ORT's quantizer, onnx2torch and torch.export each trip on some of them. Every rewrite is kept only if ONNX
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError, first_line
-from .onnx_validate import NCHW, NUM_CLASSES, check_io, dims, graph_inputs
+from .onnx_validate import check_io, dims, graph_inputs
 from .preprocessing import Preprocessing
 
 # ORT's quantizer refuses opsets below 10 (it cannot express QuantizeLinear); per-channel QuantizeLinear
@@ -32,13 +32,14 @@ def normalize(model, path: Path, preprocessing: Preprocessing):
     import onnx
 
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never touch the caller's copy
-    layout, batch = check_io(model, path)
+    layout, batch, chw, declared = check_io(model, path)
     source_opset = _opset(model)
     if source_opset < MIN_OPSET:
         raise UserError(f"{path} uses ONNX opset {source_opset}, older than ONNX Runtime's quantizer supports "
                         f"({MIN_OPSET}+): re-export it with opset {TARGET_OPSET} or newer")
-    probe = probe_images(preprocessing, 0).numpy()
-    reference = _original_answers(model, probe.transpose(0, 2, 3, 1) if layout == "NHWC" else probe, batch, path)
+    probe = probe_images(preprocessing, 0, chw).numpy()
+    reference = _original_answers(model, probe.transpose(0, 2, 3, 1) if layout == "NHWC" else probe, batch, path,
+                                  declared)
 
     changes: list[str] = []
     if source_opset < TARGET_OPSET:
@@ -49,7 +50,7 @@ def normalize(model, path: Path, preprocessing: Preprocessing):
         del model.graph.input[:]
         model.graph.input.extend(keep)
     if layout == "NHWC":
-        _to_nchw(model)
+        _to_nchw(model, chw)
         changes.append("added a Transpose so the NHWC graph takes NCHW input")
 
     changes.append("folded constants and fused Conv-BN/Conv-Add (ONNX Runtime's basic optimizations)")
@@ -78,6 +79,7 @@ def normalize(model, path: Path, preprocessing: Preprocessing):
     changes += _fix_allowzero(model)
     onnx.checker.check_model(model)
     info = {"source_opset": source_opset, "opset": _opset(model), "input_layout": layout,
+            "input_shape": list(chw), "num_classes": int(reference.shape[1]),
             "batch": "fixed" if fixed_batch else "made_dynamic" if batch is not None else "dynamic",
             "fixed_batch": fixed_batch, "changes": changes}
     return model, info
@@ -103,7 +105,7 @@ def _upgrade(model, path: Path, opset: int):
     return upgraded
 
 
-def _to_nchw(model) -> None:
+def _to_nchw(model, chw: tuple[int, int, int]) -> None:
     """A new NCHW graph input feeding Transpose(0, 2, 3, 1) into the NHWC input's old name."""
     from onnx import helper
 
@@ -112,7 +114,7 @@ def _to_nchw(model) -> None:
     name = "input" if "input" not in used else f"{old.name}_nchw"
     batch = dims(old)[0]
     new = helper.make_tensor_value_info(name, old.type.tensor_type.elem_type,
-                                        [batch if batch is not None else "N", *NCHW])
+                                        [batch if batch is not None else "N", *chw])
     model.graph.node.insert(0, helper.make_node("Transpose", [name], [old.name], perm=[0, 2, 3, 1],
                                                 name="quant_explorer_nchw_to_nhwc"))
     model.graph.input.remove(old)
@@ -211,9 +213,10 @@ def _try(build):
 # --- the answers every rewrite (and the PyTorch conversion) is checked against ----------------------------
 
 
-def probe_images(preprocessing: Preprocessing, seed: int) -> torch.Tensor:
-    """PROBE_BATCH seeded random images, preprocessed: the same probe on every run."""
-    return preprocessing(torch.randint(0, 256, (PROBE_BATCH, 3, 32, 32), dtype=torch.uint8,
+def probe_images(preprocessing: Preprocessing, seed: int, chw: tuple[int, ...] = (3, 32, 32)) -> torch.Tensor:
+    """PROBE_BATCH seeded random images of `chw` (channels, height, width), preprocessed: the same probe on every
+    run."""
+    return preprocessing(torch.randint(0, 256, (PROBE_BATCH, *chw), dtype=torch.uint8,
                                        generator=torch.Generator().manual_seed(seed)))
 
 
@@ -231,9 +234,10 @@ def ort_logits(model, x: np.ndarray, size: int | None) -> np.ndarray:
     return np.concatenate([session.run(None, {name: x[i:i + size]})[0] for i in range(0, len(x), size)])
 
 
-def _original_answers(model, x: np.ndarray, batch: int | None, path: Path) -> np.ndarray:
+def _original_answers(model, x: np.ndarray, batch: int | None, path: Path, classes: int | None) -> np.ndarray:
     """The unmodified model's logits for `x`, one image at a time (its fixed batch at a time, images
-    repeated to fill it), after checking ONNX Runtime runs it and the output is [N, 10]."""
+    repeated to fill it), after checking ONNX Runtime runs it and the output is [N, classes] (`classes` as the
+    graph declares it, if it does)."""
     try:
         if batch is None or batch == 1:
             logits = ort_logits(model, x, 1)
@@ -244,9 +248,10 @@ def _original_answers(model, x: np.ndarray, batch: int | None, path: Path) -> np
 
         raise UserError(f"ONNX Runtime {onnxruntime.__version__} cannot run {path} ({first_line(e)}): export it "
                         f"with standard ONNX ops") from None
-    if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
-        raise UserError(f"{path}: output is [N, {', '.join(map(str, logits.shape[1:]))}], expected [N, 10] (one "
-                        f"score per CIFAR-10 class): this tool takes 10-class CIFAR-10 classifiers")
+    if logits.ndim != 2 or logits.shape[1] < 2 or classes is not None and logits.shape[1] != classes:
+        expected = f"[N, {classes}] as the graph declares" if classes else "[N, classes], at least 2"
+        raise UserError(f"{path}: output is [N, {', '.join(map(str, logits.shape[1:]))}], expected {expected} (one "
+                        f"score per class): this tool takes image classifiers")
     return logits
 
 

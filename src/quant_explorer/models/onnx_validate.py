@@ -1,5 +1,5 @@
-"""Is this file a CIFAR-10 classifier in ONNX? Reading a foreign file and refusing it in one line that names
-the problem and the fix, before anything rewrites it.
+"""Is this file an image classifier in ONNX (one image input, one logits output)? Reading a foreign file and
+refusing it in one line that names the problem and the fix, before anything rewrites it.
 
 A file that fails to parse is told apart from one that was cut short (read from the protobuf's own framing)
 and from another format altogether (a Keras .h5, a PyTorch .pt), because the fix differs: copy it again,
@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..errors import UserError, first_line
 
-NUM_CLASSES = 10
-NCHW, NHWC = (3, 32, 32), (32, 32, 3)
+NCHW = (3, 32, 32)  # (channels, height, width) where the graph leaves a dim dynamic: CIFAR-10's
+CHANNELS = (1, 3, 4)  # what a channel dim can be: greyscale, RGB, RGBA (or RGB padded to 4)
 MAGIC = {b"\x89HDF": "an HDF5 file (a Keras .h5 model?)", b"PK\x03\x04": "a zip archive (a PyTorch .pt checkpoint?)"}
 
 
@@ -38,7 +38,22 @@ def read_model(path: Path):
         onnx.checker.check_model(model)
     except Exception as e:
         raise UserError(f"{path} fails the ONNX checker ({first_line(e)}): re-export the model") from None
+    _check_finite(model, path)
     return model, data
+
+
+def _check_finite(model, path: Path) -> None:
+    """NaN or infinite weights make every output NaN: said as such, not as a failure to run at some batch size."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    broken = [(t.name, int((~np.isfinite(a)).sum())) for t in model.graph.initializer
+              if np.issubdtype((a := numpy_helper.to_array(t)).dtype, np.floating) and not np.isfinite(a).all()]
+    if broken:
+        name, count = broken[0]
+        raise UserError(f"{path} has NaN or infinite weights ({count:,} in {name!r}"
+                        f"{f' and {len(broken) - 1} more tensors' if len(broken) > 1 else ''}): the model is broken; "
+                        "re-export it from a trained checkpoint")
 
 
 def _load_external_data(model, path: Path) -> bytes:
@@ -130,12 +145,14 @@ def graph_inputs(model) -> list:
     return [i for i in model.graph.input if i.name not in initializers]
 
 
-def check_io(model, path: Path) -> tuple[str, int | None]:
-    """The input layout ("NCHW" | "NHWC") and its fixed batch size (None: dynamic)."""
+def check_io(model, path: Path) -> tuple[str, int | None, tuple[int, int, int], int | None]:
+    """The input layout ("NCHW" | "NHWC"), its fixed batch size (None: dynamic), one image's (channels, height,
+    width) as NCHW (CIFAR-10's where the graph leaves a dim dynamic) and the number of classes the output
+    declares (None: not declared; ONNX Runtime tells)."""
     from onnx import TensorProto
 
     inputs, outputs = graph_inputs(model), list(model.graph.output)
-    expected = "[N, 3, 32, 32] (NCHW) or [N, 32, 32, 3] (NHWC)"
+    expected = "[N, C, H, W] (NCHW) or [N, H, W, C] (NHWC), C one of 1, 3, 4"
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs) or "none"
         raise UserError(f"{path} has {len(inputs)} inputs ({names}): expected exactly one image input {expected}")
@@ -147,21 +164,34 @@ def check_io(model, path: Path) -> tuple[str, int | None]:
     shape = dims(image)
     if shape is None:
         raise UserError(f"{path}: input {image.name!r} has no shape: expected {expected}; export it with one")
-    layout = "NCHW" if _fits(shape, NCHW) else "NHWC" if _fits(shape, NHWC) else None
+    layout = _layout(shape)
     if layout is None:
         raise UserError(f"{path}: input {image.name!r} is {_show(shape)}, expected {expected}: this tool takes "
-                        f"32x32 RGB CIFAR-10 classifiers")
+                        f"image classifiers")
+    c, h, w = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
+    chw = tuple(d if isinstance(d, int) and d > 0 else default for d, default in zip((c, h, w), NCHW))
     if len(outputs) != 1:
         names = ", ".join(o.name for o in outputs)
-        raise UserError(f"{path} has {len(outputs)} outputs ({names}): expected one [N, 10] logits output; "
+        raise UserError(f"{path} has {len(outputs)} outputs ({names}): expected one [N, classes] logits output; "
                         f"export only the logits")
     out = dims(outputs[0])
-    if out is not None and (len(out) != 2 or isinstance(out[1], int) and out[1] != NUM_CLASSES):
-        raise UserError(f"{path}: output {outputs[0].name!r} is {_show(out)}, expected [N, 10] (one score per "
-                        f"CIFAR-10 class): this tool takes 10-class CIFAR-10 classifiers")
-    return layout, shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    if out is not None and (len(out) != 2 or isinstance(out[1], int) and out[1] < 2):
+        raise UserError(f"{path}: output {outputs[0].name!r} is {_show(out)}, expected [N, classes] (one score per "
+                        f"class, at least 2): this tool takes image classifiers")
+    classes = out[1] if out is not None and isinstance(out[1], int) and out[1] > 0 else None
+    return layout, shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None, chw, classes
 
 
-def _fits(shape, expected: tuple[int, ...]) -> bool:
-    """Rank 4 with the expected channel/height/width wherever those dims are fixed."""
-    return len(shape) == 4 and all(not isinstance(d, int) or d == e for d, e in zip(shape[1:], expected))
+def _layout(shape) -> str | None:
+    """NCHW or NHWC, told by where a channel count (1, 3, 4) sits (NCHW when both could be it, or when the
+    channel dim is dynamic); None when the input is no batch of images (not rank 4, or no dim can be the
+    channels)."""
+    if len(shape) != 4:
+        return None
+    fixed = lambda d: isinstance(d, int) and d > 0  # noqa: E731
+    first, last = shape[1], shape[3]
+    if fixed(first) and first in CHANNELS:
+        return "NCHW"
+    if fixed(last) and last in CHANNELS:
+        return "NHWC"
+    return None if fixed(first) else "NCHW"

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -34,6 +36,8 @@ class Preprocessing:
             raise UserError(f"--std must be positive (it divides the input), got {self.std}")
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        import torch  # here, not at the top: the registry lists models without importing torch
+
         x = images.float()
         if self.input_scale == "unit":
             x = x / 255.0

@@ -2,36 +2,45 @@
 live, and the loaders that refuse a weights file in one line naming the model it does fit.
 
 Apart from the package's `__init__` so that `LoadedModel` can rebuild an architecture by name without the
-package and its leaves importing each other."""
+package and its leaves importing each other. Listing it imports no torch: the architectures and the loaders
+import it when they run, so `quant-explorer models` answers at once."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import UserError, did_you_mean
-from .cifar_cnn import CifarCNN
 from .preprocessing import CIFAR_MEAN, CIFAR_STD, Preprocessing
-from .resnet8 import ResNet8, keras_state_dict
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 MLPERF_WEIGHTS_ENV = "QUANT_EXPLORER_MLPERF_WEIGHTS"
 
 
 def _load_torch_weights(module: nn.Module, path: Path) -> None:
+    with open(path, "rb") as f:
+        if f.read(4) == b"\x89HDF":
+            raise UserError(f"weights file {path} is a Keras .h5 file, not PyTorch weights: the MLPerf Tiny reference "
+                            f"ResNet8 is --model resnet8-mlperf --weights {path}")
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read weights file {path}: {e}") from None
+    except Exception:  # torch's message is a page about weights_only (or an IndexError); the fix is one thing
+        raise UserError(f"weights file {path} is not a PyTorch state_dict that torch.load can read; pass the "
+                        f"fp32_baseline.pt that `quant-explorer train` writes, or a file saved with "
+                        f"torch.save(model.state_dict(), PATH)") from None
     _load_state(module, state, path)
 
 
 def _load_keras_weights(module: nn.Module, path: Path) -> None:
+    from .resnet8 import keras_state_dict
+
     try:
         state = keras_state_dict(path)
     except (OSError, KeyError) as e:
@@ -76,6 +85,19 @@ class ModelSpec:
     load_weights: Callable[[nn.Module, Path], None]
     default_weights: Callable[[], Path | None]
     weights_hint: str  # how to get the weights when they are missing
+    trainable: bool = True  # False: its weights come from elsewhere, `train` refuses it
+
+
+def ResNet8(quantizable: bool = False) -> nn.Module:  # noqa: N802  (named as the class it builds)
+    from .resnet8 import ResNet8 as architecture
+
+    return architecture(quantizable=quantizable)
+
+
+def CifarCNN(quantizable: bool = False) -> nn.Module:  # noqa: N802
+    from .cifar_cnn import CifarCNN as architecture
+
+    return architecture(quantizable=quantizable)
 
 
 def _mlperf_default() -> Path | None:
@@ -91,7 +113,7 @@ MODELS: dict[str, ModelSpec] = {
                   "train them with `quant-explorer train --model resnet8`"),
         ModelSpec("resnet8-mlperf", "MLPerf Tiny reference ResNet8 (87.19% Keras model), imported from its h5",
                   ResNet8, Preprocessing("raw255"), _load_keras_weights, _mlperf_default,
-                  f"pass --weights PATH/pretrainedResnet.h5 or set ${MLPERF_WEIGHTS_ENV}"),
+                  f"pass --weights PATH/pretrainedResnet.h5 or set ${MLPERF_WEIGHTS_ENV}", trainable=False),
         ModelSpec("cifar_cnn", "small Conv-BN-ReLU CNN, Linear(128, 10) head, our own weights", CifarCNN,
                   Preprocessing("unit", CIFAR_MEAN, CIFAR_STD), _load_torch_weights,
                   lambda: PACKAGED_WEIGHTS / "cifar_cnn" / "fp32_baseline.pt",

@@ -1,8 +1,10 @@
 """The report's HTML: one self-contained page for one `summary.View`, every plot embedded as a base64 PNG.
 
-The page leads, per model, with a forest plot of every config's delta vs FP32 and its 95% interval, then the
-"which to pick" table; the details (all configs, trade-offs, seeds, explanations, comparisons, classes, studies,
-environment) follow collapsed. The calibration-size and per-layer sections appear only when those studies exist.
+The page leads with the answer: one block per model (the config to ship, its runtime, Δ with its interval,
+speed against the fastest FP32 runtime, size, the classes that lose detectably, the command that reproduces it
+and where its saved model is), then a table of contents, then per model a forest plot zoomed on the decision
+region and the "which to pick" table; the details (all configs, trade-offs, seeds, explanations, comparisons,
+classes, studies, environment) follow collapsed. It names no absolute path: it can be mailed anywhere. The calibration-size and per-layer sections appear only when those studies exist.
 It is apart from the plots and the browser check so that what the page says (its sections, tables and wording)
 can be read and changed in one place, without matplotlib or Chromium in view.
 """
@@ -17,12 +19,16 @@ from ..analysis import fp32_rows, is_quantized
 from ..analysis.comparisons import all_confusions, comparisons, losers_text
 from ..analysis.explain import LOSS_PP, explain
 from ..analysis.pareto import (SPEED_WORDS, accuracy_text, delta_text, latency_column, pareto_table, picks,
-                               speed_columns, speed_text, speedup_text, tied_text)
+                               speed_columns, speed_text, speedup_text, in_set_text)
 from ..analysis.summary import View, choices
+from ..stats import ALPHA, CORRECTION_NAME, level_text
+from .answer import answers, dataset_label, made_on, today
 from .plots import plot_calibration, plot_class_deltas, plot_confusion, plot_forest, plot_layers, plot_tradeoff
 
 DETAIL_PER_MODEL = 3  # confusion heatmaps and class bars: this many worst configs per model, plus the best
 NUMERIC = re.compile(r"^([-+−]?[\d.,]+ ?(%|pp)?|—|★)$")
+# An absolute path in running text (not inside a word, a number like 872/1017, or base64 image data).
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/+=.<\-])/(?:[\w.@+\-]+/)+[\w.@+\-]+")
 
 
 class _Raw(str):
@@ -40,8 +46,8 @@ def _table(head: list[str], rows: list[list], cls: str = "") -> str:
         return f'<td class="n">{text}</td>' if numeric else f"<td>{text}</td>"
 
     body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
-    return (f'<table class="{cls}"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-            + f"</tr></thead><tbody>{body}</tbody></table>")
+    return (f'<div class="wide"><table class="{cls}"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + f"</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _heat(value: float, shown: float | None = None) -> str:
@@ -51,28 +57,81 @@ def _heat(value: float, shown: float | None = None) -> str:
     return _Raw(f'<span class="heat" style="background:{color}">{value if shown is None else shown:+.1f}</span>')
 
 
+def _speed_cell(value: float | None, ratio_text: str, unit: str) -> str:
+    return "—" if value is None else f"{speed_text(value)} {unit} ({ratio_text})"
+
+
 def _lead_section(view: View, model: str) -> str:
-    """A model's forest plot and its "which to pick" table: what a reader needs first."""
+    """A model's forest plot and its "which to pick" table."""
     choice = choices(view)[model]
     if not choice:
         return ""
     mine = [p for p in picks(view) if p["model"] == model]
-    table = _table(["criterion", "config", "accuracy, mean ± std over seeds", "Δ vs FP32 (pp) [95% interval]",
-                    "size (KiB)", "throughput, batch 256 (images/s)", "× FP32, batch 256",
-                    "latency, batch 1 (ms)", "rule"],
-                   [[p["criterion"], p["config"], accuracy_text(p), delta_text(p), f"{p['size_bytes'] / 1024:.1f}",
-                     speed_text(p["throughput_b256"]), speedup_text(p), speed_text(p["latency_ms_b1_median"]),
-                     p["rule"]]
-                    for p in mine])
+    table = _table(["", "config", "runtime", "accuracy ± sd over seeds", f"Δ vs FP32 pp [{level_text()}]",
+                    "size KiB", "batch 1 (× fastest FP32)", "batch 256 (× fastest FP32)"],
+                   [[p["criterion"], p["config"], p["runtime"] or "—", accuracy_text(p), delta_text(p),
+                     f"{p['size_bytes'] / 1024:.1f}", _speed_cell(p["latency_ms_b1_median"], speedup_text(p, 1), "ms"),
+                     _speed_cell(p["throughput_b256"], speedup_text(p), "img/s")] for p in mine])
+    identical = f"<p>{html.escape(choice['identical_text'])}.</p>" if choice.get("identical_text") else ""
     resolution = choice["resolution"].get("text", "") if choice.get("resolution") else ""
-    return "\n".join([f'<h2 id="model-{html.escape(model)}">{html.escape(model)}</h2>',
-                      _img(plot_forest(view, model), f"{model} forest plot"),
-                      f"<p><b>Pick: {html.escape(choice['pick'])}</b>. {html.escape(choice['rule'])}.</p>",
+    forest = _img(plot_forest(view, model), f"{model} forest plot") if any(
+        r.get("delta_pp") is not None for r in view.rows if r["model"] == model and is_quantized(r)) else ""
+    return "\n".join([f'<h2 id="model-{html.escape(model)}">{html.escape(model)}: every config against FP32</h2>',
+                      forest,
+                      f"<p><b>Pick ({html.escape(choice['objective'])}): {html.escape(choice['pick'] or 'none')}</b>. "
+                      f"{html.escape(choice['rule'])}.</p>", identical,
                       table, f"<p>{html.escape(resolution)}.</p>" if resolution else ""])
 
 
-def _details(title: str, body: str) -> str:
-    return f"<details><summary>{html.escape(title)}</summary>\n{body}\n</details>" if body else ""
+def _breakable(text: str) -> str:
+    """Escaped, with line-break opportunities after _ and / so a long config name or path wraps there; an
+    option (`--configs`) is never split at its hyphens."""
+    return " ".join(f'<span class="opt">{html.escape(t)}</span>' if t.startswith("-") else
+                    html.escape(t).replace("_", "_<wbr>").replace("/", "/<wbr>") for t in text.split(" "))
+
+
+def _answer_block(model: str, a: dict) -> str:
+    """One model's answer: what to ship and what it costs and buys, the command and the saved model."""
+    if not a.get("pick"):
+        return (f'<section class="answer" id="answer-{html.escape(model)}"><h2>{html.escape(model)}</h2>'
+                f"<p>No pick: {html.escape(a.get('rule') or '')}.</p></section>")
+    ci = a.get("delta_pp_ci")
+    delta = "—" if a["delta_pp"] is None else (f"<b>{a['delta_pp']:+.2f} pp</b>" + (
+        f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {level_text()} interval" if ci else ""))
+    seeds = len(a["seeds"])
+    accuracy = f"{100 * a['accuracy']:.2f}%" + (f" ± {100 * a['accuracy_std']:.2f} over {seeds} seeds"
+                                                 if seeds > 1 else "")
+    fp32 = (f" vs FP32 {100 * a['fp32_accuracy']:.2f}% in {html.escape(a['fp32_runtime'] or '?')}"
+            if a.get("fp32_accuracy") is not None else "")
+
+    def speed(value, ratio, against, unit):
+        if value is None:
+            return "not benchmarked (<code>quant-explorer bench</code>)"
+        said = f"{speed_text(value)} {unit}"
+        return said + (f", <b>{ratio:.2f}x</b> vs {html.escape(against.removeprefix('the '))}" if ratio else "")
+
+    smaller = (f" ({a['fp32_size_bytes'] / a['size_bytes']:.1f}x smaller than FP32)"
+               if a.get("fp32_size_bytes") else "")
+    losing = ", ".join(f"{html.escape(c['class'])} {c['delta_pp']:+.1f} pp [{c['ci_pp'][0]:+.1f}, {c['ci_pp'][1]:+.1f}]"
+                       + (f" (mostly now {html.escape(c['mostly_to'])})" if c.get("mostly_to") else "")
+                       for c in a["losing_classes"]) or f"none ({CORRECTION_NAME} over the classes, α = {ALPHA:g})"
+    where = "" if a["artifact_here"] else " <small>(not in this artifacts folder: the command writes it)</small>"
+    items = [("Δ accuracy", f"{delta}<br><small>{accuracy}{fp32}</small>"),
+             ("batch 1", speed(a["latency_ms_b1"], a["speedup_b1"], a["speedup_b1_against"], "ms")),
+             ("batch 256", speed(a["throughput_b256"], a["speedup_b256"], a["speedup_b256_against"], "images/s")),
+             ("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}"),
+             ("classes losing detectably", losing),
+             ("reproduce", f"<code>{_breakable(a['reproduce'])}</code>"),
+             ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}")]
+    rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items)
+    return (f'<section class="answer" id="answer-{html.escape(model)}"><h2>{html.escape(model)}: ship '
+            f'<span class="pick">{_breakable(a["pick"])}</span> in {html.escape(a["runtime"] or "?")}</h2>'
+            f'<table class="kv">{rows}</table>'
+            f'<p class="why"><a href="#model-{html.escape(model)}">why this one</a></p></section>')
+
+
+def _details(anchor: str, title: str, body: str) -> str:
+    return f'<details id="{anchor}"><summary>{html.escape(title)}</summary>\n{body}\n</details>' if body else ""
 
 
 def _configs_section(view: View) -> str:
@@ -82,34 +141,46 @@ def _configs_section(view: View) -> str:
     out = ["<p>★ size: no other row of the model is at least as accurate (mean over seeds) and as small, and better "
            "in one; ★ latency likewise against " + html.escape(SPEED_WORDS.get(latency, "latency (not measured yet: "
                                                                                    "run the benchmark)")) + ".</p>"]
-    out.append(_table(["model", "config", "backend", "accuracy, mean ± std over seeds", "Δ vs FP32 (pp) [95% interval]",
-                       "tied with best", "size (KiB)", *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"],
-                      [[t["model"], t["config"], t["backend"], accuracy_text(t), delta_text(t),
-                        tied_text(t),
+    out.append(_table(["model", "config", "backend", "runtime", "accuracy, mean ± std over seeds",
+                       f"Δ vs FP32 (pp) [{level_text()} interval]", "in the set for the best", "size (KiB)",
+                       *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"],
+                      [[t["model"], t["config"], t["backend"], t["runtime"] or "—", accuracy_text(t), delta_text(t),
+                        in_set_text(t),
                         f"{t['size_bytes'] / 1024:.1f}", *(speed_text(t[c]) for c in speed),
                         "★" if t["pareto_size"] else "", "★" if t["pareto_latency"] else ""] for t in pareto_table(rows)]))
-    out.append(_img(plot_tradeoff(rows, "size_bytes", "model file size (KiB)"), "accuracy vs size"))
-    if latency:
-        out.append(_img(plot_tradeoff(rows, latency, SPEED_WORDS[latency]), f"accuracy vs {latency}"))
+    for model in sorted({r["model"] for r in rows}):
+        out.append(_img(plot_tradeoff(rows, "size_bytes", "model file size (KiB)", model), f"{model} accuracy vs size"))
+        if latency and any(isinstance(r.get(latency), (int, float)) for r in rows if r["model"] == model):
+            out.append(_img(plot_tradeoff(rows, latency, SPEED_WORDS[latency], model), f"{model} accuracy vs {latency}"))
     return "\n".join(out)
 
 
+def _p_text(p: float | None) -> str:
+    return "—" if p is None else "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
 def _seeds_section(view: View) -> str:
-    """Every calibration seed of every config: its score, the images it changed, and McNemar's exact test."""
+    """Per config, its calibration seeds summarised: the spread of accuracy, the images changed, and how many
+    seeds McNemar's exact test flags on their own (the per-seed table is in `summary --json`)."""
     rows = []
     for r in view.rows:
         if not is_quantized(r):
             continue
-        for seed, s in zip(r["seeds"] or [None], r["per_seed"]):
-            rows.append([r["model"], r["config_name"], "—" if seed is None else seed, f"{100 * s['accuracy']:.2f}",
-                         s.get("changed_predictions", "—"), s.get("fp32_right_quantized_wrong", "—"),
-                         s.get("fp32_wrong_quantized_right", "—"),
-                         "—" if s.get("mcnemar_p") is None else f"{s['mcnemar_p']:.3g}"])
-    return ("<p>Per calibration seed: the images whose prediction changed against FP32, the discordant ones (right "
-            "in FP32 and wrong quantized, and the reverse) and the exact McNemar p-value on them (scipy's binomial "
-            "test). A small p for one seed alone is not a finding: the intervals above pool the seeds.</p>"
-            + _table(["model", "config", "seed", "accuracy (%)", "changed predictions", "lost (right → wrong)",
-                      "gained (wrong → right)", "McNemar p"], rows, "small"))
+        seeds = r["per_seed"]
+        mean = lambda k: sum(s.get(k) or 0 for s in seeds) / max(len(seeds), 1)  # noqa: E731
+        ps = [s["mcnemar_p"] for s in seeds if s.get("mcnemar_p") is not None]
+        rows.append([r["model"], r["config_name"], len(seeds),
+                     f"{100 * min(s['accuracy'] for s in seeds):.2f}–{100 * max(s['accuracy'] for s in seeds):.2f}",
+                     f"{mean('changed_predictions'):.1f}", f"{mean('fp32_right_quantized_wrong'):.1f}",
+                     f"{mean('fp32_wrong_quantized_right'):.1f}",
+                     f"{sum(p < ALPHA for p in ps)} of {len(ps)}" if ps else "—", _p_text(min(ps) if ps else None)])
+    return ("<p>Per config, over its calibration seeds: the range of accuracy, the mean number of test images whose "
+            "prediction changed against FP32, of those lost (right in FP32, wrong quantized) and gained, and how "
+            f"many seeds McNemar's exact test on the discordant images flags at p &lt; {ALPHA:g} on their own (with "
+            "the smallest p). One seed alone is not a finding: the intervals above pool the seeds. Every seed's "
+            "numbers are in <code>quant-explorer summary --json</code> (<code>rows[].per_seed</code>).</p>"
+            + _table(["model", "config", "seeds", "accuracy range (%)", "changed (mean)", "lost (mean)",
+                      "gained (mean)", f"seeds with p < {ALPHA:g}", "smallest p"], rows, "small"))
 
 
 def _explain_section(view: View) -> str:
@@ -123,16 +194,18 @@ def _explain_section(view: View) -> str:
 def _comparison_section(view: View) -> str:
     out = ["<p>Each table pairs configs whose records differ in exactly one field, everything else (model, the "
            "other fields) held fixed. Δ = variant − reference, paired on the same test images and calibration seeds, "
-           f"with its 95% interval; a pair differs only where the interval excludes 0. One test image is "
+           f"with its {level_text()} interval; a pair differs only where its p-value survives {CORRECTION_NAME}'s "
+           "correction over every pair of the view. One test image is "
            f"{100 / max(view.n_images, 1):.2f} pp.</p>"]
     for t in comparisons(view):
         out.append(f"<h3>{html.escape(t['title'])} ({html.escape(t['backend'])}): {html.escape(t['reference_value'])} "
                    f"→ {html.escape(t['value'])}: {html.escape(t['verdict'])}</h3>")
         out.append(_table(["model", "reference", "variant", "reference accuracy (%)", "variant accuracy (%)",
-                           "Δ (pp)", "95% interval (pp)", "verdict"],
+                           "Δ (pp)", f"{level_text()} interval (pp)", f"{t['correction']} p", "verdict"],
                           [[p["model"], p["reference_config"], p["config"], f"{100 * p['reference_accuracy']:.2f}",
                             f"{100 * p['accuracy']:.2f}", _heat(p["delta_pp"]),
-                            f"[{p['ci95_pp'][0]:+.2f}, {p['ci95_pp'][1]:+.2f}]" if p.get("ci95_pp") else "—",
+                            f"[{p['ci_pp'][0]:+.2f}, {p['ci_pp'][1]:+.2f}]" if p.get("ci_pp") else "—",
+                            _p_text(p.get("p_adjusted")),
                             p["verdict"]] for p in t["pairs"]], "small"))
     return "\n".join(out)
 
@@ -142,8 +215,9 @@ def _classes_section(view: View) -> str:
     if not confusions:
         return ""
     classes = confusions[0]["classes"]
-    out = ["<p>Per class: the mean change vs FP32 in pp (colour), and the classes whose 95% interval lies below 0 "
-           "(the only ones called losing).</p>",
+    out = ["<p>Per class: the mean change vs FP32 in pp (colour), and the classes that lose detectably: below 0 "
+           f"with a p-value that survives {CORRECTION_NAME}'s correction over the config's classes (the only ones "
+           "called losing).</p>",
            _table(["model", "config", *classes, "losing detectably"],
                   [[c["model"], c["config"], *(_heat(c["per_class_delta_pp"][k]) for k in classes),
                    ", ".join(loser["class"] for loser in c["most_lost"]) or "none"]
@@ -182,15 +256,16 @@ def _calibration_section(entries: dict) -> str:
 def _layers_section(entries: dict) -> str:
     out = []
     for entry in entries.values():
-        top = ", ".join(f"{r['layer']} ({r['cost_pp']:+.2f} pp)" for r in
+        top = ", ".join(f"{r['layer']} ({-r['cost_pp']:+.2f} pp)" for r in
                         sorted(entry["layers"], key=lambda r: -r["cost_pp"])[:3])
         out.append(f"<h3>{html.escape(entry['model'])} / {html.escape(entry['config_name'])}: FP32 "
                    f"{100 * entry['fp32_accuracy']:.2f}%, all layers quantized {100 * entry['quantized_accuracy']:.2f}%"
                    "</h3>")
         out.append(f"<p>Method: {html.escape(entry['method'])}; SQNR: {html.escape(entry['sqnr']['method'])}. "
-                   f"Most costly alone: {html.escape(top)}.</p>")
-        out.append(_table(["layer", "op", "only it quantized", "cost pp", "only it FP32", "recovery pp", "weight SQNR dB"],
-                          [[r["layer"], r["op_type"], f"{100 * r['only_this_quantized']['accuracy']:.2f}%", _heat(-r["cost_pp"], r["cost_pp"]),
+                   f"Most costly alone (Δ vs FP32, negative = loss): {html.escape(top)}.</p>")
+        out.append(_table(["layer", "op", "only it quantized", "Δ vs FP32 pp", "only it FP32", "recovery pp",
+                           "weight SQNR dB"],
+                          [[r["layer"], r["op_type"], f"{100 * r['only_this_quantized']['accuracy']:.2f}%", _heat(-r["cost_pp"]),
                             f"{100 * r['all_but_this_quantized']['accuracy']:.2f}%", f"{r['recovery_pp']:+.2f}",
                             "—" if r["weight_sqnr_db"] is None else f"{r['weight_sqnr_db']:.1f}"]
                            for r in entry["layers"]], "small"))
@@ -203,7 +278,8 @@ def _environment(view: View) -> str:
     for model, row in sorted(fp32_rows(view.rows).items()):
         env = row.get("environment", {})
         cpu = env.get("cpu", {})
-        out.append(f"<p>{html.escape(model)}: {row['n_images']} test images from {html.escape(row.get('dataset', '?'))}; "
+        out.append(f"<p>{html.escape(model)}: {row['n_images']} test images from "
+                   f"{html.escape(dataset_label(row.get('dataset', '?')))}; "
                    f"CPU {html.escape(str(cpu.get('model')))} (VNNI: {'yes' if cpu.get('vnni') else 'no'}), "
                    f"{env.get('threads')} threads; " + html.escape(", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())) + "</p>")
     if view.problems:
@@ -213,39 +289,85 @@ def _environment(view: View) -> str:
     if others:
         out.append("<p>Other results in the file, not shown here (<code>quant-explorer report --environment ... "
                    "--dataset ...</code>):</p><ul>" + "".join(
-                       f"<li>{html.escape(v['environment'])} / {html.escape(str(v['dataset_name']))} "
+                       f"<li>{html.escape(v['environment'])} / {html.escape(dataset_label(v['dataset_name']))} "
                        f"({v['n_images']} images): {v['rows']} rows</li>" for v in others) + "</ul>")
     return "\n".join(out)
 
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-td,th{text-align:left}td.n{text-align:right}table.small{font-size:12px}img{max-width:100%;display:block;margin:1em 0}
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1500px;margin:1.2em auto;padding:0 1em;color:#222}
+h1{margin:.2em 0 .1em;font-size:1.7em}.made{color:#555;margin:0 0 .8em}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+td.n{text-align:right}table.small{font-size:12px}img{max-width:100%;height:auto;display:block;margin:1em 0}
+.wide{max-width:100%;overflow-x:auto}code{overflow-wrap:anywhere;font-size:.92em}.opt{white-space:nowrap}
 .heat{display:inline-block;min-width:3em;text-align:right;padding:0 3px}h2{border-bottom:2px solid #ddd;margin-top:2em}
-.banner{background:#f3f6fa;border-left:4px solid #1f77b4;padding:.6em 1em}
-details{margin:1em 0}summary{font-size:1.3em;font-weight:600;cursor:pointer;border-bottom:2px solid #ddd}"""
+.answers{display:grid;grid-template-columns:repeat(auto-fit,minmax(290px,1fr));gap:12px;margin:0 0 1em}
+.answer{border:1px solid #c9d6e3;border-top:5px solid #1f77b4;border-radius:6px;padding:.4em .9em;background:#fafcfe;
+min-width:0}.answer h2{font-size:1.15em;margin:.3em 0 .4em;border:0;overflow-wrap:anywhere}
+.answer .pick{font-family:ui-monospace,monospace;background:#fff3c4;padding:0 .2em}
+table.kv{margin:0;font-size:14px;width:100%}table.kv th{width:7.5em;vertical-align:top;font-weight:600;color:#444}
+table.kv th,table.kv td{border:0;border-top:1px solid #e3e9ef;padding:4px 6px;overflow-wrap:anywhere}
+.why{margin:.3em 0;font-size:14px}nav.toc{columns:2 300px;font-size:14px;background:#f6f6f6;padding:.5em 1em}
+nav.toc a{display:block;padding:1px 0}.note{background:#f3f6fa;border-left:4px solid #1f77b4;padding:.4em 1em;
+font-size:14px}details{margin:1em 0}summary{font-size:1.3em;font-weight:600;cursor:pointer;border-bottom:2px solid #ddd}"""
+
+SECTIONS = (("every-config", "Every config: accuracy, size, speed and the pareto fronts"),
+            ("seeds", "Calibration seeds: changed predictions and McNemar's test, summarised"),
+            ("losses", f"Configs losing more than {LOSS_PP:g} points, and runtimes that disagree"),
+            ("comparisons", "Scheme comparisons"),
+            ("classes", "Per-class accuracy change vs FP32"),
+            ("cpu-classes", "Each recipe on each CPU class (native and emulated)"),
+            ("calibration", "Calibration-set size"),
+            ("layers", "Per-layer sensitivity"),
+            ("environment", "Environment and unscored rows"))
 
 
-def render_html(view: View, calibration: dict, layers: dict) -> str:
-    """The whole page for one view and the studies measured alike to it (calibration size, per layer)."""
+def _no_absolute_paths(page: str) -> str:
+    """Every absolute path left in running text (a note naming a data directory, an error message) shown by its
+    last two parts: the page names no machine's directories."""
+    return ABSOLUTE_PATH.sub(lambda m: "…/" + "/".join(m.group(0).split("/")[-2:]), page)
+
+
+def _cpu_classes_section(classes: dict) -> str:
+    """Config x CPU class, each cell the shipped Δ with its interval in that class's own view."""
+    from ..analysis.classes import table_rows
+
+    return "".join(f"<h3>{html.escape(model)}</h3>" + _table(["config", *t["classes"]], table_rows(t))
+                   for model, t in classes.items())
+
+
+def render_html(view: View, calibration: dict, layers: dict, classes: dict | None = None) -> str:
+    """The whole page for one view, the studies measured alike to it (calibration size, per layer) and the
+    CPU-class matrix (`analysis.classes`)."""
     models = sorted({r["model"] for r in view.rows})
     quantized = sum(is_quantized(r) for r in view.rows)
+    found = answers(view)
+    bodies = dict(zip([a for a, _ in SECTIONS], [
+        _configs_section(view), _seeds_section(view), _explain_section(view), _comparison_section(view),
+        _classes_section(view), _cpu_classes_section(classes or {}), _calibration_section(calibration),
+        _layers_section(layers), _environment(view)]))
+    toc = "".join(f'<a href="#answer-{html.escape(m)}">Answer: {html.escape(m)}</a>' for m in models)
+    toc += "".join(f'<a href="#model-{html.escape(m)}">{html.escape(m)}: every config against FP32</a>' for m in models)
+    toc += "".join(f'<a href="#{anchor}">{html.escape(title)}</a>' for anchor, title in SECTIONS if bodies[anchor])
     body = "\n".join([
-        f"<h1>Quantization report: {html.escape(', '.join(models))}</h1>",
-        f'<p class="banner">{html.escape(view.banner())}.</p>',
+        f"<h1>Which 8-bit recipe to ship: {html.escape(', '.join(models))}</h1>",
+        f'<p class="made">Made on {html.escape(made_on(view))}; report written {today()}. '
+        f"{view.n_images:,} test images ({html.escape(dataset_label(view.dataset_name))}). Accuracy is each "
+        "config's in the runtime it ships in; Δ negative = a loss."
+        + "".join(f" <b>{html.escape(note)}.</b>" for note in view.notes) + "</p>",
+        '<div class="answers">' + "".join(_answer_block(m, found.get(m, {})) for m in models) + "</div>",
+        f'<nav class="toc"><b>Contents</b>{toc}</nav>',
+        *(f'<p class="note">{html.escape(line)}.</p>' for line in view.set_aside_lines()),
         f"<p>{quantized} quantized configs and {len(models)} FP32 references. Every accuracy is top-1 on the whole "
         "evaluation set, the mean over calibration seeds; Δ is the paired difference from the same model's FP32 "
-        "row in percentage points (pp), with its 95% interval from a bootstrap over test images and seeds. Configs "
-        "whose interval against the best includes 0 tie with it; the pick is the fastest of them, then the "
-        "smallest.</p>",
+        f"row in percentage points (pp), with its {level_text()} interval over test images and seeds (Student's t, "
+        f"Welch-Satterthwaite degrees of freedom). The {level_text()} confidence set for the best holds the configs "
+        "no other config beats by more than the noise allows, family-wise over every pair; configs with identical "
+        f"predictions on every seed count once. The pick is the config of the set best on the objective "
+        f"({html.escape(view.objective)}) in the runtime it ships in; speed ratios are against the fastest FP32 "
+        "runtime.</p>",
         *(_lead_section(view, model) for model in models),
-        _details("Every config: accuracy, size, speed and the pareto fronts", _configs_section(view)),
-        _details("Every calibration seed: changed predictions and McNemar's test", _seeds_section(view)),
-        _details(f"Configs losing more than {LOSS_PP:g} points, and runtimes that disagree", _explain_section(view)),
-        _details("Scheme comparisons", _comparison_section(view)),
-        _details("Per-class accuracy change vs FP32", _classes_section(view)),
-        _details("Calibration-set size", _calibration_section(calibration)),
-        _details("Per-layer sensitivity", _layers_section(layers)),
-        _details("Environment and unscored rows", _environment(view))])
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>quant-explorer report</title>"
-            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+        *(_details(anchor, title, bodies[anchor]) for anchor, title in SECTIONS)])
+    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>quant-explorer report</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+    return _no_absolute_paths(page)

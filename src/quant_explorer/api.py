@@ -1,0 +1,496 @@
+"""Use quant-explorer from your own code: your `nn.Module` (or .onnx file), your `Dataset`, the same answers.
+
+    import quant_explorer as qe
+    result = qe.explore(model, calibration=train_ds, evaluation=test_ds,
+                        configs=["ort_u8_minmax_qdq_*", "pt2e_u8_per_channel_minmax"], seeds=5)
+    result.pick          # the config to ship, as `quant-explorer summary` picks it
+    result.rows          # one dict per config, FP32 included
+    result.report("out") # pareto.md + index.html for this exploration
+
+Nothing here is new machinery: a model becomes a `LoadedModel`, a dataset an `ImageSet` (its tensors as they
+are, fingerprinted by content), and `explore` is the sweep (`sweep.run_sweep`: same rows, same keys, same
+results file under the artifacts directory), optionally the bench, then the one view (`analysis.summary`)
+restricted to this exploration's rows. Nothing prints to stdout; `progress=True` writes one line per row to
+stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .configs import REFERENCE, QuantConfig, select_configs
+from .data import ImageSet, EvalData, calibration_indices
+from .errors import UserError, first_line
+from .models import LoadedModel, Preprocessing
+from .paths import ARTIFACTS_ENV
+
+__all__ = ["Exploration", "Quantized", "configs", "evaluate", "explore", "quantize"]
+
+DEFAULT_CALIBRATION_N = 256  # as the CLI's --calibration-n
+LOAD_BATCH = 256  # items per batch when a Dataset is read into one tensor
+
+
+# --- configs -------------------------------------------------------------------------------------------------
+
+
+def configs(pattern: str | Iterable[str] | None = None, all_configs: bool = False) -> list[dict]:
+    """The configs `explore` and `quantize` take: by name or glob (`"ort_u8_*"`, or a list of them), else the
+    default sweep (`all_configs=True`: the whole grid). One dict each: name, backend, description, default,
+    static (needs calibration)."""
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern) if pattern else None
+    return [{"name": c.name, "backend": c.backend, "description": c.description, "default": c.default,
+             "static": c.is_static} for c in select_configs(patterns, all_configs)]
+
+
+# --- data ----------------------------------------------------------------------------------------------------
+
+
+def _tensors(dataset, role: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(images [N, C, H, W], int64 labels [N], a name) of a Dataset yielding (tensor, int label), read once."""
+    if isinstance(dataset, ImageSet):
+        return dataset.images, dataset.labels, dataset.dataset
+    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) == 2:
+        images, labels = dataset.tensors
+    else:
+        try:
+            n = len(dataset)
+        except TypeError:
+            raise UserError(f"{role} must be a torch.utils.data.Dataset with a length (or an image-folder path), got "
+                            f"{type(dataset).__name__}") from None
+        if n == 0:
+            raise UserError(f"{role} dataset is empty")
+        loader = torch.utils.data.DataLoader(dataset, batch_size=LOAD_BATCH, shuffle=False, num_workers=0)
+        batches = []
+        for batch in loader:
+            if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+                raise UserError(f"{role} dataset must yield (image tensor, int label) pairs, got "
+                                f"{type(batch).__name__} batches")
+            batches.append(batch)
+        images = torch.cat([torch.as_tensor(b[0]) for b in batches])
+        labels = torch.cat([torch.as_tensor(b[1]).reshape(-1) for b in batches])
+    images, labels = torch.as_tensor(images), torch.as_tensor(labels)
+    if images.ndim != 4 or len(images) != len(labels):
+        raise UserError(f"{role} dataset must yield images of shape [C, H, W] and one label each, got images of "
+                        f"shape {list(images.shape[1:])} for {len(labels)} labels")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise UserError(f"{role} dataset labels must be integers (class ids), got {labels.dtype}")
+    if images.is_floating_point() and images.dtype != torch.float32:
+        images = images.float()
+    labels = labels.to(torch.int64)
+    if int(labels.min()) < 0:
+        raise UserError(f"{role} dataset has a negative label ({int(labels.min())}): labels are class ids 0, 1, ...")
+    return images.contiguous(), labels.contiguous(), f"python:{type(dataset).__name__}:{role}"
+
+
+def _folder(path: Path, role: str) -> tuple[torch.Tensor, torch.Tensor, str, tuple[str, ...]]:
+    """An image folder PATH/<class>/*.png (or a data set root with train/ and test/: the split `role` reads),
+    its classes the sorted folder names, as torchvision's ImageFolder; decoded to uint8 as the CLI does."""
+    from .data import load_split
+
+    path = Path(path)
+    split = "train" if role == "calibration" else "test"
+    root, name = (path, split) if (path / split).is_dir() else (path.parent, path.name)
+    if not (root / name).is_dir():
+        raise UserError(f"{role} path {path} is not an image folder (PATH/<class>/*.png, or a root holding "
+                        f"{split}/<class>/*.png)")
+    classes = tuple(sorted(p.name for p in (root / name).iterdir() if p.is_dir()))
+    if not classes:
+        raise UserError(f"{role} path {root / name} has no class folders: expected {root / name}/<class>/*.png")
+    images = load_split(root, name, classes)
+    return images.images, images.labels, images.dataset, classes
+
+
+def _read(dataset, role: str) -> tuple[torch.Tensor, torch.Tensor, str, tuple[str, ...] | None]:
+    if isinstance(dataset, (str, Path)):
+        return _folder(Path(dataset), role)
+    images, labels, name = _tensors(dataset, role)
+    classes = getattr(dataset, "classes", None)
+    return images, labels, name, tuple(str(c) for c in classes) if classes is not None else None
+
+
+def _class_names(sets: list[tuple], scores: int | None) -> tuple[str, ...]:
+    """The class names: a dataset's `.classes`, else "0", "1", ... up to the largest label (or the model's
+    number of scores, when its labels show fewer classes than it scores)."""
+    named = next((s[3] for s in sets if s[3]), None)
+    top = max(int(s[1].max()) for s in sets) + 1
+    if named is not None:
+        if top > len(named):
+            raise UserError(f"a label is {top - 1} but the dataset names {len(named)} classes ({', '.join(named[:5])}"
+                            f"{', ...' if len(named) > 5 else ''}): labels are indices into `.classes`")
+        return named
+    return tuple(str(i) for i in range(max(top, scores or 0)))
+
+
+# --- models --------------------------------------------------------------------------------------------------
+
+
+def _scores(module: nn.Module, preprocessing: Preprocessing, images: torch.Tensor) -> int:
+    """How many scores `module` gives per image, found by running it on a couple of the evaluation images."""
+    try:
+        with torch.inference_mode():
+            out = module(preprocessing(images))
+    except Exception as e:
+        raise UserError(f"{type(module).__name__} fails on a batch of the evaluation images {list(images.shape)} "
+                        f"({first_line(e) or type(e).__name__}): the datasets must yield tensors the model "
+                        "takes") from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise UserError(f"{type(module).__name__} must return [N, classes] logits, got "
+                        f"{list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    return int(out.shape[1])
+
+
+def _load_file(model, preprocessing: Preprocessing | None) -> LoadedModel:
+    """An .onnx path (its input as the datasets give it: `preprocessing`, by default none) or a model name."""
+    from .models import load_model
+    from .models.onnx_import import load_onnx_model
+
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
+        # No model card written: that is how the CLI remembers the file's own input scaling, not the datasets'.
+        return load_onnx_model(Path(model), preprocessing or Preprocessing("raw255"), remember=False)
+    if isinstance(model, str):
+        return load_model(model)
+    raise UserError(f"model must be a torch.nn.Module or a path to an .onnx file, got {type(model).__name__}")
+
+
+def _prepare(model, calibration, evaluation, name: str | None,
+             preprocessing: Preprocessing | None) -> tuple[LoadedModel, EvalData]:
+    """The model and the data as every row takes them, checked against each other: images of the size the model
+    takes, as many classes as it scores."""
+    from .experiment import check_fits
+
+    cal = _read(calibration, "calibration")
+    ev = cal if evaluation is calibration else _read(evaluation, "evaluation")
+    if cal[0].shape[1:] != ev[0].shape[1:] or cal[0].dtype != ev[0].dtype:
+        raise UserError(f"calibration and evaluation images differ: {list(cal[0].shape[1:])} {cal[0].dtype} vs "
+                        f"{list(ev[0].shape[1:])} {ev[0].dtype}; preprocess both as the model expects")
+    if isinstance(model, nn.Module):
+        scores, loaded = _scores(model, preprocessing or Preprocessing("raw255"), ev[0][:2]), None
+    else:
+        loaded = _load_file(model, preprocessing)
+        scores = loaded.num_classes
+    classes = _class_names([cal, ev], scores)
+    data = EvalData(ImageSet(ev[0], ev[1], classes, ev[2]), ImageSet(cal[0], cal[1], classes, cal[2]))
+    if loaded is None:
+        loaded = LoadedModel.from_module(model, tuple(ev[0].shape[1:]), scores, name, preprocessing)
+    check_fits(loaded, data.test)
+    return loaded, data
+
+
+# --- the artifacts directory and progress --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _artifacts(folder: str | Path | None):
+    """Everything written (results, models, labels) goes under `folder` for the call (else ./artifacts or
+    $QUANT_EXPLORER_ARTIFACTS, as for the CLI)."""
+    if folder is None:
+        yield
+        return
+    previous = os.environ.get(ARTIFACTS_ENV)
+    os.environ[ARTIFACTS_ENV] = str(Path(folder).resolve())
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(ARTIFACTS_ENV, None)
+        else:
+            os.environ[ARTIFACTS_ENV] = previous
+
+
+def _say(progress: bool):
+    return (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
+
+
+def _row_text(row: dict) -> str:
+    seed = (row.get("calibration") or {}).get("calibration_seed")
+    name = row["config_name"] + (f" seed {seed}" if seed is not None else "")
+    if "not_applicable" in row:
+        return f"{name}: not applicable ({row['not_applicable']})"
+    if "error" in row:
+        return f"{name}: failed ({first_line(row['error'])})"
+    delta = f" ({row['delta_pp']:+.2f} pp)" if "delta_pp" in row else ""
+    return f"{name}: {100 * row['accuracy']:.2f}% in {row.get('runtime')}{delta}"
+
+
+def _check_calibration(data: EvalData, n: int, seeds: list[int]) -> None:
+    """Every seed's stratified sample drawable, said in the API's words (`calibration_n`, not --calibration-n)."""
+    try:
+        for seed in seeds:
+            calibration_indices(data.train.labels, n, seed, data.train.classes)
+    except UserError as e:
+        raise UserError(str(e).replace("--calibration-n", "calibration_n")) from None
+
+
+# --- explore -------------------------------------------------------------------------------------------------
+
+
+SPEED_FIELDS = ("bench_runtime", "latency_ms_b1", "throughput_b256", "speedup_b1", "speedup_b256")
+
+
+@dataclass
+class Exploration:
+    """What `explore` found: the pick, one row per config, and the view they come from (`analysis.summary.View`)."""
+
+    model: str
+    pick: dict | None  # the config to ship (None: no quantized config scored), with the rule that picked it
+    rows: list[dict]  # one per config, FP32 first; unscored ones carry `not_applicable` or `error`
+    view: Any = field(repr=False)
+    results_path: Path = field(repr=False)
+    keys: list[str] = field(default_factory=list, repr=False)  # this exploration's rows in the results file
+
+    def row(self, config: str) -> dict:
+        """The row of one config, by name."""
+        found = next((r for r in self.rows if r["config"] == config), None)
+        if found is None:
+            raise KeyError(f"no row for {config!r}; configs: {', '.join(r['config'] for r in self.rows)}")
+        return found
+
+    def report(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write out_dir/pareto.md and out_dir/index.html (the `quant-explorer report` page) for this
+        exploration; returns their paths."""
+        from .analysis.pareto import markdown
+        from .files import write_text_atomic
+        from .report.html import render_html
+
+        out = Path(out_dir)
+        written = {"markdown": out / "pareto.md", "html": out / "index.html"}
+        write_text_atomic(written["markdown"], markdown(self.view))
+        write_text_atomic(written["html"], render_html(self.view, {}, {}))
+        return written
+
+    def __str__(self) -> str:
+        lines = [self.view.banner(), f"pick: " + (f"{self.pick['config']} ({self.pick['runtime']}), "
+                                                  f"{_pct(self.pick['accuracy'])}, {_delta(self.pick)}; "
+                                                  f"{self.pick['rule']}" if self.pick else "none")]
+        width = max(len(r["config"]) for r in self.rows)
+        for r in self.rows:
+            if r["accuracy"] is None:
+                lines.append(f"  {r['config']:<{width}}  {r.get('not_applicable') or r.get('error')}")
+                continue
+            speed = f"  {r['latency_ms_b1']:.3f} ms b1" if r.get("latency_ms_b1") else ""
+            lines.append(f"  {r['config']:<{width}}  {r['runtime']:<12} {_pct(r['accuracy'])}  {_delta(r):<28} "
+                         f"{r['size_bytes'] / 1024:>7.0f} KiB  seeds {len(r['seeds']) or '-'}{speed}"
+                         + ("  <- pick" if r["pick"] else ""))
+        return "\n".join(lines)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _delta(row: dict) -> str:
+    if row["config"] == REFERENCE:
+        return "reference"
+    ci = row.get("ci95")
+    return f"{row['delta_pp']:+.2f} pp" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+
+
+def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
+    """One flat dict per config (FP32 first), from `summary_records` (what `summary --json` prints)."""
+    from .analysis.summary import summary_records
+
+    scored = {r["config"]: r for r in summary_records(view) if r["model"] == model}
+    problems = {p["config_name"]: p for p in view.problems if p["model"] == model}
+    out = []
+    for config in configs:
+        r = scored.get(config.name)
+        if r is None:
+            p = problems.get(config.name, {})
+            out.append({"config": config.name, "backend": config.backend, "runtime": None, "accuracy": None,
+                        "delta_pp": None, "ci95": None, "seeds": [], "size_bytes": None, "pick": False,
+                        **({"not_applicable": p["not_applicable"]} if "not_applicable" in p else
+                           {"error": first_line(p.get("error") or "no row")})})
+            continue
+        fp32 = config.name == REFERENCE
+        row = {"config": config.name, "backend": r["backend"], "runtime": r["runtime"],
+               "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"],
+               "accuracy_min": r["accuracy_min"], "accuracy_max": r["accuracy_max"],
+               "delta_pp": 0.0 if fp32 else r["delta_pp_mean"], "ci95": None if fp32 else r["delta_pp_ci"],
+               "p": None if fp32 else r["delta_pp_p"], "seeds": r["seeds"], "size_bytes": r["size_bytes"],
+               "reference_accuracy": r["reference_accuracy"], "in_best_set": r["in_best_set"],
+               "identical_to": r["identical_to"], "pick": r["pick"], "n_images": r["n_images"]}
+        row.update({k: r[k] for k in SPEED_FIELDS if r.get(k) is not None})
+        out.append(row)
+    return out
+
+
+def explore(model, calibration, evaluation, configs: str | Iterable[str] | None = None, seeds: int | Iterable[int] = 5,
+            calibration_n: int = DEFAULT_CALIBRATION_N, benchmark: bool | Any = False,
+            artifacts_dir: str | Path | None = None, progress: bool = False, name: str | None = None,
+            preprocessing: Preprocessing | None = None, objective: str | None = None, force: bool = False
+            ) -> Exploration:
+    """Quantize `model` with each config, evaluate every result on every `evaluation` image, and pick one.
+
+    model: a `torch.nn.Module` in eval mode (what torch.export and the ONNX exporter take), a path to an FP32
+        .onnx classifier, or one of our model names.
+    calibration, evaluation: `torch.utils.data.Dataset`s yielding (tensor [C, H, W], int label), already
+        preprocessed as the model expects (or image-folder paths, read as the CLI reads them, with
+        `preprocessing` applied). Classes: the dataset's `.classes`, else "0", "1", ...
+    configs: names or globs (`configs()` lists them); default: the default sweep. FP32 is always in.
+    seeds: the number of calibration seeds (0..seeds-1) or the seeds; each a stratified, seeded draw of
+        `calibration_n` images from `calibration`.
+    benchmark: also time each config in the runtime it ships in (`True`, or a `bench.BenchSettings`); the pick
+        is then the fastest config of the confidence set for the best (else the smallest).
+    artifacts_dir: where results (`results/full_results.json`, the CLI's file and schema) and models go;
+        default ./artifacts or $QUANT_EXPLORER_ARTIFACTS.
+    progress: one line per row on stderr. name: the model's name in the results (default: its class name).
+    objective: what the pick optimizes: latency, throughput or size (default latency when benchmarked, else size).
+    force: recompute rows already stored (else rows measured alike are reused, as the sweep does).
+    """
+    from .analysis.summary import load_view
+    from .configs import get_config
+    from .experiment import FP32
+    from .files import remove_leftovers
+    from .paths import artifacts_dir as current_artifacts, results_file
+    from .results import check_writable, load_results
+    from .sweep import run_sweep
+
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise UserError("seeds must be at least 1")
+    patterns = [configs] if isinstance(configs, str) else list(configs) if configs else None
+    chosen = [FP32, *(c for c in select_configs(patterns) if c.name != REFERENCE)]
+    say = _say(progress)
+    loaded, data = _prepare(model, calibration, evaluation, name, preprocessing)
+    if any(c.is_static for c in chosen):
+        _check_calibration(data, calibration_n, seed_list)
+    with _artifacts(artifacts_dir):
+        remove_leftovers(current_artifacts())
+        results = results_file()
+        check_writable(results)
+        keys = []
+        for key, row, reused in run_sweep([loaded], chosen, data, calibration_n, seed_list, results, force,
+                                          notify=say):
+            keys.append(key)
+            say(f"{loaded.name} {_row_text(row)}" + (" (stored)" if reused else ""))
+        if benchmark:
+            from .bench import BenchSettings, bench_and_record
+            from .paths import bench_file
+
+            settings = benchmark if isinstance(benchmark, BenchSettings) else BenchSettings()
+            say(f"timing {len(chosen)} configs of {loaded.name} (seed {seed_list[0]})")
+            bench_and_record(loaded, chosen[1:], data, calibration_n, seed_list[0], settings, results,
+                             bench_file(loaded.name), log=say)
+        stored = load_results(results)
+    mine = {k: stored["entries"][k] for k in dict.fromkeys(keys) if k in stored["entries"]}
+    fingerprint = data.test.fingerprint
+    subset = {"schema_version": stored["schema_version"], "entries": mine,
+              "datasets": {fingerprint: stored["datasets"].get(fingerprint, data.test.record())}}
+    with _artifacts(artifacts_dir):  # the labels the intervals pair on are cached there
+        view = load_view(subset, dataset=fingerprint, objective=objective or ("latency" if benchmark else "size"))
+    rows = _rows(view, loaded.name, chosen)
+    choice = view.choices.get(loaded.name) or {}
+    pick = None
+    if choice.get("pick"):
+        pick = {**next(r for r in rows if r["config"] == choice["pick"]), "model": loaded.name,
+                "rule": choice["rule"], "best": choice["best"], "best_set": choice["best_set"],
+                "resolution_pp": (choice.get("resolution") or {}).get("resolution_pp"),
+                "description": get_config(choice["pick"]).description}
+    return Exploration(loaded.name, pick, rows, view, results, list(dict.fromkeys(keys)))
+
+
+# --- quantize and evaluate -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Quantized:
+    """One quantized model: call it on a preprocessed float batch for [N, classes] logits (`q(x)`), in the
+    runtime it ships in (`runtime`); `artifact` is the saved model (an ONNX file, a .pt2 program, TorchScript)."""
+
+    config: str
+    runtime: str
+    artifact: Path
+    model: LoadedModel = field(repr=False)
+    quantized: Any = field(repr=False)  # backends.QuantizedModel: every runtime it runs in, its checks
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(x)
+        out = self.quantized.runner(x.float() if not x.is_floating_point() else x)
+        return torch.as_tensor(np.asarray(out)) if not isinstance(out, torch.Tensor) else out
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Top-1 class ids of a batch."""
+        return self(x).argmax(dim=1)
+
+    @property
+    def runtimes(self) -> list[str]:
+        return list(self.quantized.runtimes)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.quantized.size_bytes
+
+    @property
+    def checks(self) -> dict:
+        return self.quantized.checks
+
+
+def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int = DEFAULT_CALIBRATION_N,
+             artifacts_dir: str | Path | None = None, name: str | None = None,
+             preprocessing: Preprocessing | None = None) -> Quantized:
+    """Quantize `model` (an nn.Module in eval mode, or an .onnx path) with one config, calibrated on a stratified
+    draw (`seed`) of `calibration_n` images of `calibration` (a Dataset of preprocessed (tensor, label) pairs, or
+    an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply."""
+    from .backends import Calibration, quantize as apply, recipe
+    from .configs import get_config
+    from .experiment import workdir_for
+    from .identity import identity_hash, make_identity
+
+    chosen = get_config(config)
+    loaded, data = _prepare(model, calibration, calibration, name, preprocessing)
+    cal = None
+    if chosen.is_static:
+        _check_calibration(data, calibration_n, [seed])
+        indices = calibration_indices(data.train.labels, calibration_n, seed, data.train.classes)
+        cal = Calibration(data.train.subset(indices), loaded.preprocessing, seed,
+                          batch_size=loaded.import_info.get("fixed_batch") or 64,
+                          pool_fingerprint=data.train.fingerprint)
+    identity = make_identity(loaded.name, loaded.weights_sha256, {"fingerprint": None, "n_images": 0},
+                             chosen.record(), recipe(chosen.backend), cal.describe() if cal else None)
+    with _artifacts(artifacts_dir):
+        built = apply(loaded, chosen, cal, workdir_for(loaded, chosen, cal, identity_hash(identity)))
+        built.runner  # built (compiled, where it compiles) while the artifacts directory is the one asked for
+    return Quantized(chosen.name, built.runtime, built.path.resolve(), loaded, built)
+
+
+def evaluate(model, dataset, batch_size: int = 256, preprocessing: Preprocessing | None = None) -> dict:
+    """Accuracy, per-class accuracy, confusion matrix and throughput of a `Quantized`, an nn.Module (eager) or an
+    .onnx file (ONNX Runtime) on every image of `dataset` (preprocessed (tensor, label) pairs, or an image folder).
+    The classes: the dataset's `.classes`, else "0", "1", ... as many as the model scores."""
+    from .evaluate import evaluate as run
+    from .runtimes import ort_runner, torch_runner
+
+    if isinstance(model, Quantized):
+        runner, prep, scores = model.quantized.runner, model.model.preprocessing, model.model.num_classes
+    elif isinstance(model, nn.Module):
+        if model.training:
+            raise UserError(f"{type(model).__name__} is in training mode: call model.eval() first")
+        prep = preprocessing or Preprocessing("raw255")
+        runner, scores = torch_runner(model), None
+    elif isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
+        from .models import exported_onnx
+
+        loaded = _load_file(model, preprocessing)
+        runner, prep, scores = ort_runner(exported_onnx(loaded)), loaded.preprocessing, loaded.num_classes
+    else:
+        raise UserError(f"evaluate takes a Quantized (from quantize), a torch.nn.Module or an .onnx path, got "
+                        f"{type(model).__name__}")
+    images, labels, name, classes = _read(dataset, "evaluation")
+    if scores is None:
+        scores = _scores(model, prep, images[:2])
+    names = _class_names([(images, labels, name, classes)], scores)
+    if len(names) != scores:
+        raise UserError(f"the model scores {scores} classes, the dataset has {len(names)}: pass data of its classes")
+    metrics, _ = run(runner, ImageSet(images, labels, names, name), prep, batch_size)
+    return metrics

@@ -1,0 +1,115 @@
+"""The answer, per model, as a reader wants it first: the config to ship, the runtime it ships in, what it costs
+(Δ vs FP32 with its interval, the classes that lose detectably), what it buys (speed against the fastest FP32
+runtime at batch 1 and 256, size), the command that reproduces it and where its saved model is.
+
+One place for it, so the report's answer block, `summary --json` and pareto.md say the same thing. Paths are
+relative (to the working directory, or to $QUANT_EXPLORER_ARTIFACTS): a report mailed elsewhere names no
+machine's directories.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from ..analysis import fp32_rows
+from ..analysis.comparisons import confusion_comparison
+from ..analysis.summary import View, choices, per_class, speedup
+from ..paths import ARTIFACTS_ENV, artifacts_dir
+
+
+def shown_path(path: Path) -> str:
+    """A path as a reader can use it anywhere: relative to the working directory when under it, else relative to
+    the artifacts folder ("$QUANT_EXPLORER_ARTIFACTS/models/..."), else only its name; never absolute."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    for base, prefix in ((Path.cwd(), ""), (artifacts_dir(), f"${ARTIFACTS_ENV}/")):
+        try:
+            return prefix + str(path.resolve().relative_to(Path(base).resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
+def artifact_path(row: dict) -> tuple[str, bool]:
+    """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per row identity), shown
+    relative, and whether it is on this machine. A row made elsewhere names the folder a rerun would write."""
+    from ..paths import models_dir
+
+    folder = models_dir() / f"{row['model']}-{row.get('model_weights_sha256', '')[:12]}" / row["config_name"]
+    found = sorted(folder.glob(f"*-{row.get('identity_hash')}")) if row.get("identity_hash") else []
+    files = [f for d in found for f in sorted(d.iterdir()) if f.is_file()]
+    exact = [f for f in files if f.stat().st_size == row.get("size_bytes")]
+    if exact or files:
+        return shown_path((exact or files)[0]), True
+    return shown_path(folder), False
+
+
+def reproduce(row: dict) -> str:
+    """The command that reproduces the row: every seed the answer pools, or the one config."""
+    model = row["model"]
+    weights = " --weights PATH/pretrainedResnet.h5" if model == "resnet8-mlperf" and not os.environ.get(
+        "QUANT_EXPLORER_MLPERF_WEIGHTS") else ""
+    seeds = row.get("seeds") or []
+    if len(seeds) > 1:
+        return f"quant-explorer sweep --model {model}{weights} --configs {row['config_name']} --seeds {len(seeds)}"
+    return f"quant-explorer quantize --model {model}{weights} --config {row['config_name']}"
+
+
+def made_on(view: View) -> str:
+    """'avx512-vnni (Intel Xeon ...), results of 2026-12-02': what the numbers were measured on, and when."""
+    rows = view.rows
+    cpu = next((r.get("environment", {}).get("cpu", {}).get("model") for r in rows
+                if r.get("environment", {}).get("cpu", {}).get("model")), None)
+    latest = max((r.get("created", "") for r in rows), default="")[:10]
+    return f"{view.environment.split(',')[0]}" + (f" ({cpu})" if cpu else "") + (f", {latest}" if latest else "")
+
+
+def dataset_label(name: str | None) -> str:
+    """'image-folder: cifar10-subset/test' for 'image-folder:/any/where/cifar10-subset/test': no machine's path."""
+    kind, _, where = str(name).rpartition(":")
+    parts = [p for p in where.split("/") if p]
+    return (f"{kind}: " if kind else "") + "/".join(parts[-2:])
+
+
+def today() -> str:
+    return datetime.now().strftime("%Y-%m-%d")
+
+
+def answers(view: View) -> dict[str, dict]:
+    """Per model: the pick and everything the answer block shows; {} for a model without a pick."""
+    out = {}
+    fp32 = fp32_rows(view.rows)
+    for model, choice in choices(view).items():
+        if not choice or not choice.get("pick"):
+            out[model] = {"pick": None, "rule": choice.get("rule") if choice else
+                          f"no quantized config of it in this view yet (`quant-explorer sweep --model {model}`)"}
+            continue
+        row = next(r for r in view.rows if r["model"] == model and r["config_name"] == choice["pick"])
+        classes = per_class(view, row)
+        losing = []
+        if model in fp32 and "confusion_matrix" in row:
+            losing = confusion_comparison(row, fp32[model], classes, top=10)["most_lost"]
+        ratio_1, against_1 = speedup(row, 1)
+        ratio_256, against_256 = speedup(row, 256)
+        path, present = artifact_path(row)
+        reference = fp32.get(model)
+        out[model] = {
+            "pick": row["config_name"], "runtime": row.get("runtime"), "objective": choice["objective"],
+            "accuracy": row["accuracy"], "accuracy_std": row.get("accuracy_std"), "seeds": row.get("seeds") or [],
+            "fp32_accuracy": reference["accuracy"] if reference else None,
+            "fp32_runtime": reference.get("runtime") if reference else None,
+            "delta_pp": row.get("delta_pp"), "delta_pp_ci": row.get("delta_pp_ci"),
+            "latency_ms_b1": row.get("latency_ms_b1_median"), "speedup_b1": ratio_1, "speedup_b1_against": against_1,
+            "throughput_b256": row.get("throughput_b256"), "speedup_b256": ratio_256,
+            "speedup_b256_against": against_256,
+            "size_bytes": row["size_bytes"], "fp32_size_bytes": reference["size_bytes"] if reference else None,
+            "losing_classes": [{"class": c["class"], "delta_pp": c["delta_pp"], "ci_pp": c["ci_pp"],
+                                "mostly_to": c["mostly_to"]} for c in losing],
+            "reproduce": reproduce(row), "artifact": path, "artifact_here": present,
+            "rule": choice["rule"], "best_set": choice.get("best_set", []),
+            "set_aside": sorted({s["config"] for s in view.set_aside if s["model"] == model}),
+        }
+    return out
