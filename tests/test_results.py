@@ -79,3 +79,13 @@ def test_a_lock_wait_says_who_holds_it_and_gives_up_in_one_line(tmp_path, monkey
     monkeypatch.setenv("QUANT_EXPLORER_LOCK_TIMEOUT", "soon")
     with pytest.raises(UserError, match="QUANT_EXPLORER_LOCK_TIMEOUT must be a number of seconds, got 'soon'"):
         save_entries(path, {"a": {}})
+
+
+def test_a_row_computed_again_under_its_key_keeps_the_speed_measured_on_it(tmp_path):
+    """`quantize` recomputes a row: same key, same identity, so the bench attached to it still holds."""
+    path = tmp_path / "full_results.json"
+    save_entries(path, {"m|c|h": {"accuracy": 0.5, "bench": {"latency_ms_b1_median": 0.2}}, "m|d|h": {"accuracy": 0.4}})
+    save_entries(path, {"m|c|h": {"accuracy": 0.6}, "m|d|h": {"accuracy": 0.7}})
+    entries = load_results(path)["entries"]
+    assert entries["m|c|h"] == {"accuracy": 0.6, "bench": {"latency_ms_b1_median": 0.2}}
+    assert entries["m|d|h"] == {"accuracy": 0.7}

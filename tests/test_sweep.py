@@ -238,3 +238,12 @@ def test_a_failed_row_makes_sweep_and_quantize_exit_1_after_the_other_rows(tiny_
     quantized = subprocess.run(_cli("quantize", "--config", blocked, *common, env=env), env=env, capture_output=True,
                                text=True, timeout=600)
     assert quantized.returncode == 1 and "failed" in quantized.stdout, quantized.stderr
+
+
+def test_a_model_named_twice_is_swept_once(tiny_env, tmp_path):
+    env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
+    args = ["--model", "resnet8", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir",
+            str(tiny_env / "data"), "--calibration-n", "20", "--seeds", "1", "--json", "-c", ORT_CONFIGS[1]]
+    swept = subprocess.run(_cli("sweep", *args, env=env), env=env, capture_output=True, text=True, timeout=600)
+    assert swept.returncode == 0, swept.stderr
+    assert [r["config_name"] for r in json.loads(swept.stdout)] == [ORT_CONFIGS[1]]  # one row, not two

@@ -45,7 +45,7 @@ def prepare(data_dir: Path | None, outputs: list[Path], calibration_n: int | Non
     for path in outputs:
         check_writable(path)
     root = resolve_data_dir(data_dir)
-    data = load_data(root, folder_classes(models, root))
+    data = EvalData.load(root, folder_classes(models, root))
     if calibration_n is not None:
         for seed in [seeds] if isinstance(seeds, int) else seeds:
             calibration_indices(data.train.labels, calibration_n, seed, data.train.classes)
@@ -65,22 +65,6 @@ def folder_classes(models: Iterable[str | Path], root: Path) -> tuple[str, ...] 
     if not root.is_dir() or detect_layout(root) != "image-folder" or not (root / "test").is_dir():
         return None  # data.py says what is wrong with it
     return tuple(sorted(p.name for p in (root / "test").iterdir() if p.is_dir())) or None
-
-
-def load_data(root: Path, classes: tuple[str, ...] | None = None) -> EvalData:
-    """`EvalData.load`, with the image folders read as `classes` where given."""
-    from .data import load_split, shared_images
-
-    if classes is None:
-        return EvalData.load(root)
-    data = EvalData(load_split(root, "test", classes), load_split(root, "train", classes))
-    leaked = shared_images(data.test, data.train)
-    if leaked:
-        from .errors import warn
-
-        warn(f"{leaked:,} of the {len(data.test):,} test images are also in the training split of {root} "
-             "(pixel for pixel): calibration samples may contain test images")
-    return data
 
 
 def check_fits(model: LoadedModel, images: ImageSet) -> None:
