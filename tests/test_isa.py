@@ -94,3 +94,15 @@ def test_emulated_avx2_scores_what_an_avx2_cpu_measured(tmp_path):
     [row] = [r for r in rows if r["config_name"] == "pt2e_u8_per_channel_histogram"]
     assert row["identity"]["emulated"] and row["identity"]["cpu_class"] == "avx2" and row["runtime"] == "inductor"
     assert set(native) == {row["correct"]}  # image for image what the AVX2 machine measured (783/1,017 committed)
+
+
+def test_a_ray_cluster_cannot_be_asked_to_emulate_a_class():
+    """Its workers would not inherit the oneDNN cap: refused in one line before any work."""
+    if not identity.EMULATES.get(identity.cpu_class(identity.cpu_info())):
+        pytest.skip("this CPU emulates no lower class")
+    below = identity.EMULATES[identity.cpu_class(identity.cpu_info())][-1]
+    run = subprocess.run([sys.executable, "-c", "from quant_explorer.cli import main; main()", "sweep", "--isa", below,
+                          "--executor", "ray"], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != identity.ISA_ENV})
+    assert run.returncode == 2 and run.stderr.splitlines() == [
+        "error: --isa emulates a CPU class in this machine's processes only: use --executor local or processes with it"]

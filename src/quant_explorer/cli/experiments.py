@@ -182,6 +182,9 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     from ..paths import results_file
     from ..sweep import run_sweep, stage_seconds
 
+    if isa != "native" and executor == "ray":  # a cluster's workers would not inherit the oneDNN cap
+        raise UserError("--isa emulates a CPU class in this machine's processes only: use --executor local or "
+                        "processes with it")
     runner = make_executor(executor, ray_address, workers)
     chosen = select_configs(patterns(config_names), all_configs)
     started = time.perf_counter()
