@@ -183,3 +183,10 @@ def test_a_pair_borrows_the_pooled_seed_spread_and_a_noisier_config_keeps_its_ow
     assert np.all(100 * se[off] >= own[off] - 1e-3)  # never below a pair's own estimate
     assert np.any(100 * se[off] > own[off] + 0.05)  # some pair whose seeds agreed borrows the group's spread
     assert np.allclose(100 * se[5, :5], own[5, :5], atol=1e-3)  # the noisy config's pairs keep their own
+
+
+def test_a_resolution_with_no_measured_spread_says_it_cannot_be_estimated():
+    """One test image per class and configs that change nothing: not 'about 0.0 pp', but why there is no figure."""
+    same = np.ones((1, 10), dtype=np.float32)
+    text = resolution([paired_delta(same, same)], n_images=10, k_seeds=1)["text"]
+    assert "no resolution can be estimated" in text and "one test image here is 10.0 pp" in text
