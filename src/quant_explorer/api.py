@@ -225,9 +225,10 @@ def _row_text(row: dict) -> str:
 
 def _check_calibration(data: EvalData, n: int, seeds: list[int]) -> None:
     """Every seed's stratified sample drawable, said in the API's words (`calibration_n`, not --calibration-n)."""
+    from .experiment import check_draws
+
     try:
-        for seed in seeds:
-            calibration_indices(data.train.labels, n, seed, data.train.classes)
+        check_draws(data, n, seeds)
     except UserError as e:
         raise UserError(str(e).replace("--calibration-n", "calibration_n")) from None
 

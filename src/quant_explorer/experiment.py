@@ -47,9 +47,14 @@ def prepare(data_dir: Path | None, outputs: list[Path], calibration_n: int | Non
     root = resolve_data_dir(data_dir)
     data = EvalData.load(root, folder_classes(models, root))
     if calibration_n is not None:
-        for seed in [seeds] if isinstance(seeds, int) else seeds:
-            calibration_indices(data.train.labels, calibration_n, seed, data.train.classes)
+        check_draws(data, calibration_n, [seeds] if isinstance(seeds, int) else seeds)
     return data
+
+
+def check_draws(data: EvalData, calibration_n: int, seeds: Iterable[int]) -> None:
+    """Every seed's stratified calibration sample drawable from the training split, or one line naming the class."""
+    for seed in seeds:
+        calibration_indices(data.train.labels, calibration_n, seed, data.train.classes)
 
 
 def folder_classes(models: Iterable[str | Path], root: Path) -> tuple[str, ...] | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
+
 from ..analysis import is_quantized
 from ..backends import BACKENDS
 from ..analysis.pareto import pareto_front
@@ -134,7 +136,6 @@ def plot_forest(view: View, model: str) -> bytes:
 def plot_class_deltas(model: str, confusions: list[dict]) -> bytes:
     """Per-class accuracy change vs FP32 for a few configs of one model, grouped by class name."""
     plt = _plt()
-    import numpy as np
 
     classes = confusions[0]["classes"]
     width = 0.8 / len(confusions)
@@ -151,11 +152,9 @@ def plot_class_deltas(model: str, confusions: list[dict]) -> bytes:
     return _png(fig)
 
 
-def error_change(difference) -> "np.ndarray":
+def error_change(difference) -> np.ndarray:
     """quantized − FP32 confusion counts turned into "errors added": off the diagonal as they are (images now
     called that wrong class), on it negated (images no longer right). Positive always means more errors."""
-    import numpy as np
-
     m = np.array(difference, dtype=float)
     np.fill_diagonal(m, -np.diag(m))
     return m
@@ -165,7 +164,6 @@ def plot_confusion(c: dict) -> bytes:
     """FP32's confusion matrix, and the change in errors quantized − FP32 on a diverging map: red where the
     quantized model makes more errors, blue where fewer."""
     plt = _plt()
-    import numpy as np
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.8), layout="constrained")
@@ -214,7 +212,6 @@ def plot_layers(entry: dict) -> bytes:
     """Per layer, in model order: the accuracy change with only it quantized (negative = loss, as everywhere) and
     the change from keeping only it FP32 (positive = recovered), plus the SQNR of each activation against FP32."""
     plt = _plt()
-    import numpy as np
 
     layers = entry["layers"]
     acts = entry["sqnr"]["activations"]
