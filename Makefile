@@ -21,16 +21,12 @@ SHIPPED := resnet8 resnet8-mlperf cifar_cnn
 # The lower CPU classes this CPU can emulate (oneDNN's dispatcher cap): `make classes` sweeps each.
 ISAS ?= $(shell $(QE) cpu --emulable 2>/dev/null)
 
-# A first answer in minutes (one calibration draw per config, then pareto.md and the report), then the whole job:
-# every seed (the first reused), the report's studies, each shipped model's speed (the pick is the fastest of the
-# confidence set for the best), and pareto.md and the report again.
+# `quant-explorer run`, under one progress display: a first answer in minutes (one calibration draw per config, then
+# pareto.md and the report), then every seed (the first reused), the report's studies, each shipped model's speed
+# (the pick is the fastest of the confidence set for the best), the lower CPU classes this CPU can emulate, and the
+# report again. Everything stored and current is reused: a rerun with nothing changed only checks.
 run: install
-	$(QE) sweep --seeds 1
-	$(QE) report
-	$(QE) sweep
-	$(QE) analyze
-	for m in $(SHIPPED); do $(QE) bench --model $$m --runs 100 || exit 1; done
-	$(QE) report
+	$(QE) run
 
 # The default sweep on each lower CPU class (emulated: PT2E and FP32 run there; ONNX Runtime's and the eager
 # engine's kernels cannot be capped, so their rows say "not measured"), then the report with its CPU-class matrix.
@@ -39,6 +35,7 @@ classes: install
 	$(QE) report
 
 test: install
+	$(VENV)/bin/ruff check src tests tools benchmarks
 	$(PY) -m pytest -q
 
 # Every shipped model's speed in each runtime it ships in (AOTInductor packages for PT2E), then the whole

@@ -30,16 +30,25 @@ import torch
 
 from quant_explorer.aot import aot_runner
 from quant_explorer.backends.pt2e import in_eval_mode, load_pt2
-from quant_explorer.bench import SETTLE_SECONDS, BenchSettings, bench_and_record, bench_inputs, table_rows
+from quant_explorer.bench import SETTLE_SECONDS, BenchSettings, bench_and_record, bench_inputs
 from quant_explorer.configs import CALIBRATION_N, REFERENCE, select_configs
 from quant_explorer.data import EvalData, resolve_data_dir
 from quant_explorer.errors import one_line
-from quant_explorer.files import write_text_atomic
 from quant_explorer.experiment import row_key
+from quant_explorer.files import write_text_atomic
 from quant_explorer.models import load_model
 from quant_explorer.paths import results_file
+from quant_explorer.report.text import bench_table_rows
 from quant_explorer.results import write_json_atomic
-from quant_explorer.runtimes import AOTINDUCTOR, INDUCTOR, ONNXRUNTIME, inductor_runner, ort_runner, ort_session, torch_runner
+from quant_explorer.runtimes import (
+    AOTINDUCTOR,
+    INDUCTOR,
+    ONNXRUNTIME,
+    inductor_runner,
+    ort_runner,
+    ort_session,
+    torch_runner,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # peak.py beside this file, also when it is loaded by path
 from peak import count_macs, cpu_peak, dispatched, fractions_of_peak
@@ -49,7 +58,8 @@ MLPERF_H5 = SHARED / "models" / "mlperf-tiny-resnet8" / "pretrainedResnet.h5"
 TARGETS = {"ort_int8_vs_fp32_b256": 1.5, "pt2e_inductor_vs_fp32_inductor_b256": 2.5, "int8_size_ratio_max": 0.30}
 PROFILE_RUNS = 10
 HEAD_TO_HEAD_PAIRS = 40
-HEAD_TO_HEAD_ORT_CANDIDATES = 3  # the fastest ORT configs of the main table; PT2E: the fastest one (each compile ~1 min)
+# the fastest ORT configs of the main table; PT2E: the fastest one (each compile ~1 min)
+HEAD_TO_HEAD_ORT_CANDIDATES = 3
 
 
 def eval_throughput(document: dict) -> dict:
@@ -60,7 +70,8 @@ def eval_throughput(document: dict) -> dict:
         if "eval_images_per_second" in r:
             out[runtime] = {"eval_images_per_second": r["eval_images_per_second"],
                             "bench_throughput_b256": r["throughput_b256"],
-                            "fraction": r["eval_fraction_of_b256"], "meets_70_percent": r["eval_fraction_of_b256"] >= 0.7}
+                            "fraction": r["eval_fraction_of_b256"],
+                            "meets_70_percent": r["eval_fraction_of_b256"] >= 0.7}
     return out
 
 
@@ -206,7 +217,8 @@ def dispatch_records(model, document: dict, data: EvalData, settings: BenchSetti
                 torch.backends.quantized.engine = previous
     seen = out.get((fastest_pt2e[0], "inductor"), {}) if fastest_pt2e else {}
     for name, entry in entries.items():
-        if "path" in seen and "throughput_b256" in entry["runtimes"].get("inductor", {}) and (name, "inductor") not in out:
+        if ("path" in seen and "throughput_b256" in entry["runtimes"].get("inductor", {})
+                and (name, "inductor") not in out):
             out[name, "inductor"] = {"path": seen["path"], "path_how": seen["path_how"], "observed_on": fastest_pt2e[0]}
     return out
 
@@ -271,8 +283,8 @@ def head_to_head(model, document: dict, data: EvalData, settings: BenchSettings,
     out = {ONNXRUNTIME.name: {}, INDUCTOR.name: {}, AOTINDUCTOR.name: {}}
     fp32_ort = ort_runner(Path(entries[REFERENCE]["artifact"]), settings.threads)
     for name in by_throughput(entries, ONNXRUNTIME.name)[:HEAD_TO_HEAD_ORT_CANDIDATES]:
-        out[ONNXRUNTIME.name][name] = paired_speedup(fp32_ort, ort_runner(Path(entries[name]["artifact"]), settings.threads),
-                                                     xb)
+        out[ONNXRUNTIME.name][name] = paired_speedup(fp32_ort,
+                                                     ort_runner(Path(entries[name]["artifact"]), settings.threads), xb)
     if settings.compile:
         fp32_inductor = inductor_runner(model.fresh())
         for name in by_throughput(entries, INDUCTOR.name)[:1]:
@@ -305,7 +317,8 @@ def targets_check(document: dict, configs: dict, sizes_fp32: int, peak: dict) ->
             "target": TARGETS["pt2e_inductor_vs_fp32_inductor_b256"], "best": pt2e_speedup, "config": pt2e_name,
             "met": bool(pt2e_speedup and pt2e_speedup >= TARGETS["pt2e_inductor_vs_fp32_inductor_b256"]),
             "compute_ceiling": peak["int8_over_fp32_peak_ratio"],
-            "why": f"int8 peak / fp32 peak on this CPU is {peak['int8_over_fp32_peak_ratio']:.1f}x ({peak['int8_how']})"},
+            "why": f"int8 peak / fp32 peak on this CPU is {peak['int8_over_fp32_peak_ratio']:.1f}x "
+                   f"({peak['int8_how']})"},
         "int8_size_ratio_max": {"target": TARGETS["int8_size_ratio_max"], "best": size_ratio, "config": size_name,
                                 "met": bool(size_ratio and size_ratio <= TARGETS["int8_size_ratio_max"]),
                                 "fp32_size_bytes": sizes_fp32},
@@ -355,7 +368,8 @@ def main() -> None:
     }
     paired = head_to_head(model, document, data, settings, configs)
     analysis["paired_aotinductor_b256"] = paired[AOTINDUCTOR.name]
-    for key, runtime in (("ort_int8_vs_fp32_b256", ONNXRUNTIME.name), ("pt2e_inductor_vs_fp32_inductor_b256", INDUCTOR.name)):
+    for key, runtime in (("ort_int8_vs_fp32_b256", ONNXRUNTIME.name),
+                         ("pt2e_inductor_vs_fp32_inductor_b256", INDUCTOR.name)):
         target = analysis["targets"][key]
         if paired[runtime]:
             name, best = max(paired[runtime].items(), key=lambda kv: kv[1]["speedup_median"])
@@ -372,7 +386,7 @@ def main() -> None:
     document["analysis"] = analysis
     document["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(bench_path, document)
-    for row in table_rows(document):
+    for row in bench_table_rows(document):
         print(" | ".join(row))
     print(json.dumps(analysis["targets"], indent=1))
     print(json.dumps(analysis["eval_throughput_vs_bench"], indent=1))

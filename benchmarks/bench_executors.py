@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 from quant_explorer.configs import select_configs
-from quant_explorer.data import resolve_data_dir
+from quant_explorer.data import EvalData, resolve_data_dir
 from quant_explorer.env import cpu_info, library_versions
 from quant_explorer.errors import UserError
 from quant_explorer.executors import EXECUTORS, make_executor, ray_available
 from quant_explorer.models import load_model
 from quant_explorer.paths import ARTIFACTS_ENV, artifacts_dir
 from quant_explorer.results import write_json_atomic
-from quant_explorer.data import EvalData
 from quant_explorer.sweep import run_sweep
 
 DEFAULT_MODELS = ["resnet8", "resnet8-mlperf", "cifar_cnn"]
@@ -42,7 +41,7 @@ def time_sweep(executor_name: str, models, configs, data, calibration_n: int, wo
         os.environ[ARTIFACTS_ENV] = tmp
         started, first, rows = time.perf_counter(), None, {}
         load_before = _loadavg()
-        for key, row, skipped in run_sweep(models, configs, data, calibration_n, 0, Path(tmp) / "results.json",
+        for key, row, _skipped in run_sweep(models, configs, data, calibration_n, 0, Path(tmp) / "results.json",
                                            force=True, executor=executor):
             if "fp32_baseline" not in key and first is None:
                 first = time.perf_counter() - started
@@ -50,9 +49,9 @@ def time_sweep(executor_name: str, models, configs, data, calibration_n: int, wo
         wall = time.perf_counter() - started
     return {"executor": executor_name, "workers": None if executor_name == "local" else workers,
             "wall_seconds": round(wall, 2), "first_row_seconds": round(first, 2) if first else None,
-            "rows": len(rows), "errors": sorted(k for k, r in rows.items() if "error" in r),
+            "rows": len(rows), "errors": sorted(k for k, r in rows.items() if r.error is not None),
             "load_average_before": load_before, "load_average_after": _loadavg(),
-            "_rows": {k: {f: r.get(f) for f in COMPARED} for k, r in rows.items()}}
+            "_rows": {k: {f: getattr(r, f) for f in COMPARED} for k, r in rows.items()}}
 
 
 def main() -> None:

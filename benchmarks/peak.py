@@ -24,8 +24,7 @@ Paths (MACs per cycle per core; a fused multiply-add is one MAC):
                     from that throughput and the AVX2 clock (AMX runs at a lower licence clock: an upper bound).
 MACs per image are counted exactly from the model: every Conv2d output element costs in_channels/groups x kH x kW
 MACs, every Linear output in_features (ResNet8: 12,501,632; additions, BN, pooling not counted).
-Measured MACs per cycle are rounded to the nearest power of two (lanes x units), which absorbs the probes' noise
-on a shared machine; the raw rates are in "probe_macs_per_s".
+Measured MACs per cycle are rounded to a power of two (lanes x units); the raw rates are in "probe_macs_per_s".
 
 Which path ran, per runtime (`dispatched`), most direct evidence first:
   - oneDNN (PyTorch eager convolutions, Inductor and AOTInductor's int8 and FP32 convolutions, the x86 quantized
@@ -67,7 +66,8 @@ from quant_explorer.env import cpu_info
 
 PROBE_ITERATIONS = 50_000_000  # ~0.2 s per try at 3 GHz
 AMX_PROBE_ITERATIONS = 5_000_000  # 4 tile products of 16 cycles each per iteration: ~0.1 s
-INT8_RUNTIMES = {"onnxruntime", "inductor", "aotinductor", "x86", "qnnpack"}  # runtimes that compute in int8 for int8 configs
+# runtimes that compute in int8 for int8 configs
+INT8_RUNTIMES = {"onnxruntime", "inductor", "aotinductor", "x86", "qnnpack"}
 AMX_MACS_PER_CYCLE = {"int8_amx": 16 * 16 * 64 // 16, "bf16_amx": 16 * 16 * 32 // 16}  # per tile product / 16 cycles
 COMPUTE_PRIMITIVES = ("convolution", "inner_product", "matmul", "deconvolution")
 SAMPLE_WINDOW = 48  # bytes disassembled from each sampled instruction pointer: a kernel loop's next few instructions
@@ -88,7 +88,8 @@ def count_macs(module: nn.Module, shape=(1, 3, 32, 32)) -> dict:
             per_layer[name] = output.numel() // output.shape[0] * k
         return count
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
         with torch.no_grad():
             module.eval()(torch.zeros(shape))
@@ -160,7 +161,8 @@ def path_rates(flags: dict[str, bool], measured: dict[str, float]) -> dict[str, 
     if flags["avx_vnni"]:
         paths["int8_avx_vnni"] = probe("int8_vnni_ymm", 64, "vpdpbusd ymm: 4x fp32 ymm (assumed)")
     if flags["avx512_vnni"] and "fp32_avx512" in paths:
-        paths["int8_avx512_vnni"] = probe("int8_vnni_zmm", 4 * paths["fp32_avx512"][0], "vpdpbusd zmm: 4x fp32 zmm (assumed)")
+        paths["int8_avx512_vnni"] = probe("int8_vnni_zmm", 4 * paths["fp32_avx512"][0],
+                                          "vpdpbusd zmm: 4x fp32 zmm (assumed)")
     for name, flag in (("int8_amx", "amx_int8"), ("bf16_amx", "amx_bf16")):
         if flags.get(flag):
             paths[name] = probe(name, AMX_MACS_PER_CYCLE[name], "tile product per 16 cycles (derived, see docstring)")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +20,8 @@ from quant_explorer.data import CIFAR10_CLASSES
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SUBSET = SHARED / "data" / "cifar10-subset"
 MLPERF_H5 = SHARED / "models" / "mlperf-tiny-resnet8" / "pretrainedResnet.h5"
+# What a fresh interpreter does with a Python warning (`python -W` unset): shown, except these categories.
+INTERPRETER_IGNORES = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -75,15 +82,19 @@ def write_image_folder(root: Path, n_train: int = 50, n_test: int = 20, suffix: 
     return root
 
 
-@pytest.fixture
-def cifar_python_dir(tmp_path, monkeypatch):
-    """Real-format CIFAR-10 batches; torchvision's md5 table points at these files' checksums."""
+def trust_cifar_md5(md5: dict[str, str], monkeypatch) -> None:
+    """Point torchvision's CIFAR-10 md5 table at batches `write_cifar_python` wrote, so only damage fails it."""
     from torchvision.datasets import CIFAR10
 
-    md5 = write_cifar_python(tmp_path / "cifar")
     monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{k}", md5[f"data_batch_{k}"]] for k in range(1, 6)])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
     monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+
+
+@pytest.fixture
+def cifar_python_dir(tmp_path, monkeypatch):
+    """Real-format CIFAR-10 batches; torchvision's md5 table points at these files' checksums."""
+    trust_cifar_md5(write_cifar_python(tmp_path / "cifar"), monkeypatch)
     return tmp_path / "cifar"
 
 
@@ -133,7 +144,8 @@ def tiny_env(tiny, monkeypatch):
 
 
 TINY_CONFIGS = ("fp32_baseline", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qdq_per_channel",
-                "ort_u8_minmax_qdq_per_tensor_rr", "ort_s8asym_minmax_qdq_per_tensor", "ort_u8_minmax_qoperator_per_tensor")
+                "ort_u8_minmax_qdq_per_tensor_rr", "ort_s8asym_minmax_qdq_per_tensor",
+                "ort_u8_minmax_qoperator_per_tensor")
 
 
 @pytest.fixture(scope="session")
@@ -164,3 +176,34 @@ def tiny_run(tiny_sweep, isolated_dirs):
     shutil.copy(tiny_sweep["results"], results)
     shutil.copytree(tiny_sweep["results"].parent.parent / "cache", results.parent.parent / "cache")  # the labels
     return {**tiny_sweep, "results": results}
+
+
+def run_main(argv: list[str], env: dict[str, str], capfd) -> subprocess.CompletedProcess:
+    """`main()` in this process, as the console script calls it: its exit status and what reached file descriptors
+    1 and 2, with the Python warnings a fresh interpreter would have printed appended to stderr. The environment
+    and signal handlers it changes are restored afterwards."""
+    from quant_explorer.cli import main
+
+    environ, handlers = dict(os.environ), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    argv_before, code = sys.argv, 0
+    capfd.readouterr()
+    try:
+        os.environ.update(env)
+        sys.argv = ["quant-explorer", *argv]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.resetwarnings()
+            for category in INTERPRETER_IGNORES:
+                warnings.simplefilter("ignore", category)
+            try:
+                main()
+            except SystemExit as e:
+                code = e.code or 0
+    finally:
+        sys.argv = argv_before
+        os.environ.clear()
+        os.environ.update(environ)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    out, err = capfd.readouterr()
+    err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
+    return subprocess.CompletedProcess(argv, code, out, err)

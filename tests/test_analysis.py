@@ -7,6 +7,7 @@ tiny image folder) pins the structure the sweep actually writes.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,29 +15,34 @@ import pytest
 from torch import nn
 from typer.testing import CliRunner
 
-from quant_explorer.analysis import calibration_size, current_studies, layer_sensitivity
+from quant_explorer.analysis import current_studies
 from quant_explorer.analysis.comparisons import comparisons, confusion_comparison, pairs
 from quant_explorer.analysis.explain import explain
 from quant_explorer.analysis.pareto import pareto_front, pareto_table
-from quant_explorer.analysis.studies import STUDIES, CalibrationSizeStudy, LayerSensitivityStudy, run_studies
-from quant_explorer.analysis.summary import View, load_view
+from quant_explorer.analysis.summary import load_view
+from quant_explorer.analysis.view import PooledRow, View
 from quant_explorer.configs import get_config
 from quant_explorer.data import CIFAR10_CLASSES
 from quant_explorer.errors import UserError
 from quant_explorer.experiment import make_calibration
 from quant_explorer.results import load_results
+from quant_explorer.studies import (
+    STUDIES,
+    CalibrationSizeStudy,
+    LayerSensitivityStudy,
+    calibration_size,
+    layer_sensitivity,
+    run_studies,
+)
 
 from .conftest import TINY_CONFIGS
 
 # ---- hand-made rows ------------------------------------------------------------------------------------------
 
-def row(config: str, accuracy: float, size: int, model: str = "m", latency: float | None = None, **extra) -> dict:
+def row(config: str, accuracy: float, size: int, model: str = "m", latency: float | None = None) -> PooledRow:
     backend = "fp32" if config == "fp32_baseline" else "ort"
-    out = {"model": model, "config_name": config, "config": {"backend": backend}, "accuracy": accuracy,
-           "delta_pp": None, "size_bytes": size, "n_images": 100, **extra}
-    if latency is not None:
-        out["latency_ms_b1"] = latency
-    return out
+    return PooledRow(model=model, config_name=config, config={"backend": backend}, accuracy=accuracy, size_bytes=size,
+                     n_images=100, speed={} if latency is None else {"latency_ms_b1_median": latency})
 
 
 def test_pareto_front_marks_exactly_the_undominated_points():
@@ -45,22 +51,21 @@ def test_pareto_front_marks_exactly_the_undominated_points():
 
 
 def test_pareto_table_marks_fronts_per_model():
-    rows = [row("fp32_baseline", 0.90, 400, latency=2.0), row("a", 0.89, 100, latency=1.0), row("b", 0.85, 90, latency=3.0),
-            row("c", 0.84, 95, latency=0.5), row("d", 0.80, 150, latency=4.0),
+    rows = [row("fp32_baseline", 0.90, 400, latency=2.0), row("a", 0.89, 100, latency=1.0),
+            row("b", 0.85, 90, latency=3.0), row("c", 0.84, 95, latency=0.5), row("d", 0.80, 150, latency=4.0),
             row("fp32_baseline", 0.70, 400, model="other"), row("e", 0.69, 100, model="other")]
-    for r in rows:
-        r["latency_ms_b1_median"] = r.pop("latency_ms_b1", None)
     table = {(t["model"], t["config"]): t for t in pareto_table(rows)}
     assert {k[1] for k, t in table.items() if t["pareto_size"] and k[0] == "m"} == {"fp32_baseline", "a", "b"}
     assert {k[1] for k, t in table.items() if t["pareto_latency"] and k[0] == "m"} == {"fp32_baseline", "a", "c"}
     assert table[("other", "e")]["pareto_latency"] is None  # no latency measured for that model
 
 
-def cm_row(name: str, cm: np.ndarray, **extra) -> dict:
+def cm_row(name: str, cm: np.ndarray, **extra) -> PooledRow:
     per_class = cm.diagonal() / cm.sum(axis=1)
-    return {"model": "m", "config_name": name, "accuracy": cm.trace() / cm.sum(), "n_images": int(cm.sum()),
-            "confusion_matrix": cm.tolist(), "per_class_accuracy": dict(zip(CIFAR10_CLASSES, per_class.tolist())),
-            "size_bytes": 100, **extra}
+    accuracy = cm.trace() / cm.sum()
+    return PooledRow(model="m", config_name=name, accuracy=accuracy, first_seed_accuracy=accuracy,
+                     n_images=int(cm.sum()), confusion_matrix=cm.tolist(),
+                     per_class_accuracy=dict(zip(CIFAR10_CLASSES, per_class.tolist())), size_bytes=100, **extra)
 
 
 def test_confusion_comparison_names_the_losing_class_and_where_it_went():
@@ -85,7 +90,7 @@ def test_explain_blames_the_kernels_when_exact_simulation_keeps_the_accuracy():
                    warnings=["uint8 activations x int8 weights ... can saturate"],
                    environment={"cpu": {"model": "AMD EPYC", "vnni": False}}),
             cm_row("u8_rr", fp32, config=get_config("ort_u8_minmax_qdq_per_channel_rr").to_dict())]
-    rows += [{**r, "model": "other"} for r in (rows[0], rows[2])]  # another model's twin must not be cited
+    rows += [replace(r, model="other") for r in (rows[0], rows[2])]  # another model's twin must not be cited
     [e] = explain(View("env", "ds", "ds", 100, rows, []))
     text = " ".join(e["sentences"])
     assert e["config"] == "u8" and e["delta_pp"] == pytest.approx(-12.0)
@@ -104,8 +109,8 @@ def test_pairs_from_a_real_sweep_differ_in_exactly_one_field(tiny_run):
     view = load_view(load_results(tiny_run["results"]))
     rows = view.rows
     assert not view.problems and len(rows) == len(TINY_CONFIGS)
-    assert all(r["seeds"] == [0, 1] for r in rows if r["config_name"] != "fp32_baseline")
-    by_name = {r["config_name"]: r for r in rows}
+    assert all(r.seeds == [0, 1] for r in rows if r.config_name != "fp32_baseline")
+    by_name = {r.config_name: r for r in rows}
     found = pairs(view)
     assert {(p["field"], p["reference_config"], p["config"]) for p in found} == {
         ("granularity", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qdq_per_channel"),
@@ -113,9 +118,9 @@ def test_pairs_from_a_real_sweep_differ_in_exactly_one_field(tiny_run):
         ("activation_dtype", "ort_u8_minmax_qdq_per_tensor", "ort_s8asym_minmax_qdq_per_tensor"),
         ("format", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_qoperator_per_tensor")}
     for p in found:
-        a, b = by_name[p["reference_config"]]["config"], by_name[p["config"]]["config"]
+        a, b = by_name[p["reference_config"]].config, by_name[p["config"]].config
         assert [k for k in a if a[k] != b[k] and k not in ("name", "description", "default")] == [p["field"]]
-        assert p["delta_pp"] == pytest.approx(100 * (by_name[p["config"]]["accuracy"] - p["reference_accuracy"]))
+        assert p["delta_pp"] == pytest.approx(100 * (by_name[p["config"]].accuracy - p["reference_accuracy"]))
         assert p["ci_pp"][0] <= p["delta_pp"] <= p["ci_pp"][1] and p["verdict"] and "p_adjusted" in p
     assert {t["field"] for t in comparisons(view)} == {"granularity", "reduce_range", "activation_dtype", "format"}
 
@@ -149,9 +154,11 @@ def test_calibration_size_runs_each_seed_on_its_own_sample(tiny_run):
     assert [s["n"] for s in entry["sizes"]] == [10, 20]
     for s in entry["sizes"]:
         assert s["seeds"] == [0, 1, 2] and not s["errors"]
-        want = [make_calibration(model, data, s["n"], seed).describe()["calibration_images_sha256"] for seed in range(3)]
+        want = [make_calibration(model, data, s["n"], seed).describe()["calibration_images_sha256"]
+                for seed in range(3)]
         assert s["calibration_images_sha256"] == want and len(set(want)) == 3
-        assert s["mean"] == pytest.approx(np.mean(s["accuracy"])) and s["std"] == pytest.approx(np.std(s["accuracy"], ddof=1))
+        assert s["mean"] == pytest.approx(np.mean(s["accuracy"]))
+        assert s["std"] == pytest.approx(np.std(s["accuracy"], ddof=1))
         assert s["min"] == min(s["accuracy"]) and s["max"] == max(s["accuracy"])
     path = tiny_run["results"].with_name("calibration_size.json")
     calibration_size.save(path, entry)
@@ -192,10 +199,13 @@ def test_layer_sensitivity_costs_recoveries_and_sqnr(tiny_run, config, layers):
     expected = layers
     assert [r["layer"] for r in entry["layers"]] == expected
     for r in entry["layers"]:
-        assert r["cost_pp"] == pytest.approx(100 * (entry["fp32_accuracy"] - r["only_this_quantized"]["accuracy"]), abs=1e-3)
-        assert r["recovery_pp"] == pytest.approx(100 * (r["all_but_this_quantized"]["accuracy"] - entry["quantized_accuracy"]), abs=1e-3)
+        assert r["cost_pp"] == pytest.approx(100 * (entry["fp32_accuracy"] - r["only_this_quantized"]["accuracy"]),
+                                             abs=1e-3)
+        assert r["recovery_pp"] == pytest.approx(
+            100 * (r["all_but_this_quantized"]["accuracy"] - entry["quantized_accuracy"]), abs=1e-3)
     assert sorted(entry["ranking_by_cost"]) == sorted(expected)
-    assert entry["ranking_by_cost"] == sorted(expected, key=lambda n: -next(r["cost_pp"] for r in entry["layers"] if r["layer"] == n))
+    assert entry["ranking_by_cost"] == sorted(
+        expected, key=lambda n: -next(r["cost_pp"] for r in entry["layers"] if r["layer"] == n))
     sqnr = [a["sqnr_db"] for a in entry["sqnr"]["activations"]]
     assert len(sqnr) >= 5 and all(np.isfinite(sqnr)) and np.median(sqnr) > 5  # 8 bits: well above noise level
     if config.startswith("ort"):
@@ -238,12 +248,13 @@ def test_analyze_command_refuses_a_model_without_studies(image_folder_dir):
     from quant_explorer.cli import app
 
     result = CliRunner().invoke(app, ["analyze", "--model", "cifar_cnn", "--data-dir", str(image_folder_dir)])
-    assert isinstance(result.exception, UserError) and "studies exist for resnet8, resnet8-mlperf" in str(result.exception)
+    assert isinstance(result.exception, UserError)
+    assert "studies exist for resnet8, resnet8-mlperf" in str(result.exception)
 
 
 def test_report_drops_studies_measured_on_other_weights_data_or_machines():
     ident = {"cpu_class": "avx2", "versions": {"torch": "1"}, "dataset": {"fingerprint": "d", "n_images": 1}}
-    rows = [{"model": "m", "config_name": "fp32_baseline", "model_weights_sha256": "new", "identity": ident}]
+    rows = [PooledRow(model="m", config_name="fp32_baseline", model_weights_sha256="new", identity=ident)]
     entries = {"m|a": {"model": "m", "model_weights_sha256": "new", "identity": ident},
                "m|b": {"model": "m", "model_weights_sha256": "old", "identity": ident},
                "m|c": {"model": "m", "model_weights_sha256": "new", "identity": {**ident, "cpu_class": "amx"}},

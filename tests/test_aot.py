@@ -55,7 +55,8 @@ def test_pt2e_package_runs_the_inductor_runners_int8_kernels_with_its_outputs(pt
     path = compile_package(pt2e_tiny, tmp_path / "tiny.pt2", images[:2])
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt2"]  # written atomically: no temporary left
     info = package_info(path)
-    assert info["shim_calls"] == {"_qconv_pointwise_tensor": 2, "_qlinear_pointwise_tensor": 1}  # oneDNN int8, no float conv
+    # oneDNN int8, no float conv
+    assert info["shim_calls"] == {"_qconv_pointwise_tensor": 2, "_qlinear_pointwise_tensor": 1}
     assert 0 < info["library_bytes"] < info["size_bytes"] < 2_000_000
     packaged, compiled = aot_runner(path), inductor_runner(pt2e_tiny)
     assert torch.equal(packaged(images), compiled(images))

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .conftest import run_main
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 CLASSES = 3
 SIZE = 48
@@ -221,16 +223,16 @@ def three_class_folders(root: Path) -> Path:
     return root
 
 
-def test_the_cli_takes_a_three_class_folder_data_set_for_a_three_output_onnx_model(tmp_path):
+def test_the_cli_takes_a_three_class_folder_data_set_for_a_three_output_onnx_model(tmp_path, monkeypatch, capfd):
     """Labels follow the sorted folder names (blue 0, green 1, red 2), as torchvision's ImageFolder numbers them:
     the model is right on every image only if that order is honoured."""
     data = three_class_folders(tmp_path / "data")
     model = three_class_onnx(tmp_path / "three.onnx")
 
+    monkeypatch.chdir(tmp_path)
+
     def cli(*args):
-        return subprocess.run([sys.executable, "-c", "from quant_explorer.cli import main; main()", *args],
-                              capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                              env={**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "art")})
+        return run_main(list(args), {"QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "art")}, capfd)
 
     swept = cli("sweep", "--model", str(model), "--input-scale", "raw255", "--data-dir", str(data), "--configs",
                 "fp32_baseline,ort_u8_minmax_qdq_per_tensor", "--seeds", "1", "--calibration-n", "12", "--json")

@@ -5,6 +5,7 @@ import onnx
 import pytest
 import torch
 
+from quant_explorer.backends import get_backend
 from quant_explorer.backends import ort as ort_backend
 from quant_explorer.backends.ort import pad_narrow_conv_inputs, preprocessed_onnx, quantize_onnx
 from quant_explorer.configs import get_config
@@ -65,7 +66,8 @@ def test_onnx2torch_runs_the_padded_qdq_graph(resnet8, tmp_path):
     assert (simulated.argmax(1) == kernels.argmax(1)).float().mean() >= 0.9
 
 
-@pytest.mark.parametrize("config", ["ort_s8asym_distribution_qdq_per_channel", "ort_u8_distribution_qoperator_per_channel"])
+@pytest.mark.parametrize("config", ["ort_s8asym_distribution_qdq_per_channel",
+                                    "ort_u8_distribution_qoperator_per_channel"])
 def test_distribution_calibration_keeps_the_relus_and_tracks_fp32(resnet8, tmp_path, config):
     """ORT's Distribution ranges straddle 0 even after a ReLU: the ReLUs must stay for negatives to be clipped.
 
@@ -79,3 +81,7 @@ def test_distribution_calibration_keeps_the_relus_and_tracks_fp32(resnet8, tmp_p
     assert sum(n.op_type == "Relu" for n in onnx.load(str(path)).graph.node) == relus > 0
     reference, quantized = ort_runner(source)(x), ort_runner(path)(x)
     assert np.linalg.norm(quantized - reference) < 0.5 * np.linalg.norm(reference)
+
+
+def test_the_calibrations_ort_declares_are_the_ones_it_implements():
+    assert set(get_backend("ort").capabilities.calibrations) == set(ort_backend.CALIBRATION_METHODS)

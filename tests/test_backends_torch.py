@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from quant_explorer.backends import Calibration, eager, quantize
-from quant_explorer.configs import get_config
+from quant_explorer.backends import Calibration, eager, get_backend, quantize
+from quant_explorer.backends.pt2e import quantization_config
+from quant_explorer.configs import QuantConfig, get_config
 from quant_explorer.data import CIFAR10_CLASSES, ImageSet, calibration_set, load_split
 from quant_explorer.errors import NotApplicable
 from quant_explorer.evaluate import evaluate
@@ -66,7 +67,16 @@ def test_pt2e_int8_activations_have_no_kernels_to_ship(models, images, tmp_path)
                  tmp_path)
 
 
-@pytest.mark.parametrize("name,config", [("resnet8", "static_int8_per_channel"), ("cifar_cnn", "static_int8_per_tensor")])
+def test_every_observer_pt2e_declares_builds_its_own_observer():
+    declared = get_backend("pt2e").capabilities.calibrations
+    configs = [QuantConfig("probe", "pt2e", "probe", activation_dtype="uint8", weight_dtype="int8",
+                           granularity="per_tensor", calibration=observer) for observer in declared]
+    built = {type(quantization_config(c).input_activation.observer_or_fake_quant_ctr()).__name__ for c in configs}
+    assert len(built) == len(declared)
+
+
+@pytest.mark.parametrize("name,config", [("resnet8", "static_int8_per_channel"),
+                                         ("cifar_cnn", "static_int8_per_tensor")])
 def test_eager_static_swaps_in_quantized_modules(models, images, tmp_path, monkeypatch, name, config):
     model = models[name]
     q = quantize(model, get_config(config), Calibration(images, model.preprocessing, seed=0), tmp_path)
@@ -129,7 +139,8 @@ def test_fold_quantized_pads_is_exact_and_needs_equal_scales():
     dq = torch.ops.quantized_decomposed.dequantize_per_tensor.default
 
     def block(x, out_scale):
-        y = torch.ops.aten.pad.default(dq(q(x, 0.05, 7, 0, 255, torch.uint8), 0.05, 7, 0, 255, torch.uint8), [0, 1, 0, 1])
+        y = torch.ops.aten.pad.default(dq(q(x, 0.05, 7, 0, 255, torch.uint8), 0.05, 7, 0, 255, torch.uint8),
+                                       [0, 1, 0, 1])
         return dq(q(y, out_scale, 7, 0, 255, torch.uint8), out_scale, 7, 0, 255, torch.uint8)
 
     x = torch.randn(2, 3, 5, 5)
@@ -138,7 +149,8 @@ def test_fold_quantized_pads_is_exact_and_needs_equal_scales():
     assert fold_quantized_pads(same) == 1
     assert torch.equal(same(x), want)
     pads = [n for n in same.graph.nodes if n.target == torch.ops.aten.constant_pad_nd.default]
-    assert len(pads) == 1 and pads[0].args[0].target == q and pads[0].args[2] == 7  # the uint8 tensor, with its zero point
+    # the uint8 tensor, with its zero point
+    assert len(pads) == 1 and pads[0].args[0].target == q and pads[0].args[2] == 7
     assert fold_quantized_pads(torch.fx.symbolic_trace(lambda x: block(x, 0.06))) == 0  # a requantize is not a pad
 
 
@@ -152,7 +164,8 @@ def test_per_tensor_weights_are_dequantized_per_channel_for_inductor_with_the_sa
     x = model.preprocessing(images.images[:8])
     want = saved(x)
     rewritten = per_channel_weight_dequantize(saved)
-    per_channel = [n for n in rewritten.graph.nodes if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
+    per_channel = [n for n in rewritten.graph.nodes
+                   if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
     assert len(per_channel) == 10  # 9 convs and the classifier
     assert torch.equal(rewritten(x), want)
 

@@ -34,7 +34,8 @@ def test_bench_records_numbers_in_sweep_rows_and_bench_json(tiny_env):
     assert doc["settings"]["runs"] == 4
     entries = load_results(results)["entries"]
     keys = list(doc["entries"])
-    assert [k.rsplit("|", 1)[0] for k in keys] == ["resnet8|fp32_baseline", *(f"resnet8|{c}|n=20|seed=0" for c in CONFIGS)]
+    assert [k.rsplit("|", 1)[0] for k in keys] == ["resnet8|fp32_baseline",
+                                                   *(f"resnet8|{c}|n=20|seed=0" for c in CONFIGS)]
     for key in keys:
         row = entries[key]["bench"]  # attached to the sweep's own row
         assert "accuracy" in entries[key] and row["threads"] == 1 and row["size_bytes"] > 0
@@ -50,7 +51,8 @@ def test_bench_records_numbers_in_sweep_rows_and_bench_json(tiny_env):
     assert ort["runtimes"]["onnxruntime"]["baseline"] == "fp32_baseline/onnxruntime"
     assert 0 < ort["size_ratio_vs_fp32"] < 1
     eager = entries[keys[2]]["bench"]
-    assert eager["runtime"] == "x86" and eager["reference_runtime"] == "qnnpack" and 0 <= eager["reference_accuracy"] <= 1
+    assert eager["runtime"] == "x86" and eager["reference_runtime"] == "qnnpack"
+    assert 0 <= eager["reference_accuracy"] <= 1
     paired, runs = eager["as_run_vs_reference"], eager["runtimes"]  # x86 kernels vs qnnpack, image by image
     assert (paired["reference_right_as_run_wrong"] - paired["reference_wrong_as_run_right"]
             == runs["qnnpack"]["correct"] - runs["x86"]["correct"])

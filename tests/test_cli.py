@@ -1,4 +1,6 @@
-"""The CLI as a user meets it: real subprocesses and exit codes (bad inputs: tests/test_hardening.py)."""
+"""The CLI as a user meets it: real subprocesses and exit codes where the process is the point (imports, the
+terminal's width, the working directory), its entry point in this process otherwise (bad inputs:
+tests/test_hardening.py)."""
 
 import json
 import os
@@ -7,7 +9,7 @@ import sys
 
 import pytest
 
-from .conftest import MLPERF_H5, SUBSET
+from .conftest import MLPERF_H5, SUBSET, run_main
 
 
 def run(*args, env=None, cwd=None):
@@ -15,17 +17,19 @@ def run(*args, env=None, cwd=None):
                           capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
 
 
+@pytest.mark.process
 def test_listings_as_json():
     configs = json.loads(run("configs", "--json", "--all").stdout)
-    assert {"fp32_baseline", "ort_s8_minmax_qdq_per_channel", "pt2e_u8_per_channel_histogram"} <= {c["name"] for c in configs}
+    assert ({"fp32_baseline", "ort_s8_minmax_qdq_per_channel", "pt2e_u8_per_channel_histogram"}
+            <= {c["name"] for c in configs})
     models = json.loads(run("models", "--json").stdout)
     assert [m["name"] for m in models] == ["resnet8", "resnet8-mlperf", "cifar_cnn"]
 
 
 @pytest.mark.shared_data
-def test_evaluate_mlperf_in_ort_prints_88_percent():
-    result = run("evaluate", "--model", "resnet8-mlperf", "--weights", str(MLPERF_H5), "--runtime", "onnxruntime",
-                 "--data-dir", str(SUBSET), "--json")
+def test_evaluate_mlperf_in_ort_prints_88_percent(capfd):
+    result = run_main(["evaluate", "--model", "resnet8-mlperf", "--weights", str(MLPERF_H5), "--runtime", "onnxruntime",
+                       "--data-dir", str(SUBSET), "--json"], {}, capfd)
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert (metrics["correct"], metrics["n_images"], round(100 * metrics["accuracy"], 2)) == (895, 1017, 88.0)
@@ -54,6 +58,7 @@ def test_a_command_that_exits_non_zero_makes_the_process_exit_non_zero(monkeypat
 HEAVY = ("torch", "onnxruntime", "onnx", "matplotlib", "scipy")
 
 
+@pytest.mark.process
 def test_listings_and_help_import_no_torch():
     """`models`, `configs` and every --help answer at once: none of them imports torch, ONNX Runtime, onnx,
     matplotlib or scipy (those cost seconds), here or through the package's modules."""
@@ -72,6 +77,7 @@ def test_listings_and_help_import_no_torch():
     assert json.loads(out.stdout.splitlines()[-1]) == []
 
 
+@pytest.mark.process
 def test_version_and_flags_without_a_value_type():
     from importlib.metadata import version
 
@@ -79,6 +85,7 @@ def test_version_and_flags_without_a_value_type():
     assert "<bool>" not in run("summary", "--help", env={"COLUMNS": "100"}).stdout
 
 
+@pytest.mark.process
 def test_config_names_are_never_cut_in_an_80_column_terminal():
     from quant_explorer.configs import CONFIGS
 
@@ -87,6 +94,7 @@ def test_config_names_are_never_cut_in_an_80_column_terminal():
     assert max(len(line) for line in out.splitlines()) <= 80  # two lines a config, not a 133-column table
 
 
+@pytest.mark.process
 def test_summary_and_compare_fit_80_columns_without_cutting_a_name(tiny_run):
     from .conftest import TINY_CONFIGS
 
@@ -105,6 +113,7 @@ def test_summary_and_compare_fit_80_columns_without_cutting_a_name(tiny_run):
     assert not answer["artifact"].startswith("/")
 
 
+@pytest.mark.process
 def test_an_empty_artifacts_variable_means_the_default_not_the_working_directory(tiny, tmp_path):
     result = run("quantize", "--config", "ort_u8_minmax_qdq_per_channel_rr", "--model", "resnet8", "--weights",
                  str(tiny / "resnet8.pt"), "--data-dir", str(tiny / "data"), "--calibration-n", "20",

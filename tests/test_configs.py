@@ -1,7 +1,7 @@
 import pytest
 
 from quant_explorer.backends import BACKENDS
-from quant_explorer.configs import CONFIGS, QuantConfig, get_config, register_config, select_configs
+from quant_explorer.configs import CAPABILITIES, CONFIGS, QuantConfig, get_config, register_config, select_configs
 from quant_explorer.errors import UserError
 from quant_explorer.results import load_results, save_entries
 
@@ -11,6 +11,7 @@ USER_NAMES = ("fp32_baseline", "dynamic_int8", "static_int8_per_tensor", "static
 def test_the_names_users_know_exist_and_every_backend_named_is_registered():
     assert all(name in CONFIGS for name in USER_NAMES)
     assert {c.backend for c in CONFIGS.values()} == set(BACKENDS)
+    assert all(backend.capabilities is CAPABILITIES[name] for name, backend in BACKENDS.items())
 
 
 def test_a_config_name_cannot_be_registered_twice():
@@ -41,11 +42,34 @@ def test_names_read_off_the_recipe():
 @pytest.mark.parametrize("fields, message", [
     ({"granularity": "per_row"}, "granularity"),
     ({"calibration": "entropy"}, "calibration"),  # an ORT method on a torch backend
-    ({"format": "qdq"}, "format is set for ORT configs"),
+    ({"format": "qdq"}, "format 'qdq': pt2e writes no format"),
 ])
 def test_an_inconsistent_record_is_refused(fields, message):
     with pytest.raises(ValueError, match=message):
         QuantConfig("bad", "pt2e", "bad", **fields)
+
+
+@pytest.mark.parametrize("backend, fields, message", [
+    ("ort", {"calibration": "minmax"}, "format None: ort writes qdq or qoperator"),
+    ("eager_static", {"calibration": "histogram"}, "not in eager_static's"),  # its qconfig observes MinMax only
+    ("fp32", {"calibration": "minmax"}, "not in fp32's"),
+])
+def test_a_config_is_checked_against_its_backends_capabilities(backend, fields, message):
+    with pytest.raises(ValueError, match=message):
+        QuantConfig("bad", backend, "bad", **fields)
+
+
+def test_a_config_for_an_unknown_backend_is_refused_by_name():
+    with pytest.raises(UserError, match="unknown backend 'prt2e': did you mean pt2e"):
+        QuantConfig("bad", "prt2e", "bad")
+
+
+def test_calibration_follows_the_backend_not_the_dtype():
+    """A backend that computes activation ranges per batch takes no calibration data, whatever the config says."""
+    static = QuantConfig("s", "eager_static", "s", activation_dtype="uint8", weight_dtype="int8")
+    dynamic = QuantConfig("d", "eager_dynamic", "d", activation_dtype="uint8", weight_dtype="int8")
+    assert static.is_static and not dynamic.is_static
+    assert {c.backend for c in CONFIGS.values() if c.is_static} == {"ort", "pt2e", "eager_static"}
 
 
 def test_selection_by_glob_default_all_and_unknown_names():

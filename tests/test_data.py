@@ -85,6 +85,7 @@ def test_shared_subset_counts_and_calibration_comes_from_train():
     assert calibration.dataset.endswith("/train") and len(calibration) == 100
 
 
+@pytest.mark.process
 def test_non_rgb_images_are_converted_with_one_warning_on_stderr_and_json_stdout_stays_json(tmp_path):
     import json
     import os

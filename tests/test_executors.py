@@ -19,8 +19,8 @@ from quant_explorer.sweep import run_sweep
 CONFIGS = ["fp32_baseline", "ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qoperator_per_channel"]
 KILLED = "ort_u8_minmax_qdq_per_channel_rr"  # its worker dies on the first attempt
 # What must not depend on where a row was computed (timings and thread counts may).
-SAME = ("accuracy", "correct", "predictions", "confusion_matrix", "per_class_accuracy", "delta_pp", "agreement_with_fp32",
-        "calibration", "checks", "size_bytes", "model_weights_sha256")
+SAME = ("accuracy", "correct", "predictions", "confusion_matrix", "per_class_accuracy", "delta_pp",
+        "agreement_with_fp32", "calibration", "checks", "size_bytes", "model_weights_sha256")
 
 
 def _die_once(marker: str, fn, task, shared):
@@ -67,34 +67,18 @@ def sweep_killing_one_worker(local_rows, executor, tmp_path, monkeypatch):
     assert marker.exists(), "the killed task never ran"
     assert set(rows) == set(expected) == set(load_results(results)["entries"])
     for key, row in rows.items():
-        assert "error" not in row, row.get("error")
-        assert {f: row.get(f) for f in SAME} == {f: expected[key].get(f) for f in SAME}, key
-        alternates = {name: alt.get("accuracy") for name, alt in row["alternates"].items()}
-        assert alternates == {name: alt.get("accuracy") for name, alt in expected[key]["alternates"].items()}
+        assert row.error is None, row.error
+        assert {f: getattr(row, f) for f in SAME} == {f: getattr(expected[key], f) for f in SAME}, key
+        alternates = {name: alt.get("accuracy") for name, alt in row.alternates.items()}
+        assert alternates == {name: alt.get("accuracy") for name, alt in expected[key].alternates.items()}
         if "fp32" not in key:
-            assert row["executor"] == executor.name
+            assert row.executor == executor.name
     return rows
 
 
+@pytest.mark.process
 def test_processes_rerun_a_killed_worker_and_give_the_local_rows(local_rows, tmp_path, monkeypatch):
     sweep_killing_one_worker(local_rows, ProcessExecutor(workers=2), tmp_path, monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             object_store_memory=200 * 1024 ** 2, _system_config={"worker_niceness": 0})
-    yield ray
-    ray.shutdown()
-
-
-def test_ray_reruns_a_killed_worker_and_gives_the_local_rows(local_rows, local_ray, tmp_path, monkeypatch):
-    from quant_explorer.executors import RayExecutor
-
-    sweep_killing_one_worker(local_rows, RayExecutor(workers=2), tmp_path, monkeypatch)
-    assert local_ray.is_initialized()  # an instance the executor did not start is left running
 
 
 def test_executor_choice_errors_are_one_line_user_errors(monkeypatch):
@@ -110,16 +94,23 @@ def test_executor_choice_errors_are_one_line_user_errors(monkeypatch):
         make_executor("ray")
 
 
-def test_ray_without_an_address_ignores_a_cluster_already_running_here(local_rows, tmp_path, monkeypatch):
-    """A real `ray start --head` on loopback, stopped through its own PID afterwards; the sweep starts its own."""
-    pytest.importorskip("ray")
+@pytest.mark.process
+def test_ray_reruns_a_killed_worker_ignores_a_cluster_running_here_and_stops_only_its_own(local_rows, tmp_path,
+                                                                                        monkeypatch):
+    """A real `ray start --head` on loopback named by RAY_ADDRESS, stopped through its own PID afterwards. Without
+    --ray-address the executor starts an instance of its own (joining that cluster would refuse its _system_config),
+    reruns the killed worker's task, gives the local rows and stops its instance; an instance it did not start (this
+    process joined to that cluster) it leaves running."""
+    ray = pytest.importorskip("ray")
+    import operator
     import shutil
-    import signal
     import socket
     import subprocess
     import sys
     import tempfile
     import time
+
+    from quant_explorer.executors import RayExecutor
 
     ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
     address_file = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # where `ray start` says where it is
@@ -139,15 +130,16 @@ def test_ray_without_an_address_ignores_a_cluster_already_running_here(local_row
             time.sleep(0.5)
         else:
             pytest.skip("ray start --head did not come up in 2 minutes")
-        root, _, _, _ = local_rows
-        env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a"), "RAY_ADDRESS": f"127.0.0.1:{port}"}
-        result = subprocess.run([sys.executable, "-c", "from quant_explorer.cli import main; main()", "sweep", "--model",
-                                 "resnet8", "--weights", str(root / "resnet8.pt"), "--data-dir", str(root / "data"),
-                                 "--calibration-n", "20", "--seeds", "1", "-c", CONFIGS[1], "--executor", "ray",
-                                 "--workers", "1"], env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr
-        assert "Traceback" not in result.stderr and "_system_config" not in result.stderr
-        assert head.poll() is None  # the cluster that was there is still there
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        sweep_killing_one_worker(local_rows, RayExecutor(workers=2), tmp_path, monkeypatch)
+        assert not ray.is_initialized() and head.poll() is None  # its own instance stopped, the cluster still there
+        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
+        try:
+            assert sorted(RayExecutor(workers=1).map_unordered(operator.add, [1, 2], 10)) == [(0, 11), (1, 12)]
+            assert ray.is_initialized()  # an instance the executor did not start is left running
+        finally:
+            ray.shutdown()
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(60)
@@ -182,6 +174,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.process
 def test_pool_workers_and_the_resource_tracker_die_with_a_sigkilled_driver(tmp_path):
     import subprocess
     import sys

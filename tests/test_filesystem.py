@@ -1,7 +1,8 @@
 """A full disk and a read-only filesystem, for real: small tmpfs mounts (root only; skipped with a reason elsewhere).
 
-Each case runs the real CLI and asserts one stderr line naming the path and the fix (or one warning, for a cache
-that only saves time), no temporary file left, and the results written before it byte-identical.
+Each case runs the CLI's entry point in this process and asserts one stderr line naming the path and the fix (or
+one warning, for a cache that only saves time), no temporary file left, and the results written before it
+byte-identical.
 """
 
 from __future__ import annotations
@@ -15,24 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_image_folder
+from .conftest import run_main, write_image_folder
 
 
 @contextmanager
 def tmpfs(path: Path, options: str):
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                             capture_output=True, text=True)
     if mounted.returncode:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})")
     try:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from quant_explorer.cli import main; main()", *args],
-                          capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
 
 
 def temporary_files(root: Path) -> list[Path]:
@@ -45,19 +42,20 @@ def quantize_args(tiny):
             str(tiny / "resnet8.pt"), "--data-dir", str(tiny / "data"), "--calibration-n", "20"]
 
 
-def test_a_full_disk_under_the_models_is_one_line_and_leaves_no_temporary_file(tmp_path, quantize_args):
+def test_a_full_disk_under_the_models_is_one_line_and_leaves_no_temporary_file(tmp_path, quantize_args, capfd):
     with tmpfs(tmp_path / "artifacts", "size=200k") as artifacts:
-        result = cli(*quantize_args, env={"QUANT_EXPLORER_ARTIFACTS": str(artifacts)})
+        result = run_main(quantize_args, {"QUANT_EXPLORER_ARTIFACTS": str(artifacts)}, capfd)
         assert result.returncode == 2, result.stderr
         [line] = result.stderr.splitlines()
         assert line.startswith("error: FP32 evaluation of resnet8 failed: UserError: cannot write to ")
-        assert re.search(r"fp32-[0-9a-f]{12}\.onnx \(No space left on device\); free some space there", line) and "Traceback" not in result.stderr
+        assert re.search(r"fp32-[0-9a-f]{12}\.onnx \(No space left on device\); free some space there", line)
+        assert "Traceback" not in result.stderr
         assert temporary_files(artifacts) == []
 
 
-def test_a_full_disk_under_the_results_keeps_the_old_results_byte_identical(tmp_path, quantize_args):
+def test_a_full_disk_under_the_results_keeps_the_old_results_byte_identical(tmp_path, quantize_args, capfd):
     artifacts = tmp_path / "artifacts"
-    first = cli(*quantize_args, env={"QUANT_EXPLORER_ARTIFACTS": str(artifacts)})
+    first = run_main(quantize_args, {"QUANT_EXPLORER_ARTIFACTS": str(artifacts)}, capfd)
     assert first.returncode == 0, first.stderr
     results = artifacts / "results" / "full_results.json"
     before = results.read_bytes()
@@ -73,7 +71,8 @@ def test_a_full_disk_under_the_results_keeps_the_old_results_byte_identical(tmp_
                     f.write(b"\0" * 1024)
             except OSError:
                 pass
-        again = cli(*[a if a != "20" else "21" for a in quantize_args], env={"QUANT_EXPLORER_ARTIFACTS": str(artifacts)})
+        again = run_main([a if a != "20" else "21" for a in quantize_args],
+                         {"QUANT_EXPLORER_ARTIFACTS": str(artifacts)}, capfd)
         assert again.returncode == 2, again.stderr
         [line] = again.stderr.splitlines()
         assert line.startswith("error: cannot write to ") and "full_results.json (No space left on device)" in line
@@ -81,11 +80,12 @@ def test_a_full_disk_under_the_results_keeps_the_old_results_byte_identical(tmp_
         assert temporary_files(full) == [] and temporary_files(artifacts / "models") == []
 
 
-def test_a_read_only_cache_costs_a_warning_not_the_run(tmp_path, tiny):
+def test_a_read_only_cache_costs_a_warning_not_the_run(tmp_path, tiny, capfd):
     data = write_image_folder(tmp_path / "fresh-data", n_train=30, n_test=20)  # never decoded: needs the cache
     with tmpfs(tmp_path / "cache", "ro,size=64k") as cache:
-        result = cli("evaluate", "--model", "resnet8", "--weights", str(tiny / "resnet8.pt"), "--data-dir", str(data),
-                     "--json", env={"QUANT_EXPLORER_CACHE": str(cache), "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")})
+        result = run_main(["evaluate", "--model", "resnet8", "--weights", str(tiny / "resnet8.pt"), "--data-dir",
+                           str(data), "--json"],
+                          {"QUANT_EXPLORER_CACHE": str(cache), "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}, capfd)
         assert result.returncode == 0, result.stderr
         [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
         assert "decoded images not cached: cannot write to " in warning and "Read-only file system" in warning

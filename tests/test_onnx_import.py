@@ -253,13 +253,13 @@ def test_a_graph_onnx2torch_cannot_convert_still_runs_every_onnx_runtime_config(
     assert loaded.module is None and "onnx2torch cannot convert it" in loaded.torch_unavailable
     data = EvalData.load(write_image_folder(tmp_path / "data", n_train=30, n_test=20))
     baseline, fp32 = fp32_baseline(loaded, data)
-    assert fp32["n_images"] == 20 and not fp32["alternates"]
+    assert fp32.n_images == 20 and not fp32.alternates
     ort, _ = run_config(loaded, get_config("ort_u8_minmax_qdq_per_tensor_rr"), data,
                         make_calibration(loaded, data, 10, 0), baseline)
-    assert "accuracy" in ort and "error" not in ort
+    assert ort.accuracy is not None and ort.error is None
     pt2e, _ = run_config(loaded, get_config("pt2e_u8_per_tensor_minmax"), data, make_calibration(loaded, data, 10, 0),
                          baseline)
-    assert pt2e["not_applicable"].startswith(f"PyTorch configs do not apply to {loaded.name}: onnx2torch cannot")
+    assert pt2e.not_applicable.startswith(f"PyTorch configs do not apply to {loaded.name}: onnx2torch cannot")
 
 
 def test_weights_in_a_side_file_are_found_beside_the_model_wherever_the_user_stands(tmp_path, monkeypatch):

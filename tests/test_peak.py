@@ -44,7 +44,8 @@ def test_each_path_peak_follows_from_the_flags_and_the_probes(peak):
     spr = peak.path_rates(SAPPHIRE_RAPIDS, {"fp32_fma_zmm": 31.9, "int8_vnni_zmm": 127.5})
     assert spr["int8_amx"][0] == 16 * 16 * 64 // 16 and spr["bf16_amx"][0] == 512  # derived: no tile probe ran
     assert "derived" in spr["int8_amx"][1] and spr["int8_avx512_vnni"][0] == 128
-    assert peak.path_rates(SAPPHIRE_RAPIDS, {"int8_amx": 1010.0})["int8_amx"] == (1024, "measured: int8_amx 1010.0 MACs/cycle")
+    assert peak.path_rates(SAPPHIRE_RAPIDS, {"int8_amx": 1010.0})["int8_amx"] == (
+        1024, "measured: int8_amx 1010.0 MACs/cycle")
     assert peak.path_rates(ALDER_LAKE, {})["int8_avx_vnni"][0] == 64
 
 
@@ -70,7 +71,8 @@ def test_onednn_verbose_of_a_real_int8_and_fp32_convolution_is_parsed(peak):
     previous, torch.backends.quantized.engine = torch.backends.quantized.engine, "onednn"
     try:
         qconv = torch.ao.nn.quantized.Conv2d(8, 16, 3, padding=1)
-        qconv.set_weight_bias(torch.quantize_per_tensor(torch.randn(16, 8, 3, 3), 0.05, 0, torch.qint8), torch.zeros(16))
+        qconv.set_weight_bias(torch.quantize_per_tensor(torch.randn(16, 8, 3, 3), 0.05, 0, torch.qint8),
+                              torch.zeros(16))
         conv = torch.nn.Conv2d(8, 16, 3, padding=1)
         x = torch.quantize_per_tensor(torch.rand(2, 8, 16, 16), 0.01, 0, torch.quint8)
         with torch.no_grad():
@@ -92,15 +94,18 @@ def test_onednn_implementation_names_map_to_paths(peak):
     lines = "\n".join([
         "onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions",
         ("onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core_amx,forward_inference,"
-         "src:u8::blocked:acdb::f0 wei:s8:a:blocked:AcdB64a4b::f0 dst:u8::blocked:acdb::f0,,alg:convolution_direct,mb256,3.0"),
+         "src:u8::blocked:acdb::f0 wei:s8:a:blocked:AcdB64a4b::f0 dst:u8::blocked:acdb::f0,,"
+         "alg:convolution_direct,mb256,3.0"),
         ("onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core_vnni,forward_inference,"
-         "src:u8::blocked:acdb::f0 wei:s8:a:blocked:AcdB16a4b::f0 dst:u8::blocked:acdb::f0,,alg:convolution_direct,mb256,1.0"),
+         "src:u8::blocked:acdb::f0 wei:s8:a:blocked:AcdB16a4b::f0 dst:u8::blocked:acdb::f0,,"
+         "alg:convolution_direct,mb256,1.0"),
         "onednn_verbose,exec,cpu,inner_product,brgemm:avx2_vnni,forward_inference,src_f32::blocked:ab:f0,,,mb1,0.5",
         "onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:abcd::f0,,,1x1,9.0"])
     parsed = peak.parse_onednn_verbose(lines)
     assert parsed["onednn_isa"].startswith("Intel AVX-512")
     assert {e["path"] for e in parsed["implementations"].values()} == {"int8_amx", "int8_avx512_vnni", "fp32_avx2"}
-    assert parsed["path_shares"] == {"int8_amx": 0.6667, "int8_avx512_vnni": 0.2222, "fp32_avx2": 0.1111}  # reorders left out
+    # reorders left out
+    assert parsed["path_shares"] == {"int8_amx": 0.6667, "int8_avx512_vnni": 0.2222, "fp32_avx2": 0.1111}
     assert peak.onednn_isa_path("jit_uni_int8:avx2", "u8") == "int8_avx2"
     assert peak.onednn_isa_path("brg_conv_fwd:avx512_core", "s8") == "int8_avx512bw"
     assert peak.onednn_isa_path("ref:any", "u8") is None

@@ -8,10 +8,11 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from quant_explorer.analysis import calibration_size
 from quant_explorer.configs import get_config
 from quant_explorer.report import build, find_chromium
 from quant_explorer.results import load_results, save_entries
+from quant_explorer.row import Row
+from quant_explorer.studies import calibration_size
 
 from .conftest import TINY_CONFIGS
 
@@ -25,7 +26,8 @@ def add_analyses(results_dir) -> None:
     fp32 = next(r for r in load_results(results_dir / "full_results.json")["entries"].values()
                 if r["config_name"] == "fp32_baseline")
     ident = {"identity": fp32["identity"]}
-    runs = {n: {s: {"accuracy": acc, "calibration": {"calibration_images_sha256": f"{n}-{s}"}} for s, acc in enumerate(accs)}
+    runs = {n: {s: Row(accuracy=acc, calibration={"calibration_images_sha256": f"{n}-{s}"})
+                for s, acc in enumerate(accs)}
             for n, accs in {32: [0.70, 0.74, 0.72], 256: [0.78, 0.79, 0.80]}.items()}
     entry = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_tensor"), 0.8, runs)
     stale = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_channel"), 0.8, runs)
@@ -40,7 +42,8 @@ def add_analyses(results_dir) -> None:
         "fp32_accuracy": 0.8, "quantized_accuracy": 0.74,
         "method": "ORT quantize_static nodes_to_quantize / nodes_to_exclude", "layers": layers,
         "sqnr": {"method": "qdq_loss_debug", "n_images": 20,
-                 "activations": [{"tensor": "relu", "label": "conv", "sqnr_db": 30.0}, {"tensor": "view", "label": "fc", "sqnr_db": 20.0}]}}})
+                 "activations": [{"tensor": "relu", "label": "conv", "sqnr_db": 30.0},
+                                 {"tensor": "view", "label": "fc", "sqnr_db": 20.0}]}}})
 
 
 def test_report_writes_pareto_and_an_html_with_every_section(tiny_run):
@@ -49,7 +52,8 @@ def test_report_writes_pareto_and_an_html_with_every_section(tiny_run):
     pareto = written["markdown"].read_text()
     assert sum(f"| `{c}` |" in pareto for c in TINY_CONFIGS) == len(TINY_CONFIGS)
     assert "## Which to pick" in pareto and "| resnet8 | reference | `fp32_baseline` |" in pareto
-    assert "| resnet8 | pick (latency) | `" in pareto and "confidence set for the best" in pareto and "Environment: " in pareto
+    assert "| resnet8 | pick (latency) | `" in pareto and "confidence set for the best" in pareto
+    assert "Environment: " in pareto
     assert "**Made on " in pareto and "this machine" not in pareto
     page = written["html"].read_text()
     assert page.count('<img alt="') == page.count('src="data:image/png;base64,') >= 3
@@ -68,7 +72,8 @@ def test_report_writes_pareto_and_an_html_with_every_section(tiny_run):
     page = build(results_dir, results_dir.parent / "report")["html"].read_text()
     assert "Calibration-set size" in page and "Per-layer sensitivity" in page
     # One sign convention: a loss is negative, in the per-layer text as everywhere else.
-    assert "Most costly alone (Δ vs FP32, negative = loss): conv (-2.00 pp), stack1.conv1 (-0.50 pp), fc (+0.10 pp)" in page
+    assert ("Most costly alone (Δ vs FP32, negative = loss): conv (-2.00 pp), stack1.conv1 (-0.50 pp), "
+            "fc (+0.10 pp)") in page
     assert "ort_u8_minmax_qdq_per_tensor calibration-size curve" in page
     assert "ort_u8_minmax_qdq_per_channel calibration-size curve" not in page
 

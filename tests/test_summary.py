@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from quant_explorer.analysis.summary import load_view, this_environment
+from quant_explorer.analysis.rows import this_environment
+from quant_explorer.analysis.summary import load_view
 from quant_explorer.configs import get_config
 from quant_explorer.errors import UserError
 from quant_explorer.identity import cpu_class, identity_hash, versions
@@ -35,7 +36,8 @@ def entry(model: str, config: str, p: np.ndarray, seed: int | None, cpu: str, da
     identity = {"model": model, "model_weights_sha256": "w", "dataset": {"fingerprint": dataset, "n_images": N},
                 "calibration_pool": "pool", "calibration": [256, seed] if seed is not None else None,
                 "calibration_sample": f"sample{seed}" if seed is not None else None,
-                "config": config, "recipe": "ort v1", "cpu_class": cpu, "versions": versions(), **(identity_extra or {})}
+                "config": config, "recipe": "ort v1", "cpu_class": cpu, "versions": versions(),
+                **(identity_extra or {})}
     right = p == LABELS
     cm = np.zeros((10, 10), int)
     np.add.at(cm, (LABELS, p), 1)
@@ -91,12 +93,12 @@ def test_the_confidence_set_for_the_best_holds_what_noise_cannot_separate_and_th
     assert choice["pick"] == "ort_u8_minmax_qdq_per_channel" and "lowest batch-1 median latency" in choice["rule"]
     assert "1.50x the fastest FP32 (onnxruntime)" in choice["rule"]  # the bench's ratio against the fastest FP32
     assert "at batch 256 the fastest of the set is ort_u8_minmax_qdq_per_channel" not in choice["rule"]
-    rows = {r["config_name"]: r for r in view.rows}
+    rows = {r.config_name: r for r in view.rows}
     s8 = rows["ort_s8_minmax_qdq_per_channel"]
-    assert s8["delta_pp"] == pytest.approx(-100 * (61 / N), abs=1e-6) and s8["delta_pp_ci"][1] < 0
-    assert not s8["in_best_set"] and s8["beaten_by"] and s8["best_set_margin_pp"] > 0
-    assert rows["ort_u8_minmax_qdq_per_channel"]["seeds"] == [0, 1, 2]
-    assert rows["ort_u8_minmax_qdq_per_channel"]["accuracy_std"] == pytest.approx(np.std([378, 377, 376], ddof=1) / N)
+    assert s8.delta_pp == pytest.approx(-100 * (61 / N), abs=1e-6) and s8.delta_pp_ci[1] < 0
+    assert not s8.in_best_set and s8.beaten_by and s8.best_set_margin_pp > 0
+    assert rows["ort_u8_minmax_qdq_per_channel"].seeds == [0, 1, 2]
+    assert rows["ort_u8_minmax_qdq_per_channel"].accuracy_std == pytest.approx(np.std([378, 377, 376], ddof=1) / N)
 
 
 def test_the_objective_chooses_the_pick_and_names_the_fastest_at_the_other_batch_size():
@@ -141,25 +143,26 @@ def test_identical_recipes_are_one_finding_counted_once():
     assert "give identical predictions on every seed" in choice["identical_text"]
     assert "ort_u8_minmax_qoperator_per_channel" not in choice["best_set"]  # counted once, as the first by name
     assert "2 of 3 configs" in choice["rule"]
-    rows = {r["config_name"]: r for r in view.rows}
-    assert rows["ort_u8_minmax_qoperator_per_channel"]["identical_to"] == "ort_s8asym_minmax_qdq_per_channel"
-    assert rows["ort_u8_minmax_qoperator_per_channel"]["in_best_set"]
+    rows = {r.config_name: r for r in view.rows}
+    assert rows["ort_u8_minmax_qoperator_per_channel"].identical_to == "ort_s8asym_minmax_qdq_per_channel"
+    assert rows["ort_u8_minmax_qoperator_per_channel"].in_best_set
 
 
 def test_the_view_shows_one_environment_and_one_dataset_never_a_mix():
     other_cpu = [(k, {**r, "accuracy": 0.1}) for k, r in model_rows(cpu=OTHER)]
     other_data = model_rows(dataset="ds2")
     file = results(*model_rows(), *other_cpu, *other_data, datasets=("ds1", "ds2"))
-    file["entries"] = {k: {**r, "created": "2026-11-01T00:00:00+00:00"} if r["identity"]["dataset"]["fingerprint"] == "ds1"
-                       else r for k, r in file["entries"].items()}
+    file["entries"] = {k: {**r, "created": "2026-11-01T00:00:00+00:00"}
+                       if r["identity"]["dataset"]["fingerprint"] == "ds1" else r
+                       for k, r in file["entries"].items()}
     view = load_view(file)
     assert view.environment == this_environment() and view.this_machine and not view.notes
     assert view.dataset == "ds2"  # as full as ds1, and newer
     assert len(view.rows) == 4 and {len(view.available)} == {3}
     first = load_view(file, dataset="ds1")
-    assert all(r["identity"]["dataset"]["fingerprint"] == "ds1" for r in first.rows)
+    assert all(r.identity["dataset"]["fingerprint"] == "ds1" for r in first.rows)
     theirs = load_view(file, environment=OTHER)
-    assert not theirs.this_machine and all(r["accuracy"] == pytest.approx(0.1) for r in theirs.rows)
+    assert not theirs.this_machine and all(r.accuracy == pytest.approx(0.1) for r in theirs.rows)
     assert f"Environment: {OTHER}" in theirs.banner() and "not this machine's" in theirs.banner()
     with pytest.raises(UserError, match="no results for environment"):
         load_view(file, environment="sse9")
@@ -183,12 +186,13 @@ def test_each_config_keeps_one_identity_and_one_fp32_row_the_rest_set_aside_once
     fp32_old = entry("m", "fp32_baseline", preds(300), None, HERE, created="2026-11-01T00:00:00+00:00",
                      identity_extra={"preprocessing": {"input_scale": "raw255"}})
     view = load_view(results(*model_rows(), *stale, fp32_old))
-    rows = {r["config_name"]: r for r in view.rows}
-    assert rows["ort_u8_minmax_qdq_per_channel"]["seeds"] == [0, 1, 2]  # the newest identity's seeds only
-    assert rows["fp32_baseline"]["accuracy"] == pytest.approx(380 / N)
+    rows = {r.config_name: r for r in view.rows}
+    assert rows["ort_u8_minmax_qdq_per_channel"].seeds == [0, 1, 2]  # the newest identity's seeds only
+    assert rows["fp32_baseline"].accuracy == pytest.approx(380 / N)
     assert len(view.set_aside) == 6
     lines = view.set_aside_lines()
-    assert len(lines) == 2 and any(line.startswith("5 rows set aside, a row with another config record") for line in lines)
+    assert len(lines) == 2
+    assert any(line.startswith("5 rows set aside, a row with another config record") for line in lines)
     assert any("an FP32 row with other input preprocessing" in line for line in lines)
 
 
@@ -262,7 +266,7 @@ def test_reference_accuracy_is_the_mean_of_the_rows_float_reference():
         if row["config_name"] == "ort_u8_minmax_qdq_per_channel":
             row["reference"] = {"runtime": "onnx2torch", "accuracy": 0.9 + row["calibration"]["calibration_seed"] / 100}
     view = load_view(results(*rows.items()))
-    assert next(r for r in view.rows if r["config_name"] == "ort_u8_minmax_qdq_per_channel")["reference_accuracy"] \
+    assert next(r for r in view.rows if r.config_name == "ort_u8_minmax_qdq_per_channel").reference_accuracy \
         == pytest.approx(0.91)
 
 
@@ -275,7 +279,7 @@ def test_schema_1_files_are_migrated_on_read_and_keep_every_row(tmp_path):
     data = load_results(path)
     assert data["schema_version"] == SCHEMA_VERSION and data["entries"] == {"m|fp32_baseline": {**old, "schema": 1}}
     view = load_view(data)  # shown (its own environment), without intervals: it has no predictions
-    assert view.environment.startswith("avx2") and view.rows[0]["accuracy"] == 0.9 and not view.correct
+    assert view.environment.startswith("avx2") and view.rows[0].accuracy == 0.9 and not view.correct
     assert "no per-image predictions" in view.notes[0]
 
 
@@ -290,9 +294,9 @@ def test_legacy_rows_are_never_the_basis_of_a_set_or_a_pick():
 
 def test_a_view_can_pool_a_subset_of_seeds_and_keeps_speed_from_the_benched_seed():
     view = load_view(results(*model_rows()), seeds={1, 2})
-    rows = {r["config_name"]: r for r in view.rows}
-    assert rows["ort_u8_minmax_qdq_per_channel"]["seeds"] == [1, 2] and "fp32_baseline" in rows
-    assert rows["ort_u8_minmax_qoperator_per_channel"]["throughput_b256"] == 3000.0  # benched on seed 0
+    rows = {r.config_name: r for r in view.rows}
+    assert rows["ort_u8_minmax_qdq_per_channel"].seeds == [1, 2] and "fp32_baseline" in rows
+    assert rows["ort_u8_minmax_qoperator_per_channel"].speed["throughput_b256"] == 3000.0  # benched on seed 0
 
 
 def test_rows_on_other_weights_or_calibration_sizes_are_set_aside_with_a_reason():
@@ -302,8 +306,9 @@ def test_rows_on_other_weights_or_calibration_sizes_are_set_aside_with_a_reason(
     big = {**big, "calibration": {"calibration_n": 1024, "calibration_seed": 0}}
     failed = {k: v for k, v in entry("m", "ort_s8_minmax_qdq_per_channel", preds(1), 0, HERE)[1].items()
               if k != "accuracy"}
-    view = load_view(results(*model_rows(), (key + "x", old), (key2 + "y", big), ("m|failed", {**failed, "error": "boom"})))
+    view = load_view(results(*model_rows(), (key + "x", old), (key2 + "y", big),
+                             ("m|failed", {**failed, "error": "boom"})))
     reasons = {s["key"]: s["reason"] for s in view.set_aside}
     assert reasons == {key + "x": "measured with other weights of the model (older) than its FP32 row",
                        key2 + "y": "calibrated on 1024 images (this view: 256)"}
-    assert {p["key"]: p["error"] for p in view.problems} == {"m|failed": "boom"}
+    assert {p.key: p.error for p in view.problems} == {"m|failed": "boom"}

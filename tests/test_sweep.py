@@ -16,7 +16,7 @@ from quant_explorer.models import load_model
 from quant_explorer.results import decode_classes, load_labels, load_results
 from quant_explorer.sweep import run_sweep
 
-from .conftest import MLPERF_H5, SUBSET
+from .conftest import MLPERF_H5, SUBSET, run_main
 
 ORT_CONFIGS = ["ort_u8_minmax_qdq_per_channel_rr", "ort_s8asym_minmax_qdq_per_tensor",
                "ort_u8_minmax_qoperator_per_channel_rr", "ort_s8asym_minmax_qoperator_per_channel"]
@@ -46,7 +46,8 @@ def test_rerun_skips_finished_entries_and_force_redoes_them(tiny_env):
     preds, fp32_preds = decode_classes(row["predictions"]), decode_classes(fp32["predictions"])
     labels = load_labels(data.test.fingerprint)
     assert "labels" not in json.dumps(load_results(path)["datasets"]) and (labels == data.test.labels.numpy()).all()
-    assert int((preds == labels).sum()) == row["correct"] and row["changed_predictions"] == int((preds != fp32_preds).sum())
+    assert int((preds == labels).sum()) == row["correct"]
+    assert row["changed_predictions"] == int((preds != fp32_preds).sum())
     assert row["fp32_right_quantized_wrong"] == int(((fp32_preds == labels) & (preds != labels)).sum())
     # ORT's float reference (onnx2torch, 5 s a row on ResNet8) scores the first seed only, beside the shipped run
     assert row["runtime"] == "onnxruntime" and row["reference"]["runtime"] == "onnx2torch"
@@ -76,7 +77,8 @@ def test_a_result_is_reused_only_where_everything_that_could_change_it_is_the_sa
     notices: list[str] = []
     fewer = EvalData(data.test.subset(range(25)), data.train)  # another evaluation set
     [(key, skipped)] = _sweep_keys(model, fewer, path, notices)
-    assert key != first and not skipped and notices == ["1 row was computed on another evaluation set; computing it here"]
+    assert key != first and not skipped
+    assert notices == ["1 row was computed on another evaluation set; computing it here"]
 
     monkeypatch.setattr("quant_explorer.experiment.recipe", lambda backend: f"{backend} v2")
     notices = []
@@ -119,22 +121,20 @@ def test_a_model_that_quantizes_but_cannot_run_is_an_error_row_and_the_sweep_goe
     baseline, _ = fp32_baseline(model, baseline_data)
     row, preds = run_config(model, get_config("ort_u8_minmax_qdq_per_channel_rr"), EvalData(small, data.train),
                             make_calibration(model, data, 20, 0), baseline)
-    assert preds is None and row["error"].split(":")[0] in ("InvalidArgument", "Fail", "RuntimeError", "RuntimeException")
-    assert "quantize_seconds" in row and "accuracy" not in row
+    assert preds is None and row.error.split(":")[0] in ("InvalidArgument", "Fail", "RuntimeError", "RuntimeException")
+    assert row.quantize_seconds is not None and row.accuracy is None
 
 
-def test_sweep_on_other_data_computes_its_own_rows_and_says_why(tiny_env, tmp_path):
+def test_sweep_on_other_data_computes_its_own_rows_and_says_why(tiny_env, tmp_path, capfd):
     from .conftest import write_image_folder
 
-    env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
+    env = {"QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
     base = ["sweep", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--calibration-n", "20",
             "--seeds", "1", "-c", "fp32_baseline,ort_u8_minmax_qdq_per_channel_rr"]
-    first = subprocess.run(_cli(*base, "--data-dir", str(tiny_env / "data"), env=env), env=env, capture_output=True,
-                           text=True, timeout=600)
+    first = run_main([*base, "--data-dir", str(tiny_env / "data")], env, capfd)
     assert first.returncode == 0, first.stderr
     other = write_image_folder(tmp_path / "other", n_train=40, n_test=12)
-    second = subprocess.run(_cli(*base, "--data-dir", str(other), env=env), env=env, capture_output=True, text=True,
-                            timeout=600)
+    second = run_main([*base, "--data-dir", str(other)], env, capfd)
     assert second.returncode == 0, second.stderr
     assert "done before" not in second.stdout and "(12/12)" in second.stdout or "/12)" in second.stdout
     assert "computed on another evaluation set; computing it here" in second.stderr
@@ -142,16 +142,18 @@ def test_sweep_on_other_data_computes_its_own_rows_and_says_why(tiny_env, tmp_pa
     assert sorted(r["n_images"] for r in entries.values()) == [12, 12, 30, 30]
 
 
-def _cli(*args, env):
+def _cli(*args):
     return [sys.executable, "-c", "from quant_explorer.cli import main; main()", *args]
 
 
-def test_killed_sweep_keeps_finished_rows_and_resumes(tiny_env):
+@pytest.mark.process
+def test_killed_sweep_keeps_finished_rows_and_resumes(tiny_env, capfd):
     env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tiny_env / "kill-artifacts")}
     results = tiny_env / "kill-artifacts" / "results" / "full_results.json"
-    args = ["sweep", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir", str(tiny_env / "data"), "--calibration-n", "20",
+    args = ["sweep", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"),
+            "--data-dir", str(tiny_env / "data"), "--calibration-n", "20",
             "--seeds", "1", "-c", ",".join(ORT_CONFIGS)]
-    proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline:
         if results.exists() and len(json.loads(results.read_text())["entries"]) >= 2:
@@ -161,7 +163,7 @@ def test_killed_sweep_keeps_finished_rows_and_resumes(tiny_env):
     proc.wait()
     done_before = json.loads(results.read_text())["entries"]  # valid JSON after the kill
     assert 2 <= len(done_before) <= len(ORT_CONFIGS) + 1
-    rerun = subprocess.run(_cli(*args, env=env), env=env, capture_output=True, text=True, timeout=600)
+    rerun = run_main(args, {"QUANT_EXPLORER_ARTIFACTS": env["QUANT_EXPLORER_ARTIFACTS"]}, capfd)
     assert rerun.returncode == 0, rerun.stderr
     after = json.loads(results.read_text())["entries"]
     assert len(after) == len(ORT_CONFIGS) + 1
@@ -182,18 +184,20 @@ def test_same_command_twice_gives_identical_predictions(config, tmp_path, monkey
         monkeypatch.setenv("QUANT_EXPLORER_ARTIFACTS", str(tmp_path / f"a{attempt}"))
         row, preds = run_config(model, get_config(config), data, make_calibration(model, data, 64, 0), None,
                                 with_cross_checks=False)
-        assert "error" not in row, row.get("error")
-        outcomes.append((row["correct"], preds.tolist(), row["calibration"]["calibration_images_sha256"]))
+        assert row.error is None, row.error
+        outcomes.append((row.correct, preds.tolist(), row.calibration["calibration_images_sha256"]))
     assert outcomes[0] == outcomes[1]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("sig, executor, group", [(signal.SIGINT, "local", False), (signal.SIGTERM, "processes", True)])
 def test_an_interrupted_sweep_says_what_was_saved_and_exits_non_zero(tiny_env, tmp_path, sig, executor, group):
     env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
     results = tmp_path / "a" / "results" / "full_results.json"
-    args = ["sweep", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir", str(tiny_env / "data"),
+    args = ["sweep", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"),
+            "--data-dir", str(tiny_env / "data"),
             "--calibration-n", "20", "--seeds", "3", "-c", ",".join(ORT_CONFIGS), "--executor", executor]
-    proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=group)
     deadline = time.time() + 300
     while time.time() < deadline and not (results.exists() and len(json.loads(results.read_text())["entries"]) >= 2):
@@ -217,7 +221,7 @@ def test_an_interrupted_sweep_says_what_was_saved_and_exits_non_zero(tiny_env, t
         pass
 
 
-def test_a_failed_row_makes_sweep_and_quantize_exit_1_after_the_other_rows(tiny_env, tmp_path):
+def test_a_failed_row_makes_sweep_and_quantize_exit_1_after_the_other_rows(tiny_env, tmp_path, capfd):
     """One config's model folder cannot be created (a file sits where it goes): that row fails, the rest run."""
     from quant_explorer.models import file_sha256
 
@@ -226,24 +230,21 @@ def test_a_failed_row_makes_sweep_and_quantize_exit_1_after_the_other_rows(tiny_
     model_dir = artifacts / "models" / f"resnet8-{file_sha256(tiny_env / 'resnet8.pt')[:12]}"
     model_dir.mkdir(parents=True)
     (model_dir / blocked).write_text("not a folder")
-    env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(artifacts)}
+    env = {"QUANT_EXPLORER_ARTIFACTS": str(artifacts)}
     common = ["--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir", str(tiny_env / "data"),
               "--calibration-n", "20"]
-    swept = subprocess.run(_cli("sweep", *common, "--seeds", "1", "--json", "-c", f"{blocked},{ORT_CONFIGS[1]}", env=env),
-                           env=env, capture_output=True, text=True, timeout=600)
+    swept = run_main(["sweep", *common, "--seeds", "1", "--json", "-c", f"{blocked},{ORT_CONFIGS[1]}"], env, capfd)
     assert swept.returncode == 1, swept.stderr
     rows = {r["config_name"]: r for r in json.loads(swept.stdout)}  # stdout stays JSON
     assert "error" in rows[blocked] and "accuracy" in rows[ORT_CONFIGS[1]]
     assert "error: 1 of 2 rows failed" in swept.stderr
-    quantized = subprocess.run(_cli("quantize", "--config", blocked, *common, env=env), env=env, capture_output=True,
-                               text=True, timeout=600)
+    quantized = run_main(["quantize", "--config", blocked, *common], env, capfd)
     assert quantized.returncode == 1 and "failed" in quantized.stdout, quantized.stderr
 
 
-def test_a_model_named_twice_is_swept_once(tiny_env, tmp_path):
-    env = {**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
+def test_a_model_named_twice_is_swept_once(tiny_env, tmp_path, capfd):
     args = ["--model", "resnet8", "--model", "resnet8", "--weights", str(tiny_env / "resnet8.pt"), "--data-dir",
             str(tiny_env / "data"), "--calibration-n", "20", "--seeds", "1", "--json", "-c", ORT_CONFIGS[1]]
-    swept = subprocess.run(_cli("sweep", *args, env=env), env=env, capture_output=True, text=True, timeout=600)
+    swept = run_main(["sweep", *args], {"QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}, capfd)
     assert swept.returncode == 0, swept.stderr
     assert [r["config_name"] for r in json.loads(swept.stdout)] == [ORT_CONFIGS[1]]  # one row, not two

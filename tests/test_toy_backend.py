@@ -9,8 +9,16 @@ from typer.testing import CliRunner
 
 from quant_explorer.backends import Backend, QuantizedModel, RuntimeBuild, register, unregister
 from quant_explorer.bench import BenchSettings, bench_and_record
-from quant_explorer.configs import QuantConfig, get_config, register_config, unregister_config
+from quant_explorer.configs import (
+    CAPABILITIES,
+    Capabilities,
+    QuantConfig,
+    get_config,
+    register_config,
+    unregister_config,
+)
 from quant_explorer.data import EvalData
+from quant_explorer.errors import UserError
 from quant_explorer.models import load_model
 from quant_explorer.paths import artifacts_dir, results_file
 from quant_explorer.report import build
@@ -26,15 +34,16 @@ def fake_quantize(model, config, calibration, workdir):
     seen = sum(len(batch) for batch in calibration.batches())
     path = workdir / "model.pt"
     torch.save(model.module.state_dict(), path)
-    return QuantizedModel(path, PASSTHROUGH.name, {PASSTHROUGH.name: RuntimeBuild(lambda _: torch_runner(model.module))},
-                          checks={"calibration_images_seen": seen})
+    runtimes = {PASSTHROUGH.name: RuntimeBuild(lambda _: torch_runner(model.module))}
+    return QuantizedModel(path, PASSTHROUGH.name, runtimes, checks={"calibration_images_seen": seen})
 
 
 @pytest.fixture
 def toy():
-    register(Backend("toy", "FP32 pass-through, for tests", fake_quantize, (PASSTHROUGH,), color="tab:red"))
-    config = register_config(QuantConfig("toy_passthrough", "toy", "the FP32 model, unchanged", activation_dtype="uint8",
-                                         weight_dtype="int8", calibration="minmax"))
+    register(Backend("toy", "FP32 pass-through, for tests", fake_quantize, (PASSTHROUGH,), color="tab:red",
+                     capabilities=Capabilities("toy", calibrations=("minmax",))))
+    config = register_config(QuantConfig("toy_passthrough", "toy", "the FP32 model, unchanged",
+                                         activation_dtype="uint8", weight_dtype="int8", calibration="minmax"))
     yield config
     unregister_config(config.name)
     unregister("toy")
@@ -47,10 +56,10 @@ def test_a_backend_registered_here_runs_through_sweep_summary_bench_and_report(t
     data = EvalData.load(tiny_env / "data")
     fp32 = get_config("fp32_baseline")
     rows = {key: row for key, row, _ in run_sweep([model], [fp32, toy], data, 20, [0, 1], results_file())}
-    toy_rows = [r for r in rows.values() if r["config_name"] == toy.name]
-    assert len(toy_rows) == 2 and all("error" not in r for r in toy_rows)  # one row per calibration seed
-    assert all(r["checks"]["calibration_images_seen"] == 20 and r["runtime"] == "passthrough" for r in toy_rows)
-    assert all(r["agreement_with_fp32"] >= 0.9 for r in toy_rows)  # eager torch vs the ORT reference
+    toy_rows = [r for r in rows.values() if r.config_name == toy.name]
+    assert len(toy_rows) == 2 and all(r.error is None for r in toy_rows)  # one row per calibration seed
+    assert all(r.checks["calibration_images_seen"] == 20 and r.runtime == "passthrough" for r in toy_rows)
+    assert all(r.agreement_with_fp32 >= 0.9 for r in toy_rows)  # eager torch vs the ORT reference
 
     result = CliRunner().invoke(app, ["summary", "--json"])
     assert result.exit_code == 0, result.output
@@ -68,3 +77,16 @@ def test_a_backend_registered_here_runs_through_sweep_summary_bench_and_report(t
 
     written = build(results_file().parent, artifacts_dir() / "report")
     assert toy.name in written["html"].read_text() and toy.name in written["markdown"].read_text()
+
+
+def test_a_backend_brings_its_capabilities_and_takes_them_away(toy):
+    """Registered here, the toy backend's capabilities check its configs; a conflicting declaration is refused."""
+    with pytest.raises(ValueError, match="not in toy's"):
+        QuantConfig("toy_histogram", "toy", "an observer the toy backend does not declare", calibration="histogram")
+    with pytest.raises(ValueError, match="declares other capabilities"):
+        register(Backend("ort", "ORT that takes no format", fake_quantize, (PASSTHROUGH,),
+                         capabilities=Capabilities("ort")))
+    unregister("toy")
+    assert "toy" not in CAPABILITIES
+    with pytest.raises(UserError, match="unknown backend 'toy'"):
+        QuantConfig("toy_again", "toy", "a config of a backend no longer registered")

@@ -13,17 +13,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from quant_explorer.results import load_results
+from quant_explorer.results import Results
+from quant_explorer.row import Row
 
 
-def compare(before: dict, after: dict) -> tuple[int, list[str]]:
-    common = sorted(k for k in before.keys() & after.keys() if "accuracy" in before[k] and "accuracy" in after[k])
+def compare(before: dict[str, Row], after: dict[str, Row]) -> tuple[int, list[str]]:
+    common = sorted(k for k in before.keys() & after.keys() if before[k].scored and after[k].scored)
     differences = []
     for key in common:
         a, b = before[key], after[key]
-        if a["accuracy"] != b["accuracy"] or a.get("predictions") != b.get("predictions"):
-            differences.append(f"{key}: accuracy {a['accuracy']:.4f} -> {b['accuracy']:.4f}"
-                               + ("" if a.get("predictions") == b.get("predictions") else ", predictions differ"))
+        if a.accuracy != b.accuracy or a.predictions != b.predictions:
+            differences.append(f"{key}: accuracy {a.accuracy:.4f} -> {b.accuracy:.4f}"
+                               + ("" if a.predictions == b.predictions else ", predictions differ"))
     return len(common), differences
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     args = parser.parse_args()
-    compared, differences = compare(load_results(args.before)["entries"], load_results(args.after)["entries"])
+    compared, differences = compare(Results.load(args.before).rows, Results.load(args.after).rows)
     for line in differences:
         print(line)
     print(f"{compared} rows in both files, {len(differences)} differ")

@@ -43,7 +43,8 @@ def compile_package(module: nn.Module, path: Path, example: torch.Tensor) -> Pat
     with torch.no_grad():
         exported = torch.export.export(module, (example,), dynamic_shapes=DYNAMIC_BATCH)
         package = io.BytesIO()  # a file path would name the archive's root folder after the temporary file
-        torch._inductor.aoti_compile_and_package(exported, package_path=package, inductor_configs=dict(INDUCTOR_CONFIGS))
+        torch._inductor.aoti_compile_and_package(exported, package_path=package,
+                                                 inductor_configs=dict(INDUCTOR_CONFIGS))
     with atomic_path(path, ".pt2") as tmp:
         tmp.write_bytes(package.getvalue())
     return Path(path)

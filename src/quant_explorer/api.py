@@ -7,11 +7,11 @@
     result.rows          # one dict per config, FP32 included
     result.report("out") # pareto.md + index.html for this exploration
 
-Nothing here is new machinery: a model becomes a `LoadedModel`, a dataset an `ImageSet` (its tensors as they
-are, fingerprinted by content), and `explore` is the sweep (`sweep.run_sweep`: same rows, same keys, same
-results file under the artifacts directory), optionally the bench, then the one view (`analysis.summary`)
-restricted to this exploration's rows. Nothing prints to stdout; `progress=True` writes one line per row to
-stderr.
+Nothing here is new machinery: a model becomes a `LoadedModel`, a dataset an `ImageSet` (`user_inputs.py`: its
+tensors as they are, fingerprinted by content), and `explore` is the sweep (`sweep.run_sweep`: same rows, same
+keys, same results file under the artifacts directory), optionally the bench, then the one view
+(`analysis.summary`) restricted to this exploration's rows. Nothing prints to stdout; `progress=True` writes one
+line per row to stderr.
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ import torch
 from torch import nn
 
 from .configs import REFERENCE, QuantConfig, select_configs
-from .data import ImageSet, EvalData, calibration_indices
+from .data import ImageSet, calibration_indices
 from .errors import UserError, first_line
 from .models import LoadedModel, Preprocessing
 from .paths import ARTIFACTS_ENV
+from .row import Row
+from .user_inputs import check_calibration, class_names, count_scores, load_model_file, prepare, read_dataset
 
 __all__ = ["Exploration", "Quantized", "configs", "evaluate", "explore", "quantize"]
 
 DEFAULT_CALIBRATION_N = 256  # as the CLI's --calibration-n
-LOAD_BATCH = 256  # items per batch when a Dataset is read into one tensor
 
 
 # --- configs -------------------------------------------------------------------------------------------------
@@ -49,142 +50,6 @@ def configs(pattern: str | Iterable[str] | None = None, all_configs: bool = Fals
     patterns = [pattern] if isinstance(pattern, str) else list(pattern) if pattern else None
     return [{"name": c.name, "backend": c.backend, "description": c.description, "default": c.default,
              "static": c.is_static} for c in select_configs(patterns, all_configs)]
-
-
-# --- data ----------------------------------------------------------------------------------------------------
-
-
-def _tensors(dataset, role: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(images [N, C, H, W], int64 labels [N], a name) of a Dataset yielding (tensor, int label), read once."""
-    if isinstance(dataset, ImageSet):
-        return dataset.images, dataset.labels, dataset.dataset
-    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) == 2:
-        images, labels = dataset.tensors
-    else:
-        try:
-            n = len(dataset)
-        except TypeError:
-            raise UserError(f"{role} must be a torch.utils.data.Dataset with a length (or an image-folder path), got "
-                            f"{type(dataset).__name__}") from None
-        if n == 0:
-            raise UserError(f"{role} dataset is empty")
-        loader = torch.utils.data.DataLoader(dataset, batch_size=LOAD_BATCH, shuffle=False, num_workers=0)
-        batches = []
-        for batch in loader:
-            if not isinstance(batch, (list, tuple)) or len(batch) != 2:
-                raise UserError(f"{role} dataset must yield (image tensor, int label) pairs, got "
-                                f"{type(batch).__name__} batches")
-            batches.append(batch)
-        images = torch.cat([torch.as_tensor(b[0]) for b in batches])
-        labels = torch.cat([torch.as_tensor(b[1]).reshape(-1) for b in batches])
-    images, labels = torch.as_tensor(images), torch.as_tensor(labels)
-    if images.ndim != 4 or len(images) != len(labels):
-        raise UserError(f"{role} dataset must yield images of shape [C, H, W] and one label each, got images of "
-                        f"shape {list(images.shape[1:])} for {len(labels)} labels")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise UserError(f"{role} dataset labels must be integers (class ids), got {labels.dtype}")
-    if images.is_floating_point() and images.dtype != torch.float32:
-        images = images.float()
-    labels = labels.to(torch.int64)
-    if int(labels.min()) < 0:
-        raise UserError(f"{role} dataset has a negative label ({int(labels.min())}): labels are class ids 0, 1, ...")
-    return images.contiguous(), labels.contiguous(), f"python:{type(dataset).__name__}:{role}"
-
-
-def _folder(path: Path, role: str) -> tuple[torch.Tensor, torch.Tensor, str, tuple[str, ...]]:
-    """An image folder PATH/<class>/*.png (or a data set root with train/ and test/: the split `role` reads),
-    its classes the sorted folder names, as torchvision's ImageFolder; decoded to uint8 as the CLI does."""
-    from .data import load_split
-
-    path = Path(path)
-    split = "train" if role == "calibration" else "test"
-    root, name = (path, split) if (path / split).is_dir() else (path.parent, path.name)
-    if not (root / name).is_dir():
-        raise UserError(f"{role} path {path} is not an image folder (PATH/<class>/*.png, or a root holding "
-                        f"{split}/<class>/*.png)")
-    classes = tuple(sorted(p.name for p in (root / name).iterdir() if p.is_dir()))
-    if not classes:
-        raise UserError(f"{role} path {root / name} has no class folders: expected {root / name}/<class>/*.png")
-    images = load_split(root, name, classes)
-    return images.images, images.labels, images.dataset, classes
-
-
-def _read(dataset, role: str) -> tuple[torch.Tensor, torch.Tensor, str, tuple[str, ...] | None]:
-    if isinstance(dataset, (str, Path)):
-        return _folder(Path(dataset), role)
-    images, labels, name = _tensors(dataset, role)
-    classes = getattr(dataset, "classes", None)
-    return images, labels, name, tuple(str(c) for c in classes) if classes is not None else None
-
-
-def _class_names(sets: list[tuple], scores: int | None) -> tuple[str, ...]:
-    """The class names: a dataset's `.classes`, else "0", "1", ... up to the largest label (or the model's
-    number of scores, when its labels show fewer classes than it scores)."""
-    named = next((s[3] for s in sets if s[3]), None)
-    top = max(int(s[1].max()) for s in sets) + 1
-    if named is not None:
-        if top > len(named):
-            raise UserError(f"a label is {top - 1} but the dataset names {len(named)} classes ({', '.join(named[:5])}"
-                            f"{', ...' if len(named) > 5 else ''}): labels are indices into `.classes`")
-        return named
-    return tuple(str(i) for i in range(max(top, scores or 0)))
-
-
-# --- models --------------------------------------------------------------------------------------------------
-
-
-def _scores(module: nn.Module, preprocessing: Preprocessing, images: torch.Tensor) -> int:
-    """How many scores `module` gives per image, found by running it on a couple of the evaluation images."""
-    try:
-        with torch.inference_mode():
-            out = module(preprocessing(images))
-    except Exception as e:
-        raise UserError(f"{type(module).__name__} fails on a batch of the evaluation images {list(images.shape)} "
-                        f"({first_line(e) or type(e).__name__}): the datasets must yield tensors the model "
-                        "takes") from None
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise UserError(f"{type(module).__name__} must return [N, classes] logits, got "
-                        f"{list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
-    return int(out.shape[1])
-
-
-def _load_file(model, preprocessing: Preprocessing | None) -> LoadedModel:
-    """An .onnx path (its input as the datasets give it: `preprocessing`, by default none) or a model name."""
-    from .models import load_model
-    from .models.onnx_import import load_onnx_model
-
-    if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
-        # No model card written: that is how the CLI remembers the file's own input scaling, not the datasets'.
-        return load_onnx_model(Path(model), preprocessing or Preprocessing("raw255"), remember=False)
-    if isinstance(model, str):
-        return load_model(model)
-    raise UserError(f"model must be a torch.nn.Module or a path to an .onnx file, got {type(model).__name__}")
-
-
-def _prepare(model, calibration, evaluation, name: str | None,
-             preprocessing: Preprocessing | None) -> tuple[LoadedModel, EvalData]:
-    """The model and the data as every row takes them, checked against each other: images of the size the model
-    takes, as many classes as it scores."""
-    from .experiment import check_fits
-
-    cal = _read(calibration, "calibration")
-    ev = cal if evaluation is calibration else _read(evaluation, "evaluation")
-    if cal[0].shape[1:] != ev[0].shape[1:] or cal[0].dtype != ev[0].dtype:
-        raise UserError(f"calibration and evaluation images differ: {list(cal[0].shape[1:])} {cal[0].dtype} vs "
-                        f"{list(ev[0].shape[1:])} {ev[0].dtype}; preprocess both as the model expects")
-    if isinstance(model, nn.Module):
-        scores, loaded = _scores(model, preprocessing or Preprocessing("raw255"), ev[0][:2]), None
-    else:
-        loaded = _load_file(model, preprocessing)
-        scores = loaded.num_classes
-    classes = _class_names([cal, ev], scores)
-    data = EvalData(ImageSet(ev[0], ev[1], classes, ev[2]), ImageSet(cal[0], cal[1], classes, cal[2]))
-    if loaded is None:
-        loaded = LoadedModel.from_module(model, tuple(ev[0].shape[1:]), scores, name, preprocessing)
-    check_fits(loaded, data.test)
-    return loaded, data
 
 
 # --- the artifacts directory and progress --------------------------------------------------------------------
@@ -212,25 +77,14 @@ def _say(progress: bool):
     return (lambda line: print(line, file=sys.stderr, flush=True)) if progress else (lambda line: None)
 
 
-def _row_text(row: dict) -> str:
-    seed = (row.get("calibration") or {}).get("calibration_seed")
-    name = row["config_name"] + (f" seed {seed}" if seed is not None else "")
-    if "not_applicable" in row:
-        return f"{name}: not applicable ({row['not_applicable']})"
-    if "error" in row:
-        return f"{name}: failed ({first_line(row['error'])})"
-    delta = f" ({row['delta_pp']:+.2f} pp)" if "delta_pp" in row else ""
-    return f"{name}: {100 * row['accuracy']:.2f}% in {row.get('runtime')}{delta}"
-
-
-def _check_calibration(data: EvalData, n: int, seeds: list[int]) -> None:
-    """Every seed's stratified sample drawable, said in the API's words (`calibration_n`, not --calibration-n)."""
-    from .experiment import check_draws
-
-    try:
-        check_draws(data, n, seeds)
-    except UserError as e:
-        raise UserError(str(e).replace("--calibration-n", "calibration_n")) from None
+def _row_text(row: Row) -> str:
+    name = row.config_name + (f" seed {row.seed}" if row.seed is not None else "")
+    if row.not_applicable is not None:
+        return f"{name}: not applicable ({row.not_applicable})"
+    if row.error is not None:
+        return f"{name}: failed ({first_line(row.error)})"
+    delta = f" ({row.delta_pp:+.2f} pp)" if row.delta_pp is not None else ""
+    return f"{name}: {100 * row.accuracy:.2f}% in {row.runtime}{delta}"
 
 
 # --- explore -------------------------------------------------------------------------------------------------
@@ -241,7 +95,7 @@ SPEED_FIELDS = ("bench_runtime", "latency_ms_b1", "throughput_b256", "speedup_b1
 
 @dataclass
 class Exploration:
-    """What `explore` found: the pick, one row per config, and the view they come from (`analysis.summary.View`)."""
+    """What `explore` found: the pick, one row per config, and the view they come from (`analysis.view.View`)."""
 
     model: str
     pick: dict | None  # the config to ship (None: no quantized config scored), with the rule that picked it
@@ -260,9 +114,9 @@ class Exploration:
     def report(self, out_dir: str | Path) -> dict[str, Path]:
         """Write out_dir/pareto.md and out_dir/index.html (the `quant-explorer report` page) for this
         exploration; returns their paths."""
-        from .analysis.pareto import markdown
         from .files import write_text_atomic
         from .report.html import render_html
+        from .report.markdown import markdown
 
         out = Path(out_dir)
         written = {"markdown": out / "pareto.md", "html": out / "index.html"}
@@ -271,7 +125,7 @@ class Exploration:
         return written
 
     def __str__(self) -> str:
-        lines = [self.view.banner(), f"pick: " + (f"{self.pick['config']} ({self.pick['runtime']}), "
+        lines = [self.view.banner(), "pick: " + (f"{self.pick['config']} ({self.pick['runtime']}), "
                                                   f"{_pct(self.pick['accuracy'])}, {_delta(self.pick)}; "
                                                   f"{self.pick['rule']}" if self.pick else "none")]
         width = max(len(r["config"]) for r in self.rows)
@@ -299,19 +153,19 @@ def _delta(row: dict) -> str:
 
 def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
     """One flat dict per config (FP32 first), from `summary_records` (what `summary --json` prints)."""
-    from .analysis.summary import summary_records
+    from .analysis.records import summary_records
 
     scored = {r["config"]: r for r in summary_records(view) if r["model"] == model}
-    problems = {p["config_name"]: p for p in view.problems if p["model"] == model}
+    problems = {p.config_name: p for p in view.problems if p.model == model}
     out = []
     for config in configs:
         r = scored.get(config.name)
         if r is None:
-            p = problems.get(config.name, {})
+            p = problems.get(config.name)
             out.append({"config": config.name, "backend": config.backend, "runtime": None, "accuracy": None,
                         "delta_pp": None, "ci95": None, "seeds": [], "size_bytes": None, "pick": False,
-                        **({"not_applicable": p["not_applicable"]} if "not_applicable" in p else
-                           {"error": first_line(p.get("error") or "no row")})})
+                        **({"not_applicable": p.not_applicable} if p and p.not_applicable is not None else
+                           {"error": first_line(p and p.error or "no row")})})
             continue
         fp32 = config.name == REFERENCE
         row = {"config": config.name, "backend": r["backend"], "runtime": r["runtime"],
@@ -353,8 +207,9 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
     from .configs import get_config
     from .experiment import FP32
     from .files import remove_leftovers
-    from .paths import artifacts_dir as current_artifacts, results_file
-    from .results import check_writable, load_results
+    from .paths import artifacts_dir as current_artifacts
+    from .paths import results_file
+    from .results import Results, check_writable
     from .sweep import run_sweep
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
@@ -363,9 +218,9 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
     patterns = [configs] if isinstance(configs, str) else list(configs) if configs else None
     chosen = [FP32, *(c for c in select_configs(patterns) if c.name != REFERENCE)]
     say = _say(progress)
-    loaded, data = _prepare(model, calibration, evaluation, name, preprocessing)
+    loaded, data = prepare(model, calibration, evaluation, name, preprocessing)
     if any(c.is_static for c in chosen):
-        _check_calibration(data, calibration_n, seed_list)
+        check_calibration(data, calibration_n, seed_list)
     with _artifacts(artifacts_dir):
         remove_leftovers(current_artifacts())
         results = results_file()
@@ -383,11 +238,10 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
             say(f"timing {len(chosen)} configs of {loaded.name} (seed {seed_list[0]})")
             bench_and_record(loaded, chosen[1:], data, calibration_n, seed_list[0], settings, results,
                              bench_file(loaded.name), log=say)
-        stored = load_results(results)
-    mine = {k: stored["entries"][k] for k in dict.fromkeys(keys) if k in stored["entries"]}
+        stored = Results.load(results)
     fingerprint = data.test.fingerprint
-    subset = {"schema_version": stored["schema_version"], "entries": mine,
-              "datasets": {fingerprint: stored["datasets"].get(fingerprint, data.test.record())}}
+    subset = Results({k: stored.rows[k] for k in dict.fromkeys(keys) if k in stored.rows},
+                     {fingerprint: stored.datasets.get(fingerprint, data.test.record())})
     with _artifacts(artifacts_dir):  # the labels the intervals pair on are cached there
         view = load_view(subset, dataset=fingerprint, objective=objective or ("latency" if benchmark else "size"))
     rows = _rows(view, loaded.name, chosen)
@@ -443,16 +297,17 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
     """Quantize `model` (an nn.Module in eval mode, or an .onnx path) with one config, calibrated on a stratified
     draw (`seed`) of `calibration_n` images of `calibration` (a Dataset of preprocessed (tensor, label) pairs, or
     an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply."""
-    from .backends import Calibration, quantize as apply, recipe
+    from .backends import Calibration, recipe
+    from .backends import quantize as apply
     from .configs import get_config
     from .experiment import workdir_for
     from .identity import identity_hash, make_identity
 
     chosen = get_config(config)
-    loaded, data = _prepare(model, calibration, calibration, name, preprocessing)
+    loaded, data = prepare(model, calibration, calibration, name, preprocessing)
     cal = None
     if chosen.is_static:
-        _check_calibration(data, calibration_n, [seed])
+        check_calibration(data, calibration_n, [seed])
         indices = calibration_indices(data.train.labels, calibration_n, seed, data.train.classes)
         cal = Calibration(data.train.subset(indices), loaded.preprocessing, seed,
                           batch_size=loaded.import_info.get("fixed_batch") or 64,
@@ -461,7 +316,8 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
                              chosen.record(), recipe(chosen.backend), cal.describe() if cal else None)
     with _artifacts(artifacts_dir):
         built = apply(loaded, chosen, cal, workdir_for(loaded, chosen, cal, identity_hash(identity)))
-        built.runner  # built (compiled, where it compiles) while the artifacts directory is the one asked for
+        # built (compiled, where it compiles) while the artifacts directory is the one asked for
+        built.runner  # noqa: B018  (a cached_property: reading it builds the runner)
     return Quantized(chosen.name, built.runtime, built.path.resolve(), loaded, built)
 
 
@@ -482,15 +338,15 @@ def evaluate(model, dataset, batch_size: int = 256, preprocessing: Preprocessing
     elif isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
         from .models import exported_onnx
 
-        loaded = _load_file(model, preprocessing)
+        loaded = load_model_file(model, preprocessing)
         runner, prep, scores = ort_runner(exported_onnx(loaded)), loaded.preprocessing, loaded.num_classes
     else:
         raise UserError(f"evaluate takes a Quantized (from quantize), a torch.nn.Module or an .onnx path, got "
                         f"{type(model).__name__}")
-    images, labels, name, classes = _read(dataset, "evaluation")
+    images, labels, name, classes = read_dataset(dataset, "evaluation")
     if scores is None:
-        scores = _scores(model, prep, images[:2])
-    names = _class_names([(images, labels, name, classes)], scores)
+        scores = count_scores(model, prep, images[:2])
+    names = class_names([(images, labels, name, classes)], scores)
     if len(names) != scores:
         raise UserError(f"the model scores {scores} classes, the dataset has {len(names)}: pass data of its classes")
     metrics, _ = run(runner, ImageSet(images, labels, names, name), prep, batch_size)

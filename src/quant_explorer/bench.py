@@ -1,26 +1,22 @@
 """Speed in the runtime a model ships in: batch-1 latency, batch-256 throughput, size, and accuracy as run.
 
-Every config is measured beside its FP32 model in one process, with threads pinned (torch.set_num_threads and
-ORT's intra_op_num_threads) and malloc keeping freed memory (see keep_freed_memory). The timing is
-interleaved: each round times every target in turn, in a rotating order, so background load that comes and
-goes lands on all of them alike and the ratios hold even when the absolute numbers drift.
-
-Which runtimes a config runs in is its backend's business (`QuantizedModel.runtimes`): each is timed beside
-the FP32 model in the runtime its `Runtime.baseline` names (ORT int8 against ORT FP32, PT2E under Inductor
-or as an AOTInductor package against FP32 compiled the same way, eager engines against FP32 eager). The entry's headline numbers are those of the
-runtime a user ships (`QuantizedModel.headline`). Accuracy is measured on what runs: compiled or int8 kernels
-can differ from the recipe's float reference (u8s8 saturation on CPUs without VNNI), so entries carry both
-`accuracy` and `reference_accuracy`.
+Every config is timed beside its FP32 model in one process, threads pinned (torch and ORT) and malloc keeping
+freed memory (keep_freed_memory), in interleaved rounds (every target in turn, order rotating), so background
+load lands on all alike and the ratios hold when absolute numbers drift. Which runtimes a config ships in is its
+backend's business (`QuantizedModel.runtimes`); each is timed against the FP32 model in the runtime its
+`Runtime.baseline` names, and the entry's headline is the runtime a user ships (`QuantizedModel.headline`).
+Accuracy is that of what runs; the recipe's float reference (as the sweep row scored it) is set beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -34,10 +30,10 @@ from .data import EvalData
 from .env import environment
 from .errors import NotApplicable, one_line
 from .evaluate import Runner, evaluate
-from .experiment import FP32, is_finished, make_calibration, row_identity, row_key, workdir_for
-from .identity import identity_hash
+from .experiment import FP32, is_finished, make_calibration, row_key, workdir_for
 from .models import LoadedModel
-from .results import load_results, locked, write_json_atomic
+from .results import Results, decode_classes, update_rows, write_json_atomic
+from .row import Row
 from .stats import ALPHA, mcnemar
 from .sweep import run_sweep
 
@@ -64,12 +60,11 @@ class BenchSettings:
 
 @dataclass
 class Target:
-    """One model in one runtime; `timed` False: built for its accuracy only (a float reference)."""
+    """One model in one runtime, built, scored on every test image and timed."""
 
     config: QuantConfig
     runtime: str
     build: Callable[[], Runner]
-    timed: bool = True
     artifact: Path | None = None  # what building it writes (a compiled package): its size is recorded
     runner: Runner | None = None
     correct: np.ndarray | None = None  # per test image, as this runtime ran it: paired against the reference
@@ -115,11 +110,10 @@ def keep_freed_memory() -> str:
 
 
 def targets_for(config: QuantConfig, quantized: QuantizedModel, settings: BenchSettings) -> list[Target]:
-    """Every runtime this config ships in, timed, plus its float reference, for accuracy only."""
-    return [Target(config, name, lambda runtime=runtime: runtime.build(settings.threads), timed=runtime.timed,
-                   artifact=runtime.artifact)
+    """Every runtime this config ships in, to be timed. Its float reference is not rebuilt: the sweep row scored it."""
+    return [Target(config, name, lambda runtime=runtime: runtime.build(settings.threads), artifact=runtime.artifact)
             for name, runtime in quantized.runtimes.items()
-            if (runtime.timed or name == quantized.reference) and (settings.compile or not runtime.compiles)]
+            if runtime.timed and (settings.compile or not runtime.compiles)]
 
 
 def _loadavg() -> list[float] | None:
@@ -156,7 +150,7 @@ def _timed(runner: Runner, x: torch.Tensor, n: int) -> list[float]:
 def measure(targets: list[Target], x1: torch.Tensor, xb: torch.Tensor, settings: BenchSettings,
             eval_fn: Callable[[Runner], None] | None = None) -> None:
     """Warm every target up, then time them in interleaved rounds (order rotating each round)."""
-    live = [t for t in targets if t.timed and t.runner is not None]
+    live = [t for t in targets if t.runner is not None]
     for t in live:
         _timed(t.runner, x1, settings.warmup)
         t.runner(xb)
@@ -190,21 +184,26 @@ def _numbers(t: Target, batch: int) -> dict:
             "latency_runs": len(t.latencies), "batch_runs": len(t.batch_times)}
 
 
-def as_run_vs_reference(head: Target, reference: Target) -> dict:
-    """The shipped runtime against the recipe's float reference on the same images: a loss the kernels add (u8s8
-    saturation without VNNI...) shows as a detectable difference (exact McNemar), not as a guess from two accuracies."""
-    test = mcnemar(reference.correct, head.correct)
-    return {"delta_pp": round(100 * float(head.correct.mean() - reference.correct.mean()), 4),
+def as_run_vs_reference(head: np.ndarray, reference: np.ndarray) -> dict:
+    """The shipped runtime against the recipe's float reference on the same images (right or wrong per image): a
+    loss the kernels add (u8s8 saturation without VNNI...) shows as a detectable difference (exact McNemar), not
+    as a guess from two accuracies."""
+    test = mcnemar(reference, head)
+    return {"delta_pp": round(100 * float(head.mean() - reference.mean()), 4),
             "reference_right_as_run_wrong": test["fp32_right_quantized_wrong"],
             "reference_wrong_as_run_right": test["fp32_wrong_quantized_right"], "mcnemar_p": test["mcnemar_p"],
-            "loses_detectably": bool(test["mcnemar_p"] < ALPHA and head.correct.sum() < reference.correct.sum())}
+            "loses_detectably": bool(test["mcnemar_p"] < ALPHA and head.sum() < reference.sum())}
 
 
 def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], settings: BenchSettings,
-              n_eval_images: int) -> dict[str, dict]:
-    """config name -> its bench entry: per-runtime numbers and ratios, and the headline runtime's flat."""
+              n_eval_images: int, references: dict[str, dict] | None = None) -> dict[str, dict]:
+    """config name -> its bench entry: per-runtime numbers and ratios, and the headline runtime's flat.
+
+    `references`: config name -> its float reference as the sweep row scored it (runtime, accuracy, correct
+    per test image), set beside the runtime as run."""
+    references = references or {}
     fp32 = {t.runtime: _numbers(t, settings.batch) for t in targets
-            if t.config is FP32 and t.timed and t.latencies}
+            if t.config is FP32 and t.latencies}
     # The FP32 a user would otherwise ship: the fastest runtime at each batch size, which every speed-up answers to.
     fastest_b1 = min(fp32, key=lambda r: fp32[r]["latency_ms_b1_median"], default=None)
     fastest_b256 = max(fp32, key=lambda r: fp32[r]["throughput_b256"], default=None)
@@ -212,7 +211,7 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
     for t in targets:
         entry = by_config.setdefault(t.config.name, {"runtimes": {}})
         row: dict = {**t.metrics} if t.error is None else {"error": t.error}
-        if t.timed and t.latencies:
+        if t.latencies:
             row.update(_numbers(t, settings.batch))
             baseline = runtime_info(t.runtime).baseline
             base = fp32.get(baseline)
@@ -245,10 +244,15 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
                       "fastest_fp32_b1": fastest_b1, "fastest_fp32_b256": fastest_b256})
         if FP32.name in quantized:
             entry["size_ratio_vs_fp32"] = round(model.size_bytes / quantized[FP32.name].size_bytes, 4)
+        scored = {t.runtime: t.correct for t in targets if t.config.name == name and t.correct is not None}
+        ref = references.get(name)
+        if ref and ref["runtime"] == reference and reference not in runtimes:
+            runtimes[reference] = {"accuracy": ref["accuracy"], "correct": int(ref["correct"].sum()),
+                                   "n_images": len(ref["correct"]), "scored_by": "the sweep row"}
+            scored.setdefault(reference, ref["correct"])
         if reference and "accuracy" in runtimes.get(reference, {}):
             entry["reference_runtime"] = reference
             entry["reference_accuracy"] = runtimes[reference]["accuracy"]
-            scored = {t.runtime: t for t in targets if t.config.name == name and t.correct is not None}
             if headline in scored and headline != reference:
                 entry["as_run_vs_reference"] = as_run_vs_reference(scored[headline], scored[reference])
         entry["artifact"] = str(model.path)
@@ -263,23 +267,26 @@ def bench_inputs(model: LoadedModel, data: EvalData, batch: int) -> tuple[torch.
     return xb[:1].clone(), xb
 
 
-def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, calibration_n: int, seed: int,
-              settings: BenchSettings, log: Callable[[str], None] = lambda s: None) -> dict:
-    """Quantize each config (FP32 always included), build its runtimes, time them all side by side.
+def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, rows: dict[str, tuple[str, Row]],
+              calibration_n: int, seed: int, settings: BenchSettings,
+              log: Callable[[str], None] = lambda s: None) -> dict:
+    """Build each config's shipped runtimes (FP32 always included) and time them all side by side.
 
-    Returns the bench document: environment, settings, and per config key its bench entry.
-    """
+    `rows`: config name -> (its row key, its sweep row): the key's identity hash names the work directory (what the
+    sweep compiled there is loaded, not rebuilt); the row gives the float reference. Returns the bench document."""
     configs = [FP32, *[c for c in configs if c.name != FP32.name]]
     allocator = keep_freed_memory()
+    labels = data.test.labels.numpy()
     with pinned_threads(settings.threads):
         calibration = make_calibration(model, data, calibration_n, seed)
-        targets, quantized, skipped = [], {}, {}
+        targets, quantized, skipped, references = [], {}, {}, {}
         load_before = _loadavg()
         for config in configs:
             cal = calibration if config.is_static else None
-            try:
-                identity = identity_hash(row_identity(model, config, data, calibration_n, seed))
-                quantized[config.name] = quantize(model, config, cal, workdir_for(model, config, cal, identity))
+            key, row = rows[config.name]
+            try:  # a row key ends with its identity hash, which names the row's work directory
+                quantized[config.name] = quantize(model, config, cal,
+                                                  workdir_for(model, config, cal, key.rsplit("|", 1)[-1]))
             except NotApplicable as e:
                 skipped[config.name] = {"not_applicable": str(e)}
                 continue
@@ -287,6 +294,9 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
                 skipped[config.name] = {"error": one_line(e), "traceback": traceback.format_exc(limit=4)}
                 log(f"  {config.name}: {skipped[config.name]['error']}")
                 continue
+            if "predictions" in (row.reference or {}):
+                references[config.name] = {**row.reference,
+                                           "correct": decode_classes(row.reference["predictions"]) == labels}
             for target in targets_for(config, quantized[config.name], settings):
                 _build(target, data, model, log)
                 targets.append(target)
@@ -295,9 +305,9 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
         eval_fn = (lambda runner: evaluate(runner, data.test, model.preprocessing)) if settings.time_eval else None
         started = time.perf_counter()
         measure(targets, x1, xb, settings, eval_fn)
-        log(f"  timed {sum(t.timed and t.runner is not None for t in targets)} targets in "
+        log(f"  timed {sum(t.runner is not None for t in targets)} targets in "
             f"{time.perf_counter() - started:.0f} s")
-        entries = summarize(targets, quantized, settings, len(data.test))
+        entries = summarize(targets, quantized, settings, len(data.test), references)
         entries.update(skipped)
         env = {**environment(settings.threads), "allocator": allocator, "load_average_before": load_before,
                "load_average_after": _loadavg()}
@@ -306,63 +316,60 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ca
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model.name, "model_weights_sha256": model.weights_sha256,
         "environment": env, "settings": asdict(settings),
-        "entries": {row_key(model, c, data, calibration_n, seed): {"config_name": c.name, **entries[c.name]}
-                    for c in configs if c.name in entries},
+        "entries": {rows[c.name][0]: {"config_name": c.name, **entries[c.name]} for c in configs if c.name in entries},
     }
-
-
-def table_rows(document: dict) -> list[list[str]]:
-    """One printable row per config and timed runtime: latency, throughput, speed-up, size on disk of what that
-    runtime loads (a compiled package, else the model file), accuracy."""
-    def pct(v):
-        return f"{100 * v:.2f}%" if v is not None else ""
-
-    rows = []
-    for entry in document["entries"].values():
-        if "runtimes" not in entry:
-            rows.append([entry["config_name"], "", "", "", "", "", "", entry.get("not_applicable") or entry.get("error", ""), ""])
-            continue
-        for runtime, r in entry["runtimes"].items():
-            if "latency_ms_b1_median" not in r and "error" not in r:
-                continue  # accuracy-only references show in the reference column
-            shipped = r.get("artifact_bytes") or entry.get("size_bytes")  # a compiled package, else the model file
-            size = f"{shipped / 1024:.0f}" if shipped else ""
-            if "error" in r:
-                rows.append([entry["config_name"], runtime, "", "", "", "", size, r["error"][:60], ""])
-                continue
-            reference = entry.get("reference_accuracy") if runtime == entry["runtime"] else None
-            rows.append([entry["config_name"], runtime, f"{r['latency_ms_b1_median']:.3f}", f"{r['latency_ms_b1_p90']:.3f}",
-                         f"{r['throughput_b256']:,.0f}", f"{r.get('speedup_vs_fp32_b256', float('nan')):.2f}", size,
-                         pct(r.get("accuracy")), pct(reference)])
-    return rows
 
 
 def attach_to_results(path: Path, document: dict) -> list[str]:
     """Put each bench entry under `bench` in its sweep row, under the results lock (read, merge, write), so a
     sweep writing at the same time keeps its rows. Returns the keys that have no sweep row (not written)."""
     env = {"environment": document["environment"], "created": document["created"]}
-    with locked(path):
-        data = load_results(path)
-        missing = [k for k in document["entries"] if k not in data["entries"]]
-        for key, entry in document["entries"].items():
-            if key in data["entries"]:
-                data["entries"][key]["bench"] = {**entry, **env}
-        write_json_atomic(path, data)
-    return missing
+
+    def attach(rows: dict[str, Row]) -> dict[str, Row]:
+        return {key: replace(rows[key], bench={**entry, **env}) for key, entry in document["entries"].items()
+                if key in rows}
+
+    written = update_rows(path, attach)
+    return [k for k in document["entries"] if k not in written]
+
+
+def stored_bench(bench_path: Path, keys: list[str], settings: BenchSettings) -> dict | None:
+    """The bench document at `bench_path` when it timed exactly these rows (their keys carry their identities: data,
+    calibration sample, config, weights, CPU class, versions) with the same settings on the same CPU model; else
+    None. A rerun with nothing changed re-times nothing."""
+    try:
+        document = json.loads(bench_path.read_text())
+    except (OSError, ValueError):
+        return None
+    here = environment(settings.threads)
+    same_machine = all(document.get("environment", {}).get(k) == here[k] for k in ("cpu", "threads", "versions"))
+    if (same_machine and document.get("settings") == asdict(settings)
+            and sorted(document.get("entries", {})) == sorted(keys)):
+        return document
+    return None
 
 
 def bench_and_record(model: LoadedModel, configs: list[QuantConfig], data: EvalData, calibration_n: int, seed: int,
                      settings: BenchSettings, results_path: Path, bench_path: Path,
-                     log: Callable[[str], None] = lambda s: None) -> dict:
+                     log: Callable[[str], None] = lambda s: None, force: bool = False) -> dict:
     """The sweep rows of this seed first (resumable: only missing ones are computed), then the bench, attached
-    to them (the speed of a config, whatever its calibration draw) and written whole to `bench_path`."""
+    to them (the speed of a config, whatever its calibration draw) and written whole to `bench_path`. A stored bench
+    of the same rows, settings and CPU is reused (`force`: time again); its document then says `"reused": true`."""
     configs = [FP32, *[c for c in configs if c.name != FP32.name]]
-    existing = load_results(results_path)["entries"]
-    if not all(is_finished(existing.get(row_key(model, c, data, calibration_n, seed))) for c in configs):
-        for key, row, skipped in run_sweep([model], configs, data, calibration_n, [seed], results_path, notify=log):
+    keys = {c.name: row_key(model, c, data, calibration_n, seed) for c in configs}  # once per row
+    existing = Results.load(results_path).rows
+    if not all(is_finished(existing.get(key)) for key in keys.values()):
+        for key, _row, skipped in run_sweep([model], configs, data, calibration_n, [seed], results_path, notify=log):
             if not skipped:
                 log(f"  sweep row {key}")
-    document = run_bench(model, configs, data, calibration_n, seed, settings, log)
+        existing = Results.load(results_path).rows
+    stored = None if force else stored_bench(bench_path, list(keys.values()), settings)
+    if stored is not None:
+        if any(existing[key].bench is None for key in stored["entries"] if key in existing):
+            attach_to_results(results_path, stored)
+        return {**stored, "reused": True}
+    rows = {c.name: (keys[c.name], existing.get(keys[c.name], Row())) for c in configs}
+    document = run_bench(model, configs, data, rows, calibration_n, seed, settings, log)
     attach_to_results(results_path, document)
     write_json_atomic(bench_path, document)
     return document

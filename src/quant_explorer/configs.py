@@ -1,7 +1,8 @@
 """Every quantization recipe as a named, declarative record, in one registry.
 
 A config is data only; the backend registry (`backends.get_backend(config.backend)`) holds the code that applies
-it. `register_config` adds one (a test's own, or a user's), refusing a name already taken.
+it, and `CAPABILITIES` what each backend takes, so a config is checked when it is made without importing any
+backend. `register_config` adds one (a test's own, or a user's), refusing a name already taken.
 Names are systematic so a user can read the recipe off them:
   ort_<act>_<calibration>_<format>_<granularity>[_rr]   e.g. ort_u8_minmax_qdq_per_channel_rr
   pt2e_<act>_<granularity>_<observer>[_rr]              e.g. pt2e_u8_per_channel_histogram
@@ -19,6 +20,7 @@ REFERENCE = "fp32_baseline"  # the config every delta is measured against
 CALIBRATION_N = 256  # calibration images per static config: a stratified draw from the training split
 DEFAULT_SEEDS = 5  # calibration draws per static config: one draw moves a recipe by up to ~2 points
 ORT_CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
+ORT_FORMATS = ("qdq", "qoperator")
 CALIBRATION_NOTES = {"distribution": " (symmetric ranges, whatever the activations: see backends.ort)",
                      "entropy": " (KL search over 2048 histogram bins, 128 quantized bins)",
                      "percentile": " (99.999th percentile of 2048 histogram bins)"}
@@ -32,6 +34,29 @@ TORCH_OBSERVERS = ("minmax", "moving_average_minmax", "histogram")
 ACTIVATIONS = {"u8": ("uint8", False), "s8": ("int8", True), "s8asym": ("int8", False)}
 OBSERVER_TOKENS = {"minmax": "minmax", "movavg": "moving_average_minmax", "histogram": "histogram"}
 GRANULARITIES = ("per_tensor", "per_channel")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend takes in a config. Declared here, where configs are checked as they are made, so that
+    listing them imports no backend (torch, onnxruntime); each `Backend` record carries its backend's."""
+
+    name: str  # the backend's
+    calibrations: tuple[str, ...] = ()  # the calibration methods (or activation observers) it implements
+    formats: tuple[str, ...] = ()  # the ONNX formats it writes; none: its configs set no format
+    calibrated: bool = True  # quantized activations take calibration data (False: dynamic, ranges per batch)
+
+
+# The built-in backends'; `backends.register` adds those of a backend declared elsewhere (a test's, a user's).
+CAPABILITIES: Registry[Capabilities] = Registry("backend", lambda r: f"known: {', '.join(r)}")
+for _capabilities in (
+    Capabilities("fp32"),
+    Capabilities("ort", calibrations=ORT_CALIBRATIONS, formats=ORT_FORMATS),
+    Capabilities("pt2e", calibrations=TORCH_OBSERVERS),
+    Capabilities("eager_static", calibrations=("minmax",)),  # backends.eager.qconfig: MinMax activations
+    Capabilities("eager_dynamic", calibrated=False),
+):
+    CAPABILITIES.register(_capabilities)
 
 
 @dataclass(frozen=True)
@@ -54,16 +79,18 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.granularity not in (None, *GRANULARITIES):
             raise ValueError(f"{self.name}: granularity {self.granularity!r}")
-        allowed = ORT_CALIBRATIONS if self.backend == "ort" else TORCH_OBSERVERS
-        if self.calibration is not None and self.calibration not in allowed:
-            raise ValueError(f"{self.name}: calibration {self.calibration!r} not in {allowed}")
-        if (self.backend == "ort") != (self.format is not None):
-            raise ValueError(f"{self.name}: format is set for ORT configs and only for them")
+        takes = CAPABILITIES.lookup(self.backend)
+        if self.calibration is not None and self.calibration not in takes.calibrations:
+            raise ValueError(f"{self.name}: calibration {self.calibration!r} not in {self.backend}'s "
+                             f"{takes.calibrations}")
+        if self.format not in (takes.formats or (None,)):
+            raise ValueError(f"{self.name}: format {self.format!r}: {self.backend} writes "
+                             f"{' or '.join(takes.formats) or 'no format'}")
 
     @property
     def is_static(self) -> bool:
         """Static configs need calibration data; FP32 and dynamic ones do not."""
-        return self.activation_dtype is not None and self.backend != "eager_dynamic"
+        return self.activation_dtype is not None and CAPABILITIES[self.backend].calibrated
 
     @property
     def u8s8(self) -> bool:
@@ -92,14 +119,15 @@ def _ort_configs() -> list[QuantConfig]:
     out = []
     for act, (dtype, symmetric) in ACTIVATIONS.items():
         for calibration in ORT_CALIBRATIONS:
-            for fmt in ("qdq", "qoperator"):
+            for fmt in ORT_FORMATS:
                 for granularity in GRANULARITIES:
                     for rr in (False, True):
                         name = f"ort_{act}_{calibration}_{fmt}_{granularity}" + ("_rr" if rr else "")
                         out.append(QuantConfig(
                             name, "ort",
-                            f"ONNX Runtime quantize_static: {dtype} {'symmetric' if symmetric else 'asymmetric'} activations, int8 {granularity.replace('_', '-')} "
-                            f"weights, {calibration} calibration{CALIBRATION_NOTES.get(calibration, '')}, {fmt.upper()}"
+                            f"ONNX Runtime quantize_static: {dtype} {'symmetric' if symmetric else 'asymmetric'} "
+                            f"activations, int8 {granularity.replace('_', '-')} weights, {calibration} "
+                            f"calibration{CALIBRATION_NOTES.get(calibration, '')}, {fmt.upper()}"
                             + (", reduce_range" if rr else ""),
                             activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
                             granularity=granularity, calibration=calibration, format=fmt, reduce_range=rr,

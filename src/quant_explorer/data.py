@@ -84,7 +84,8 @@ def detect_layout(root: Path) -> str:
         raise UserError(f"data directory {root} is a file, expected a directory: {LAYOUT_HELP}")
     if not root.is_dir():
         raise UserError(f"data directory {root} does not exist: {LAYOUT_HELP}; pass --data-dir or set ${DATA_ENV}")
-    has_batches = (root / CIFAR_PYTHON_DIR).is_dir() or (root.name == CIFAR_PYTHON_DIR and (root / "batches.meta").exists())
+    has_batches = ((root / CIFAR_PYTHON_DIR).is_dir()
+                   or (root.name == CIFAR_PYTHON_DIR and (root / "batches.meta").exists()))
     has_folders = any((root / split).is_dir() for split in ("train", "test"))
     if has_batches and has_folders:
         raise UserError(f"data directory {root} is ambiguous: it holds both CIFAR-10 batches and train/test image "

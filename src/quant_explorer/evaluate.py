@@ -14,7 +14,8 @@ from .models import Preprocessing
 Runner = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]  # float32 NCHW batch -> [N, classes] logits
 
 
-def predict(runner: Runner, images: ImageSet, preprocessing: Preprocessing, batch_size: int = 256) -> tuple[np.ndarray, float]:
+def predict(runner: Runner, images: ImageSet, preprocessing: Preprocessing,
+            batch_size: int = 256) -> tuple[np.ndarray, float]:
     """Top-1 predictions for every image, and the wall time the runner spent on them (seconds)."""
     preds = np.empty(len(images), dtype=np.int64)
     spent = 0.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -20,7 +20,7 @@ import torch
 
 from .backends import Calibration, QuantizedModel, RuntimeBuild, get_backend, quantize, recipe
 from .configs import CONFIGS, REFERENCE, QuantConfig
-from .data import EvalData, ImageSet, cache_dir, calibration_indices, resolve_data_dir
+from .data import EvalData, ImageSet, cache_dir, calibration_indices, calibration_set, resolve_data_dir
 from .env import environment
 from .errors import NotApplicable, UserError, did_you_mean, first_line, one_line
 from .evaluate import evaluate
@@ -29,6 +29,7 @@ from .identity import identity_hash, make_identity
 from .models import LoadedModel
 from .paths import artifacts_dir, models_dir
 from .results import check_writable, encode_classes, entry_key
+from .row import Row
 from .stats import mcnemar
 
 FP32 = CONFIGS[REFERENCE]
@@ -91,15 +92,14 @@ def check_fits(model: LoadedModel, images: ImageSet) -> None:
 class Baseline:
     """A model's FP32 reference on the evaluation set: every delta is paired against these predictions."""
 
-    metrics: dict
+    row: Row  # the FP32 row: accuracy and per-class accuracy
     preds: np.ndarray
     size_bytes: int
 
 
 def make_calibration(model: LoadedModel, data: EvalData, n: int, seed: int) -> Calibration:
-    indices = calibration_indices(data.train.labels, n, seed)
     # An imported graph that only runs at batch 1 must be calibrated one image at a time.
-    return Calibration(data.train.subset(indices), model.preprocessing, seed,
+    return Calibration(calibration_set(data.train, n, seed), model.preprocessing, seed,
                        batch_size=model.import_info.get("fixed_batch") or 64, pool_fingerprint=data.train.fingerprint)
 
 
@@ -119,9 +119,11 @@ def study_identity(model: LoadedModel, config: QuantConfig, data: EvalData) -> d
             "calibration_pool": data.train.fingerprint, "preprocessing": model.preprocessing.to_dict()}
 
 
-def row_key(model: LoadedModel, config: QuantConfig, data: EvalData, calibration_n: int, seed: int) -> str:
-    """model|config[|n=|seed=]|identity hash: a result of other data, CPU class or versions has another key."""
-    identity = row_identity(model, config, data, calibration_n, seed)
+def row_key(model: LoadedModel, config: QuantConfig, data: EvalData, calibration_n: int, seed: int,
+            identity: dict | None = None) -> str:
+    """model|config[|n=|seed=]|identity hash: a result of other data, CPU class or versions has another key.
+    `identity`: the row's, when the caller has it already (it is computed once per row)."""
+    identity = identity or row_identity(model, config, data, calibration_n, seed)
     return entry_key(model.name, config.name, *((calibration_n, seed) if config.is_static else ()),
                      identity_hash=identity_hash(identity))
 
@@ -133,9 +135,10 @@ def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibratio
     return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / f"{tag}-{identity}"
 
 
-def is_finished(entry: dict | None) -> bool:
-    """A stored row that can be reused as it is (its key already says it was measured alike)."""
-    return bool(entry) and "error" not in entry and "predictions" in entry
+def is_finished(row: Row | None) -> bool:
+    """A stored row that can be reused as it is (its key already says it was measured alike): scored, or a config
+    that does not apply there."""
+    return row is not None and row.error is None and (row.predictions is not None or row.not_applicable is not None)
 
 
 def cross_checks(quantized: QuantizedModel, data: EvalData, model: LoadedModel, preds: np.ndarray) -> dict:
@@ -156,63 +159,63 @@ def _scored_elsewhere(runtime: RuntimeBuild, data: EvalData, model: LoadedModel,
             "predictions": encode_classes(other)}
 
 
-def compare_with_fp32(preds: np.ndarray, labels: np.ndarray, baseline: Baseline, metrics: dict) -> dict:
-    """Paired against the FP32 predictions on the same images: delta, discordant counts and exact McNemar p."""
-    fp32 = baseline.metrics
-    return {"delta_pp": round(100 * (metrics["accuracy"] - fp32["accuracy"]), 4),
-            "per_class_delta_pp": {c: round(100 * (metrics["per_class_accuracy"][c] - fp32["per_class_accuracy"][c]), 4)
-                                   for c in metrics["per_class_accuracy"]},
-            "agreement_with_fp32": float((preds == baseline.preds).mean()),
-            "changed_predictions": int((preds != baseline.preds).sum()),
-            **mcnemar(baseline.preds == labels, preds == labels)}
+def compare_with_fp32(preds: np.ndarray, labels: np.ndarray, baseline: Baseline, row: Row) -> Row:
+    """`row` paired against the FP32 predictions on the same images: delta, discordant counts and exact McNemar p."""
+    fp32 = baseline.row
+    return replace(row, delta_pp=round(100 * (row.accuracy - fp32.accuracy), 4),
+                   per_class_delta_pp={c: round(100 * (row.per_class_accuracy[c] - fp32.per_class_accuracy[c]), 4)
+                                       for c in row.per_class_accuracy},
+                   agreement_with_fp32=float((preds == baseline.preds).mean()),
+                   changed_predictions=int((preds != baseline.preds).sum()),
+                   **mcnemar(baseline.preds == labels, preds == labels))
 
 
 def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibration: Calibration | None,
-               baseline: Baseline | None, with_cross_checks: bool = True) -> tuple[dict, np.ndarray | None]:
-    """Quantize, evaluate on every test image and compare with the FP32 baseline: one result row.
+               baseline: Baseline | None, with_cross_checks: bool = True,
+               identity: dict | None = None) -> tuple[Row, np.ndarray | None]:
+    """Quantize, evaluate on every test image and compare with the FP32 baseline: one result row (`identity`: the
+    row's, when the caller computed it for its key).
 
     Whatever fails — quantizing, or running the quantized model — becomes the row's `error`; the sweep goes on.
     """
     calibration = calibration if config.is_static else None
     n, seed = (len(calibration.images), calibration.seed) if calibration else (None, None)
-    identity = row_identity(model, config, data, n, seed)
+    identity = identity or row_identity(model, config, data, n, seed)
     hashed = identity_hash(identity)
-    row = {"model": model.name, "model_weights_sha256": model.weights_sha256, "config_name": config.name,
-           "config": config.to_dict(), "identity": identity, "identity_hash": hashed,
-           "environment": environment(torch.get_num_threads()),
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if calibration:
-        row["calibration"] = calibration.describe()
+    row = Row(model=model.name, model_weights_sha256=model.weights_sha256, config_name=config.name,
+              config=config.to_dict(), identity=identity, identity_hash=hashed,
+              environment=environment(torch.get_num_threads()),
+              created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              calibration=calibration.describe() if calibration else None)
     started = time.perf_counter()
     try:
         quantized = quantize(model, config, calibration, workdir_for(model, config, calibration, hashed))
-        row["quantize_seconds"] = round(time.perf_counter() - started, 3)
+        row.quantize_seconds = round(time.perf_counter() - started, 3)
         metrics, preds = evaluate(quantized.runner, data.test, model.preprocessing)
     except NotApplicable as e:
-        return {**row, "warnings": [], "not_applicable": str(e)}, None
+        return replace(row, warnings=[], not_applicable=str(e)), None
     except Exception as e:
-        return {**row, "warnings": [], "error": one_line(e), "traceback": traceback.format_exc(limit=4)}, None
-    row.update(metrics)
-    row.update({"warnings": quantized.warnings, "predictions": encode_classes(preds), "runtime": quantized.runtime,
-                "size_bytes": quantized.size_bytes, "checks": quantized.checks})
+        return replace(row, warnings=[], error=one_line(e), traceback=traceback.format_exc(limit=4)), None
+    row = replace(row, **metrics, warnings=quantized.warnings, predictions=encode_classes(preds),
+                  runtime=quantized.runtime, size_bytes=quantized.size_bytes, checks=quantized.checks)
     if baseline is not None:
-        row.update(compare_with_fp32(preds, data.test.labels.numpy(), baseline, metrics))
-        row["size_ratio_vs_fp32"] = round(quantized.size_bytes / baseline.size_bytes, 4)
+        row = compare_with_fp32(preds, data.test.labels.numpy(), baseline, row)
+        row.size_ratio_vs_fp32 = round(quantized.size_bytes / baseline.size_bytes, 4)
     reference = quantized.runtimes.get(quantized.reference)
     if reference and (with_cross_checks or reference.every_seed):  # the recipe's float simulation, same images
-        row["reference"] = {"runtime": quantized.reference,
-                            **_scored_elsewhere(quantized.runtimes[quantized.reference], data, model, preds)}
-    row["alternates"] = cross_checks(quantized, data, model, preds) if with_cross_checks else {}
-    row["seconds"] = round(time.perf_counter() - started, 3)  # the whole row: quantize, evaluate, cross-checks
+        row.reference = {"runtime": quantized.reference,
+                         **_scored_elsewhere(quantized.runtimes[quantized.reference], data, model, preds)}
+    row.alternates = cross_checks(quantized, data, model, preds) if with_cross_checks else {}
+    row.seconds = round(time.perf_counter() - started, 3)  # the whole row: quantize, evaluate, cross-checks
     return row, preds
 
 
-def fp32_baseline(model: LoadedModel, data: EvalData) -> tuple[Baseline, dict]:
+def fp32_baseline(model: LoadedModel, data: EvalData) -> tuple[Baseline, Row]:
     row, preds = run_config(model, FP32, data, None, None)
-    if "error" in row:  # nothing can be compared without it: the whole run stops, in one line
-        raise UserError(f"FP32 evaluation of {model.name} failed: {first_line(row['error'])}")
-    baseline = Baseline(row, preds, row["size_bytes"])
-    row.update({**compare_with_fp32(preds, data.test.labels.numpy(), baseline, row), "size_ratio_vs_fp32": 1.0})
+    if row.error is not None:  # nothing can be compared without it: the whole run stops, in one line
+        raise UserError(f"FP32 evaluation of {model.name} failed: {first_line(row.error)}")
+    baseline = Baseline(row, preds, row.size_bytes)
+    row = replace(compare_with_fp32(preds, data.test.labels.numpy(), baseline, row), size_ratio_vs_fp32=1.0)
     return baseline, row
 
 
@@ -263,7 +266,8 @@ def check_fp32_runtime(name: str) -> None:
 def fp32_runner(model: LoadedModel, name: str):
     """The FP32 model in one of its runtimes (ONNX Runtime on its export, eager PyTorch, onnx2torch...)."""
     check_fp32_runtime(name)
-    runtimes = quantize(model, FP32, None, workdir_for(model, FP32, None, recipe(FP32.backend).replace(' ', '-'))).runtimes
+    workdir = workdir_for(model, FP32, None, recipe(FP32.backend).replace(' ', '-'))
+    runtimes = quantize(model, FP32, None, workdir).runtimes
     if name not in runtimes:
         raise UserError(f"--runtime {name} cannot run {model.name}: {model.torch_unavailable or 'not built'}; "
                         f"choose one of {', '.join(runtimes)}")

@@ -33,7 +33,8 @@ VERSIONED = ("onnxruntime", "torch", "torchao", "onnx", "numpy")  # the librarie
 CPU_CLASSES = (("amx", ("amx_int8",)), ("avx512-vnni", ("avx512_vnni",)), ("avx-vnni", ("avx_vnni",)),
                ("avx512", ("avx512bw",)), ("avx2", ("avx2",)))
 # identity field -> how a mismatch is said ("computed on another CPU class (avx2)"), in the order they are told
-FIELD_WORDS = {"cpu_class": "on another CPU class", "emulated": "on an emulated CPU class", "versions": "with other library versions",
+FIELD_WORDS = {"cpu_class": "on another CPU class", "emulated": "on an emulated CPU class",
+               "versions": "with other library versions",
                "model_weights_sha256": "with other weights of the model", "dataset": "on another evaluation set",
                "calibration_pool": "calibrated from another training split", "config": "with another config record",
                "recipe": "by another version of its backend's code",

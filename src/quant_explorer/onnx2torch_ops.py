@@ -113,8 +113,8 @@ def _reduce_mean(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     if not axes and node.attributes.get("noop_with_empty_axes", 0):
         raise NotImplementedError("ReduceMean with noop_with_empty_axes")
     module = ReduceMean(axes, bool(node.attributes.get("keepdims", 1)))
-    return OperationConverterResult(torch_module=module,
-                                    onnx_mapping=OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values))
+    mapping = OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values)
+    return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
 
 
 @add_converter(operation_type="Pad", version=18)

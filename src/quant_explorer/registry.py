@@ -1,5 +1,5 @@
-"""The one shape of every registry here (configs, backends): named things in registration order, where a taken
-name is refused and an unknown one is answered with the close matches."""
+"""The one shape of every registry here (configs, backends and their capabilities, models): named things in
+registration order, where a taken name is refused and an unknown one is answered with the close matches."""
 
 from __future__ import annotations
 

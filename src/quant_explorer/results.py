@@ -9,7 +9,8 @@ are the data's own), so each row's stored per-image predictions can be scored an
 has been seen once.
 Version-1 files (no identities, no predictions) are migrated on read: their rows keep their keys, marked
 `"schema": 1`, and are never reused. Each save re-reads the file under the lock and merges, so two sweeps
-writing at once keep both's entries.
+writing at once keep both's entries. Readers get the rows typed (`Results`, `row.Row`); the study and bench files
+share the layout and are read as plain entries (`load_results`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .errors import UserError, warn
 from .files import cannot_write, write_target, write_text_atomic
 from .paths import labels_dir
+from .row import Row
 
 SCHEMA_VERSION = 2
 MIGRATES = {1}  # older schema versions read (and rewritten) as this one
@@ -220,3 +224,36 @@ def save_entries(path: Path, entries: dict[str, dict], datasets: dict[str, dict]
                 else entry
         data["entries"] = dict(sorted(data["entries"].items()))
         write_json_atomic(path, data)
+
+
+def save_rows(path: Path, rows: dict[str, Row], datasets: dict[str, dict] | None = None) -> None:
+    """`save_entries` for typed rows: the one way rows are written."""
+    save_entries(path, {k: row.to_dict() for k, row in rows.items()}, datasets)
+
+
+def update_rows(path: Path, change: Callable[[dict[str, Row]], dict[str, Row]]) -> dict[str, Row]:
+    """Under the lock: read the stored rows, let `change(rows)` return those to write back ({key: Row}), merge them
+    in, write atomically; rows not returned stay byte for byte as they were. Returns what was written."""
+    with locked(path):
+        data = load_results(path)
+        changed = change({k: Row.from_dict(e) for k, e in data["entries"].items()})
+        data["entries"].update({k: row.to_dict() for k, row in changed.items()})
+        write_json_atomic(path, data)
+    return changed
+
+
+@dataclass
+class Results:
+    """full_results.json as typed rows: what every reader of it gets (`Results.load`)."""
+
+    rows: dict[str, Row]  # by key (`entry_key`)
+    datasets: dict[str, dict]  # by fingerprint: name, n_images, classes
+
+    @classmethod
+    def of(cls, document: dict) -> Results:
+        """From a results document (`load_results`); its non-row entries become rows of `extra` fields only."""
+        return cls({k: Row.from_dict(e) for k, e in document["entries"].items()}, document.get("datasets", {}))
+
+    @classmethod
+    def load(cls, path: Path) -> Results:
+        return cls.of(load_results(path))

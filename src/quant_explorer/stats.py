@@ -54,12 +54,14 @@ class Resampler:
         self.n_images, self.resamples, self.seed = n_images, resamples, seed
         self.images = np.stack([np.bincount(rng.integers(0, n_images, n_images), minlength=n_images)
                                 for _ in range(resamples)]).astype(np.float32)
+        self._seeds: dict[int, np.ndarray] = {}
 
-    @functools.cache
     def seeds(self, k: int) -> np.ndarray:
         """[resamples, k] counts of each seed in each resample (its own generator: independent of call order)."""
-        rng = np.random.default_rng([self.seed, self.n_images, k])
-        return rng.multinomial(k, np.full(k, 1 / k), size=self.resamples).astype(np.float32)
+        if k not in self._seeds:
+            rng = np.random.default_rng([self.seed, self.n_images, k])
+            self._seeds[k] = rng.multinomial(k, np.full(k, 1 / k), size=self.resamples).astype(np.float32)
+        return self._seeds[k]
 
 
 @functools.cache
@@ -159,8 +161,8 @@ def paired_delta(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, a
         half, p = 0.0, float(mean == 0)
     pp = lambda x: round(100 * float(x), 4)  # noqa: E731
     return {"mean_pp": pp(mean), "ci_pp": [pp(mean - half), pp(mean + half)], "level": 1 - alpha,
-            "p": round(p, 6), "se_pp": pp(se), "image_se_pp": pp(np.sqrt(image_var)), "seed_se_pp": pp(np.sqrt(seed_var)),
-            "df": round(float(df), 1)}
+            "p": round(p, 6), "se_pp": pp(se), "image_se_pp": pp(np.sqrt(image_var)),
+            "seed_se_pp": pp(np.sqrt(seed_var)), "df": round(float(df), 1)}
 
 
 def excludes_zero(interval: list[float]) -> bool:

@@ -17,34 +17,33 @@ from typing import Callable, Iterator
 from .configs import QuantConfig
 from .data import EvalData
 from .executors import Executor, LocalExecutor, TaskFailed
-from .experiment import (FP32, Baseline, fp32_baseline, is_finished, make_calibration, row_identity, row_key,
-                         run_config)
+from .experiment import FP32, Baseline, fp32_baseline, is_finished, make_calibration, row_identity, row_key, run_config
 from .identity import differences, legacy_identity
 from .models import LoadedModel
 from .paths import ARTIFACTS_ENV, artifacts_dir
-from .results import decode_classes, load_results, save_entries, save_labels
+from .results import Results, decode_classes, save_labels, save_rows
+from .row import Row
 
 
-def stage_seconds(rows: list[dict]) -> dict[str, float]:
-    """Wall seconds per backend over the rows computed in this run (reused rows cost nothing)."""
+def stage_seconds(rows: list[Row]) -> dict[str, float]:
+    """Wall seconds per backend over the rows computed in this run (pass only those: reused rows cost nothing)."""
     spent: Counter = Counter()
     for row in rows:
-        if not row.get("skipped") and "seconds" in row:
-            spent[row["config"]["backend"]] += row["seconds"]
+        if row.seconds is not None:
+            spent[row.config["backend"]] += row.seconds
     return {backend: round(seconds, 1) for backend, seconds in spent.items()}
 
 
-def reuse_notices(existing: dict[str, dict], wanted: list[tuple[tuple, dict]]) -> list[str]:
+def reuse_notices(existing: dict[str, Row], wanted: list[tuple[tuple, dict]]) -> list[str]:
     """Why stored rows of the same (model, config, n, seed) are not reused, one line per reason with its count.
 
     `wanted`: (model, config, n, seed) and the identity each row to compute will have.
     """
     stored: dict[tuple, list[dict]] = {}
-    for entry in existing.values():
-        if "config_name" in entry and "accuracy" in entry:
-            cal = entry.get("calibration") or {}
-            base = (entry["model"], entry["config_name"], cal.get("calibration_n"), cal.get("calibration_seed"))
-            stored.setdefault(base, []).append(legacy_identity(entry) if "schema" in entry else entry.get("identity", {}))
+    for row in existing.values():
+        if row.scored:
+            base = (row.model, row.config_name, row.calibration_n, row.seed)
+            stored.setdefault(base, []).append(legacy_identity(row.to_dict()) if row.schema else row.identity or {})
     reasons: Counter = Counter()
     for base, identity in wanted:
         # the nearest stored row (fewest fields apart) says why: the one change that made this row new
@@ -63,6 +62,7 @@ class ConfigTask:
     config: QuantConfig
     calibration_n: int
     seed: int
+    identity: dict  # computed once, by the driver, for the row's key
     first_seed: bool = True  # the row that also runs the cross-check runtimes
 
 
@@ -76,20 +76,21 @@ class SweepShared:
     artifacts: Path  # absolute: workers write quantized models here, whatever their working directory
 
 
-def run_task(task: ConfigTask, shared: SweepShared) -> dict:
+def run_task(task: ConfigTask, shared: SweepShared) -> Row:
     """A worker's job: one config on one model, compared with the baseline the driver computed."""
     if artifacts_dir().resolve() != shared.artifacts:
         os.environ[ARTIFACTS_ENV] = str(shared.artifacts)
     model = shared.models[task.model]
     calibration = make_calibration(model, shared.data, task.calibration_n, task.seed) if task.config.is_static else None
     # The cross-checks (onnx2torch simulation...) describe the recipe, not the draw: the first seed has them.
-    row, _ = run_config(model, task.config, shared.data, calibration, shared.baselines[task.model], task.first_seed)
+    row, _ = run_config(model, task.config, shared.data, calibration, shared.baselines[task.model], task.first_seed,
+                        task.identity)
     return row
 
 
 def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalData, calibration_n: int,
               seeds: list[int], results_path: Path, force: bool = False, executor: Executor | None = None,
-              notify: Callable[[str], None] = lambda _: None) -> Iterator[tuple[str, dict, bool]]:
+              notify: Callable[[str], None] = lambda _: None) -> Iterator[tuple[str, Row, bool]]:
     """Yield (key, row, skipped) per model x config x seed as each finishes, saving each row as it arrives.
 
     Static configs run once per calibration seed, the others once. A stored row is reused only where its
@@ -98,7 +99,7 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
     computes each model's FP32 baseline and alone writes the results file; the executor runs the rest.
     """
     executor = executor or LocalExecutor()
-    existing = load_results(results_path)["entries"]
+    existing = Results.load(results_path).rows
     datasets = {data.test.fingerprint: data.test.record()}
     save_labels(data.test.fingerprint, data.test.labels.numpy())
     baselines, tasks, wanted = {}, [], []
@@ -107,23 +108,23 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
         fp32_reused = not force and is_finished(existing.get(fp32_key))
         if fp32_reused:  # its stored predictions are the baseline: same identity, same numbers
             fp32_row = existing[fp32_key]
-            baseline = Baseline(fp32_row, decode_classes(fp32_row["predictions"]), fp32_row["size_bytes"])
+            baseline = Baseline(fp32_row, decode_classes(fp32_row.predictions), fp32_row.size_bytes)
         else:
             baseline, fp32_row = fp32_baseline(model, data)
-            save_entries(results_path, {fp32_key: fp32_row}, datasets)
+            save_rows(results_path, {fp32_key: fp32_row}, datasets)
         baselines[model.name] = baseline
         for config in configs:
             for seed in seeds if config.is_static else seeds[:1]:
-                key = row_key(model, config, data, calibration_n, seed)
+                identity = row_identity(model, config, data, calibration_n, seed)  # once per row
+                key = row_key(model, config, data, calibration_n, seed, identity)
                 if config is FP32:
                     yield key, fp32_row, fp32_reused
                 elif not force and is_finished(existing.get(key)):
                     yield key, existing[key], True
                 else:
                     n = calibration_n if config.is_static else None
-                    wanted.append(((model.name, config.name, n, seed if config.is_static else None),
-                                   row_identity(model, config, data, calibration_n, seed)))
-                    tasks.append(ConfigTask(key, model.name, config, calibration_n, seed, seed == seeds[0]))
+                    wanted.append(((model.name, config.name, n, seed if config.is_static else None), identity))
+                    tasks.append(ConfigTask(key, model.name, config, calibration_n, seed, identity, seed == seeds[0]))
     for line in reuse_notices(existing, wanted):
         notify(line)
     shared = SweepShared(data, {m.name: m for m in models}, baselines, artifacts_dir().resolve())
@@ -131,8 +132,8 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
         task = tasks[i]
         if isinstance(row, TaskFailed):  # its worker died on every attempt: a failed row, rerun next time
             model = shared.models[task.model]
-            row = {"model": model.name, "model_weights_sha256": model.weights_sha256, "config_name": task.config.name,
-                   "config": task.config.to_dict(), "error": f"TaskFailed: {row}"}
-        row["executor"] = executor.name
-        save_entries(results_path, {task.key: row}, datasets)
+            row = Row(model=model.name, model_weights_sha256=model.weights_sha256, config_name=task.config.name,
+                      config=task.config.to_dict(), error=f"TaskFailed: {row}")
+        row.executor = executor.name
+        save_rows(results_path, {task.key: row}, datasets)
         yield task.key, row, False

@@ -1,5 +1,5 @@
-"""Analyses of what quantization cost: over the results file (summary, pareto, comparisons, explanations) or as
-targeted experiments of their own (calibration size, per layer).
+"""Read-only views of what quantization cost, computed from the results files (summary, pareto, comparisons,
+explanations); nothing here runs a model (the studies that do are `studies/`, the wording is `report/`'s).
 
 `summary.load_view` is the one view of full_results.json that every table and plot reads: one environment,
 one evaluation set, one pooled row per (model, config) with its seeds' statistics.
@@ -8,29 +8,29 @@ one evaluation set, one pooled row per (model, config) with its seeds' statistic
 from __future__ import annotations
 
 from ..configs import REFERENCE
-from .summary import SPEED_PREFIXES, is_quantized  # noqa: F401  (the names every analysis uses)
+from ..row import Row
+from .rows import SPEED_PREFIXES, is_quantized  # noqa: F401  (the names every analysis uses)
 
 
-def fp32_rows(rows: list[dict]) -> dict[str, dict]:
-    """Each model's FP32 reference row."""
-    return {r["model"]: r for r in rows if r["config_name"] == REFERENCE}
+def fp32_rows(records: list[Row]) -> dict[str, Row]:
+    """Each model's FP32 reference record in a view (`View.rows`)."""
+    return {r.model: r for r in records if r.config_name == REFERENCE}
 
 
-def current_studies(entries: dict[str, dict], rows: list[dict]) -> dict[str, dict]:
-    """The study entries (calibration size, per layer) measured alike to the view's rows: a model of the view,
-    its current weights, the same environment and the same evaluation set."""
-    from .summary import row_dataset, row_environment
+def current_studies(entries: dict[str, dict], records: list[Row]) -> dict[str, dict]:
+    """The study entries (calibration size, per layer) measured alike to the view's records: a model of the view,
+    its current weights, the same environment and the same evaluation set. (A study entry carries a row's model,
+    weights, identity and evaluation-set fields, so it is read as one.)"""
+    from .rows import row_dataset, row_environment
 
-    current = {model: (row.get("model_weights_sha256"), row_environment(row), row_dataset(row))
-               for model, row in fp32_rows(rows).items()}
+    def measured(row: Row) -> tuple:
+        return row.model_weights_sha256, row_environment(row), row_dataset(row)
+
+    current = {model: measured(record) for model, record in fp32_rows(records).items()}
     out = {}
     for key, e in entries.items():
-        if e.get("model") not in current:
-            continue
-        sha, env, dataset = current[e["model"]]
-        if e.get("model_weights_sha256") != sha:
-            continue
-        if row_environment(e) != env or row_dataset(e) != dataset:
-            continue
-        out[key] = e
+        study = Row.from_dict(e)
+        mine = current.get(study.model)
+        if mine and study.model_weights_sha256 == mine[0] and measured(study) == mine:
+            out[key] = e
     return out

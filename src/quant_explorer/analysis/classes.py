@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from .summary import View, is_quantized, load_view
+from ..results import Results
+from .rows import is_quantized
+from .summary import load_view
+from .view import View
 
 
 def cpu_part(environment: str) -> str:
@@ -18,10 +21,10 @@ def cpu_part(environment: str) -> str:
     return environment.split(",")[0]
 
 
-def class_views(data: dict, dataset: str | None = None, data_dir: Path | None = None) -> list[View]:
+def class_views(results: Results, dataset: str | None = None, data_dir: Path | None = None) -> list[View]:
     """The fullest current view of each CPU class (native and emulated apart) on the default view's evaluation
     set: what every column of the matrix is read from."""
-    default = load_view(data, dataset=dataset, data_dir=data_dir)
+    default = load_view(results, dataset=dataset, data_dir=data_dir)
     by_class: dict[str, dict] = {}
     for v in default.available:
         if v["dataset"] != default.dataset or not v.get("current"):
@@ -30,7 +33,7 @@ def class_views(data: dict, dataset: str | None = None, data_dir: Path | None = 
         if best is None or (v["current"], v["latest"]) > (best["current"], best["latest"]):
             by_class[cpu_part(v["environment"])] = v
     return [default if v["environment"] == default.environment
-            else load_view(data, environment=v["environment"], dataset=default.dataset, data_dir=data_dir)
+            else load_view(results, environment=v["environment"], dataset=default.dataset, data_dir=data_dir)
             for _, v in sorted(by_class.items())]
 
 
@@ -43,16 +46,16 @@ def matrix(views: list[View]) -> dict[str, dict]:
         for row in view.rows:
             if not is_quantized(row):
                 continue
-            model = out.setdefault(row["model"], {"classes": [], "configs": {}})
+            model = out.setdefault(row.model, {"classes": [], "configs": {}})
             if column not in model["classes"]:
                 model["classes"].append(column)
             cell = None
-            if row.get("delta_pp_ci"):
-                cell = {"delta_pp": row["delta_pp"], "ci_pp": row["delta_pp_ci"], "accuracy": row["accuracy"],
-                        "runtime": row.get("runtime"), "kind": kind}
-            model["configs"].setdefault(row["config_name"], {})[column] = cell
+            if row.delta_pp_ci:
+                cell = {"delta_pp": row.delta_pp, "ci_pp": row.delta_pp_ci, "accuracy": row.accuracy,
+                        "runtime": row.runtime, "kind": kind}
+            model["configs"].setdefault(row.config_name, {})[column] = cell
     for model in out.values():
-        for config, cells in model["configs"].items():
+        for cells in model["configs"].values():
             measured = [c for c in cells.values() if c]
             cells["depends_on_class"] = any(a["ci_pp"][1] < b["ci_pp"][0] for a in measured for b in measured)
     return out
@@ -73,9 +76,9 @@ def table_rows(table: dict) -> list[list[str]]:
             for config, cells in table["configs"].items()]
 
 
-def environment_for(data: dict, isa: str, dataset: str | None = None) -> str:
+def environment_for(results: Results, isa: str, dataset: str | None = None) -> str:
     """The environment id of CPU class `isa` (`summary --for-isa`): its native view, else its emulated one."""
-    environments = [v["environment"] for v in load_view(data, dataset=dataset).available if v.get("current")]
+    environments = [v["environment"] for v in load_view(results, dataset=dataset).available if v.get("current")]
     for wanted in (isa, f"{isa} (emulated)"):
         found = [e for e in environments if cpu_part(e) == wanted]
         if found:

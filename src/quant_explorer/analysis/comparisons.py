@@ -3,7 +3,7 @@
 Pairs are derived from the config records, not from names: two rows of the same model pair up when their
 config dicts differ in one field only. The field's reference value (uint8, per-tensor, minmax, QDQ, no
 reduce_range...) is the left side; the delta is variant minus reference, paired on the same test images and
-the same calibration seeds (`summary.delta`), with its interval; a pair "differs" only where its p-value
+the same calibration seeds (`view.delta`), with its interval; a pair "differs" only where its p-value
 survives the correction over every pair of the view (`stats.CORRECTION`): with ~50 pairs, some would cross an
 uncorrected 5% line by chance.
 """
@@ -15,9 +15,10 @@ from collections import defaultdict
 import numpy as np
 
 from ..backends import BACKENDS
+from ..row import Row
 from ..stats import CORRECTION_NAME, adjust, level_text
 from . import fp32_rows, is_quantized
-from .summary import View, delta, per_class
+from .view import PooledRow, View, delta, per_class
 
 IDENTITY_FIELDS = ("name", "description", "default")  # differ between any two configs; not a scheme choice
 # field -> (what the comparison is about, its reference value)
@@ -42,8 +43,8 @@ def verdict(delta_pp: float, detected: bool | None) -> str:
     return "variant better" if delta_pp > 0 else "variant worse"
 
 
-def _scheme(row: dict, without: str) -> tuple:
-    return tuple(sorted((k, v) for k, v in row["config"].items() if k not in IDENTITY_FIELDS and k != without))
+def _scheme(row: PooledRow, without: str) -> tuple:
+    return tuple(sorted((k, v) for k, v in row.config.items() if k not in IDENTITY_FIELDS and k != without))
 
 
 def _reference_value(field: str, reference, values: set):
@@ -54,30 +55,30 @@ def _reference_value(field: str, reference, values: set):
     return reference if reference in values else sorted(values, key=str)[0]
 
 
-def pairs(view: View | list[dict]) -> list[dict]:
+def pairs(view: View | list[PooledRow]) -> list[dict]:
     """Every (reference, variant) pair of quantized rows differing in exactly one config field."""
     rows = view.rows if isinstance(view, View) else view
     out = []
     quantized = [r for r in rows if is_quantized(r)]
     for field, (_, reference) in FIELDS.items():
-        groups: dict[tuple, list[dict]] = defaultdict(list)
+        groups: dict[tuple, list[PooledRow]] = defaultdict(list)
         for row in quantized:
-            groups[(row["model"], _scheme(row, field))].append(row)
+            groups[(row.model, _scheme(row, field))].append(row)
         for members in groups.values():
-            values = {r["config"][field] for r in members}
+            values = {r.config[field] for r in members}
             if len(values) < 2:
                 continue
             ref_value = _reference_value(field, reference, values)
-            ref = next(r for r in members if r["config"][field] == ref_value)
+            ref = next(r for r in members if r.config[field] == ref_value)
             for row in members:
                 if row is ref:
                     continue
-                out.append({"field": field, "model": row["model"], "backend": row["config"]["backend"],
-                            "reference_value": ref_value, "value": row["config"][field],
-                            "reference_config": ref["config_name"], "config": row["config_name"],
-                            "reference_accuracy": ref["accuracy"], "accuracy": row["accuracy"],
-                            "delta_pp": round(100 * (row["accuracy"] - ref["accuracy"]), 4),
-                            "n_images": row["n_images"]})
+                out.append({"field": field, "model": row.model, "backend": row.config["backend"],
+                            "reference_value": ref_value, "value": row.config[field],
+                            "reference_config": ref.config_name, "config": row.config_name,
+                            "reference_accuracy": ref.accuracy, "accuracy": row.accuracy,
+                            "delta_pp": round(100 * (row.accuracy - ref.accuracy), 4),
+                            "n_images": row.n_images})
             if isinstance(view, View):
                 for p in out[-(len(members) - 1):]:
                     d = delta(view, p["model"], p["config"], p["reference_config"])
@@ -114,16 +115,16 @@ def comparisons(view: View) -> list[dict]:
     return out
 
 
-def confusion_comparison(row: dict, fp32: dict, classes_stats: dict[str, dict] | None = None, top: int = 3) -> dict:
+def confusion_comparison(row: Row, fp32: Row, classes_stats: dict[str, dict] | None = None, top: int = 3) -> dict:
     """FP32 and quantized confusion matrices (means over seeds), their difference, each class's delta with its
-    interval, and the classes that lose detectably (`summary.per_class`: corrected over the classes), most first,
+    interval, and the classes that lose detectably (`view.per_class`: corrected over the classes), most first,
     with what they become."""
-    classes = list(row["per_class_accuracy"])
-    base, quant = np.array(fp32["confusion_matrix"], float), np.array(row["confusion_matrix"], float)
+    classes = list(row.per_class_accuracy)
+    base, quant = np.array(fp32.confusion_matrix, float), np.array(row.confusion_matrix, float)
     diff = quant - base
     stats = classes_stats or {}
     per_class = {c: stats[c]["delta_pp"] if c in stats else
-                 round(100 * (row["per_class_accuracy"][c] - fp32["per_class_accuracy"][c]), 4) for c in classes}
+                 round(100 * (row.per_class_accuracy[c] - fp32.per_class_accuracy[c]), 4) for c in classes}
     losing = [c for c in classes if stats.get(c, {}).get("losing")]
     losers = []
     for c in sorted(losing, key=lambda c: per_class[c])[:top]:
@@ -133,8 +134,9 @@ def confusion_comparison(row: dict, fp32: dict, classes_stats: dict[str, dict] |
         j = int(off.argmax())
         losers.append({"class": c, "delta_pp": per_class[c], "ci_pp": stats[c]["ci_pp"],
                        "lost_images": round(float(-diff[i, i]), 1), "of_images": int(round(base[i].sum())),
-                       "mostly_to": classes[j] if off[j] > 0 else None, "mostly_to_images": round(float(max(off[j], 0)), 1)})
-    return {"model": row["model"], "config": row["config_name"], "classes": classes, "baseline": base.tolist(),
+                       "mostly_to": classes[j] if off[j] > 0 else None,
+                       "mostly_to_images": round(float(max(off[j], 0)), 1)})
+    return {"model": row.model, "config": row.config_name, "classes": classes, "baseline": base.tolist(),
             "quantized": quant.tolist(), "difference": diff.round(2).tolist(), "per_class_delta_pp": per_class,
             "per_class_ci_pp": {c: stats[c]["ci_pp"] for c in stats}, "most_lost": losers,
             "intervals": bool(stats), "correction": f"{CORRECTION_NAME} over {len(stats)} classes"}
@@ -156,5 +158,5 @@ def losers_text(comparison: dict) -> str:
 
 def all_confusions(view: View) -> list[dict]:
     fp32 = fp32_rows(view.rows)
-    return [confusion_comparison(r, fp32[r["model"]], per_class(view, r)) for r in view.rows
-            if is_quantized(r) and r["model"] in fp32 and "confusion_matrix" in r]
+    return [confusion_comparison(r, fp32[r.model], per_class(view, r)) for r in view.rows
+            if is_quantized(r) and r.model in fp32 and r.confusion_matrix is not None]

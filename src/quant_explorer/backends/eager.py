@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
-from ..configs import QuantConfig
-from ..files import atomic_path
+from ..configs import CAPABILITIES, QuantConfig
 from ..errors import NotApplicable
+from ..files import atomic_path
 from ..models import LoadedModel
 from ..runtimes import TORCH, Runtime, torch_runner
-from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
+from .base import Backend, Calibration, Quantize, QuantizedModel, RuntimeBuild, register
 
 EXACT_ENGINE = "qnnpack"
 X86_ENGINE = "x86"
@@ -35,44 +36,70 @@ QUANT_RANGES = {torch.quint8: (0, 255), torch.qint8: (-128, 127)}
 
 def qconfig(config: QuantConfig):
     """MinMax uint8 activations (7-bit with reduce_range) and symmetric int8 weights at the config's granularity."""
-    from torch.ao.quantization import MinMaxObserver, QConfig, default_per_channel_weight_observer, default_weight_observer
+    from torch.ao.quantization import (
+        MinMaxObserver,
+        QConfig,
+        default_per_channel_weight_observer,
+        default_weight_observer,
+    )
 
     weight = default_per_channel_weight_observer if config.granularity == "per_channel" else default_weight_observer
     return QConfig(activation=MinMaxObserver.with_args(reduce_range=config.reduce_range), weight=weight)
 
 
-def quantized_module(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, engine: str) -> nn.Module:
-    """The converted module, its weights packed for `engine`; the global engine is restored afterwards."""
-    from torch.ao.quantization import convert, fuse_modules, prepare, quantize_dynamic
+def static_module(model: LoadedModel, config: QuantConfig, calibration: Calibration | None) -> nn.Module:
+    """Fused Conv-BN(-ReLU), observed over the calibration batches, converted to quantized modules."""
+    from torch.ao.quantization import convert, fuse_modules, prepare
 
+    if model.is_imported:
+        raise NotApplicable(f"{model.name} is an imported ONNX graph: eager static quantization needs our module's "
+                            "QuantStub/DeQuantStub and fusion groups")
+    module = model.fresh(quantizable=True)
+    module = fuse_modules(module, module.fusion_groups())
+    module.qconfig = qconfig(config)
+    prepare(module, inplace=True)
+    with torch.no_grad():
+        for batch in calibration.batches():
+            module(batch)
+    return convert(module)
+
+
+def dynamic_module(model: LoadedModel, config: QuantConfig, calibration: Calibration | None) -> nn.Module:
+    """int8 weights for nn.Linear, activations quantized on the fly: no calibration."""
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(model.fresh(), {nn.Linear}, dtype=torch.qint8)
+
+
+ModuleMaker = Callable[[LoadedModel, QuantConfig, Calibration | None], nn.Module]
+
+
+def quantized_module(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, engine: str,
+                     make: ModuleMaker = static_module) -> nn.Module:
+    """The module `make` converts, its weights packed for `engine`; the global engine is restored afterwards."""
     previous, torch.backends.quantized.engine = torch.backends.quantized.engine, engine
     try:
-        if config.backend == "eager_dynamic":
-            return quantize_dynamic(model.fresh(), {nn.Linear}, dtype=torch.qint8)
-        module = model.fresh(quantizable=True)
-        module = fuse_modules(module, module.fusion_groups())
-        module.qconfig = qconfig(config)
-        prepare(module, inplace=True)
-        with torch.no_grad():
-            for batch in calibration.batches():
-                module(batch)
-        return convert(module)
+        return make(model, config, calibration)
     finally:
         torch.backends.quantized.engine = previous
 
 
-def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
-    if model.is_imported and config.backend == "eager_static":
-        raise NotApplicable(f"{model.name} is an imported ONNX graph: eager static quantization needs our module's "
-                            "QuantStub/DeQuantStub and fusion groups")
-    engines = {name: quantized_module(model, config, calibration, name) for name in (SHIPPED_ENGINE, EXACT_ENGINE)}
-    path = workdir / "model.pt"  # TorchScript: int8 packed weights plus the code to run them
-    with atomic_path(path) as tmp:
-        torch.jit.save(torch.jit.script(engines[SHIPPED_ENGINE]), str(tmp))
-    runtimes = {name: RuntimeBuild(lambda _, module=module: torch_runner(module), timed=name == SHIPPED_ENGINE,
-                                   every_seed=True) for name, module in engines.items()}
-    return QuantizedModel(path, SHIPPED_ENGINE, runtimes, checks=module_checks(engines[SHIPPED_ENGINE]),
-                          reference=EXACT_ENGINE if EXACT_ENGINE != SHIPPED_ENGINE else None)
+def quantizer(make: ModuleMaker) -> Quantize:
+    """A backend's `quantize` by `make`: the module packed for the shipped engine (saved, scored) and the exact one."""
+
+    def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None,
+                 workdir: Path) -> QuantizedModel:
+        engines = {name: quantized_module(model, config, calibration, name, make)
+                   for name in (SHIPPED_ENGINE, EXACT_ENGINE)}
+        path = workdir / "model.pt"  # TorchScript: int8 packed weights plus the code to run them
+        with atomic_path(path) as tmp:
+            torch.jit.save(torch.jit.script(engines[SHIPPED_ENGINE]), str(tmp))
+        runtimes = {name: RuntimeBuild(lambda _, module=module: torch_runner(module), timed=name == SHIPPED_ENGINE,
+                                       every_seed=True) for name, module in engines.items()}
+        return QuantizedModel(path, SHIPPED_ENGINE, runtimes, checks=module_checks(engines[SHIPPED_ENGINE]),
+                              reference=EXACT_ENGINE if EXACT_ENGINE != SHIPPED_ENGINE else None)
+
+    return quantize
 
 
 def module_checks(module: nn.Module) -> dict:
@@ -81,9 +108,11 @@ def module_checks(module: nn.Module) -> dict:
     Each static quantized module (Quantize stub, conv, linear, QFunctional) writes its output with its own
     (scale, zero_point), in uint8 except the stub, which says its dtype; dynamic modules carry none.
     """
-    from torch.ao.quantization.quantization_mappings import (get_default_dynamic_quant_module_mappings,
-                                                             get_default_static_quant_module_mappings)
     from torch.ao.nn.quantized import Quantize
+    from torch.ao.quantization.quantization_mappings import (
+        get_default_dynamic_quant_module_mappings,
+        get_default_static_quant_module_mappings,
+    )
 
     static = set(get_default_static_quant_module_mappings().values())
     quantized = static | set(get_default_dynamic_quant_module_mappings().values())
@@ -106,7 +135,7 @@ def module_checks(module: nn.Module) -> dict:
             "activation_tensors_checked": checked, "zero_point_exact_zero": not bad, "zero_point_failures": bad}
 
 
-STATIC = register(Backend("eager_static", "eager-mode static PTQ (torch.ao.quantization)", quantize, RUNTIMES,
-                          color="tab:green"))
-DYNAMIC = register(Backend("eager_dynamic", "eager-mode dynamic quantization of nn.Linear", quantize, RUNTIMES,
-                           color="tab:purple"))
+STATIC = register(Backend("eager_static", "eager-mode static PTQ (torch.ao.quantization)", quantizer(static_module),
+                          RUNTIMES, color="tab:green", capabilities=CAPABILITIES["eager_static"]))
+DYNAMIC = register(Backend("eager_dynamic", "eager-mode dynamic quantization of nn.Linear", quantizer(dynamic_module),
+                           RUNTIMES, color="tab:purple", capabilities=CAPABILITIES["eager_dynamic"]))

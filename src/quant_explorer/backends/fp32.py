@@ -6,12 +6,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..configs import QuantConfig
-from ..models import LoadedModel, exported_onnx
 from ..aot import aot_runner, compile_package
-from ..runtimes import AOTINDUCTOR, INDUCTOR, ONNX2TORCH, ONNXRUNTIME, TORCH, inductor_runner, onnx2torch_runner, \
-    ort_runner, torch_runner
-from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
+from ..configs import CAPABILITIES, QuantConfig
+from ..models import LoadedModel, exported_onnx
+from ..runtimes import (
+    AOTINDUCTOR,
+    INDUCTOR,
+    ONNX2TORCH,
+    ONNXRUNTIME,
+    TORCH,
+    inductor_runner,
+    onnx2torch_runner,
+    ort_runner,
+    torch_runner,
+)
+from .base import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
@@ -35,4 +44,5 @@ def compiled(model: LoadedModel, package: Path) -> Path:
 
 BACKEND = register(Backend("fp32", "no quantization: the FP32 reference", quantize,
                            (ONNXRUNTIME, TORCH, INDUCTOR, AOTINDUCTOR, ONNX2TORCH), color="black",
-                           recipe=("quant_explorer.aot", "quant_explorer.onnx2torch_ops")))
+                           recipe=("quant_explorer.aot", "quant_explorer.onnx2torch_ops"),
+                           capabilities=CAPABILITIES["fp32"]))

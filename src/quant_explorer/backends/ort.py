@@ -20,13 +20,13 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..configs import QuantConfig
+from ..configs import CAPABILITIES, QuantConfig
 from ..env import u8s8_saturation_warning
 from ..evaluate import Runner
 from ..files import atomic_path
 from ..models import LoadedModel, exported_onnx
 from ..runtimes import ONNX2TORCH, ONNXRUNTIME, onnx2torch_runner, ort_runner
-from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
+from .base import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")  # the ops per-layer sensitivity calls layers
 
@@ -330,4 +330,5 @@ class OrtLayerVariants:
 
 
 BACKEND = register(Backend("ort", "ONNX Runtime quantize_static", quantize, (ONNXRUNTIME, ONNX2TORCH),
-                           color="tab:blue", layer_variants=OrtLayerVariants, recipe=("quant_explorer.onnx2torch_ops",)))
+                           color="tab:blue", layer_variants=OrtLayerVariants, recipe=("quant_explorer.onnx2torch_ops",),
+                           capabilities=CAPABILITIES["ort"]))

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import torch
 
-from ..configs import QuantConfig
+from ..aot import aot_runner, compile_package
+from ..configs import CAPABILITIES, QuantConfig
 from ..errors import NotApplicable
 from ..evaluate import Runner
 from ..files import atomic_path
 from ..models import LoadedModel
-from ..aot import aot_runner, compile_package
 from ..runtimes import AOTINDUCTOR, DYNAMIC_BATCH, INDUCTOR, TORCH, inductor_runner, torch_runner
-from . import Backend, Calibration, QuantizedModel, RuntimeBuild, register
+from .base import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
 EPS = 2 ** -12  # the floor X86InductorQuantizer's own default config puts under every scale
 QDQ_OPS = ("quantize_per_tensor", "dequantize_per_tensor", "quantize_per_channel", "dequantize_per_channel")
@@ -34,8 +34,12 @@ QDQ_OPS = ("quantize_per_tensor", "dequantize_per_tensor", "quantize_per_channel
 
 def quantization_config(config: QuantConfig):
     """The torchao QuantizationConfig a config names: activation dtype/symmetry/observer, weight granularity."""
-    from torchao.quantization.pt2e import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver,
-                                           PerChannelMinMaxObserver)
+    from torchao.quantization.pt2e import (
+        HistogramObserver,
+        MinMaxObserver,
+        MovingAverageMinMaxObserver,
+        PerChannelMinMaxObserver,
+    )
     from torchao.quantization.pt2e.quantizer import QuantizationConfig, QuantizationSpec
 
     observers = {"minmax": MinMaxObserver, "moving_average_minmax": MovingAverageMinMaxObserver,
@@ -158,7 +162,8 @@ def graph_checks(gm: torch.fx.GraphModule) -> dict:
         info = torch.iinfo(dtype)
         dtypes.add(str(dtype).removeprefix("torch."))
         checked += 1
-        if not (float(zp).is_integer() and max(qmin, info.min) <= zp <= min(qmax, info.max) and 0 < scale < float("inf")):
+        in_range = max(qmin, info.min) <= zp <= min(qmax, info.max)
+        if not (float(zp).is_integer() and in_range and 0 < scale < float("inf")):
             bad.append(node.name)
     return {"quantized_ops": dict(sorted(ops.items())), "activation_dtypes": sorted(dtypes),
             "activation_tensors_checked": checked, "zero_point_exact_zero": not bad, "zero_point_failures": bad}
@@ -198,8 +203,11 @@ class Pt2eLayerVariants:
         return torch_runner(self._convert(only, skip))
 
     def sqnr(self, images: torch.Tensor) -> dict:
-        from torchao.quantization.pt2e import (compare_results, extract_results_from_loggers,
-                                               prepare_for_propagation_comparison)
+        from torchao.quantization.pt2e import (
+            compare_results,
+            extract_results_from_loggers,
+            prepare_for_propagation_comparison,
+        )
 
         exported = export_fp32(self.model)
         # A conv followed by BatchNorm computes something else once the BN is folded into it: not comparable.
@@ -218,4 +226,5 @@ class Pt2eLayerVariants:
 
 BACKEND = register(Backend("pt2e", "PT2E: torch.export + torchao X86InductorQuantizer", quantize,
                            (TORCH, INDUCTOR, AOTINDUCTOR), color="tab:orange", layer_variants=Pt2eLayerVariants,
-                           recipe=("quant_explorer.backends.x86_quantizer", "quant_explorer.aot")))
+                           recipe=("quant_explorer.backends.x86_quantizer", "quant_explorer.aot"),
+                           capabilities=CAPABILITIES["pt2e"]))

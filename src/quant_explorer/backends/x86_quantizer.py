@@ -104,7 +104,8 @@ def _quantize_output_once(node: Node) -> None:
 
 
 def fold_quantized_pads(gm: GraphModule) -> int:
-    """quantize(zero_pad(dequantize(x))) with one scale and zero point -> pad x with its zero point; returns how many."""
+    """quantize(zero_pad(dequantize(x))) with one scale and zero point -> pad x with its zero point; returns how
+    many."""
     decomposed = torch.ops.quantized_decomposed
     folded = 0
     for pad in list(gm.graph.nodes):
@@ -116,7 +117,8 @@ def fold_quantized_pads(gm: GraphModule) -> int:
                 or not isinstance(dq.args[2], int)):
             continue
         with gm.graph.inserting_before(q):
-            padded = gm.graph.call_function(torch.ops.aten.constant_pad_nd.default, (dq.args[0], pad.args[1], dq.args[2]))
+            padded = gm.graph.call_function(torch.ops.aten.constant_pad_nd.default,
+                                            (dq.args[0], pad.args[1], dq.args[2]))
         padded.meta = dict(q.meta)
         q.replace_all_uses_with(padded)
         folded += 1

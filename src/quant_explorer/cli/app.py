@@ -26,7 +26,8 @@ err_console = Console(stderr=True)
 _display_type = typer.core.TyperOption.display_type_rich
 typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
 # Commands that load torch or ONNX Runtime: third-party log noise is turned off for them (unless --verbose).
-COMPUTES = {"quantize", "sweep", "bench", "evaluate", "train", "calib-sensitivity", "layer-sensitivity", "analyze"}
+COMPUTES = {"run", "quantize", "sweep", "bench", "evaluate", "train", "calib-sensitivity", "layer-sensitivity",
+            "analyze"}
 THIRD_PARTY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning)
 
 
@@ -73,13 +74,15 @@ ModelOpt = typer.Option("resnet8", "--model", "-m", help="Registered model name 
                         ".onnx classifier.")
 WeightsOpt = typer.Option(None, "--weights", help="Weights file (.pt for our models, .h5 for resnet8-mlperf).")
 InputScale = typer.Option(None, "--input-scale", help="Imported ONNX models: raw255 (0-255 floats) or unit (0-1).")
-MeanOpt = typer.Option(None, "--mean", help="Imported ONNX models: per-channel mean after scaling, e.g. 0.49,0.48,0.45.")
+MeanOpt = typer.Option(None, "--mean", help="Imported ONNX models: per-channel mean after scaling, "
+                       "e.g. 0.49,0.48,0.45.")
 StdOpt = typer.Option(None, "--std", help="Imported ONNX models: per-channel std after scaling.")
 CalibN = typer.Option(CALIBRATION_N, "--calibration-n", help="Calibration images, a stratified sample of the "
                       "training split.")
 SeedOpt = typer.Option(0, "--seed", min=0, help="Seed of the calibration sample (same seed, same images).")
 SeedsOpt = typer.Option(DEFAULT_SEEDS, "--seeds", min=1, max=100, help="Calibration samples per static config (seeds "
-                        "FIRST..FIRST+N-1): one draw moves a recipe by up to ~2 points, so every summary pools several.")
+                        "FIRST..FIRST+N-1): one draw moves a recipe by up to ~2 points, so every summary pools "
+                        "several.")
 EnvironmentOpt = typer.Option(None, "--environment", help="Show this environment's results (a part of its id, e.g. "
                               "avx512-vnni); default: this machine's, else the most recent.")
 DatasetOpt = typer.Option(None, "--dataset", help="Show results on this evaluation set (fingerprint or part of its "
@@ -155,6 +158,21 @@ def print_table(table: Table, text_width: int | None = None) -> None:
         console.width = saved
 
 
+def bar(disable: bool = False):
+    """The progress display of long work, on stderr: what is running, a bar, done of total, elapsed, ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=True, disable=disable)
+
+
 def print_json(data) -> None:
     print(json.dumps(data, indent=2))
 
@@ -177,7 +195,8 @@ def interval(ci: list[float] | None) -> str:
 
 
 class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM, raised where the work is. Not a KeyboardInterrupt, which click turns into a silent exit 130."""
+    """Ctrl-C or SIGTERM, raised where the work is. Not a KeyboardInterrupt, which click turns into a silent
+    exit 130."""
 
     def __init__(self, signum: int):
         super().__init__(signum)

@@ -8,92 +8,31 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..errors import UserError, first_line
-from .app import (CalibN, ConfigsOpt, DataDir, InputScale, IsaOpt, JsonOpt, MeanOpt, ModelOpt, SeedOpt, SeedsOpt,
-                  StdOpt, WeightsOpt, app, console, err_console, interruptible, patterns, print_json, print_table,
-                  quiet_or)
-
-
-def _row_line(row: dict) -> str:
-    if "not_applicable" in row:
-        return f"{row['config_name']}: not applicable ({row['not_applicable']})"
-    if "error" in row:
-        return f"{row['config_name']}: [red]failed[/red] {first_line(row['error'])}"
-    delta = f" ({row['delta_pp']:+.2f} pp)" if "delta_pp" in row else ""
-    reference = row.get("reference", {})
-    simulated = f"; float reference {100 * reference['accuracy']:.2f}%" if "accuracy" in reference else ""
-    return (f"{row['config_name']}: {100 * row['accuracy']:.2f}% ({row['correct']}/{row['n_images']}) in "
-            f"{row['runtime']}{delta}{simulated}, {row['size_bytes'] / 1024:.0f} KiB"
-            + (f", {row['seconds']:.1f} s" if "seconds" in row else ""))
-
-
-def _quantize_answer(row: dict, fp32: dict | None, entries: dict, labels, seconds: float) -> dict:
-    """What `quantize` tells a person: FP32 and quantized accuracy in the runtime each ships in, the delta with its
-    interval (over this seed's test images, or pooled over every stored seed of the same recipe), size, the saved
-    artifact, the command's wall time; the raw row under `row`."""
-    from ..analysis.summary import recipe_identity
-    from ..results import decode_classes
-    from ..experiment import is_finished
-    from ..paths import results_file
-    from ..report.answer import artifact_path, shown_path
-    from ..stats import correct, level_text, paired_delta
-
-    answer = {"model": row["model"], "config": row["config_name"], "seconds": round(seconds, 1)}
-    if "accuracy" not in row:
-        return {**answer, "error": row.get("error"), "not_applicable": row.get("not_applicable"), "row": row}
-    seeds = {}
-    if fp32 is not None and "predictions" in row:
-        same = recipe_identity(row) if "identity" in row else None
-        for entry in [row, *entries.values()]:
-            seed = (entry.get("calibration") or {}).get("calibration_seed")
-            if (entry["model"], entry["config_name"]) == (row["model"], row["config_name"]) and seed not in seeds \
-                    and is_finished(entry) and (entry is row or recipe_identity(entry) == same):
-                seeds[seed] = entry
-    interval = None
-    if seeds:
-        ordered = [seeds[s] for s in sorted(seeds, key=lambda s: (s is None, s))]
-        matrix = correct([decode_classes(e["predictions"]) for e in ordered], labels)
-        reference = correct([decode_classes(fp32["predictions"])], labels)
-        interval = {**paired_delta(matrix, reference), "seeds": len(ordered), "level": level_text(),
-                    "over": "test images and calibration seeds" if len(ordered) > 1 else
-                    "test images (one calibration seed)", "accuracy_mean": float(matrix.mean())}
-    return {**answer, "runtime": row["runtime"], "accuracy": row["accuracy"], "correct": row["correct"],
-            "n_images": row["n_images"],
-            "fp32": fp32 and {"accuracy": fp32["accuracy"], "correct": fp32["correct"], "runtime": fp32.get("runtime"),
-                              "size_bytes": fp32["size_bytes"]},
-            "delta_pp": row.get("delta_pp"), "interval": interval, "size_bytes": row["size_bytes"],
-            "float_reference_accuracy": (row.get("reference") or {}).get("accuracy"),
-            "artifact": artifact_path(row)[0], "results_file": shown_path(results_file()),
-            "warnings": row.get("warnings", []), "row": row}
-
-
-def _print_answer(a: dict) -> None:
-    from rich.table import Table
-
-    if "accuracy" not in a:
-        return console.print(_row_line(a["row"]) + f" ({a['seconds']:.1f} s)", soft_wrap=True)
-    table = Table.grid(padding=(0, 2))
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")  # a long path folds onto the next line, never cut
-    fp32, i = a["fp32"], a["interval"]
-    if fp32:
-        table.add_row("FP32", f"{100 * fp32['accuracy']:.2f}% ({fp32['correct']}/{a['n_images']}) in {fp32['runtime']}")
-    table.add_row("quantized", f"{100 * a['accuracy']:.2f}% ({a['correct']}/{a['n_images']}) in {a['runtime']}"
-                  + (f"; float reference {100 * a['float_reference_accuracy']:.2f}%"
-                     if a.get("float_reference_accuracy") is not None else ""))
-    if i:
-        ci = f"[{i['ci_pp'][0]:+.2f}, {i['ci_pp'][1]:+.2f}] {i['level']} interval"
-        table.add_row("Δ vs FP32", f"{i['mean_pp']:+.2f} pp {ci} over this seed's test images" if i["seeds"] == 1 else
-                      f"{a['delta_pp']:+.2f} pp this seed; {i['mean_pp']:+.2f} pp {ci} over the {i['seeds']} "
-                      f"stored seeds (mean accuracy {100 * i['accuracy_mean']:.2f}%)")
-    elif a.get("delta_pp") is not None:
-        table.add_row("Δ vs FP32", f"{a['delta_pp']:+.2f} pp")
-    smaller = f" ({fp32['size_bytes'] / a['size_bytes']:.1f}x smaller than FP32)" if fp32 else ""
-    table.add_row("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}")
-    table.add_row("saved", a["artifact"] or "—")
-    table.add_row("took", f"{a['seconds']:.1f} s")
-    console.print(f"[bold]{a['model']} / {a['config']}[/bold]", soft_wrap=True)
-    console.print(table)
+from ..errors import UserError
+from .answers import print_answer, quantize_answer, row_line
+from .app import (
+    CalibN,
+    ConfigsOpt,
+    DataDir,
+    InputScale,
+    IsaOpt,
+    JsonOpt,
+    MeanOpt,
+    ModelOpt,
+    SeedOpt,
+    SeedsOpt,
+    StdOpt,
+    WeightsOpt,
+    app,
+    bar,
+    console,
+    err_console,
+    interruptible,
+    patterns,
+    print_json,
+    print_table,
+    quiet_or,
+)
 
 
 @app.command()
@@ -121,7 +60,7 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task(f"{model}: loading torch, the data and the model")
         from ..experiment import FP32, load_models, prepare, row_key
-        from ..results import load_results
+        from ..results import Results
         from ..sweep import run_sweep
 
         progress.stop()  # reading the images shows its own progress bar, on a first run
@@ -131,16 +70,16 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
         progress.update(task, description=f"{model}: FP32 baseline (once), then {chosen.name}: quantizing and "
                                           f"scoring {len(data.test):,} test images")
         [(key, row, _)] = list(run_sweep(loaded, [chosen], data, calibration_n, [seed], results_file(), force=True))
-        entries = load_results(results_file())["entries"]
-        fp32 = entries.get(row_key(loaded[0], FP32, data, calibration_n, 0))
-    answer = _quantize_answer(row, fp32, entries, data.test.labels.numpy(), time.perf_counter() - started)
+        stored = Results.load(results_file()).rows
+        fp32 = stored.get(row_key(loaded[0], FP32, data, calibration_n, 0))
+    answer = quantize_answer(row, fp32, stored, data.test.labels.numpy(), time.perf_counter() - started)
     if as_json:
         print_json(answer)
     else:
-        _print_answer(answer)
-        for warning in row.get("warnings", []):
+        print_answer(answer)
+        for warning in row.warnings or []:
             err_console.print(f"[yellow]warning:[/yellow] {warning}")
-    if "error" in row:
+    if row.error is not None:
         raise typer.Exit(1)
 
 
@@ -172,9 +111,6 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     """
     import time
 
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
     from ..configs import select_configs
     from ..executors import make_executor
     from ..experiment import load_models, prepare
@@ -194,29 +130,28 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     # A model named twice (or by two paths to one file) is swept once.
     loaded = list({m.name: m for m in load_models(names, weights, input_scale, mean, std, data)}.values())
     loaded_seconds = time.perf_counter() - started
-    rows = []
+    rows = []  # (key, row, reused)
     total = len(loaded) * sum(len(seed_list) if c.is_static else 1 for c in chosen)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
-    with interruptible(lambda: f"{sum(not r['skipped'] for r in rows)} rows saved, {total - len(rows)} not run"), \
-            Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
+    with interruptible(lambda: f"{sum(not reused for _, _, reused in rows)} rows saved, {total - len(rows)} not run"), \
+            bar(disable=as_json) as progress:
         task = progress.add_task("sweep", total=total)
         notify = (lambda line: None) if as_json else (lambda line: progress.console.print(f"[yellow]{line}[/yellow]"))
         for key, row, skipped in run_sweep(loaded, chosen, data, calibration_n, seed_list, results_file(), force,
                                            runner, notify):
-            rows.append({"key": key, "skipped": skipped, **row})
+            rows.append((key, row, skipped))
             if not as_json:
-                seed = (row.get("calibration") or {}).get("calibration_seed")
-                console.print(f"{row['model']} " + _row_line(row) + (f" [dim]seed {seed}[/dim]" if seed is not None else "")
-                              + (" [dim](done before)[/dim]" if skipped else ""), soft_wrap=True)
+                seed = f" [dim]seed {row.seed}[/dim]" if row.seed is not None else ""
+                done = " [dim](done before)[/dim]" if skipped else ""
+                console.print(f"{row.model} " + row_line(row) + seed + done, soft_wrap=True)
             progress.update(task, advance=1, description=key.rsplit("|", 1)[0])
-    stages = {"load data and models": round(loaded_seconds, 1), **stage_seconds(rows),
+    stages = {"load data and models": round(loaded_seconds, 1),
+              **stage_seconds([row for _, row, reused in rows if not reused]),
               "total": round(time.perf_counter() - started, 1)}
     if as_json:
-        print_json(rows)
+        print_json([{"key": key, "skipped": reused, **row.to_dict()} for key, row, reused in rows])
     else:
         console.print("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
-    failed = [r for r in rows if "error" in r]
+    failed = [row for _, row, _ in rows if row.error is not None]
     if failed:
         err_console.print(f"[red]error:[/red] {len(failed)} of {len(rows)} rows failed (saved with their error; "
                           "rerun to retry them)")
@@ -226,7 +161,8 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
 @app.command()
 def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
           config_names: list[str] = typer.Option(None, "--configs", "-c", help="Config names or globs (repeatable "
-                                                  "or comma-separated); default: the default sweep. FP32 is always in."),
+                                                  "or comma-separated); default: the default sweep. "
+                                                  "FP32 is always in."),
           threads: Optional[int] = typer.Option(None, "--threads", min=1, max=1024, help="Threads for torch and ORT; "
                                                 "default: torch's."),
           runs: int = typer.Option(200, "--runs", min=1, max=100_000, help="Timed batch-1 runs per model and runtime."),
@@ -234,27 +170,34 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
                                           "(torch.compile, AOTInductor)."),
           calibration_n: int = CalibN, seed: int = SeedOpt, data_dir: Optional[Path] = DataDir,
           input_scale: Optional[str] = InputScale, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
+          force: bool = typer.Option(False, "--force", help="Time again even where the same rows were timed with "
+                                     "the same settings on this CPU model."),
           as_json: bool = JsonOpt) -> None:
-    """Latency (batch 1), throughput (batch 256), size and as-run accuracy of configs beside FP32, one run."""
+    """Latency (batch 1), throughput (batch 256), size and as-run accuracy of configs beside FP32, one run; the
+    stored bench when the same rows were timed alike here (say so with --force to time again)."""
     import torch
 
-    from ..bench import BenchSettings, bench_and_record, table_rows
+    from ..bench import BenchSettings, bench_and_record
     from ..configs import select_configs
     from ..experiment import load_models, prepare
     from ..paths import bench_file, results_file
+    from ..report.text import bench_table_rows
 
     chosen = select_configs(patterns(config_names))
     settings = BenchSettings(threads=threads or torch.get_num_threads(), runs=runs, compile=not no_compile)
     data = prepare(data_dir, [results_file()], calibration_n, seed, [model])
     [loaded] = load_models([model], weights, input_scale, mean, std, data)
     document = bench_and_record(loaded, chosen, data, calibration_n, seed, settings, results_file(),
-                                bench_file(loaded.name), log=err_console.print)
+                                bench_file(loaded.name), log=err_console.print, force=force)
     if as_json:
         return print_json(document)
+    if document.get("reused"):
+        err_console.print(f"the same rows were timed alike on this CPU ({document['created']}): shown as stored; "
+                          "--force times them again", highlight=False)
     table = Table("config", "runtime", "latency b1 median (ms)", "latency b1 p90 (ms)", "throughput b256 (images/s)",
                   "× FP32", "size (KiB)", "accuracy as run", "reference accuracy",
                   title=f"{loaded.name}, {settings.threads} threads, {document['environment']['cpu']['model']}")
-    for r in table_rows(document):
+    for r in bench_table_rows(document):
         table.add_row(*r)
     print_table(table)
 
@@ -274,7 +217,8 @@ def train(model: str = typer.Option(..., "--model", "-m", help="resnet8 or cifar
     """Train a model from scratch (random crop + flip), write fp32_baseline.pt and model_card.json."""
     from ..data import resolve_data_dir
     from ..paths import trained_dir
-    from ..train import TrainRecipe, train as run_train
+    from ..train import TrainRecipe
+    from ..train import train as run_train
 
     out = out or trained_dir(model)
     card = run_train(model, train_data, resolve_data_dir(data_dir), out, TrainRecipe(epochs=epochs, seed=seed),
@@ -292,30 +236,28 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
                       seeds: int = typer.Option(5, "--seeds", min=1, max=100, help="Samples per size (seeds 0..N-1)."),
                       data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
                       mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
-    """Accuracy vs calibration-set size, mean and spread over seeds; saved to results/calibration_size.json."""
-    from ..analysis import calibration_size
+    """Accuracy vs calibration-set size, mean and spread over seeds; saved to results/calibration_size.json.
+
+    A size and seed the sweep already measured alike (same key in full_results.json) is taken from there.
+    """
     from ..configs import get_config
     from ..experiment import load_models, prepare
-    from ..paths import results_path
+    from ..paths import results_file, results_path
+    from ..results import load_results
+    from ..studies.calibration_size import FILE, CalibrationSizeStudy, parse_sizes
+    from .views import show_study
 
-    chosen = get_config(config)
-    out = results_path(calibration_size.FILE)
+    get_config(config)
+    out = results_path(FILE)
     data = prepare(data_dir, [out], models=[model])
-    chosen_sizes = calibration_size.parse_sizes(sizes, len(data.train))
+    chosen_sizes = tuple(parse_sizes(sizes, len(data.train)))
     [loaded] = load_models([model], weights, input_scale, mean, std, data)
-    entry = calibration_size.run(loaded, chosen, data, chosen_sizes, seeds, log=quiet_or(as_json))
-    calibration_size.save(out, entry)
+    study = CalibrationSizeStudy(loaded.name, config, chosen_sizes, seeds)
+    entry = study.run(loaded, data, load_results(results_file())["entries"], quiet_or(as_json))
+    study.save(out, entry)
     if as_json:
         return print_json(entry)
-    table = Table("images", "seeds", "mean", "std", "min", "max", "Δ mean vs FP32", title=f"{entry['model']} "
-                  f"{entry['config_name']} (FP32 {100 * entry['fp32_accuracy']:.2f}%)")
-    for s in entry["sizes"]:
-        if not s["seeds"]:
-            table.add_row(str(s["n"]), "0", "failed", "", "", "", "")
-            continue
-        table.add_row(str(s["n"]), str(len(s["seeds"])), f"{100 * s['mean']:.2f}%", f"{100 * s['std']:.2f} pp",
-                      f"{100 * s['min']:.2f}%", f"{100 * s['max']:.2f}%", f"{s['mean_delta_pp']:+.2f} pp")
-    console.print(table)
+    show_study(study, entry)
     console.print(f"saved to {out}")
 
 
@@ -328,29 +270,23 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
                       data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
                       mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
     """Per layer: quantize it alone / keep it alone FP32, plus activation SQNR; saved to layer_sensitivity.json."""
-    from ..analysis import layer_sensitivity as analysis
     from ..configs import get_config
     from ..experiment import load_models, make_calibration, prepare
     from ..paths import results_path
+    from ..studies import layer_sensitivity as per_layer
+    from .views import show_study
 
     chosen = get_config(config)
-    out = results_path(analysis.FILE)
+    out = results_path(per_layer.FILE)
     data = prepare(data_dir, [out], calibration_n, seed, [model])
     [loaded] = load_models([model], weights, input_scale, mean, std, data)
-    entry = analysis.run(loaded, chosen, data, make_calibration(loaded, data, calibration_n, seed),
-                         [name for name in layers.split(",") if name] if layers else None, log=quiet_or(as_json))
-    analysis.save(out, entry)
+    entry = per_layer.run(loaded, chosen, data, make_calibration(loaded, data, calibration_n, seed),
+                          [name for name in layers.split(",") if name] if layers else None, log=quiet_or(as_json))
+    per_layer.save(out, entry)
     if as_json:
         return print_json(entry)
-    table = Table("layer", "op", "cost: only it quantized", "recovery: only it FP32", "weight SQNR",
-                  title=f"{entry['model']} {entry['config_name']}: FP32 {100 * entry['fp32_accuracy']:.2f}%, all "
-                        f"quantized {100 * entry['quantized_accuracy']:.2f}%")
-    for row in entry["layers"]:
-        sqnr = f"{row['weight_sqnr_db']:.1f} dB" if row["weight_sqnr_db"] is not None else "—"
-        table.add_row(row["layer"], row["op_type"], f"{row['cost_pp']:+.2f} pp", f"{row['recovery_pp']:+.2f} pp", sqnr)
-    console.print(table)
-    console.print(f"most costly alone: {', '.join(entry['ranking_by_cost'][:3])}; most recovered by keeping FP32: "
-                  f"{', '.join(entry['ranking_by_recovery'][:3])}; saved to {out}")
+    show_study(per_layer.LayerSensitivityStudy, entry)
+    console.print(f"most recovered by keeping FP32: {', '.join(entry['ranking_by_recovery'][:3])}; saved to {out}")
 
 
 @app.command()
@@ -358,10 +294,11 @@ def analyze(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
                                              "(repeatable); default: all of them."),
             force: bool = typer.Option(False, "--force", help="Rerun studies whose entries are current."),
             data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
-    """Run the report's calibration-size and per-layer studies that are missing or stale; skip the rest."""
-    from ..analysis.studies import STUDIES, run_studies
+    """Run the report's studies (calibration size, per layer: `studies.STUDIES`) that are missing or stale; skip the
+    rest. A calibration-size point the sweep already stored alike is taken from full_results.json."""
     from ..experiment import load_models, prepare
     from ..paths import results_file, results_path
+    from ..studies import STUDIES, run_studies
 
     studies = [s for s in STUDIES if not model or s.model in model]
     if not studies:
@@ -371,7 +308,7 @@ def analyze(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
     names = list(dict.fromkeys(s.model for s in studies))
     loaded = dict(zip(names, load_models(names)))
     done = []
-    for study, entry, skipped in run_studies(studies, loaded, data, results_file().parent, force, quiet_or(as_json)):
+    for study, _entry, skipped in run_studies(studies, loaded, data, results_file().parent, force, quiet_or(as_json)):
         done.append({"study": study.kind, "model": study.model, "config": study.config, "skipped": skipped,
                      "file": study.file})
         if not as_json:

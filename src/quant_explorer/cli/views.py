@@ -12,8 +12,24 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UserError
-from .app import (DataDir, DatasetOpt, EnvironmentOpt, InputScale, JsonOpt, MeanOpt, ModelOpt, StdOpt, WeightsOpt,
-                  app, console, data_app, err_console, interval, print_json, print_table)
+from .app import (
+    DataDir,
+    DatasetOpt,
+    EnvironmentOpt,
+    InputScale,
+    JsonOpt,
+    MeanOpt,
+    ModelOpt,
+    StdOpt,
+    WeightsOpt,
+    app,
+    console,
+    data_app,
+    err_console,
+    interval,
+    print_json,
+    print_table,
+)
 
 
 def busy(text: str):
@@ -45,6 +61,14 @@ def show(head: list[str], rows: list[list[str]], labels: list[str], title: str =
         console.print(Text(row[0], style="bold"), overflow="fold")
         rest = "   ".join(f"{label}{value}" for label, value in zip(labels, row[1:]) if value not in ("", "—"))
         console.print(Padding(Text(rest), (0, 0, 0, 4)))
+
+
+def show_study(kind, entry: dict) -> None:
+    """One study entry as its kind formats it for the report too (`studies.Study`): heading, table, text."""
+    head, rows = kind.table(entry)
+    show(head, [[str(v) for v in row] for row in rows], [f"{h}: " for h in head[1:]], title=kind.heading(entry))
+    if kind.text(entry):
+        console.print(kind.text(entry) + ".", markup=False, highlight=False)
 
 
 @app.command()
@@ -121,10 +145,10 @@ def _view(environment: str | None, dataset: str | None, seeds: str | None = None
     from ..analysis.summary import load_view, parse_seeds
     from ..data import resolve_data_dir
     from ..paths import results_file
-    from ..results import load_results
+    from ..results import Results
 
     with busy("reading the results and computing intervals"):
-        return load_view(load_results(results_file()), environment, dataset, parse_seeds(seeds), objective,
+        return load_view(Results.load(results_file()), environment, dataset, parse_seeds(seeds), objective,
                          resolve_data_dir(data_dir))
 
 
@@ -150,8 +174,8 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
                                                 "(does the pick survive other draws?); default: every stored seed."),
             objective: str = ObjectiveOpt, data_dir: Optional[Path] = DataDir,
             for_isa: Optional[str] = typer.Option(None, "--for-isa", help="Answer for this CPU class (avx2, avx512, "
-                                                  "avx512-vnni, amx, avx-vnni): its native rows, else its emulated ones "
-                                                  "(`sweep --isa`)."),
+                                                  "avx512-vnni, amx, avx-vnni): its native rows, else its emulated "
+                                                  "ones (`sweep --isa`)."),
             as_json: bool = JsonOpt) -> None:
     """Each config's accuracy over its calibration seeds, its delta vs FP32 with an interval, the confidence set
     for the best, and the pick; then, where the results hold several CPU classes, what each config scores on each.
@@ -161,18 +185,20 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
     is the best of the set on --objective.
     """
     from ..analysis.classes import class_views, environment_for, matrix
-    from ..analysis.summary import OBJECTIVES, choices, is_quantized, speedup, summary_json
+    from ..analysis.pick import OBJECTIVES, choices
+    from ..analysis.records import summary_json
+    from ..analysis.rows import is_quantized, speedup
     from ..data import resolve_data_dir
     from ..paths import results_file
-    from ..results import load_results
+    from ..results import Results
     from ..stats import level_text
 
     if for_isa:
-        environment = environment_for(load_results(results_file()), for_isa, dataset)
+        environment = environment_for(Results.load(results_file()), for_isa, dataset)
     view = _view(environment, dataset, seeds, objective, data_dir)
     document = summary_json(view, model)
     with busy("scoring every CPU class"):
-        classes = matrix(class_views(load_results(results_file()), view.dataset, resolve_data_dir(data_dir)))
+        classes = matrix(class_views(Results.load(results_file()), view.dataset, resolve_data_dir(data_dir)))
     classes = {m: t for m, t in classes.items() if not model or m in model}
     document["cpu_classes"] = classes
     if model and not document["rows"]:
@@ -190,15 +216,16 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
         if model and name not in model:
             continue
         rows = []
-        for r in (r for r in view.rows if r["model"] == name):
+        for r in (r for r in view.rows if r.model == name):
             ratio = speedup(r, batch)[0]
-            rows.append([r["config_name"] + (" ◀" if r.get("pick") else ""), r.get("runtime") or "—",
-                         str(len(r["seeds"])) if r["seeds"] else "—",
-                         f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}",
-                         "—" if r.get("delta_pp") is None else f"{r['delta_pp']:+.2f}", interval(r.get("delta_pp_ci")),
-                         ({True: "yes", False: "no", None: "—"}[r.get("in_best_set")]
-                          + (f" (= {r['identical_to']})" if r.get("identical_to") else "")) if is_quantized(r) else "",
-                         f"{r[key]:,.4g}" if isinstance(r.get(key), (int, float)) else "—",
+            cost = r.cost(key)
+            rows.append([r.config_name + (" ◀" if r.pick else ""), r.runtime or "—",
+                         str(len(r.seeds)) if r.seeds else "—",
+                         f"{100 * r.accuracy:.2f} ± {100 * r.accuracy_std:.2f}",
+                         "—" if r.delta_pp is None else f"{r.delta_pp:+.2f}", interval(r.delta_pp_ci),
+                         ({True: "yes", False: "no", None: "—"}[r.in_best_set]
+                          + (f" (= {r.identical_to})" if r.identical_to else "")) if is_quantized(r) else "",
+                         f"{cost:,.4g}" if isinstance(cost, (int, float)) else "—",
                          f"{ratio:.2f}x" if ratio else "—"])
         show(["config", "runtime", "seeds", "accuracy % ± sd", "Δ pp", f"{level_text()} interval", "in set", unit,
               f"× fastest FP32, batch {batch}"], rows,
@@ -231,7 +258,7 @@ def compare(environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] 
     """Scheme comparisons: pairs of configs differing in exactly one field, paired deltas with intervals, verdicts
     corrected for the number of pairs; then each model's pick."""
     from ..analysis.comparisons import comparisons
-    from ..analysis.summary import choices
+    from ..analysis.pick import choices
     from ..paths import results_file
     from ..stats import level_text
 
@@ -240,7 +267,8 @@ def compare(environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] 
     if as_json:
         return print_json(tables)
     if not tables:
-        raise UserError(f"no pairs of configs differing in one field in {results_file()}: run `quant-explorer sweep` first")
+        raise UserError(f"no pairs of configs differing in one field in {results_file()}: "
+                        "run `quant-explorer sweep` first")
     _preamble(view)
     for t in tables:
         show(["variant (vs reference)", "model", "reference accuracy (%)", "variant accuracy (%)", "Δ (pp)",
@@ -258,8 +286,9 @@ def compare(environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] 
 
 @app.command()
 def report(check_render: bool = typer.Option(False, "--check-render", help="Open the HTML in headless Chromium, "
-                                             "check every image loads and nothing overflows 1024 px, save the first screen as "
-                                             "report/screenshot.png (1400 px) and screenshot-1024.png."),
+                                             "check every image loads and nothing overflows 1024 px, save the "
+                                             "first screen as report/screenshot.png (1400 px) and "
+                                             "screenshot-1024.png."),
            environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt,
            objective: str = ObjectiveOpt, data_dir: Optional[Path] = DataDir) -> None:
     """Write results/pareto.md and the self-contained HTML report report/index.html from the results files: the

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
@@ -27,8 +26,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CIFAR_MEAN", "CIFAR_STD", "MODELS", "PACKAGED_WEIGHTS", "SHIPPED", "LoadedModel", "Preprocessing", "exported_onnx",
-           "file_sha256", "get_spec", "load_model"]
+__all__ = ["CIFAR_MEAN", "CIFAR_STD", "MODELS", "PACKAGED_WEIGHTS", "SHIPPED", "LoadedModel", "Preprocessing",
+           "exported_onnx", "file_sha256", "get_spec", "load_model"]
 
 
 def file_sha256(path: Path) -> str:
@@ -78,9 +77,9 @@ def exported_onnx(model: LoadedModel) -> Path:
 
     from ..identity import versions
     from ..paths import models_dir
-    from ..runtimes import export_onnx
+    from ..runtimes.export import export_onnx
 
     digest = hashlib.sha256(json.dumps(versions(), sort_keys=True).encode())
-    digest.update(Path(importlib.util.find_spec("quant_explorer.runtimes").origin).read_bytes())
+    digest.update(Path(importlib.util.find_spec("quant_explorer.runtimes.export").origin).read_bytes())
     path = models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / f"fp32-{digest.hexdigest()[:12]}.onnx"
     return path if path.exists() else export_onnx(model.module, path, model.example)

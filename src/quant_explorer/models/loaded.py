@@ -36,6 +36,10 @@ class LoadedModel:
     # Things derived from the weights once per process and reused by every config and seed (its torch.export)
     derived: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
+    def __getstate__(self) -> dict:
+        """Sent to a worker process without `derived`: per-process caches (an exported graph does not pickle)."""
+        return {**self.__dict__, "derived": {}}
+
     @property
     def example(self) -> torch.Tensor:
         """What every export traces: a batch of 2 zeros (at batch 1 an export would specialise the batch to 1)."""

@@ -2,9 +2,9 @@
 
 Everything downstream (ORT quantize_static, onnx2torch for the PyTorch paths, evaluation) sees the same
 thing an export of ours gives it: one float32 NCHW [N, C, H, W] input with a dynamic batch and one
-[N, classes] output, at opset 13 or newer; `LoadedModel.input_shape` and `num_classes` say which. A normalized copy is written under `models_dir()` keyed by the
-file's content; the original is never modified. How its input is scaled is remembered in a small model
-card beside it (`model.onnx.card.json`), so the user says it once.
+[N, classes] output, at opset 13 or newer; `LoadedModel.input_shape` and `num_classes` say which. A normalized
+copy is written under `models_dir()` keyed by the file's content; the original is never modified. How its input
+is scaled is remembered in a small model card beside it (`model.onnx.card.json`), so the user says it once.
 
 This module only puts the steps in order: reading and validating (onnx_validate), the model card
 (model_card), the rewrites (onnx_normalize) and the PyTorch conversion (onnx_convert).

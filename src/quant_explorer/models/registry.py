@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import UserError, did_you_mean
+from ..errors import UserError
+from ..registry import Registry
 from .preprocessing import CIFAR_MEAN, CIFAR_STD, Preprocessing
 
 if TYPE_CHECKING:
@@ -104,28 +105,21 @@ def _mlperf_default() -> Path | None:
     return Path(os.environ[MLPERF_WEIGHTS_ENV]) if os.environ.get(MLPERF_WEIGHTS_ENV) else None
 
 
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec("resnet8", "MLPerf Tiny ResNet8 architecture, our own weights (trained here)", ResNet8,
-                  Preprocessing("raw255"), _load_torch_weights,
-                  lambda: PACKAGED_WEIGHTS / "resnet8" / "fp32_baseline.pt",
-                  "train them with `quant-explorer train --model resnet8`"),
-        ModelSpec("resnet8-mlperf", "MLPerf Tiny reference ResNet8 (87.19% Keras model), imported from its h5",
-                  ResNet8, Preprocessing("raw255"), _load_keras_weights, _mlperf_default,
-                  f"pass --weights PATH/pretrainedResnet.h5 or set ${MLPERF_WEIGHTS_ENV}", trainable=False),
-        ModelSpec("cifar_cnn", "small Conv-BN-ReLU CNN, Linear(128, 10) head, our own weights", CifarCNN,
-                  Preprocessing("unit", CIFAR_MEAN, CIFAR_STD), _load_torch_weights,
-                  lambda: PACKAGED_WEIGHTS / "cifar_cnn" / "fp32_baseline.pt",
-                  "train them with `quant-explorer train --model cifar_cnn`"),
-    )
-}
+MODELS: Registry[ModelSpec] = Registry("model", lambda r: f"known models: {', '.join(r)} (or a path to an .onnx file)")
+for _spec in (
+    ModelSpec("resnet8", "MLPerf Tiny ResNet8 architecture, our own weights (trained here)", ResNet8,
+              Preprocessing("raw255"), _load_torch_weights,
+              lambda: PACKAGED_WEIGHTS / "resnet8" / "fp32_baseline.pt",
+              "train them with `quant-explorer train --model resnet8`"),
+    ModelSpec("resnet8-mlperf", "MLPerf Tiny reference ResNet8 (87.19% Keras model), imported from its h5",
+              ResNet8, Preprocessing("raw255"), _load_keras_weights, _mlperf_default,
+              f"pass --weights PATH/pretrainedResnet.h5 or set ${MLPERF_WEIGHTS_ENV}", trainable=False),
+    ModelSpec("cifar_cnn", "small Conv-BN-ReLU CNN, Linear(128, 10) head, our own weights", CifarCNN,
+              Preprocessing("unit", CIFAR_MEAN, CIFAR_STD), _load_torch_weights,
+              lambda: PACKAGED_WEIGHTS / "cifar_cnn" / "fp32_baseline.pt",
+              "train them with `quant-explorer train --model cifar_cnn`"),
+):
+    MODELS.register(_spec)
 
 SHIPPED = tuple(MODELS)  # what the default sweep and `make run` cover: every registered model
-
-
-def get_spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}: {did_you_mean(name, MODELS, n=3, cutoff=0.5)}known models: "
-                        f"{', '.join(MODELS)} (or a path to an .onnx file)")
-    return MODELS[name]
+get_spec = MODELS.lookup

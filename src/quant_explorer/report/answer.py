@@ -15,8 +15,11 @@ from pathlib import Path
 
 from ..analysis import fp32_rows
 from ..analysis.comparisons import confusion_comparison
-from ..analysis.summary import View, choices, per_class, speedup
+from ..analysis.pick import choices
+from ..analysis.rows import speedup
+from ..analysis.view import PooledRow, View, per_class
 from ..paths import ARTIFACTS_ENV, artifacts_dir
+from ..row import Row
 
 
 def shown_path(path: Path) -> str:
@@ -33,37 +36,36 @@ def shown_path(path: Path) -> str:
     return path.name
 
 
-def artifact_path(row: dict) -> tuple[str, bool]:
+def artifact_path(row: Row) -> tuple[str, bool]:
     """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per row identity), shown
     relative, and whether it is on this machine. A row made elsewhere names the folder a rerun would write."""
     from ..paths import models_dir
 
-    folder = models_dir() / f"{row['model']}-{row.get('model_weights_sha256', '')[:12]}" / row["config_name"]
-    found = sorted(folder.glob(f"*-{row.get('identity_hash')}")) if row.get("identity_hash") else []
+    folder = models_dir() / f"{row.model}-{(row.model_weights_sha256 or '')[:12]}" / row.config_name
+    found = sorted(folder.glob(f"*-{row.identity_hash}")) if row.identity_hash else []
     files = [f for d in found for f in sorted(d.iterdir()) if f.is_file()]
-    exact = [f for f in files if f.stat().st_size == row.get("size_bytes")]
+    exact = [f for f in files if f.stat().st_size == row.size_bytes]
     if exact or files:
         return shown_path((exact or files)[0]), True
     return shown_path(folder), False
 
 
-def reproduce(row: dict) -> str:
+def reproduce(row: PooledRow) -> str:
     """The command that reproduces the row: every seed the answer pools, or the one config."""
-    model = row["model"]
+    model = row.model
     weights = " --weights PATH/pretrainedResnet.h5" if model == "resnet8-mlperf" and not os.environ.get(
         "QUANT_EXPLORER_MLPERF_WEIGHTS") else ""
-    seeds = row.get("seeds") or []
-    if len(seeds) > 1:
-        return f"quant-explorer sweep --model {model}{weights} --configs {row['config_name']} --seeds {len(seeds)}"
-    return f"quant-explorer quantize --model {model}{weights} --config {row['config_name']}"
+    if len(row.seeds) > 1:
+        return f"quant-explorer sweep --model {model}{weights} --configs {row.config_name} --seeds {len(row.seeds)}"
+    return f"quant-explorer quantize --model {model}{weights} --config {row.config_name}"
 
 
 def made_on(view: View) -> str:
     """'avx512-vnni (Intel Xeon ...), results of 2026-12-02': what the numbers were measured on, and when."""
     rows = view.rows
-    cpu = next((r.get("environment", {}).get("cpu", {}).get("model") for r in rows
-                if r.get("environment", {}).get("cpu", {}).get("model")), None)
-    latest = max((r.get("created", "") for r in rows), default="")[:10]
+    models = ((r.environment or {}).get("cpu", {}).get("model") for r in rows)
+    cpu = next((m for m in models if m), None)
+    latest = max((r.created or "" for r in rows), default="")[:10]
     return f"{view.environment.split(',')[0]}" + (f" ({cpu})" if cpu else "") + (f", {latest}" if latest else "")
 
 
@@ -87,25 +89,26 @@ def answers(view: View) -> dict[str, dict]:
             out[model] = {"pick": None, "rule": choice.get("rule") if choice else
                           f"no quantized config of it in this view yet (`quant-explorer sweep --model {model}`)"}
             continue
-        row = next(r for r in view.rows if r["model"] == model and r["config_name"] == choice["pick"])
+        row = next(r for r in view.rows if r.model == model and r.config_name == choice["pick"])
         classes = per_class(view, row)
         losing = []
-        if model in fp32 and "confusion_matrix" in row:
+        if model in fp32 and row.confusion_matrix is not None:
             losing = confusion_comparison(row, fp32[model], classes, top=10)["most_lost"]
         ratio_1, against_1 = speedup(row, 1)
         ratio_256, against_256 = speedup(row, 256)
         path, present = artifact_path(row)
         reference = fp32.get(model)
         out[model] = {
-            "pick": row["config_name"], "runtime": row.get("runtime"), "objective": choice["objective"],
-            "accuracy": row["accuracy"], "accuracy_std": row.get("accuracy_std"), "seeds": row.get("seeds") or [],
-            "fp32_accuracy": reference["accuracy"] if reference else None,
-            "fp32_runtime": reference.get("runtime") if reference else None,
-            "delta_pp": row.get("delta_pp"), "delta_pp_ci": row.get("delta_pp_ci"),
-            "latency_ms_b1": row.get("latency_ms_b1_median"), "speedup_b1": ratio_1, "speedup_b1_against": against_1,
-            "throughput_b256": row.get("throughput_b256"), "speedup_b256": ratio_256,
+            "pick": row.config_name, "runtime": row.runtime, "objective": choice["objective"],
+            "accuracy": row.accuracy, "accuracy_std": row.accuracy_std, "seeds": row.seeds,
+            "fp32_accuracy": reference.accuracy if reference else None,
+            "fp32_runtime": reference.runtime if reference else None,
+            "delta_pp": row.delta_pp, "delta_pp_ci": row.delta_pp_ci,
+            "latency_ms_b1": row.speed.get("latency_ms_b1_median"), "speedup_b1": ratio_1,
+            "speedup_b1_against": against_1,
+            "throughput_b256": row.speed.get("throughput_b256"), "speedup_b256": ratio_256,
             "speedup_b256_against": against_256,
-            "size_bytes": row["size_bytes"], "fp32_size_bytes": reference["size_bytes"] if reference else None,
+            "size_bytes": row.size_bytes, "fp32_size_bytes": reference.size_bytes if reference else None,
             "losing_classes": [{"class": c["class"], "delta_pp": c["delta_pp"], "ci_pp": c["ci_pp"],
                                 "mostly_to": c["mostly_to"]} for c in losing],
             "reproduce": reproduce(row), "artifact": path, "artifact_here": present,

@@ -4,7 +4,8 @@ The page leads with the answer: one block per model (the config to ship, its run
 speed against the fastest FP32 runtime, size, the classes that lose detectably, the command that reproduces it
 and where its saved model is), then a table of contents, then per model a forest plot zoomed on the decision
 region and the "which to pick" table; the details (all configs, trade-offs, seeds, explanations, comparisons,
-classes, studies, environment) follow collapsed. It names no absolute path: it can be mailed anywhere. The calibration-size and per-layer sections appear only when those studies exist.
+classes, each study kind, environment) follow collapsed. It names no absolute path: it can be mailed anywhere. A
+study's section (its kind's own heading, text, table and plot: `studies.Study`) appears only when it has entries.
 It is apart from the plots and the browser check so that what the page says (its sections, tables and wording)
 can be read and changed in one place, without matplotlib or Chromium in view.
 """
@@ -14,16 +15,19 @@ from __future__ import annotations
 import base64
 import html
 import re
+from typing import Sequence
 
 from ..analysis import fp32_rows, is_quantized
 from ..analysis.comparisons import all_confusions, comparisons, losers_text
 from ..analysis.explain import LOSS_PP, explain
-from ..analysis.pareto import (SPEED_WORDS, accuracy_text, delta_text, latency_column, pareto_table, picks,
-                               speed_columns, speed_text, speedup_text, in_set_text)
-from ..analysis.summary import View, choices
+from ..analysis.pareto import latency_column, pareto_table, picks, speed_columns
+from ..analysis.pick import choices
+from ..analysis.view import View
 from ..stats import ALPHA, CORRECTION_NAME, level_text
+from ..studies.base import Delta, Study
 from .answer import answers, dataset_label, made_on, today
-from .plots import plot_calibration, plot_class_deltas, plot_confusion, plot_forest, plot_layers, plot_tradeoff
+from .plots import plot_class_deltas, plot_confusion, plot_forest, plot_tradeoff
+from .text import SPEED_WORDS, accuracy_text, delta_text, in_set_text, speed_text, speedup_text
 
 DETAIL_PER_MODEL = 3  # confusion heatmaps and class bars: this many worst configs per model, plus the best
 NUMERIC = re.compile(r"^([-+−]?[\d.,]+ ?(%|pp)?|—|★)$")
@@ -75,7 +79,7 @@ def _lead_section(view: View, model: str) -> str:
     identical = f"<p>{html.escape(choice['identical_text'])}.</p>" if choice.get("identical_text") else ""
     resolution = choice["resolution"].get("text", "") if choice.get("resolution") else ""
     forest = _img(plot_forest(view, model), f"{model} forest plot") if any(
-        r.get("delta_pp") is not None for r in view.rows if r["model"] == model and is_quantized(r)) else ""
+        r.delta_pp is not None for r in view.rows if r.model == model and is_quantized(r)) else ""
     return "\n".join([f'<h2 id="model-{html.escape(model)}">{html.escape(model)}: every config against FP32</h2>',
                       forest,
                       f"<p><b>Pick ({html.escape(choice['objective'])}): {html.escape(choice['pick'] or 'none')}</b>. "
@@ -147,11 +151,13 @@ def _configs_section(view: View) -> str:
                       [[t["model"], t["config"], t["backend"], t["runtime"] or "—", accuracy_text(t), delta_text(t),
                         in_set_text(t),
                         f"{t['size_bytes'] / 1024:.1f}", *(speed_text(t[c]) for c in speed),
-                        "★" if t["pareto_size"] else "", "★" if t["pareto_latency"] else ""] for t in pareto_table(rows)]))
-    for model in sorted({r["model"] for r in rows}):
+                        "★" if t["pareto_size"] else "", "★" if t["pareto_latency"] else ""]
+                       for t in pareto_table(rows)]))
+    for model in sorted({r.model for r in rows}):
         out.append(_img(plot_tradeoff(rows, "size_bytes", "model file size (KiB)", model), f"{model} accuracy vs size"))
-        if latency and any(isinstance(r.get(latency), (int, float)) for r in rows if r["model"] == model):
-            out.append(_img(plot_tradeoff(rows, latency, SPEED_WORDS[latency], model), f"{model} accuracy vs {latency}"))
+        if latency and any(isinstance(r.speed.get(latency), (int, float)) for r in rows if r.model == model):
+            out.append(_img(plot_tradeoff(rows, latency, SPEED_WORDS[latency], model),
+                            f"{model} accuracy vs {latency}"))
     return "\n".join(out)
 
 
@@ -166,10 +172,10 @@ def _seeds_section(view: View) -> str:
     for r in view.rows:
         if not is_quantized(r):
             continue
-        seeds = r["per_seed"]
-        mean = lambda k: sum(s.get(k) or 0 for s in seeds) / max(len(seeds), 1)  # noqa: E731
+        seeds = r.per_seed
+        mean = lambda k, seeds=seeds: sum(s.get(k) or 0 for s in seeds) / max(len(seeds), 1)  # noqa: E731
         ps = [s["mcnemar_p"] for s in seeds if s.get("mcnemar_p") is not None]
-        rows.append([r["model"], r["config_name"], len(seeds),
+        rows.append([r.model, r.config_name, len(seeds),
                      f"{100 * min(s['accuracy'] for s in seeds):.2f}–{100 * max(s['accuracy'] for s in seeds):.2f}",
                      f"{mean('changed_predictions'):.1f}", f"{mean('fp32_right_quantized_wrong'):.1f}",
                      f"{mean('fp32_wrong_quantized_right'):.1f}",
@@ -222,11 +228,11 @@ def _classes_section(view: View) -> str:
                   [[c["model"], c["config"], *(_heat(c["per_class_delta_pp"][k]) for k in classes),
                    ", ".join(loser["class"] for loser in c["most_lost"]) or "none"]
                    for c in confusions], "small")]
-    by_config = {(r["model"], r["config_name"]): r for r in view.rows}
+    by_config = {(r.model, r.config_name): r for r in view.rows}
     for model in sorted({c["model"] for c in confusions}):
         mine = sorted((c for c in confusions if c["model"] == model),
-                      key=lambda c: by_config[(model, c["config"])]["accuracy"])
-        chosen = [c for c in mine[:DETAIL_PER_MODEL] if by_config[(model, c["config"])].get("delta_pp", 0) < 0]
+                      key=lambda c: by_config[(model, c["config"])].accuracy)
+        chosen = [c for c in mine[:DETAIL_PER_MODEL] if (by_config[(model, c["config"])].delta_pp or 0) < 0]
         chosen += [mine[-1]] if mine[-1] not in chosen else []
         out.append(f"<h3>{html.escape(model)}: the {len(chosen) - 1} most-losing configs and the best</h3>")
         out.append(_img(plot_class_deltas(model, chosen), f"{model} per-class deltas"))
@@ -236,54 +242,33 @@ def _classes_section(view: View) -> str:
     return "\n".join(out)
 
 
-def _calibration_section(entries: dict) -> str:
+def _study_section(kind: type[Study], entries: dict) -> str:
+    """A study kind's section: its intro, then per current entry its heading, text, table and plot."""
     if not entries:
         return ""
-    out = ["<p>Each size is quantized once per seed, each seed a different "
-           "stratified sample of the training split; std is the sample standard deviation over seeds.</p>"]
+    out = [f"<p>{html.escape(kind.intro)}</p>"] if kind.intro else []
     for entry in entries.values():
-        out.append(f"<h3>{html.escape(entry['model'])} / {html.escape(entry['config_name'])} "
-                   f"(FP32 {100 * entry['fp32_accuracy']:.2f}%)</h3>")
-        out.append(_table(["images", "seeds", "mean", "std", "min", "max", "Δ mean vs FP32"],
-                          [[s["n"], len(s["seeds"]), f"{100 * s['mean']:.2f}%", f"{100 * s['std']:.2f} pp",
-                            f"{100 * s['min']:.2f}%", f"{100 * s['max']:.2f}%", f"{s['mean_delta_pp']:+.2f} pp"]
-                           for s in entry["sizes"] if s["seeds"]], "small"))
-        if any(s["seeds"] for s in entry["sizes"]):
-            out.append(_img(plot_calibration(entry), f"{entry['config_name']} calibration-size curve"))
-    return "\n".join(out)
-
-
-def _layers_section(entries: dict) -> str:
-    out = []
-    for entry in entries.values():
-        top = ", ".join(f"{r['layer']} ({-r['cost_pp']:+.2f} pp)" for r in
-                        sorted(entry["layers"], key=lambda r: -r["cost_pp"])[:3])
-        out.append(f"<h3>{html.escape(entry['model'])} / {html.escape(entry['config_name'])}: FP32 "
-                   f"{100 * entry['fp32_accuracy']:.2f}%, all layers quantized {100 * entry['quantized_accuracy']:.2f}%"
-                   "</h3>")
-        out.append(f"<p>Method: {html.escape(entry['method'])}; SQNR: {html.escape(entry['sqnr']['method'])}. "
-                   f"Most costly alone (Δ vs FP32, negative = loss): {html.escape(top)}.</p>")
-        out.append(_table(["layer", "op", "only it quantized", "Δ vs FP32 pp", "only it FP32", "recovery pp",
-                           "weight SQNR dB"],
-                          [[r["layer"], r["op_type"], f"{100 * r['only_this_quantized']['accuracy']:.2f}%", _heat(-r["cost_pp"]),
-                            f"{100 * r['all_but_this_quantized']['accuracy']:.2f}%", f"{r['recovery_pp']:+.2f}",
-                            "—" if r["weight_sqnr_db"] is None else f"{r['weight_sqnr_db']:.1f}"]
-                           for r in entry["layers"]], "small"))
-        out.append(_img(plot_layers(entry), f"{entry['config_name']} per-layer sensitivity"))
-    return "\n".join(out)
+        head, rows = kind.table(entry)
+        text = kind.text(entry)
+        plot = kind.plot(entry)
+        out += [f"<h3>{html.escape(kind.heading(entry))}</h3>", f"<p>{html.escape(text)}.</p>" if text else "",
+                _table(head, [[_heat(v) if isinstance(v, Delta) else v for v in row] for row in rows], "small"),
+                _img(plot, f"{entry['model']} {entry['config_name']} {kind.figure}") if plot else ""]
+    return "\n".join(part for part in out if part)
 
 
 def _environment(view: View) -> str:
     out = []
     for model, row in sorted(fp32_rows(view.rows).items()):
-        env = row.get("environment", {})
+        env = row.environment or {}
         cpu = env.get("cpu", {})
-        out.append(f"<p>{html.escape(model)}: {row['n_images']} test images from "
-                   f"{html.escape(dataset_label(row.get('dataset', '?')))}; "
+        out.append(f"<p>{html.escape(model)}: {row.n_images} test images from "
+                   f"{html.escape(dataset_label(row.dataset or '?'))}; "
                    f"CPU {html.escape(str(cpu.get('model')))} (VNNI: {'yes' if cpu.get('vnni') else 'no'}), "
-                   f"{env.get('threads')} threads; " + html.escape(", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())) + "</p>")
+                   f"{env.get('threads')} threads; "
+                   + html.escape(", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())) + "</p>")
     if view.problems:
-        out.append("<ul>" + "".join(f"<li>{html.escape(p['key'])}: {html.escape(view.why_unscored(p))}</li>"
+        out.append("<ul>" + "".join(f"<li>{html.escape(p.key)}: {html.escape(p.why)}</li>"
                                     for p in view.problems) + "</ul>")
     others = view.others
     if others:
@@ -308,17 +293,16 @@ table.kv{margin:0;font-size:14px;width:100%}table.kv th{width:7.5em;vertical-ali
 table.kv th,table.kv td{border:0;border-top:1px solid #e3e9ef;padding:4px 6px;overflow-wrap:anywhere}
 .why{margin:.3em 0;font-size:14px}nav.toc{columns:2 300px;font-size:14px;background:#f6f6f6;padding:.5em 1em}
 nav.toc a{display:block;padding:1px 0}.note{background:#f3f6fa;border-left:4px solid #1f77b4;padding:.4em 1em;
-font-size:14px}details{margin:1em 0}summary{font-size:1.3em;font-weight:600;cursor:pointer;border-bottom:2px solid #ddd}"""
+font-size:14px}details{margin:1em 0}
+summary{font-size:1.3em;font-weight:600;cursor:pointer;border-bottom:2px solid #ddd}"""
 
 SECTIONS = (("every-config", "Every config: accuracy, size, speed and the pareto fronts"),
             ("seeds", "Calibration seeds: changed predictions and McNemar's test, summarised"),
             ("losses", f"Configs losing more than {LOSS_PP:g} points, and runtimes that disagree"),
             ("comparisons", "Scheme comparisons"),
             ("classes", "Per-class accuracy change vs FP32"),
-            ("cpu-classes", "Each recipe on each CPU class (native and emulated)"),
-            ("calibration", "Calibration-set size"),
-            ("layers", "Per-layer sensitivity"),
-            ("environment", "Environment and unscored rows"))
+            ("cpu-classes", "Each recipe on each CPU class (native and emulated)"))
+ENVIRONMENT = ("environment", "Environment and unscored rows")  # the last section, after the studies'
 
 
 def _no_absolute_paths(page: str) -> str:
@@ -335,19 +319,20 @@ def _cpu_classes_section(classes: dict) -> str:
                    for model, t in classes.items())
 
 
-def render_html(view: View, calibration: dict, layers: dict, classes: dict | None = None) -> str:
-    """The whole page for one view, the studies measured alike to it (calibration size, per layer) and the
-    CPU-class matrix (`analysis.classes`)."""
-    models = sorted({r["model"] for r in view.rows})
+def render_html(view: View, studies: Sequence[tuple[type[Study], dict]] = (), classes: dict | None = None) -> str:
+    """The whole page for one view, each study kind with its entries measured alike to the view (`studies`, in
+    section order) and the CPU-class matrix (`analysis.classes`)."""
+    models = sorted({r.model for r in view.rows})
     quantized = sum(is_quantized(r) for r in view.rows)
     found = answers(view)
-    bodies = dict(zip([a for a, _ in SECTIONS], [
+    sections = [(anchor, title, body) for (anchor, title), body in zip(SECTIONS, [
         _configs_section(view), _seeds_section(view), _explain_section(view), _comparison_section(view),
-        _classes_section(view), _cpu_classes_section(classes or {}), _calibration_section(calibration),
-        _layers_section(layers), _environment(view)]))
+        _classes_section(view), _cpu_classes_section(classes or {})])]
+    sections += [(kind.anchor, kind.title, _study_section(kind, entries)) for kind, entries in studies]
+    sections.append((*ENVIRONMENT, _environment(view)))
     toc = "".join(f'<a href="#answer-{html.escape(m)}">Answer: {html.escape(m)}</a>' for m in models)
     toc += "".join(f'<a href="#model-{html.escape(m)}">{html.escape(m)}: every config against FP32</a>' for m in models)
-    toc += "".join(f'<a href="#{anchor}">{html.escape(title)}</a>' for anchor, title in SECTIONS if bodies[anchor])
+    toc += "".join(f'<a href="#{anchor}">{html.escape(title)}</a>' for anchor, title, body in sections if body)
     body = "\n".join([
         f"<h1>Which 8-bit recipe to ship: {html.escape(', '.join(models))}</h1>",
         f'<p class="made">Made on {html.escape(made_on(view))}; report written {today()}. '
@@ -366,7 +351,7 @@ def render_html(view: View, calibration: dict, layers: dict, classes: dict | Non
         f"({html.escape(view.objective)}) in the runtime it ships in; speed ratios are against the fastest FP32 "
         "runtime.</p>",
         *(_lead_section(view, model) for model in models),
-        *(_details(anchor, title, bodies[anchor]) for anchor, title in SECTIONS)])
+        *(_details(anchor, title, body) for anchor, title, body in sections)])
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>quant-explorer report</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")

@@ -2,7 +2,8 @@
 
 They live apart from the HTML because they are the only part that needs matplotlib (imported lazily, with the
 Agg backend, so `build` works headless and the rest of the package never pays for the import) and because each
-one draws data the analysis already computed: nothing here decides what is shown, only how.
+one draws data the analysis already computed: nothing here decides what is shown, only how. A study draws its
+own plot (`studies`), with `pyplot` and `png` from here.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import io
 import numpy as np
 
 from ..analysis import is_quantized
-from ..backends import BACKENDS
 from ..analysis.pareto import pareto_front
-from ..analysis.summary import View, choices
+from ..analysis.pick import choices
+from ..analysis.view import PooledRow, View
+from ..backends import BACKENDS
 from ..stats import level_text
 
 ZOOM_PP = 8  # accuracy plots show this many points below the best row; rows further down sit on the floor
@@ -27,7 +29,7 @@ def _color(backend: str) -> str:
     return BACKENDS[backend].color if backend in BACKENDS else "tab:gray"
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +40,8 @@ def _plt():
     return plt
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
+    """The figure as PNG bytes at 100 dpi, closed."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -47,31 +50,31 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def plot_tradeoff(rows: list[dict], cost: str, xlabel: str, model: str) -> bytes:
+def plot_tradeoff(rows: list[PooledRow], cost: str, xlabel: str, model: str) -> bytes:
     """One model's accuracy against a cost: every config, the pareto front drawn and its points named, the pick
     starred (one figure per model, so no panel is ever empty)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 5.6), layout="constrained")
-    mine = [r for r in rows if r["model"] == model and isinstance(r.get(cost), (int, float))]
+    mine = [r for r in rows if r.model == model and isinstance(r.cost(cost), (int, float))]
     scale = 1 / 1024 if cost == "size_bytes" else 1
-    xs, ys = [r[cost] * scale for r in mine], [100 * r["accuracy"] for r in mine]
-    for backend in sorted({r["config"]["backend"] for r in mine}):
-        bx, by, group = zip(*((x, y, r) for x, y, r in zip(xs, ys, mine) if r["config"]["backend"] == backend))
+    xs, ys = [r.cost(cost) * scale for r in mine], [100 * r.accuracy for r in mine]
+    for backend in sorted({r.config["backend"] for r in mine}):
+        bx, by, group = zip(*((x, y, r) for x, y, r in zip(xs, ys, mine) if r.config["backend"] == backend))
         reference = not is_quantized(group[0])  # a backend quantizes all its rows or none: FP32 is a star
         ax.scatter(bx, by, color=_color(backend), label=backend, marker="*" if reference else "o",
                    s=160 if reference else 40, zorder=3)
-    front = sorted((x, y, r["config_name"]) for x, y, r, on in
-                   zip(xs, ys, mine, pareto_front([(r["accuracy"], r[cost]) for r in mine])) if on)
+    front = sorted((x, y, r.config_name) for x, y, r, on in
+                   zip(xs, ys, mine, pareto_front([(r.accuracy, r.cost(cost)) for r in mine])) if on)
     ax.step([f[0] for f in front], [f[1] for f in front], where="post", color="tab:red", lw=1.5,
             label="pareto front", zorder=2)
     floor = max(min(ys), max(ys) - ZOOM_PP)  # far-off rows would squash the interesting part
     for k, (x, y, name) in enumerate(sorted(front, key=lambda f: -f[1])):  # a label column, top row = top point
         ax.annotate(name, (x, max(y, floor)), textcoords="axes fraction", xytext=(0.42, 0.93 - 0.065 * k),
                     arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.6})
-    picked = [(x, y, r) for x, y, r in zip(xs, ys, mine) if r.get("pick")]
+    picked = [(x, y, r) for x, y, r in zip(xs, ys, mine) if r.pick]
     for x, y, r in picked:
         ax.scatter([x], [max(y, floor)], marker="*", s=420, color="gold", edgecolor="black", zorder=5,
-                   label=f"pick: {r['config_name']}")
+                   label=f"pick: {r.config_name}")
     below = [(x, y) for x, y in zip(xs, ys) if y < floor]
     if below:
         ax.scatter([x for x, _ in below], [floor] * len(below), marker="v", color="tab:gray", s=50, zorder=3,
@@ -80,15 +83,15 @@ def plot_tradeoff(rows: list[dict], cost: str, xlabel: str, model: str) -> bytes
     ax.set(xlabel=xlabel, ylabel="top-1 accuracy (%)", title=f"{model}: accuracy vs {xlabel.split(' (')[0]}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    return _png(fig)
+    return png(fig)
 
 
-def forest_window(rows: list[dict]) -> tuple[float, float]:
+def forest_window(rows: list[PooledRow]) -> tuple[float, float]:
     """The forest plot's x range: the intervals of the confidence set for the best, 0 (FP32) and a margin; configs
     far outside it are listed at its edge with their values rather than squashing the decision region."""
-    members = [r for r in rows if r.get("in_best_set")] or rows
-    lows = [(r.get("delta_pp_ci") or [r["delta_pp"]] * 2)[0] for r in members] + [0.0]
-    highs = [(r.get("delta_pp_ci") or [r["delta_pp"]] * 2)[1] for r in rows] + [0.0]
+    members = [r for r in rows if r.in_best_set] or rows
+    lows = [(r.delta_pp_ci or [r.delta_pp] * 2)[0] for r in members] + [0.0]
+    highs = [(r.delta_pp_ci or [r.delta_pp] * 2)[1] for r in rows] + [0.0]
     return min(lows) - FOREST_MARGIN_PP, max(highs) + FOREST_MARGIN_PP / 2
 
 
@@ -96,46 +99,46 @@ def plot_forest(view: View, model: str) -> bytes:
     """Each config's mean delta vs FP32 with its interval, best at the top, zoomed on the decision region (the
     confidence set for the best and 0); configs far below are drawn at the left edge with their values. The set
     is shaded, the pick starred."""
-    plt = _plt()
+    plt = pyplot()
     choice = choices(view)[model]
-    rows = sorted((r for r in view.rows if r["model"] == model and is_quantized(r) and r.get("delta_pp") is not None),
-                  key=lambda r: r["accuracy"])
+    rows = sorted((r for r in view.rows if r.model == model and is_quantized(r) and r.delta_pp is not None),
+                  key=lambda r: r.accuracy)
     low, high = forest_window(rows)
     fig, ax = plt.subplots(figsize=(9.5, 0.36 * len(rows) + 1.8), layout="constrained")
     for y, r in enumerate(rows):
-        color = _color(r["config"]["backend"])
-        if r.get("in_best_set"):
+        color = _color(r.config["backend"])
+        if r.in_best_set:
             ax.axhspan(y - 0.5, y + 0.5, color="tab:green", alpha=0.12, lw=0)
-        ci = r.get("delta_pp_ci")
+        ci = r.delta_pp_ci
         if ci:
             ax.plot([max(ci[0], low), min(ci[1], high)], [y, y], color=color, lw=2)
-        if r["delta_pp"] < low:  # far outside: at the edge, with its value
-            text = f"{r['delta_pp']:+.1f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+        if r.delta_pp < low:  # far outside: at the edge, with its value
+            text = f"{r.delta_pp:+.1f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
             ax.plot([low], [y], marker="<", color=color, ms=8, clip_on=False)
             ax.annotate(text, (low, y), xytext=(8, 0), textcoords="offset points", va="center", color=color)
         else:
-            ax.plot([r["delta_pp"]], [y], "o", color=color, ms=6)
-        if r["config_name"] == choice.get("pick"):
-            ax.plot([max(r["delta_pp"], low)], [y], marker="*", color="gold", ms=18, mec="black", zorder=5)
+            ax.plot([r.delta_pp], [y], "o", color=color, ms=6)
+        if r.config_name == choice.get("pick"):
+            ax.plot([max(r.delta_pp, low)], [y], marker="*", color="gold", ms=18, mec="black", zorder=5)
     ax.axvline(0, color="black", lw=1)
     ax.set_xlim(low, high)
-    ax.set_yticks(range(len(rows)), [r["config_name"] + ("  ◀ pick" if r["config_name"] == choice.get("pick") else "")
+    ax.set_yticks(range(len(rows)), [r.config_name + ("  ◀ pick" if r.config_name == choice.get("pick") else "")
                                      for r in rows])
     handles = [plt.Line2D([], [], color=_color(b), marker="o", label=b)
-               for b in sorted({r["config"]["backend"] for r in rows})]
+               for b in sorted({r.config["backend"] for r in rows})]
     handles.append(plt.Rectangle((0, 0), 1, 1, color="tab:green", alpha=0.25, label=f"in the {level_text()} set"))
     handles.append(plt.Line2D([], [], color="gold", marker="*", ms=12, mec="black", ls="", label="pick"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1))
-    seeds = max((len(r["seeds"]) for r in rows), default=0) or 1
+    seeds = max((len(r.seeds) for r in rows), default=0) or 1
     ax.set(xlabel=f"Δ top-1 accuracy vs FP32 (pp; negative = loss), mean and {level_text()} interval",
            title=f"{model}: configs against FP32 ({view.n_images:,} images, {seeds} seeds)")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_class_deltas(model: str, confusions: list[dict]) -> bytes:
     """Per-class accuracy change vs FP32 for a few configs of one model, grouped by class name."""
-    plt = _plt()
+    plt = pyplot()
 
     classes = confusions[0]["classes"]
     width = 0.8 / len(confusions)
@@ -149,7 +152,7 @@ def plot_class_deltas(model: str, confusions: list[dict]) -> bytes:
            "(negative = loss)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
-    return _png(fig)
+    return png(fig)
 
 
 def error_change(difference) -> np.ndarray:
@@ -163,7 +166,7 @@ def error_change(difference) -> np.ndarray:
 def plot_confusion(c: dict) -> bytes:
     """FP32's confusion matrix, and the change in errors quantized − FP32 on a diverging map: red where the
     quantized model makes more errors, blue where fewer."""
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.8), layout="constrained")
@@ -175,7 +178,8 @@ def plot_confusion(c: dict) -> bytes:
         im = ax.imshow(m, cmap=cmap, vmin=-limit if cmap == "RdBu_r" else 0, vmax=limit)
         for (i, j), v in np.ndenumerate(m):
             if abs(v) >= 0.05:
-                ax.text(j, i, f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}", ha="center", va="center", fontsize=FONT - 1 if cmap == "Blues" else FONT,
+                ax.text(j, i, f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}", ha="center", va="center",
+                        fontsize=FONT - 1 if cmap == "Blues" else FONT,
                         color="white" if abs(v) > 0.6 * limit else "black")
         ax.set_xticks(range(len(c["classes"])), c["classes"], rotation=45, ha="right")
         ax.set_yticks(range(len(c["classes"])), c["classes"])
@@ -184,54 +188,4 @@ def plot_confusion(c: dict) -> bytes:
         bar.locator = MaxNLocator(integer=True)
         bar.update_ticks()
     fig.suptitle(f"{c['model']}: confusion (means over calibration seeds), {c['config']} vs FP32")
-    return _png(fig)
-
-
-def plot_calibration(entry: dict) -> bytes:
-    """Mean accuracy ± std over seeds per calibration-set size, min-max band, FP32 for reference."""
-    plt = _plt()
-    sizes = [s for s in entry["sizes"] if s["seeds"]]
-    n = [s["n"] for s in sizes]
-    fig, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
-    ax.fill_between(n, [100 * s["min"] for s in sizes], [100 * s["max"] for s in sizes], alpha=0.2,
-                    label="min–max over seeds")
-    ax.errorbar(n, [100 * s["mean"] for s in sizes], yerr=[100 * s["std"] for s in sizes], marker="o", capsize=4,
-                label="mean ± std over seeds")
-    ax.axhline(100 * entry["fp32_accuracy"], color="black", ls="--", lw=1, label="FP32")
-    ax.set_xscale("log")
-    ax.set_xticks(n, [str(v) for v in n])
-    seeds = max(len(s["seeds"]) for s in sizes)
-    ax.set(xlabel="calibration images (log scale)", ylabel="top-1 accuracy (%)",
-           title=f"{entry['model']} / {entry['config_name']}: accuracy vs calibration-set size ({seeds} seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _png(fig)
-
-
-def plot_layers(entry: dict) -> bytes:
-    """Per layer, in model order: the accuracy change with only it quantized (negative = loss, as everywhere) and
-    the change from keeping only it FP32 (positive = recovered), plus the SQNR of each activation against FP32."""
-    plt = _plt()
-
-    layers = entry["layers"]
-    acts = entry["sqnr"]["activations"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(4.5, 0.34 * max(len(layers), len(acts)))),
-                                      layout="constrained")
-    y = np.arange(len(layers))
-    left.barh(y - 0.2, [-r["cost_pp"] for r in layers], 0.4, color="tab:red",
-              label="only this layer quantized: Δ vs FP32")
-    left.barh(y + 0.2, [r["recovery_pp"] for r in layers], 0.4, color="tab:blue",
-              label="only this layer FP32: Δ vs all quantized")
-    left.set_yticks(y, [r["layer"] for r in layers])
-    left.invert_yaxis()
-    left.axvline(0, color="black", lw=0.8)
-    left.set(xlabel="Δ accuracy (pp; negative = loss)", title=f"{entry['model']} / {entry['config_name']}")
-    left.legend(loc="lower left", bbox_to_anchor=(0, 1.06), ncol=1)
-    left.grid(axis="x", alpha=0.3)
-    right.barh(range(len(acts)), [a["sqnr_db"] for a in acts], color="tab:gray")
-    right.set_yticks(range(len(acts)), [a["label"] for a in acts])
-    right.invert_yaxis()
-    right.set(xlabel="SQNR vs FP32 activations (dB, higher is better)",
-              title=f"activation SQNR over {entry['sqnr']['n_images']} test images")
-    right.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return png(fig)

@@ -28,7 +28,8 @@ CHECK_SCRIPT = """<script>window.addEventListener("load", () => {
   const answer = document.querySelector(".answer");
   const others = Array.from(document.querySelectorAll("img, details, nav, table:not(.kv)")).map(top);
   const wide = Array.from(document.querySelectorAll("body *")).filter(e => e.getBoundingClientRect().right >
-    document.documentElement.clientWidth + 1 && !e.closest(".wide")).slice(0, 5).map(e => e.tagName + "." + e.className);
+    document.documentElement.clientWidth + 1 && !e.closest(".wide")).slice(0, 5)
+    .map(e => e.tagName + "." + e.className);
   const out = document.createElement("pre"); out.id = "qe-render-check";
   out.textContent = JSON.stringify({images: images.length, broken: broken,
     scroll_width: document.documentElement.scrollWidth, viewport_width: document.documentElement.clientWidth,

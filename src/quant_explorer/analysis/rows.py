@@ -1,0 +1,76 @@
+"""What one stored row says about itself: where and on what it was measured (its environment and evaluation set),
+the recipe it stands for (its identity without the calibration draw); and of a view's record, whether it is
+quantized and how fast it ran against FP32.
+
+Every step of the view (`summary.load_view`) and every study reads rows through these, so rows of different
+machines, data or recipes are told apart the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from ..configs import REFERENCE
+from ..identity import cpu_class, environment_id, legacy_identity, versions
+from ..row import Row
+
+SPEED_PREFIXES = ("latency_ms_", "throughput_")
+SEED_FIELDS = ("calibration_sample",)  # identity fields that are the calibration draw (besides the seed itself)
+# batch -> (ratio against the fastest FP32 runtime, that runtime's name, the older ratio against FP32 in one runtime)
+RATIOS = {1: ("latency_speedup_vs_fastest_fp32_b1", "fastest_fp32_b1", "latency_speedup_vs_fp32_b1"),
+          256: ("speedup_vs_fastest_fp32_b256", "fastest_fp32_b256", "speedup_vs_fp32_b256")}
+
+
+def _identity(row: Row) -> dict:
+    """The row's identity; a schema-1 row's, as far as it tells (`identity.legacy_identity`)."""
+    return row.identity if row.identity is not None else legacy_identity(row.to_dict())
+
+
+def row_environment(row: Row) -> str:
+    return environment_id(_identity(row))
+
+
+def row_dataset(row: Row) -> str:
+    """The evaluation set's fingerprint; schema-1 rows, which have none, go by name and size."""
+    if row.identity is not None:
+        return row.identity["dataset"]["fingerprint"]
+    return f"{row.dataset} ({row.n_images} images)"
+
+
+def this_environment() -> str:
+    return environment_id({"cpu_class": cpu_class(), "versions": versions()})
+
+
+def is_current(row: Row) -> bool:
+    """Measured by this quant-explorer: per-image predictions (what every tie and pick needs) of the runtime users
+    ship, under an identity that names its recipe version. Older rows scored some configs in their float reference
+    (PT2E in eager PyTorch, eager static on qnnpack): they are shown, never the basis of a set or a pick."""
+    return row.predictions is not None and "recipe" in (row.identity or {})
+
+
+def recipe_identity(row: Row) -> dict:
+    """The row's identity without its calibration draw: rows that share it are seeds of one recipe."""
+    identity = dict(row.identity) if row.identity is not None else {**_identity(row), "config": row.config_name}
+    for name in SEED_FIELDS:
+        identity.pop(name, None)
+    calibration = identity.get("calibration")
+    if isinstance(calibration, (list, tuple)):
+        identity["calibration"] = calibration[:1]  # [n, seed, ...]: the size is the recipe, the rest the draw
+    elif isinstance(calibration, dict):
+        identity["calibration"] = calibration.get("calibration_n", calibration.get("n"))
+    return identity
+
+
+def is_quantized(row: Row) -> bool:
+    """A row (or a view's record, `View.rows`) of a quantized config, not the FP32 reference."""
+    return row.config_name != REFERENCE
+
+
+def speedup(row: Row, batch: int) -> tuple[float | None, str]:
+    """A config's speed ratio at batch 1 (latency) or 256 (throughput) and what it is against: the fastest FP32
+    runtime where the bench recorded it, else FP32 in the same runtime."""
+    fastest, name, same = RATIOS[batch]
+    bench = row.bench or {}
+    if isinstance(bench.get(fastest), (int, float)):
+        return bench[fastest], f"the fastest FP32 ({bench.get(name, 'its runtime')})"
+    if isinstance(bench.get(same), (int, float)):
+        return bench[same], f"FP32 in {bench.get('runtime', 'the same runtime')}"
+    return None, ""

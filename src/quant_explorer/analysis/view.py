@@ -1,0 +1,129 @@
+"""The `View` every table, plot and `quant-explorer summary` reads, and the paired statistics taken on it.
+
+A view holds only rows measured alike — the same CPU class and library versions (the environment) and the same
+evaluation images (the dataset, matched by fingerprint, never by path) — so no delta ever pairs rows of
+different data or machines. `summary.load_view` builds it; `delta` and `per_class` pair its rows on images and
+on their common calibration seeds (`stats.py`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..configs import REFERENCE
+from ..errors import first_line
+from ..row import Row
+from ..stats import adjust, align, paired_delta
+from .rows import this_environment
+
+
+@dataclass
+class PooledRow(Row):
+    """A config's record in the view (`summary._pool`): its first seed's row, with the seed means (accuracy,
+    correct, delta_pp, ...) in the row's own fields and the statistics over seeds beside them; the pick fields
+    are `pick.choose`'s."""
+    key: str = ""  # the first seed's row
+    first_seed_accuracy: float | None = None  # the cross-checks (alternates, reference) ran on the first seed
+    accuracy_std: float = 0.0
+    accuracy_min: float | None = None
+    accuracy_max: float | None = None
+    reference_accuracy: float | None = None  # the float reference's, over seeds; None unless every seed has one
+    seeds: list = field(default_factory=list)
+    per_seed: list[dict] = field(default_factory=list)  # `summary.PER_SEED_FIELDS` of each seed's row
+    delta_pp_ci: list[float] | None = None
+    delta_stats: dict | None = None  # `stats.paired_delta`
+    speed: dict[str, float] = field(default_factory=dict)  # latency_ms_*, throughput_*: the bench's, any seed's
+    in_best_set: bool | None = None
+    beaten_by: str | None = None
+    best_set_margin_pp: float | None = None
+    vs_best: dict | None = None
+    identical_to: str | None = None  # the config whose predictions it repeats on every seed
+    pick: bool = False
+
+    def cost(self, name: str) -> float | None:
+        """A speed field (`speed`) or the size, by name: what the objectives and fronts compare."""
+        return self.speed[name] if name in self.speed else getattr(self, name, None)
+
+
+@dataclass
+class Problem(Row):
+    """A row of the view's environment and evaluation set without a score: failed, or not applicable."""
+    key: str = ""
+
+    @property
+    def why(self) -> str:
+        """One line: not applicable, or its error."""
+        return self.not_applicable or first_line(self.error or "") or "no score"
+
+
+@dataclass
+class View:
+    environment: str
+    dataset: str  # fingerprint (or a schema-1 row's dataset name)
+    dataset_name: str
+    n_images: int
+    rows: list[PooledRow]  # one per (model, config), FP32 first per model
+    problems: list[Problem]  # rows without a score: failed, not applicable
+    correct: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # [seeds, images] per row
+    seeds: dict[tuple[str, str], list] = field(default_factory=dict)
+    predictions: dict[tuple[str, str], dict] = field(default_factory=dict)  # {seed or None: encoded predictions}
+    classes: list[str] = field(default_factory=list)
+    labels: np.ndarray | None = None
+    available: list[dict] = field(default_factory=list)  # every (environment, dataset) in the file
+    choices: dict[str, dict] = field(default_factory=dict)  # per model: the confidence set, the pick, the rule
+    set_aside: list[dict] = field(default_factory=list)  # {key, model, config, reason}: scored rows not in the view
+    notes: list[str] = field(default_factory=list)  # one line each: why this view, what it lacks
+    objective: str = "latency"
+
+    @property
+    def this_machine(self) -> bool:
+        return self.environment == this_environment()
+
+    @property
+    def others(self) -> list[dict]:
+        """The other (environment, evaluation set) pairs in the file: listed, never mixed in."""
+        return [v for v in self.available if (v["environment"], v["dataset"]) != (self.environment, self.dataset)]
+
+    def banner(self) -> str:
+        where = "this machine's" if self.this_machine else "not this machine's"
+        return (f"Environment: {self.environment} ({where}); evaluation set: {self.dataset_name}, "
+                f"{self.n_images:,} images (fingerprint {self.dataset})")
+
+    def set_aside_lines(self) -> list[str]:
+        """Each reason rows were set aside for, once, with how many and which configs."""
+        by_reason: dict[str, list[dict]] = defaultdict(list)
+        for s in self.set_aside:
+            by_reason[s["reason"]].append(s)
+        lines = []
+        for reason, rows in by_reason.items():
+            configs = sorted({f"{r['model']}/{r['config']}" for r in rows})
+            shown = ", ".join(configs[:3]) + (f" and {len(configs) - 3} more" if len(configs) > 3 else "")
+            lines.append(f"{len(rows)} row{'s' if len(rows) > 1 else ''} set aside, {reason}: {shown}")
+        return lines
+
+
+def delta(view: View, model: str, a: str, b: str, mask: np.ndarray | None = None) -> dict | None:
+    """Config `a` minus config `b` on one model, paired on images and on their common calibration seeds."""
+    ca, cb = view.correct.get((model, a)), view.correct.get((model, b))
+    if ca is None or cb is None:
+        return None
+    return paired_delta(*align(ca, view.seeds[(model, a)], cb, view.seeds[(model, b)]), mask)
+
+
+def per_class(view: View, row: PooledRow) -> dict[str, dict]:
+    """Each class's delta vs FP32 with its interval, and whether it loses detectably: below 0 with a p-value
+    that survives the correction over the config's classes (`stats.CORRECTION`)."""
+    out = {}
+    if view.labels is None:
+        return out
+    for i, name in enumerate(view.classes):
+        d = delta(view, row.model, row.config_name, REFERENCE, view.labels == i)
+        if d is not None:
+            out[name] = {"delta_pp": d["mean_pp"], "ci_pp": d["ci_pp"], "p": d["p"],
+                         "images": int((view.labels == i).sum())}
+    for c, (reject, adjusted) in zip(out.values(), adjust([c["p"] for c in out.values()])):
+        c.update({"p_adjusted": adjusted, "losing": reject and c["delta_pp"] < 0})
+    return out

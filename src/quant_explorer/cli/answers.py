@@ -1,0 +1,95 @@
+"""What `quantize` and `sweep` say of a row: one line per row, and `quantize`'s answer for a person (FP32 and
+quantized accuracy in the runtimes they ship in, the delta with its interval, size, the saved artifact, the time)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import first_line
+from .app import console
+
+if TYPE_CHECKING:  # the CLI imports nothing heavy before a command runs
+    from ..row import Row
+
+
+def row_line(row: Row) -> str:
+    if row.not_applicable is not None:
+        return f"{row.config_name}: not applicable ({row.not_applicable})"
+    if row.error is not None:
+        return f"{row.config_name}: [red]failed[/red] {first_line(row.error)}"
+    delta = f" ({row.delta_pp:+.2f} pp)" if row.delta_pp is not None else ""
+    reference = row.reference or {}
+    simulated = f"; float reference {100 * reference['accuracy']:.2f}%" if "accuracy" in reference else ""
+    return (f"{row.config_name}: {100 * row.accuracy:.2f}% ({row.correct}/{row.n_images}) in "
+            f"{row.runtime}{delta}{simulated}, {row.size_bytes / 1024:.0f} KiB"
+            + (f", {row.seconds:.1f} s" if row.seconds is not None else ""))
+
+
+def quantize_answer(row: Row, fp32: Row | None, stored: dict[str, Row], labels, seconds: float) -> dict:
+    """What `quantize` tells a person: FP32 and quantized accuracy in the runtime each ships in, the delta with its
+    interval (over this seed's test images, or pooled over every stored seed of the same recipe), size, the saved
+    artifact, the command's wall time; the raw row under `row`."""
+    from ..analysis.rows import recipe_identity
+    from ..experiment import is_finished
+    from ..paths import results_file
+    from ..report.answer import artifact_path, shown_path
+    from ..results import decode_classes
+    from ..stats import correct, level_text, paired_delta
+
+    answer = {"model": row.model, "config": row.config_name, "seconds": round(seconds, 1)}
+    if row.accuracy is None:
+        return {**answer, "error": row.error, "not_applicable": row.not_applicable, "row": row.to_dict()}
+    seeds = {}
+    if fp32 is not None and row.predictions is not None:
+        same = recipe_identity(row) if row.identity is not None else None
+        for other in [row, *stored.values()]:
+            if (other.model, other.config_name) == (row.model, row.config_name) and other.seed not in seeds \
+                    and is_finished(other) and (other is row or recipe_identity(other) == same):
+                seeds[other.seed] = other
+    interval = None
+    if seeds:
+        ordered = [seeds[s] for s in sorted(seeds, key=lambda s: (s is None, s))]
+        matrix = correct([decode_classes(e.predictions) for e in ordered], labels)
+        reference = correct([decode_classes(fp32.predictions)], labels)
+        interval = {**paired_delta(matrix, reference), "seeds": len(ordered), "level": level_text(),
+                    "over": "test images and calibration seeds" if len(ordered) > 1 else
+                    "test images (one calibration seed)", "accuracy_mean": float(matrix.mean())}
+    return {**answer, "runtime": row.runtime, "accuracy": row.accuracy, "correct": row.correct,
+            "n_images": row.n_images,
+            "fp32": fp32 and {"accuracy": fp32.accuracy, "correct": fp32.correct, "runtime": fp32.runtime,
+                              "size_bytes": fp32.size_bytes},
+            "delta_pp": row.delta_pp, "interval": interval, "size_bytes": row.size_bytes,
+            "float_reference_accuracy": (row.reference or {}).get("accuracy"),
+            "artifact": artifact_path(row)[0], "results_file": shown_path(results_file()),
+            "warnings": row.warnings or [], "row": row.to_dict()}
+
+
+def print_answer(a: dict) -> None:
+    from rich.table import Table
+
+    if "accuracy" not in a:
+        from ..row import Row
+
+        return console.print(row_line(Row.from_dict(a["row"])) + f" ({a['seconds']:.1f} s)", soft_wrap=True)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a long path folds onto the next line, never cut
+    fp32, i = a["fp32"], a["interval"]
+    if fp32:
+        table.add_row("FP32", f"{100 * fp32['accuracy']:.2f}% ({fp32['correct']}/{a['n_images']}) in {fp32['runtime']}")
+    table.add_row("quantized", f"{100 * a['accuracy']:.2f}% ({a['correct']}/{a['n_images']}) in {a['runtime']}"
+                  + (f"; float reference {100 * a['float_reference_accuracy']:.2f}%"
+                     if a.get("float_reference_accuracy") is not None else ""))
+    if i:
+        ci = f"[{i['ci_pp'][0]:+.2f}, {i['ci_pp'][1]:+.2f}] {i['level']} interval"
+        table.add_row("Δ vs FP32", f"{i['mean_pp']:+.2f} pp {ci} over this seed's test images" if i["seeds"] == 1 else
+                      f"{a['delta_pp']:+.2f} pp this seed; {i['mean_pp']:+.2f} pp {ci} over the {i['seeds']} "
+                      f"stored seeds (mean accuracy {100 * i['accuracy_mean']:.2f}%)")
+    elif a.get("delta_pp") is not None:
+        table.add_row("Δ vs FP32", f"{a['delta_pp']:+.2f} pp")
+    smaller = f" ({fp32['size_bytes'] / a['size_bytes']:.1f}x smaller than FP32)" if fp32 else ""
+    table.add_row("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}")
+    table.add_row("saved", a["artifact"] or "—")
+    table.add_row("took", f"{a['seconds']:.1f} s")
+    console.print(f"[bold]{a['model']} / {a['config']}[/bold]", soft_wrap=True)
+    console.print(table)

@@ -1,0 +1,43 @@
+"""PyTorch as a runtime: a module run eagerly, or compiled by Inductor with freezing (oneDNN int8 kernels for a
+PT2E graph)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .inductor_patches import pad_uint8_in_aten, per_channel_weight_dequantize
+
+
+def torch_runner(module: nn.Module):
+    if module.training:  # an exported graph is marked eval instead (backends.pt2e.in_eval_mode): it refuses .eval()
+        module.eval()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(x)
+
+    return run
+
+
+def inductor_runner(module: nn.Module):
+    """torch.compile (Inductor) with torch._inductor.config.freezing on, run under no_grad; compiles on the
+    first call of each new shape. Freezing is what makes PT2E fast: constant weights let Inductor swap
+    dequantize -> conv -> quantize for oneDNN int8 convolutions; without it the model computes in float.
+    On torch 2.14, with freezing passed as `options={"freezing": True}` instead, or under inference_mode,
+    tracing reaches oneDNN's int8 weight prepack with fake tensors and fails (onednn.qconv_prepack).
+    A PT2E graph is compiled from a copy whose per-tensor weights read as per-channel ones (inductor_patches)."""
+    from torch._inductor import config
+
+    pad_uint8_in_aten()
+    if isinstance(module, torch.fx.GraphModule):
+        module = per_channel_weight_dequantize(copy.deepcopy(module))
+    compiled = torch.compile(module, dynamic=True)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), config.patch(freezing=True):
+            return compiled(x)
+
+    return run

@@ -1,0 +1,65 @@
+"""What a study is to the rest of the package: the `Study` protocol that `analyze` runs and the report draws.
+
+Apart from the registry so that a study's module can import it without importing every other study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, ClassVar, Protocol
+
+from ..identity import identity_hash
+from ..row import Row
+
+
+class Delta(float):
+    """A change in accuracy (pp, which its column names; negative = a loss) as a table cell: the HTML colours it,
+    a terminal signs it."""
+
+    def __str__(self) -> str:
+        return f"{self:+.2f}"
+
+
+def measured_alike(entry: dict, identity: dict) -> bool:
+    """Whether a stored entry has this identity, compared as stored (JSON turns a preprocessing's mean and std
+    tuples into lists, so the dicts themselves differ for a model normalized with them)."""
+    return "identity" in entry and identity_hash(entry["identity"]) == identity_hash(identity)
+
+
+class Study(Protocol):
+    """One targeted experiment on one model x config: where and under which key its entry is stored, when that
+    entry is current, how to compute it, and its part of the report (a section of its kind: per entry a heading,
+    a line of text, a table and a plot). `table` is the one formatter of its numbers, for the report and its
+    command alike; its cells are strings, or `Delta`s."""
+
+    model: str
+    config: str
+    kind: ClassVar[str]  # its name in logs ("calibration size")
+    file: ClassVar[str]  # its results file, beside full_results.json
+    title: ClassVar[str]  # its report section's title
+    anchor: ClassVar[str]  # that section's id in the page
+    intro: ClassVar[str]  # a paragraph before the section's entries ("" for none)
+    figure: ClassVar[str]  # what its plot shows, for the image's alt text
+
+    def identity(self, model, data) -> dict: ...
+
+    def key(self, model, data) -> str: ...
+
+    def is_current(self, entry: dict, model, data) -> bool: ...
+
+    def run(self, model, data, stored: dict[str, Row], log: Callable[[str], None]) -> dict:
+        """The entry; `stored` holds the sweep's rows (full_results.json), which a study may take points from."""
+
+    def save(self, path: Path, entry: dict) -> None: ...
+
+    @staticmethod
+    def heading(entry: dict) -> str: ...
+
+    @staticmethod
+    def text(entry: dict) -> str: ...
+
+    @staticmethod
+    def table(entry: dict) -> tuple[list[str], list[list]]: ...
+
+    @staticmethod
+    def plot(entry: dict) -> bytes | None: ...
