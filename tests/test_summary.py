@@ -101,6 +101,24 @@ def test_the_confidence_set_for_the_best_holds_what_noise_cannot_separate_and_th
     assert rows["ort_u8_minmax_qdq_per_channel"].accuracy_std == pytest.approx(np.std([378, 377, 376], ddof=1) / N)
 
 
+def test_a_set_member_that_loses_a_class_detectably_is_not_picked_while_another_loses_none():
+    lossy = LABELS.copy()
+    class3 = np.flatnonzero(LABELS == 3)
+    lossy[class3[(preds(20) == LABELS)[class3]][:20]] = 5  # half of c3, which FP32 gets right, now called c5
+    rows = [entry("m", "fp32_baseline", preds(20), None, HERE, size=400, **bench(2000.0, 0.6))]
+    for seed in range(3):
+        first = seed == 0
+        rows.append(entry("m", "ort_u8_minmax_qdq_per_channel", preds(22 + seed, 100 * seed), seed, HERE, size=120,
+                          **(bench(4000.0, 0.4) if first else {})))
+        rows.append(entry("m", "ort_u8_minmax_qoperator_per_channel", lossy, seed, HERE, size=90,
+                          **(bench(9000.0, 0.1) if first else {})))  # as accurate overall, and faster
+    choice = load_view(results(*rows)).choices["m"]
+    assert set(choice["best_set"]) == {"ort_u8_minmax_qdq_per_channel", "ort_u8_minmax_qoperator_per_channel"}
+    assert choice["pick"] == "ort_u8_minmax_qdq_per_channel"
+    assert "1 of them loses a class detectably (Holm over the classes) and is not picked: " \
+           "ort_u8_minmax_qoperator_per_channel (c3)" in choice["rule"]
+
+
 def test_the_objective_chooses_the_pick_and_names_the_fastest_at_the_other_batch_size():
     data = results(*model_rows())
     throughput = load_view(data, objective="throughput").choices["m"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..configs import REFERENCE
 from ..stats import ALPHA, CORRECTION_NAME, best_set, level_text, resolution
 from .rows import is_quantized, speedup
-from .view import PooledRow, View, delta
+from .view import PooledRow, View, delta, per_class
 
 # objective -> (row field, +1 when more is better, -1 when less is, words)
 OBJECTIVES = {"latency": ("latency_ms_b1_median", -1, "the lowest batch-1 median latency"),
@@ -109,10 +109,17 @@ def choose(view: View, model: str) -> dict:
     # saturation without VNNI) already fall out of the set: no separate rule for them.
     members = [r for r in scored if r.in_best_set]
     fp32 = next((r for r in view.rows if r.model == model and not is_quantized(r)), None)
-    pick, said = _pick(members, view.objective, fp32)
+    # A member that loses a class detectably is a worse thing to ship than its mean says: picked only if all do.
+    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in members}
+    whole = [r for r in members if not losing[r.config_name]] or members
+    pick, said = _pick(whole, view.objective, fp32)
+    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in members if r not in whole]
     rule = [f"{len(members)} of {len(scored)} configs are in the {level_text()} confidence set for the best "
             f"(multiple comparisons with the best over all {len(scored)}: no other config beats them by more than "
-            "the noise allows, family-wise)", *said]
+            "the noise allows, family-wise)",
+            *([f"{len(set_aside)} of them {'loses' if len(set_aside) == 1 else 'lose'} a class detectably "
+               f"({CORRECTION_NAME} over the classes) and {'is' if len(set_aside) == 1 else 'are'} not picked: "
+               f"{'; '.join(set_aside)}"] if set_aside else []), *said]
     if unscored:
         rule.append(f"not candidates (no per-image predictions): {', '.join(unscored)}")
     for r in rows:
