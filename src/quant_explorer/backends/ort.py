@@ -181,7 +181,11 @@ def histogram_ranges(proto, config: QuantConfig, reader, scratch: Path):
 
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
-    path = quantize_onnx(preprocessed_onnx(model), workdir / "model.onnx", config, calibration)
+    # Quantized once per workdir (one row identity; the file is written whole or not at all), then reused: the
+    # bench and a repeated `quantize` load the sweep's model instead of calibrating it again.
+    path = workdir / "model.onnx"
+    if not path.exists():
+        quantize_onnx(preprocessed_onnx(model), path, config, calibration)
     runtimes = {ONNXRUNTIME.name: RuntimeBuild(lambda threads: ort_runner(path, threads))}
     if config.format == "qdq":  # onnx2torch converts Q/DQ pairs; QOperator ops have no float form there
         runtimes[ONNX2TORCH.name] = RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False)
