@@ -14,20 +14,20 @@ from typer.testing import CliRunner
 
 from quant_explorer.configs import CALIBRATION_N, get_config
 from quant_explorer.data import EvalData
-from quant_explorer.experiment import FP32, fp32_baseline, is_finished, row_key, study_identity
+from quant_explorer.experiment import FP32, fp32_baseline, is_finished, row_key
 from quant_explorer.identity import identity_hash
 from quant_explorer.models import load_model
 from quant_explorer.paths import artifacts_dir, results_file
 from quant_explorer.results import Results, entry_key, load_results, save_entries
 from quant_explorer.row import Row
-from quant_explorer.studies import calibration_size, measured_alike, register, unregister
+from quant_explorer.studies import PoolStudy, calibration_size, register, unregister
 from quant_explorer.sweep import run_sweep
 
 RUNS: list[str] = []  # the models ToyStudy.run was called for, in order
 
 
 @dataclass(frozen=True)
-class ToyStudy:
+class ToyStudy(PoolStudy):
     """FP32 accuracy per class: the sweep's FP32 row where stored alike, else computed."""
 
     model: str
@@ -39,15 +39,6 @@ class ToyStudy:
     anchor: ClassVar[str] = "toy"
     intro: ClassVar[str] = "The test's own study."
     figure: ClassVar[str] = "per-class bars"
-
-    def identity(self, model, data) -> dict:
-        return study_identity(model, get_config(self.config), data)
-
-    def key(self, model, data) -> str:
-        return entry_key(self.model, self.config, identity_hash=identity_hash(self.identity(model, data)))
-
-    def is_current(self, entry: dict, model, data) -> bool:
-        return measured_alike(entry, self.identity(model, data))
 
     def run(self, model, data, stored: dict[str, Row], log) -> dict:
         RUNS.append(model.name)

@@ -18,11 +18,11 @@ from ..executors import Executor
 from ..identity import legacy_identity, mismatch
 from ..results import Results, load_results
 from ..row import Row
-from .base import Delta, Study, measured_alike
+from .base import Delta, PoolStudy, Study, measured_alike
 from .calibration_size import CalibrationSizeStudy
 from .layer_sensitivity import LayerSensitivityStudy
 
-__all__ = ["STUDIES", "CalibrationSizeStudy", "Delta", "LayerSensitivityStudy", "Study", "kinds",
+__all__ = ["STUDIES", "CalibrationSizeStudy", "Delta", "LayerSensitivityStudy", "PoolStudy", "Study", "kinds",
            "measured_alike", "register", "run_studies", "unregister"]
 
 STUDIES: list[Study] = []

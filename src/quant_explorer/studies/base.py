@@ -26,6 +26,29 @@ def measured_alike(entry: dict, identity: dict) -> bool:
     return "identity" in entry and identity_hash(entry["identity"]) == identity_hash(identity)
 
 
+class PoolStudy:
+    """Defaults for a study of one model x config that draws its calibration samples from the whole pool: its
+    identity is a row's less the one sample (`experiment.study_identity`), its key names the model, config and that
+    identity, and a stored entry is current when measured alike."""
+
+    model: str
+    config: str
+
+    def identity(self, model, data) -> dict:
+        from ..configs import get_config
+        from ..experiment import study_identity
+
+        return study_identity(model, get_config(self.config), data)
+
+    def key(self, model, data) -> str:
+        from ..results import entry_key
+
+        return entry_key(self.model, self.config, identity_hash=identity_hash(self.identity(model, data)))
+
+    def is_current(self, entry: dict, model, data) -> bool:
+        return measured_alike(entry, self.identity(model, data))
+
+
 class Study(Protocol):
     """One targeted experiment on one model x config: where and under which key its entry is stored, when that
     entry is current, how to compute it, and its part of the report (a section of its kind: per entry a heading,

@@ -22,7 +22,7 @@ from ..experiment import FP32, fp32_baseline, is_finished, make_calibration, row
 from ..identity import identity_hash
 from ..results import entry_key, save_entries
 from ..row import Row
-from .base import measured_alike
+from .base import PoolStudy
 
 FILE = "calibration_size.json"  # beside full_results.json
 DEFAULT_SIZES = (32, 100, 256, 512, 1024)
@@ -127,7 +127,7 @@ def plot(entry: dict) -> bytes | None:
 
 
 @dataclass(frozen=True)
-class CalibrationSizeStudy:
+class CalibrationSizeStudy(PoolStudy):
     """Accuracy of one model x config at each calibration-set size, over seeds 0..seeds-1."""
 
     model: str
@@ -144,14 +144,8 @@ class CalibrationSizeStudy:
                             "sweep measured alike is the sweep's row.")
     figure: ClassVar[str] = "calibration-size curve"
 
-    def identity(self, model, data) -> dict:
-        return study_identity(model, get_config(self.config), data)
-
-    def key(self, model, data) -> str:
-        return entry_key(self.model, self.config, identity_hash=identity_hash(self.identity(model, data)))
-
     def is_current(self, entry: dict, model, data) -> bool:
-        return (measured_alike(entry, self.identity(model, data))
+        return (super().is_current(entry, model, data)
                 and [s["n"] for s in entry["sizes"]] == list(self.sizes)
                 and all(s["seeds"] == list(range(self.seeds)) for s in entry["sizes"]))
 
