@@ -57,7 +57,7 @@ def test_bad_input_gets_one_line_exit_2_and_touches_no_results(case: Case, input
     artifacts = write_artifacts(tmp_path / "artifacts")
     if case.setup:
         case.setup(artifacts)
-    env = {"QUANT_EXPLORER_ARTIFACTS": str(artifacts)}
+    env = {"QUANT_EXPLORER_ARTIFACTS": str(artifacts), **dict(case.env)}
     if case.cifar_md5:
         trust_cifar_md5(inputs.cifar_md5, monkeypatch)
     prefix = permission_checks_prefix() if case.read_only_results else []
