@@ -73,10 +73,12 @@ def _pool(key: str, members: list[Row], labels: np.ndarray | None, fp32: np.ndar
 
 
 def load_view(results: Results | dict, environment: str | None = None, dataset: str | None = None,
-              seeds: set[int] | None = None, objective: str = "latency", data_dir: Path | None = None) -> View:
+              seeds: Seeds | set[int] | None = None, objective: str = "latency",
+              data_dir: Path | None = None) -> View:
     """The view of a results file's rows (`results.Results`, or a document from `results.load_results`, read as
     its rows) for one environment and dataset;
-    `seeds`: pool only these calibration seeds (e.g. to check that a pick survives another set of draws);
+    `seeds`: pool only these calibration seeds (e.g. to check that a pick survives another set of draws; none of
+    them stored is a UserError, none of some configs' a note);
     `objective`: what the pick optimizes (`OBJECTIVES`); `data_dir`: where to read the evaluation set's labels
     when this machine has not cached them."""
     if objective not in OBJECTIVES:
