@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -61,7 +62,7 @@ def _stored(results) -> dict:
     return {k: e for k, e in json.loads(results.read_text())["entries"].items() if e["config_name"] == CONFIG}
 
 
-def test_damaged_exports_and_models_are_named_set_aside_and_made_again_with_the_same_numbers(tmp_path, quantize_args,
+def test_damaged_artifacts_are_made_again_alike_and_a_failed_recompute_keeps_the_stored_row(tmp_path, quantize_args,
                                                                                               capfd):
     env = {"QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
     assert run_main(quantize_args, env, capfd).returncode == 0
@@ -69,8 +70,9 @@ def test_damaged_exports_and_models_are_named_set_aside_and_made_again_with_the_
     [first] = _stored(results).values()
     models = tmp_path / "a" / "models"
     export = next(p for p in models.rglob("fp32-*.onnx") if "preprocessed" not in p.name)
-    damaged = [export, export.with_name(f"{export.stem}.preprocessed.onnx"), *models.rglob(f"{CONFIG}/*/model.onnx")]
-    assert len(damaged) == 3 and all(record_of(p).is_file() for p in damaged)
+    [workdir] = models.rglob(f"{CONFIG}/n20-*")
+    damaged = [export, export.with_name(f"{export.stem}.preprocessed.onnx"), workdir / "model.onnx"]
+    assert all(record_of(p).is_file() for p in damaged)
     for path in damaged:  # truncated, as a full disk or a killed copy leaves a file
         path.write_bytes(path.read_bytes()[:100])
     again = run_main(quantize_args, env, capfd)
@@ -84,17 +86,9 @@ def test_damaged_exports_and_models_are_named_set_aside_and_made_again_with_the_
     [row] = _stored(results).values()
     assert "error" not in row and row["predictions"] == first["predictions"]  # made again, alike
 
-
-def test_a_recompute_that_fails_keeps_the_stored_row_and_exits_1(tmp_path, quantize_args, capfd):
-    env = {"QUANT_EXPLORER_ARTIFACTS": str(tmp_path / "a")}
-    assert run_main(quantize_args, env, capfd).returncode == 0
-    results = tmp_path / "a" / "results" / "full_results.json"
-    before = _stored(results)
-    [workdir] = (tmp_path / "a" / "models").rglob(f"{CONFIG}/n20-*")
-    for path in workdir.iterdir():
-        path.unlink()
-    workdir.rmdir()
-    workdir.write_text("a file where the row's folder goes: quantizing fails")
+    before = _stored(results)  # now a recompute that fails: a file where the row's folder goes
+    shutil.rmtree(workdir)
+    workdir.write_text("not a folder")
     failed = run_main(quantize_args, env, capfd)
     assert failed.returncode == 1 and f"{CONFIG}: failed FileExistsError" in failed.stdout, failed.stderr
     assert f"resnet8|{CONFIG}|n=20|seed=0 failed (FileExistsError" in failed.stderr
@@ -154,3 +148,26 @@ def test_a_bench_with_a_failure_is_failed_work_never_reused_as_stored(tmp_path):
     del entry["runtimes"]["aotinductor"]
     path.write_text(json.dumps(document))
     assert failures(document) == [] and stored_bench(path, ["m|fp32_baseline|h"], settings) == document
+
+
+@pytest.mark.parametrize("backend", ["fp32", "pt2e"])
+def test_a_damaged_compiled_package_is_set_aside_and_compiled_again(backend, tiny, tmp_path, monkeypatch, capfd):
+    """The AOTInductor packages go through the same proof (the compiler itself is replaced by a stand-in that
+    writes bytes: a real compile takes a minute, and what is tested is which package is reused)."""
+    from quant_explorer.backends import fp32, pt2e
+    from quant_explorer.models import load_model
+
+    module, compiled = {"fp32": (fp32, lambda m, p: fp32.compiled(m, p)),
+                        "pt2e": (pt2e, lambda m, p: pt2e.compiled(m, p.with_name("model.pt2"), p))}[backend]
+    compiles = []
+    monkeypatch.setattr(module, "compile_package", lambda source, path, example: (compiles.append(path),
+                                                                                   path.write_bytes(b"package"))[0])
+    monkeypatch.setattr(pt2e, "load_pt2", lambda path: None)
+    model = load_model("resnet8", tiny / "resnet8.pt")
+    package = tmp_path / "models" / "n20-s0-abc" / "model.aoti.pt2"
+    assert compiled(model, package) == package and compiled(model, package) == package
+    assert len(compiles) == 1 and capfd.readouterr().err == ""  # compiled once, then reused
+    package.write_bytes(b"pack")  # truncated: it would be loaded, and fail, on every bench
+    assert compiled(model, package) == package and package.read_bytes() == b"package" and len(compiles) == 2
+    [line] = capfd.readouterr().err.splitlines()
+    assert f"{package} is damaged: 4 bytes where its record says 7" in line and "set aside as " in line
