@@ -150,6 +150,7 @@ class Case:
     setup: Callable[[Path], None] | None = None  # changes the artifacts directory before the snapshot
     cifar_md5: bool = False  # point torchvision's md5 table at the test's intact batches (in-process cases only)
     read_only_results: bool = False  # results/ read-only (mode 0o555)
+    env: tuple[tuple[str, str], ...] = ()  # more environment variables
 
 
 def quantize(*extra: str) -> Callable[[Inputs, Path], list[str]]:
@@ -328,6 +329,16 @@ CASES = [
          ("--seeds takes seeds like 0-4 or 0,2,4, got 'five'",)),
     Case("summary-unknown-environment", lambda w, tmp: ["summary", "--environment", "sse9"],
          ("no results for environment 'sse9' and dataset None", "the file has: ")),
+    # bounds: what a flag or a setting may ask for
+    Case("summary-seeds-above-the-largest", lambda w, tmp: ["summary", "--seeds", "0-99999999999"],
+         ("--seeds 0-99999999999: 0-99999999999 goes above the largest seed, 2,147,483,647",)),
+    Case("summary-seeds-backwards", lambda w, tmp: ["summary", "--seeds", "0,5-2"], ("the range 5-2 runs backwards",)),
+    Case("seed-above-the-largest", quantize("--seed", "2147483648"),
+         ("Invalid value for '--seed': Input should be less than or equal to 2147483647",)),
+    Case("first-seed-past-the-largest", sweep("--first-seed", "2147483647", "--seeds", "2"),
+         ("--first-seed 2147483647 with --seeds 2 goes above the largest seed, 2,147,483,647",)),
+    Case("lock-timeout-infinite", quantize(), ("$QUANT_EXPLORER_LOCK_TIMEOUT must be a number of seconds from 0 to "
+                                               "86,400, got 'inf'",), env=(("QUANT_EXPLORER_LOCK_TIMEOUT", "inf"),)),
     # weights
     Case("data-dangling-symlink", _folders_with("dangling-symlink"),
          ("cannot read image ", "gone.png (No such file or directory)", "remove it or replace it by an image")),

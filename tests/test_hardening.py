@@ -9,6 +9,7 @@ its check, and its expected substrings are specific to that check.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from quant_explorer.models import PACKAGED_WEIGHTS
 
 from .conftest import run_main, trust_cifar_md5, write_image_folder
-from .hardening_cases import CASES, Case, Inputs, build_inputs, snapshot, write_artifacts
+from .hardening_cases import CASES, Case, Inputs, build_inputs, quantize, snapshot, write_artifacts
 
 PROGRAM = "from quant_explorer.cli import main; main()"  # the console script, in a fresh interpreter
 
@@ -57,7 +58,7 @@ def test_bad_input_gets_one_line_exit_2_and_touches_no_results(case: Case, input
     artifacts = write_artifacts(tmp_path / "artifacts")
     if case.setup:
         case.setup(artifacts)
-    env = {"QUANT_EXPLORER_ARTIFACTS": str(artifacts)}
+    env = {"QUANT_EXPLORER_ARTIFACTS": str(artifacts), **dict(case.env)}
     if case.cifar_md5:
         trust_cifar_md5(inputs.cifar_md5, monkeypatch)
     prefix = permission_checks_prefix() if case.read_only_results else []
@@ -110,6 +111,36 @@ def test_an_interrupt_while_loading_prints_the_interrupted_line(inputs, tmp_path
     assert result.stderr.splitlines() == ["interrupted: nothing saved (files are written whole or not at all); rerun "
                                           "the same command"]
     assert snapshot(artifacts) == before
+
+
+# The CLI with a SIGTERM arriving right after its first save (quantize's FP32 row), as `kill` during the run.
+SIGNALLED_AFTER_THE_FIRST_SAVE = """
+import os, signal
+from quant_explorer import results
+save = results.save_entries
+def save_then_signal(*args, **kwargs):
+    kept = save(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return kept
+results.save_entries = save_then_signal
+from quant_explorer.cli import main
+main()
+"""
+
+
+@pytest.mark.process
+def test_an_interrupt_after_a_save_says_what_was_saved(inputs, tmp_path):
+    artifacts = write_artifacts(tmp_path / "artifacts")
+    results = artifacts / "results" / "full_results.json"
+    before = set(json.loads(results.read_text())["entries"])
+    result = subprocess.run([sys.executable, "-c", SIGNALLED_AFTER_THE_FIRST_SAVE, *quantize("--calibration-n", "20")(
+        inputs, tmp_path)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "QUANT_EXPLORER_ARTIFACTS": str(artifacts)})
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.splitlines() == [f"interrupted: 1 row saved to {results} (files are written whole or not at "
+                                          "all); rerun the same command to resume"]
+    [saved] = set(json.loads(results.read_text())["entries"]) - before  # the FP32 row, and nothing else is new
+    assert saved.startswith("resnet8|fp32_baseline|")
 
 
 @pytest.mark.process

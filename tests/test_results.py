@@ -76,9 +76,11 @@ def test_a_lock_wait_says_who_holds_it_and_gives_up_in_one_line(tmp_path, monkey
     [warning] = capsys.readouterr().err.splitlines()
     assert warning.startswith(f"warning: waiting for {path}, locked by pid {os.getpid()} ") and "(up to 2 s)" in warning
     assert not path.exists()
-    monkeypatch.setenv("QUANT_EXPLORER_LOCK_TIMEOUT", "soon")
-    with pytest.raises(UserError, match="QUANT_EXPLORER_LOCK_TIMEOUT must be a number of seconds, got 'soon'"):
-        save_entries(path, {"a": {}})
+    for never in ("soon", "inf", "nan", "-1", "86401"):  # a wait that never ends is refused too
+        monkeypatch.setenv("QUANT_EXPLORER_LOCK_TIMEOUT", never)
+        with pytest.raises(UserError, match=rf"QUANT_EXPLORER_LOCK_TIMEOUT must be a number of seconds from 0 to "
+                                            rf"86,400, got '{never}'"):
+            save_entries(path, {"a": {}})
 
 
 def test_a_row_computed_again_under_its_key_keeps_the_speed_measured_on_it(tmp_path):
@@ -89,3 +91,15 @@ def test_a_row_computed_again_under_its_key_keeps_the_speed_measured_on_it(tmp_p
     entries = load_results(path)["entries"]
     assert entries["m|c|h"] == {"accuracy": 0.6, "bench": {"latency_ms_b1_median": 0.2}}
     assert entries["m|d|h"] == {"accuracy": 0.7}
+
+
+def test_a_failed_row_never_replaces_a_stored_answer_and_the_caller_is_told(tmp_path):
+    """A recompute (`quantize`, `sweep --force`) that fails keeps the scored or not-applicable row of its key."""
+    path = tmp_path / "full_results.json"
+    scored, na = {"accuracy": 0.5, "predictions": "AA=="}, {"not_applicable": "no kernels"}
+    save_entries(path, {"m|c|h": scored, "m|d|h": na, "m|e|h": {"error": "old failure"}})
+    kept = save_entries(path, {"m|c|h": {"error": "DecodeError: ..."}, "m|d|h": {"error": "x"},
+                               "m|e|h": {"error": "new failure"}, "m|f|h": {"error": "first try"}})
+    entries = load_results(path)["entries"]
+    assert kept == ["m|c|h", "m|d|h"] and entries["m|c|h"] == scored and entries["m|d|h"] == na
+    assert entries["m|e|h"] == {"error": "new failure"} and entries["m|f|h"] == {"error": "first try"}

@@ -333,10 +333,22 @@ def attach_to_results(path: Path, document: dict) -> list[str]:
     return [k for k in document["entries"] if k not in written]
 
 
+def failures(document: dict) -> list[str]:
+    """'config [runtime]: error' for each config or runtime of a bench document that failed (not a config that does
+    not apply): failed work, never reused as a stored bench."""
+    out = []
+    for entry in document.get("entries", {}).values():
+        if entry.get("error"):
+            out.append(f"{entry.get('config_name')}: {entry['error']}")
+        out += [f"{entry.get('config_name')} [{runtime}]: {r['error']}"
+                for runtime, r in (entry.get("runtimes") or {}).items() if r.get("error")]
+    return out
+
+
 def stored_bench(bench_path: Path, keys: list[str], settings: BenchSettings) -> dict | None:
     """The bench document at `bench_path` when it timed exactly these rows (their keys carry their identities: data,
-    calibration sample, config, weights, CPU class, versions) with the same settings on the same CPU model; else
-    None. A rerun with nothing changed re-times nothing."""
+    calibration sample, config, weights, CPU class, versions) with the same settings on the same CPU model, and
+    nothing in it failed; else None. A rerun with nothing changed re-times nothing."""
     try:
         document = json.loads(bench_path.read_text())
     except (OSError, ValueError):
@@ -344,7 +356,7 @@ def stored_bench(bench_path: Path, keys: list[str], settings: BenchSettings) -> 
     here = environment(settings.threads)
     same_machine = all(document.get("environment", {}).get(k) == here[k] for k in ("cpu", "threads", "versions"))
     if (same_machine and document.get("settings") == asdict(settings)
-            and sorted(document.get("entries", {})) == sorted(keys)):
+            and sorted(document.get("entries", {})) == sorted(keys) and not failures(document)):
         return document
     return None
 

@@ -19,6 +19,7 @@ from .registry import Registry
 REFERENCE = "fp32_baseline"  # the config every delta is measured against
 CALIBRATION_N = 256  # calibration images per static config: a stratified draw from the training split
 DEFAULT_SEEDS = 5  # calibration draws per static config: one draw moves a recipe by up to ~2 points
+MAX_SEED = 2**31 - 1  # the largest calibration seed any flag takes (a 32-bit signed integer, as every RNG takes)
 ORT_CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
 ORT_FORMATS = ("qdq", "qoperator")
 CALIBRATION_NOTES = {"distribution": " (symmetric ranges, whatever the activations: see backends.ort)",

@@ -19,6 +19,7 @@ import torch
 
 from .errors import UserError, warn
 from .identity import fingerprint
+from .paths import env_path
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_ENV = "QUANT_EXPLORER_DATA"
@@ -36,16 +37,15 @@ LAYOUT_HELP = (
 
 def cache_dir() -> Path:
     """Where decoded tensors and downloads live: $QUANT_EXPLORER_CACHE or ~/.cache/quant-explorer."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "quant-explorer"
-    return Path(os.environ.get(CACHE_ENV, default))
+    return env_path(CACHE_ENV, env_path("XDG_CACHE_HOME", Path.home() / ".cache") / "quant-explorer")
 
 
 def resolve_data_dir(data_dir: Path | None) -> Path:
-    """--data-dir, else $QUANT_EXPLORER_DATA, else the default cache directory."""
+    """--data-dir, else $QUANT_EXPLORER_DATA, else the default cache directory (a leading `~` expanded)."""
     if data_dir is not None:
-        return Path(data_dir)
+        return Path(os.path.expanduser(data_dir))
     if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
+        return env_path(DATA_ENV, "")
     return cache_dir() / "cifar10"
 
 
@@ -180,7 +180,8 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
     empty = [name for label, name in enumerate(classes) if label not in present]
     if empty:
         raise UserError(f"class folders {empty} under {split_dir} hold no .png/.jpg images: every class needs images")
-    # Cache key: every file's name, class and bytes (a fast hash), so no edit can be answered by stale pixels.
+    # Cache key: every file's name (its bytes: a name need not be UTF-8), class and bytes (a fast hash), so no edit
+    # can be answered by stale pixels; the entry's record (`provenance`) proves it is this key's, byte for byte.
     contents = [_read(path) for path, _ in files]
     key, owner = hashlib.sha256(repr(classes).encode()), {}
     for (path, label), content in zip(files, contents):
@@ -189,18 +190,34 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
         if first[1] != label:
             raise UserError(f"{first[0]} and {path} are the same image under two classes ({classes[first[1]]}, "
                             f"{classes[label]}): keep it in the class it belongs to")
-        key.update(f"{path.relative_to(split_dir)}\0{label}\0".encode() + digest)
-    cache_file = cache_dir() / "decoded" / f"{key.hexdigest()[:24]}.pt"
-    if cache_file.exists():
-        try:
-            images, labels = torch.load(cache_file)
-            return ImageSet(images, labels, classes, f"image-folder:{split_dir}")
-        except Exception:
-            pass  # a broken cache entry is rebuilt below
-    images = _decode_images([p for p, _ in files], contents)
+        key.update(os.fsencode(path.relative_to(split_dir)) + f"\0{label}\0".encode() + digest)
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    _save_cache((images, labels), cache_file)
+    cache_file = cache_dir() / "decoded" / f"{key.hexdigest()[:24]}.pt"
+    made_from = {"files": key.hexdigest(), "n_images": len(files)}
+    cached = _cached_images(cache_file, made_from, labels)
+    images = cached if cached is not None else _decode_images([p for p, _ in files], contents)
+    if cached is None:
+        _save_cache((images, labels), cache_file, made_from)
     return ImageSet(images, labels, classes, f"image-folder:{split_dir}")
+
+
+def _cached_images(path: Path, made_from: dict, labels: torch.Tensor) -> torch.Tensor | None:
+    """The decoded images of a cache entry its record proves to be of these files, holding their labels; else None
+    (a damaged entry or one of other files is said in one line, and decoded again)."""
+    from .provenance import proven
+
+    if not proven(path, made_from, "decoded-image cache", cache=True):
+        return None
+    try:
+        images, cached_labels = torch.load(path)
+    except Exception as e:  # its bytes are the recorded ones: torch cannot read what it wrote (another version)
+        warn(f"decoded-image cache {path} cannot be read ({type(e).__name__}); decoding again")
+        return None
+    if tuple(images.shape[:1]) != (len(labels),) or images.dtype != torch.uint8 or not torch.equal(cached_labels,
+                                                                                                 labels):
+        warn(f"decoded-image cache {path} holds other images than its record says; decoding again")
+        return None
+    return images
 
 
 def _as_viewed(im, path: Path) -> np.ndarray:
@@ -258,9 +275,11 @@ def _decode_images(paths: list[Path], contents: list[bytes]) -> torch.Tensor:
     return torch.from_numpy(out.transpose(0, 3, 1, 2).copy())
 
 
-def _save_cache(obj, path: Path) -> None:
-    """Keep the decoded tensors for next time; a cache that cannot be written costs only a re-decode (one warning)."""
+def _save_cache(obj, path: Path, made_from: dict) -> None:
+    """Keep the decoded tensors for next time, with their record; a cache that cannot be written costs only a
+    re-decode (one warning)."""
     from .files import atomic_path
+    from .provenance import write_record
 
     try:
         with atomic_path(path) as tmp:
@@ -268,6 +287,7 @@ def _save_cache(obj, path: Path) -> None:
                 torch.save(obj, tmp)
             except RuntimeError as e:  # torch reports a full disk as "PytorchStreamWriter failed writing file"
                 raise OSError(28, f"torch.save failed: {str(e).splitlines()[0]}") from None
+        write_record(path, made_from)
     except UserError as e:
         warn(f"decoded images not cached: {e}")
 

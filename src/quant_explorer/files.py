@@ -2,7 +2,8 @@
 line naming the path and the fix, with no temporary file left behind.
 
 A temporary file's name says which process writes it (`.NAME.XXXX.tmp-HOST-PID.EXT`), so the next run can remove
-those a killed run left (`remove_leftovers`) without touching a live writer's."""
+those a killed run left (`remove_leftovers`) without touching a live writer's; temporary folders (`scratch_dir`, where
+ONNX Runtime's calibration works) are named alike, under the artifacts or cache directory, never the system's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import socket
 import stat
 import tempfile
@@ -82,8 +84,9 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """UTF-8 whatever the locale; a file name that is not valid UTF-8 (a surrogate escape) is written escaped."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -99,13 +102,43 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def scratch_dir(folder: Path, prefix: str) -> Iterator[Path]:
+    """A temporary folder under `folder`, named as `remove_leftovers` knows it, removed afterwards; while it is
+    open, Python's `tempfile` (ONNX Runtime's `ort.quant.*` and `pre.quant.*` folders) works in it too, so a run
+    killed there (SIGKILL) leaves nothing in the system's temporary directory, and the next start removes it."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f".{prefix}.", suffix=f".tmp-{HOST}-{os.getpid()}", dir=folder))
+    except OSError as e:
+        raise cannot_write(Path(folder), e) from None
+    previous, tempfile.tempdir = tempfile.tempdir, str(path)
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def remove_leftovers(folder: Path) -> int:
-    """Remove the temporary files that runs killed mid-write (SIGKILL, power loss) left under `folder`: those of
-    this machine whose process is gone. Returns how many."""
+    """Remove the temporary files and folders that runs killed mid-write (SIGKILL, power loss) left under `folder`:
+    those of this machine whose process is gone. Returns how many."""
+    found = [path for path in Path(folder).rglob(".*.tmp-*")
+             if (match := LEFTOVER.match(path.name)) and match[1] == HOST and not _alive(int(match[2]))]
     removed = 0
-    for path in Path(folder).rglob(".*.tmp-*"):
-        match = LEFTOVER.match(path.name)
-        if match and match[1] == HOST and not _alive(int(match[2])) and path.is_file():
+    for path in found:  # a folder's own leftovers went with it
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        elif path.is_file():
             path.unlink(missing_ok=True)
             removed += 1
     return removed

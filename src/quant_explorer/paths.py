@@ -8,9 +8,15 @@ from pathlib import Path
 ARTIFACTS_ENV = "QUANT_EXPLORER_ARTIFACTS"
 
 
+def env_path(name: str, default: Path | str) -> Path:
+    """A directory named by environment variable `name` (`default` when unset or empty), with a leading `~`
+    expanded as a shell would: a quoted '~/x' never becomes a folder named `~` in the working directory."""
+    return Path(os.path.expanduser(os.environ.get(name) or str(default)))
+
+
 def artifacts_dir() -> Path:
     """$QUANT_EXPLORER_ARTIFACTS, unless unset or empty (which would write into the working directory)."""
-    return Path(os.environ.get(ARTIFACTS_ENV) or "artifacts")
+    return env_path(ARTIFACTS_ENV, "artifacts")
 
 
 def results_file() -> Path:

@@ -92,7 +92,7 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
             notify: Callable[[str], None] = lambda line: None) -> JobResult:
     """Run every phase in order (see the module's docstring); `notify` gets one-line notices (why stored rows are
     not reused)."""
-    from .bench import bench_and_record
+    from .bench import bench_and_record, failures
     from .data import resolve_data_dir
     from .executors import LocalExecutor, ProcessExecutor
     from .paths import artifacts_dir, bench_file, results_file
@@ -135,6 +135,7 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
             on_step(Step("speed", done, len(job.models), f"timing {model.name}"))
             document = bench_and_record(model, job.configs, job.data, job.calibration_n, job.seeds[0], job.bench,
                                         results_file(), bench_file(model.name))
+            result.failed += [f"bench {model.name}: {line}" for line in failures(document)]
             if not document.get("reused"):
                 result.computed["speed"] = result.computed.get("speed", 0) + 1
         on_step(Step("speed", len(job.models), len(job.models)))

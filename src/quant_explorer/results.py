@@ -19,9 +19,11 @@ import base64
 import fcntl
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ MIGRATES = {1}  # older schema versions read (and rewritten) as this one
 SCORED_ROW_FIELDS = ("model", "n_images", "confusion_matrix", "per_class_accuracy")  # beside config_name, accuracy
 LOCK_TIMEOUT_ENV = "QUANT_EXPLORER_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600
+MAX_LOCK_TIMEOUT = 86_400  # a day: a save holds the lock for a second, so no run waits that long for a live one
 
 
 def entry_key(model: str, config: str, calibration_n: int | None = None, seed: int | None = None,
@@ -57,17 +60,42 @@ def decode_classes(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype=np.uint8).astype(np.int64)
 
 
+def _labels_cache(fingerprint: str, n_images: int) -> tuple[Path, dict]:
+    """Where an evaluation set's labels are cached, and what its record must say it was made from."""
+    return labels_dir() / f"{fingerprint}.txt", {"fingerprint": fingerprint, "n_images": int(n_images)}
+
+
 def save_labels(fingerprint: str, labels: np.ndarray) -> None:
-    """Cache an evaluation set's labels under its fingerprint (once)."""
-    path = labels_dir() / f"{fingerprint}.txt"
-    if not path.exists():
+    """Cache an evaluation set's labels under its fingerprint, with its record (`provenance`); a cache entry that does
+    not prove itself (damaged, or of an older version) is written again."""
+    from .provenance import proven, write_record
+
+    path, made_from = _labels_cache(fingerprint, len(labels))
+    if not proven(path, made_from, "labels cache", cache=True):
         write_text_atomic(path, encode_classes(labels) + "\n")
+        write_record(path, made_from)
 
 
-def load_labels(fingerprint: str) -> np.ndarray | None:
-    """The cached labels of an evaluation set, or None where this machine has not seen it."""
-    path = labels_dir() / f"{fingerprint}.txt"
-    return decode_classes(path.read_text().strip()) if path.is_file() else None
+def load_labels(fingerprint: str, n_images: int) -> tuple[np.ndarray | None, str | None]:
+    """The cached labels of an evaluation set of `n_images` and, unless its record proves them, why not (a phrase
+    naming the cache entry): None and no reason where this machine has not seen the set; None and the damage where
+    the entry is damaged; the labels and the reason where only a record is missing (an older version's entry: the
+    caller checks them against the stored scores). `save_labels` writes a damaged or unproven entry again."""
+    from .provenance import MISSING, UNRECORDED, why_not
+
+    path, made_from = _labels_cache(fingerprint, n_images)
+    why = why_not(path, made_from)
+    if why == MISSING:
+        return None, None
+    if why not in (None, UNRECORDED):
+        return None, f"the labels cache {path} {why}"
+    try:
+        labels = decode_classes(path.read_text().strip())
+    except (OSError, ValueError) as e:  # binascii.Error is a ValueError
+        return None, f"the labels cache {path} is damaged ({type(e).__name__}: {e})"
+    if len(labels) != n_images:
+        return None, f"the labels cache {path} is damaged: {len(labels)} labels for {n_images} images"
+    return labels, (None if why is None else f"the labels cache {path} {why}")
 
 
 def _move_aside_hint(path: Path) -> str:
@@ -147,8 +175,8 @@ def lock_timeout() -> float:
         seconds = float(text)
     except ValueError:
         seconds = -1
-    if not seconds >= 0:
-        raise UserError(f"${LOCK_TIMEOUT_ENV} must be a number of seconds, got {text!r}")
+    if not 0 <= seconds <= MAX_LOCK_TIMEOUT:  # NaN and inf too: a wait must end
+        raise UserError(f"${LOCK_TIMEOUT_ENV} must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT:,}, got {text!r}")
     return seconds
 
 
@@ -161,9 +189,10 @@ def _holder(lock: Path) -> str:
 
 
 @contextmanager
-def locked(path: Path):
-    """Hold `path`.lock (an exclusive flock; the holder writes who it is into it). A wait says who holds it, and
-    gives up after `lock_timeout()` in one line; a folder or lock file that cannot hold it is a UserError."""
+def locked(path: Path, tell: bool = True):
+    """Hold `path`.lock (an exclusive flock; the holder writes who it is into it). A wait says who holds it (unless
+    not `tell`: a worker waiting for another to build a shared artifact), and gives up after `lock_timeout()` in one
+    line; a folder or lock file that cannot hold it is a UserError."""
     target = Path(path).resolve()  # one lock per file, however it is named (symlinks)
     folder, lock = target.parent, Path(f"{target}.lock")
     try:
@@ -185,14 +214,14 @@ def locked(path: Path):
                     raise UserError(f"{path} is locked by {_holder(lock)}; gave up after waiting {waited:.0f} s: "
                                     f"rerun when it finishes, raise ${LOCK_TIMEOUT_ENV} (seconds), or delete {lock} "
                                     f"if no run is active") from None
-                if not told and waited >= 1:
+                if tell and not told and waited >= 1:
                     warn(f"waiting for {path}, locked by {_holder(lock)} (up to {timeout:.0f} s)")
                     told = True
                 time.sleep(0.05)
         try:  # who holds it, for those who wait; a full disk costs only that
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[1:3]) or 'python'}), "
-                          f"since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+                          f"since {time.strftime('%H:%M:%S')}\n".encode(errors="backslashreplace"), 0)
         except OSError:
             pass
         yield
@@ -212,23 +241,65 @@ def check_writable(path: Path) -> None:
             raise cannot_write(Path(path).parent, e) from None
 
 
-def save_entries(path: Path, entries: dict[str, dict], datasets: dict[str, dict] | None = None) -> None:
+def _finished(entry: dict) -> bool:
+    """A stored entry that holds an answer: scored, or a config that does not apply (no error)."""
+    return entry.get("error") is None and (entry.get("accuracy") is not None or entry.get("not_applicable") is not None)
+
+
+_SAVED: dict[Path, list[str]] = {}  # results file -> the keys this process wrote into it, in order
+
+
+def saved_here() -> dict[Path, list[str]]:
+    """The keys this process wrote, per file: what an interrupted command really saved."""
+    return {path: list(keys) for path, keys in _SAVED.items()}
+
+
+@contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM wait while a file is replaced and the save is counted (`saved_here`), then arrive: an
+    interrupted command says exactly what it saved. Only the main thread handles signals (elsewhere: as is)."""
+    held = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or any(signal.getsignal(s) is None for s in held):
+        yield  # a handler installed outside Python could not be put back
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in pending[:1]:
+            signal.raise_signal(signum)
+
+
+def save_entries(path: Path, entries: dict[str, dict], datasets: dict[str, dict] | None = None) -> list[str]:
     """Merge `entries` (and the dataset records they are scored on) into the results file atomically, under the lock.
-    A row computed again under its key (so of the same identity) keeps the speed its bench measured on it."""
+    A row computed again under its key (so of the same identity) keeps the speed its bench measured on it; a failed
+    one never replaces a stored answer (scored or not applicable): returns the keys kept so, for the caller to say."""
     with locked(path):
         data = load_results(path)
         data["datasets"].update(datasets or {})
+        kept, written = [], []
         for key, entry in entries.items():
             stored = data["entries"].get(key, {})
+            if entry.get("error") is not None and _finished(stored):
+                kept.append(key)
+                continue
             data["entries"][key] = {**entry, "bench": stored["bench"]} if "bench" in stored and "bench" not in entry \
                 else entry
+            written.append(key)
         data["entries"] = dict(sorted(data["entries"].items()))
-        write_json_atomic(path, data)
+        with _signals_held():
+            write_json_atomic(path, data)
+            _SAVED.setdefault(Path(path), []).extend(written)
+    return kept
 
 
-def save_rows(path: Path, rows: dict[str, Row], datasets: dict[str, dict] | None = None) -> None:
-    """`save_entries` for typed rows: the one way rows are written."""
-    save_entries(path, {k: row.to_dict() for k, row in rows.items()}, datasets)
+def save_rows(path: Path, rows: dict[str, Row], datasets: dict[str, dict] | None = None) -> list[str]:
+    """`save_entries` for typed rows: the one way rows are written. Returns the keys whose stored answer was kept
+    instead of a failed row."""
+    return save_entries(path, {k: row.to_dict() for k, row in rows.items()}, datasets)
 
 
 def update_rows(path: Path, change: Callable[[dict[str, Row]], dict[str, Row]]) -> dict[str, Row]:
@@ -238,7 +309,9 @@ def update_rows(path: Path, change: Callable[[dict[str, Row]], dict[str, Row]]) 
         data = load_results(path)
         changed = change({k: Row.from_dict(e) for k, e in data["entries"].items()})
         data["entries"].update({k: row.to_dict() for k, row in changed.items()})
-        write_json_atomic(path, data)
+        with _signals_held():
+            write_json_atomic(path, data)
+            _SAVED.setdefault(Path(path), []).extend(changed)
     return changed
 
 

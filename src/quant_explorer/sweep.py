@@ -1,9 +1,10 @@
 """Run configs on models and record one flat result row each; resumable, one results file.
 
 A row that fails records its error and the sweep goes on; each finished row is saved as it arrives, so a
-killed sweep loses at most the rows in flight, and a rerun skips what is already there. Where the rows are
-computed (here, a process pool, a Ray cluster) is the executor's business (`executors.py`); the results
-file is written by this process alone.
+killed sweep loses at most the rows in flight, and a rerun skips what is already there. A recomputed row that
+fails never replaces the stored answer of the same key (`results.save_entries`): the failure is told, not saved.
+Where the rows are computed (here, a process pool, a Ray cluster) is the executor's business (`executors.py`);
+the results file is written by this process alone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable, Iterator
 
 from .configs import QuantConfig
 from .data import EvalData
+from .errors import first_line
 from .executors import Executor, LocalExecutor, TaskFailed
 from .experiment import FP32, Baseline, fp32_baseline, is_finished, make_calibration, row_identity, row_key, run_config
 from .identity import differences, legacy_identity
@@ -135,5 +137,7 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
             row = Row(model=model.name, model_weights_sha256=model.weights_sha256, config_name=task.config.name,
                       config=task.config.to_dict(), error=f"TaskFailed: {row}")
         row.executor = executor.name
-        save_rows(results_path, {task.key: row}, datasets)
+        if save_rows(results_path, {task.key: row}, datasets):  # a recompute (--force) that failed
+            notify(f"{task.key.rsplit('|', 1)[0]} failed ({first_line(row.error)}); the stored row measured alike "
+                   "is kept")
         yield task.key, row, False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..configs import REFERENCE
 from ..stats import ALPHA, CORRECTION_NAME, best_set, level_text, resolution
-from .rows import is_quantized, speedup
+from .rows import is_quantized, size_vs_fp32, speedup
 from .view import PooledRow, View, delta, per_class
 
 # objective -> (row field, +1 when more is better, -1 when less is, words)
@@ -53,13 +53,13 @@ def _pick(members: list[PooledRow], objective: str, fp32: PooledRow | None) -> t
     pick = max(timed, key=lambda r: (sign * r.cost(key), -r.size_bytes))
     if objective == "size":
         said = [f"of those {pick.config_name} has the smallest file ({pick.size_bytes / 1024:.0f} KiB"
-                + (f", {fp32.size_bytes / pick.size_bytes:.1f}x smaller than FP32)" if fp32 else ")")]
+                + (f", {size_vs_fp32(pick.size_bytes, fp32.size_bytes)})" if fp32 else ")")]
         return pick, said
     batch, other = (1, 256) if objective == "latency" else (256, 1)
     said = [f"of those {pick.config_name} has {words} ({_speed_words(pick, batch)})"]
     ratio, against = speedup(pick, batch)
     if ratio is not None and ratio <= 1:
-        smaller = f", {fp32.size_bytes / pick.size_bytes:.1f}x smaller than FP32" if fp32 else ""
+        smaller = f", {size_vs_fp32(pick.size_bytes, fp32.size_bytes)}" if fp32 else ""
         said.append(f"no int8 config in the set beats FP32 at batch {batch} ({against}): what int8 still buys here "
                     f"is size ({pick.size_bytes / 1024:.0f} KiB{smaller})")
     other_key = "latency_ms_b1_median" if other == 1 else "throughput_b256"

@@ -1,6 +1,6 @@
 """What one stored row says about itself: where and on what it was measured (its environment and evaluation set),
 the recipe it stands for (its identity without the calibration draw); and of a view's record, whether it is
-quantized and how fast it ran against FP32.
+quantized and how fast and how large it is against FP32.
 
 Every step of the view (`summary.load_view`) and every study reads rows through these, so rows of different
 machines, data or recipes are told apart the same way everywhere.
@@ -74,3 +74,15 @@ def speedup(row: Row, batch: int) -> tuple[float | None, str]:
     if isinstance(bench.get(same), (int, float)):
         return bench[same], f"FP32 in {bench.get('runtime', 'the same runtime')}"
     return None, ""
+
+
+def size_vs_fp32(size: int, fp32_size: int) -> str:
+    """'3.6x smaller than FP32', '1.2x larger than FP32', '4% smaller than FP32' (within 10%: a ratio would read
+    1.0x), 'the size of FP32': never "1.0x smaller" of a file that is larger."""
+    if size == fp32_size:
+        return "the size of FP32"
+    if fp32_size >= 1.1 * size:
+        return f"{fp32_size / size:.1f}x smaller than FP32"
+    if size >= 1.1 * fp32_size:
+        return f"{size / fp32_size:.1f}x larger than FP32"
+    return f"{abs(size - fp32_size) / fp32_size:.0%} {'smaller' if size < fp32_size else 'larger'} than FP32"

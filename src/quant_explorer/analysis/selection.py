@@ -145,25 +145,34 @@ def one_identity(rows: dict[str, Row]) -> tuple[dict[str, Row], list[dict], list
 
 def evaluation_labels(record: dict | None, fingerprint: str, rows: list[Row],
                       data_dir: Path | None) -> tuple[np.ndarray | None, str | None]:
-    """The evaluation set's labels: cached, else read from `data_dir` (without decoding images) and checked
-    against every stored score; None and a one-line note where neither gives them."""
+    """The evaluation set's labels: cached (and proven by the cache entry's record, or, an older version's entry,
+    by scoring every stored row as stored), else read from `data_dir` (without decoding images) and checked the
+    same way; None and a one-line note where neither gives them. A damaged cache entry is named in that note."""
     if record is None:
         return None, None
-    labels = load_labels(fingerprint)
-    if labels is not None:
+    labels, why = load_labels(fingerprint, record["n_images"])
+    if labels is not None and (why is None or _scores_as_stored(labels, record, rows)):
         return labels, None
+    damaged = f"{why}; " if why else ""
     if data_dir is None:
-        return None, (f"the labels of {record['name']} are not cached here and no data directory was given "
+        return None, (f"{damaged}the labels of {record['name']} are not cached here and no data directory was given "
                       "(--data-dir): no intervals")
     from ..data import test_labels
 
     try:
         labels = test_labels(data_dir, tuple(record.get("classes") or ()))
     except UserError as e:
-        return None, f"the labels of {record['name']} are not cached here and {e}: no intervals"
+        return None, f"{damaged}the labels of {record['name']} are not cached here and {e}: no intervals"
+    if not _scores_as_stored(labels, record, rows):
+        return None, (f"{damaged}the labels of {record['name']} are not cached here, and the test split in {data_dir} "
+                      "does not score the stored predictions as stored (another evaluation set): no intervals; pass "
+                      "--data-dir")
+    return labels, (f"{why}: read from {data_dir} instead" if why else None)
+
+
+def _scores_as_stored(labels: np.ndarray, record: dict, rows: list[Row]) -> bool:
+    """Whether `labels` are the evaluation set's: as many as its images, and every stored row scored on them gets
+    its stored number of correct images."""
     scored = [r for r in rows if r.predictions is not None and r.correct is not None]
-    if len(labels) != record["n_images"] or any(int((decode_classes(r.predictions) == labels).sum()) != r.correct
-                                                for r in scored):
-        return None, (f"the labels of {record['name']} are not cached here, and the test split in {data_dir} does not "
-                      "score the stored predictions as stored (another evaluation set): no intervals; pass --data-dir")
-    return labels, None
+    return len(labels) == record["n_images"] and all(
+        int((decode_classes(r.predictions) == labels).sum()) == r.correct for r in scored)

@@ -11,12 +11,14 @@ set for the best, configs with identical predictions counted once). Per-class de
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..configs import REFERENCE
+from ..configs import MAX_SEED, REFERENCE
 from ..errors import UserError
 from ..results import Results, decode_classes
 from ..row import Row
@@ -71,10 +73,12 @@ def _pool(key: str, members: list[Row], labels: np.ndarray | None, fp32: np.ndar
 
 
 def load_view(results: Results | dict, environment: str | None = None, dataset: str | None = None,
-              seeds: set[int] | None = None, objective: str = "latency", data_dir: Path | None = None) -> View:
+              seeds: Seeds | set[int] | None = None, objective: str = "latency",
+              data_dir: Path | None = None) -> View:
     """The view of a results file's rows (`results.Results`, or a document from `results.load_results`, read as
     its rows) for one environment and dataset;
-    `seeds`: pool only these calibration seeds (e.g. to check that a pick survives another set of draws);
+    `seeds`: pool only these calibration seeds (e.g. to check that a pick survives another set of draws; none of
+    them stored is a UserError, none of some configs' a note);
     `objective`: what the pick optimizes (`OBJECTIVES`); `data_dir`: where to read the evaluation set's labels
     when this machine has not cached them."""
     if objective not in OBJECTIVES:
@@ -105,11 +109,13 @@ def load_view(results: Results | dict, environment: str | None = None, dataset: 
                 labels=labels, available=available, classes=list(record["classes"]) if record else [],
                 set_aside=stale, notes=notes, objective=objective)
     order = sorted(groups, key=lambda k: (k[0], k[1] != REFERENCE, k[1]))
+    left_out = []  # configs with calibration seeds, none of them among `seeds`
     for model, config in order:
         fp32 = view.correct.get((model, REFERENCE))
         members = {k: r for k, r in groups[(model, config)].items()
                    if seeds is None or not r.calibration or r.seed in seeds}
         if not members:
+            left_out.append(f"{model}/{config}")
             continue
         first = min(members, key=lambda k: members[k].seed or 0)
         row, matrix = _pool(first, list(members.values()), labels, fp32, list(groups[(model, config)].values()))
@@ -119,21 +125,60 @@ def load_view(results: Results | dict, environment: str | None = None, dataset: 
                                              if m.predictions is not None}
         if matrix is not None:
             view.correct[(model, config)] = matrix
+    if left_out:
+        _say_seeds_left_out(view, seeds, left_out, mine.values())
     view.choices = {model: choose(view, model) for model in sorted({r.model for r in view.rows})}
     return view
 
 
-def parse_seeds(text: str | None) -> set[int] | None:
-    """'5-9' or '0,2,4' (as `summary --seeds` takes them) -> a set of seeds; None: every stored seed."""
+def _say_seeds_left_out(view: View, seeds, left_out: list[str], rows) -> None:
+    """--seeds that match no stored seed of some configs: a note naming them; of any config, one line refusing."""
+    stored = seeds_text({r.seed for r in rows if r.calibration and r.seed is not None})
+    asked = seeds.text if isinstance(seeds, Seeds) else seeds_text(seeds)
+    if not any(r.calibration for r in view.rows):
+        raise UserError(f"--seeds {asked} matches none of the stored calibration seeds ({stored}) in "
+                        f"{view.environment} / {view.dataset_name}: pick seeds among them, or sweep these first")
+    shown = ", ".join(left_out[:3]) + (f" and {len(left_out) - 3} more" if len(left_out) > 3 else "")
+    view.notes.append(f"--seeds {asked}: no stored seed for {len(left_out)} configs, left out: {shown}")
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Calibration seeds as `summary --seeds` takes them ('5-9', '0,2,4'): ranges kept as ranges, never listed
+    seed by seed (0-1000000000 costs nothing), each seed within 0..MAX_SEED."""
+
+    text: str
+    ranges: tuple[range, ...]
+
+    def __contains__(self, seed) -> bool:
+        return isinstance(seed, int) and any(seed in r for r in self.ranges)
+
+
+def parse_seeds(text: str | None) -> Seeds | None:
+    """'5-9' or '0,2,4' (as `summary --seeds` takes them) -> `Seeds`; None: every stored seed."""
     if not text:
         return None
-    try:
-        out = set()
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            out.update(range(int(low), int(high or low) + 1))
-    except ValueError:
-        raise UserError(f"--seeds takes seeds like 0-4 or 0,2,4, got {text!r}") from None
-    if not out or min(out) < 0:
-        raise UserError(f"--seeds takes non-negative seeds like 0-4 or 0,2,4, got {text!r}")
-    return out
+    ranges = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part, re.ASCII)
+        if not match:
+            raise UserError(f"--seeds takes seeds like 0-4 or 0,2,4, got {text!r}")
+        digits = [g.lstrip("0") for g in match.groups("0")]  # int() of 5,000 digits is refused: length first
+        if max(map(len, digits)) > len(str(MAX_SEED)) or max(int(d or 0) for d in digits) > MAX_SEED:
+            raise UserError(f"--seeds {text[:40]}: {part.strip()[:40]} goes above the largest seed, {MAX_SEED:,}")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if last < first:
+            raise UserError(f"--seeds {text}: the range {part.strip()} runs backwards; write it {last}-{first}")
+        ranges.append(range(first, last + 1))
+    return Seeds(text, tuple(ranges))
+
+
+def seeds_text(seeds) -> str:
+    """'0-4, 7': a set of seeds as ranges."""
+    ordered, out = sorted(seeds), []
+    for seed in ordered:
+        if out and out[-1][1] == seed - 1:
+            out[-1][1] = seed
+        else:
+            out.append([seed, seed])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in out)

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..aot import aot_runner, compile_package
 from ..configs import CAPABILITIES, QuantConfig
 from ..models import LoadedModel, exported_onnx
+from ..provenance import reuse_or_build
 from ..runtimes import (
     AOTINDUCTOR,
     INDUCTOR,
@@ -38,8 +39,10 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
 
 
 def compiled(model: LoadedModel, package: Path) -> Path:
-    """The FP32 model's AOTInductor package: compiled once per workdir (one row identity), then reused."""
-    return package if package.exists() else compile_package(model.fresh(), package, model.example)
+    """The FP32 model's AOTInductor package: compiled once per workdir (one row identity), then reused while its
+    record proves it (`provenance`)."""
+    return reuse_or_build(package, {"row": package.parent.name, "weights_sha256": model.weights_sha256},
+                          lambda out: compile_package(model.fresh(), out, model.example), "compiled FP32 package")
 
 
 BACKEND = register(Backend("fp32", "no quantization: the FP32 reference", quantize,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -23,8 +22,9 @@ import torch
 from ..configs import CAPABILITIES, QuantConfig
 from ..env import u8s8_saturation_warning
 from ..evaluate import Runner
-from ..files import atomic_path
+from ..files import atomic_path, scratch_dir
 from ..models import LoadedModel, exported_onnx
+from ..provenance import reuse_or_build
 from ..runtimes import ONNX2TORCH, ONNXRUNTIME, onnx2torch_runner, ort_runner
 from .base import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
@@ -68,15 +68,19 @@ def _quiet():
 
 
 def preprocessed_onnx(model: LoadedModel) -> Path:
-    """The FP32 export after ORT's quant_pre_process (shape inference + graph optimisation), cached."""
+    """The FP32 export after ORT's quant_pre_process (shape inference + graph optimisation), cached with its record
+    (`provenance`): made once, by one of parallel workers, and reused while it proves itself."""
     from onnxruntime.quantization import quant_pre_process
 
     source = exported_onnx(model)
-    path = source.with_name(f"{source.stem}.preprocessed.onnx")  # the export's name carries what made it
-    if not path.exists():
-        with atomic_path(path, ".onnx") as tmp:  # a private name: parallel workers share this cache
+
+    def build(path: Path) -> None:
+        with scratch_dir(path.parent, "qe-ort-pre"), atomic_path(path, ".onnx") as tmp:  # its pre.quant.* go there
             quant_pre_process(str(source), str(tmp))
-    return path
+
+    # the export's name carries what made it (weights, exporter, versions)
+    path = source.with_name(f"{source.stem}.preprocessed.onnx")
+    return reuse_or_build(path, {"source": source.name}, build, "preprocessed FP32 model")
 
 
 def pad_narrow_conv_inputs(model, channels: int = 4) -> list[str]:
@@ -137,10 +141,12 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
     if config.reduce_range:
         pad_narrow_conv_inputs(proto)
     reader = _reader(calibration.batches(), proto.graph.input[0].name)
-    with _quiet(), tempfile.TemporaryDirectory(prefix="qe-ort-") as scratch, atomic_path(output, ".onnx") as tmp:
+    # ORT's own temporary folders go in the scratch folder too: a run killed mid-calibration leaves them where the
+    # next start removes them (`files.remove_leftovers`), never in the system's temporary directory.
+    with _quiet(), scratch_dir(Path(output).parent, "qe-ort") as scratch, atomic_path(output, ".onnx") as tmp:
         if config.calibration_bins:  # a histogram method: its bins are the config's, handed over as ORT's cache
-            cache = Path(scratch) / "calibration.json"
-            save_tensors_data(histogram_ranges(proto, config, reader, Path(scratch)), cache)
+            cache = scratch / "calibration.json"
+            save_tensors_data(histogram_ranges(proto, config, reader, scratch), cache)
             reader = None
         quantize_static(
             # A ModelProto, not the path: given a path, ORT writes `<source>-inferred.onnx` beside it, which
@@ -181,11 +187,11 @@ def histogram_ranges(proto, config: QuantConfig, reader, scratch: Path):
 
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
-    # Quantized once per workdir (one row identity; the file is written whole or not at all), then reused: the
-    # bench and a repeated `quantize` load the sweep's model instead of calibrating it again.
-    path = workdir / "model.onnx"
-    if not path.exists():
-        quantize_onnx(preprocessed_onnx(model), path, config, calibration)
+    # Quantized once per workdir (one row identity; the file is written whole or not at all), then reused while its
+    # record proves it: the bench and a repeated `quantize` load the sweep's model instead of calibrating it again.
+    source = preprocessed_onnx(model)
+    path = reuse_or_build(workdir / "model.onnx", {"row": workdir.name, "source": source.name},
+                          lambda out: quantize_onnx(source, out, config, calibration), "quantized model")
     runtimes = {ONNXRUNTIME.name: RuntimeBuild(lambda threads: ort_runner(path, threads))}
     if config.format == "qdq":  # onnx2torch converts Q/DQ pairs; QOperator ops have no float form there
         runtimes[ONNX2TORCH.name] = RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False)

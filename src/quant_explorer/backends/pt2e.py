@@ -25,6 +25,7 @@ from ..errors import NotApplicable
 from ..evaluate import Runner
 from ..files import atomic_path
 from ..models import LoadedModel
+from ..provenance import reuse_or_build
 from ..runtimes import AOTINDUCTOR, DYNAMIC_BATCH, INDUCTOR, TORCH, inductor_runner, torch_runner
 from .base import Backend, Calibration, QuantizedModel, RuntimeBuild, register
 
@@ -121,8 +122,10 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
 
 
 def compiled(model: LoadedModel, path: Path, package: Path) -> Path:
-    """The saved artifact's AOTInductor package: compiled once per workdir (one row identity), then reused."""
-    return package if package.exists() else compile_package(load_pt2(path), package, model.example)
+    """The saved artifact's AOTInductor package: compiled once per workdir (one row identity), then reused while its
+    record proves it (`provenance`)."""
+    return reuse_or_build(package, {"row": package.parent.name, "from": path.name},
+                          lambda out: compile_package(load_pt2(path), out, model.example), "compiled PT2E package")
 
 
 def in_eval_mode(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -34,7 +34,7 @@ def quantize_answer(row: Row, fp32: Row | None, stored: dict[str, Row], labels, 
     from ..paths import results_file
     from ..report.answer import artifact_path, shown_path
     from ..results import decode_classes
-    from ..stats import correct, level_text, paired_delta
+    from ..stats import ALPHA, correct, level_text, paired_delta
 
     answer = {"model": row.model, "config": row.config_name, "seconds": round(seconds, 1)}
     if row.accuracy is None:
@@ -54,6 +54,13 @@ def quantize_answer(row: Row, fp32: Row | None, stored: dict[str, Row], labels, 
         interval = {**paired_delta(matrix, reference), "seeds": len(ordered), "level": level_text(),
                     "over": "test images and calibration seeds" if len(ordered) > 1 else
                     "test images (one calibration seed)", "accuracy_mean": float(matrix.mean())}
+        if interval["se_pp"] == 0 and interval["mean_pp"] == 0:  # no image to measure the noise by: no interval
+            n = len(labels)
+            interval["ci_pp"] = None
+            interval["no_interval"] = (
+                f"no interval: FP32 and the quantized model disagree on none of the {n:,} test images, too few to "
+                f"bound the difference (up to ±{100 * (1 - ALPHA ** (1 / n)):.2g} pp would go unseen at "
+                f"{level_text()})")
     return {**answer, "runtime": row.runtime, "accuracy": row.accuracy, "correct": row.correct,
             "n_images": row.n_images,
             "fp32": fp32 and {"accuracy": fp32.accuracy, "correct": fp32.correct, "runtime": fp32.runtime,
@@ -66,6 +73,8 @@ def quantize_answer(row: Row, fp32: Row | None, stored: dict[str, Row], labels, 
 
 def print_answer(a: dict) -> None:
     from rich.table import Table
+
+    from ..analysis.rows import size_vs_fp32
 
     if "accuracy" not in a:
         from ..row import Row
@@ -80,14 +89,16 @@ def print_answer(a: dict) -> None:
     table.add_row("quantized", f"{100 * a['accuracy']:.2f}% ({a['correct']}/{a['n_images']}) in {a['runtime']}"
                   + (f"; float reference {100 * a['float_reference_accuracy']:.2f}%"
                      if a.get("float_reference_accuracy") is not None else ""))
-    if i:
+    if i and i["ci_pp"] is None:
+        table.add_row("Δ vs FP32", f"{i['mean_pp']:+.2f} pp; {i['no_interval']}")
+    elif i:
         ci = f"[{i['ci_pp'][0]:+.2f}, {i['ci_pp'][1]:+.2f}] {i['level']} interval"
         table.add_row("Δ vs FP32", f"{i['mean_pp']:+.2f} pp {ci} over this seed's test images" if i["seeds"] == 1 else
                       f"{a['delta_pp']:+.2f} pp this seed; {i['mean_pp']:+.2f} pp {ci} over the {i['seeds']} "
                       f"stored seeds (mean accuracy {100 * i['accuracy_mean']:.2f}%)")
     elif a.get("delta_pp") is not None:
         table.add_row("Δ vs FP32", f"{a['delta_pp']:+.2f} pp")
-    smaller = f" ({fp32['size_bytes'] / a['size_bytes']:.1f}x smaller than FP32)" if fp32 else ""
+    smaller = f" ({size_vs_fp32(a['size_bytes'], fp32['size_bytes'])})" if fp32 else ""
     table.add_row("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}")
     table.add_row("saved", a["artifact"] or "—")
     table.add_row("took", f"{a['seconds']:.1f} s")

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..configs import CALIBRATION_N, DEFAULT_SEEDS
+from ..configs import CALIBRATION_N, DEFAULT_SEEDS, MAX_SEED
 from ..errors import UserError
 
 app = typer.Typer(help="What 8-bit post-training quantization costs a CIFAR-10 classifier, where, and which recipe "
@@ -79,7 +79,8 @@ MeanOpt = typer.Option(None, "--mean", help="Imported ONNX models: per-channel m
 StdOpt = typer.Option(None, "--std", help="Imported ONNX models: per-channel std after scaling.")
 CalibN = typer.Option(CALIBRATION_N, "--calibration-n", help="Calibration images, a stratified sample of the "
                       "training split.")
-SeedOpt = typer.Option(0, "--seed", min=0, help="Seed of the calibration sample (same seed, same images).")
+SeedOpt = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the calibration sample (same seed, same "
+                       "images).")
 SeedsOpt = typer.Option(DEFAULT_SEEDS, "--seeds", min=1, max=100, help="Calibration samples per static config (seeds "
                         "FIRST..FIRST+N-1): one draw moves a recipe by up to ~2 points, so every summary pools "
                         "several.")
@@ -106,7 +107,26 @@ IsaOpt = typer.Option("native", "--isa", callback=_emulate, help="Score as this 
 
 
 def main() -> None:
-    """Console entry point: a UserError is one red line on stderr and exit code 2, never a traceback."""
+    """Console entry point: a UserError is one red line on stderr and exit code 2, never a traceback. Output that
+    the terminal cannot encode degrades to ASCII words (`terminal.py`); a closed stdout is one line on stderr."""
+    from .terminal import closed_stdout_error, cut_short, degrade_unencodable, stdout_broken
+
+    if sys.stdout is None:  # started with fd 1 closed (`>&-`): what it prints would be lost, or land in a file it opens
+        err_console.print(closed_stdout_error(), highlight=False, soft_wrap=True)
+        sys.exit(2)
+    restore = degrade_unencodable()
+    try:
+        _main()
+    except (BrokenPipeError, SystemExit):  # stdout closed while writing (`| head -1`; typer turns it into a silent
+        if not stdout_broken():           # exit 1): the output is incomplete, and says so
+            raise
+        cut_short(err_console)
+        sys.exit(1)
+    finally:
+        restore()
+
+
+def _main() -> None:
     from rich.markup import escape
     from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors its own click
 
@@ -115,9 +135,12 @@ def main() -> None:
     try:
         # Without standalone mode, click returns a command's `typer.Exit(code)` as the value instead of raising it.
         code = app(standalone_mode=False, prog_name="quant-explorer")
-    except Interrupted as e:  # outside `interruptible` (loading data or models): nothing of this run was saved
-        err_console.print("interrupted: nothing saved (files are written whole or not at all); rerun the same "
-                          "command", highlight=False, soft_wrap=True)
+    except Interrupted as e:  # outside `interruptible`: say what this run saved (a row of `quantize`...), if anything
+        saved = saved_words()
+        err_console.print(f"interrupted: {saved} (files are written whole or not at all); rerun the same command"
+                          + (" to resume" if saved else "") if saved else
+                          "interrupted: nothing saved (files are written whole or not at all); rerun the same command",
+                          highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except UserError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
@@ -205,6 +228,15 @@ class Interrupted(BaseException):
 
 def _interrupt(signum, frame):
     raise Interrupted(signum)
+
+
+def saved_words() -> str:
+    """What this process saved, as an interrupted line says it: '3 rows saved to artifacts/results/...json'; ''."""
+    from ..results import saved_here
+
+    parts = [f"{len(keys)} row{'s' if len(keys) != 1 else ''} saved to {path}" for path, keys in saved_here().items()
+             if keys]
+    return ", ".join(parts)
 
 
 @contextlib.contextmanager

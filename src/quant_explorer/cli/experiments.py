@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..configs import MAX_SEED
 from ..errors import UserError
 from .answers import print_answer, quantize_answer, row_line
 from .app import (
@@ -69,7 +70,9 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
         loaded = load_models([model], weights, input_scale, mean, std, data)
         progress.update(task, description=f"{model}: FP32 baseline (once), then {chosen.name}: quantizing and "
                                           f"scoring {len(data.test):,} test images")
-        [(key, row, _)] = list(run_sweep(loaded, [chosen], data, calibration_n, [seed], results_file(), force=True))
+        [(key, row, _)] = list(run_sweep(loaded, [chosen], data, calibration_n, [seed], results_file(), force=True,
+                                         notify=lambda line: err_console.print(f"[yellow]warning:[/yellow] {line}",
+                                                                               highlight=False, soft_wrap=True)))
         stored = Results.load(results_file()).rows
         fp32 = stored.get(row_key(loaded[0], FP32, data, calibration_n, 0))
     answer = quantize_answer(row, fp32, stored, data.test.labels.numpy(), time.perf_counter() - started)
@@ -91,7 +94,7 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
           config_names: list[str] = ConfigsOpt,
           all_configs: bool = typer.Option(False, "--all", help="The full config grid."),
           calibration_n: int = CalibN, seeds: int = SeedsOpt,
-          first_seed: int = typer.Option(0, "--first-seed", min=0, help="The first calibration seed."),
+          first_seed: int = typer.Option(0, "--first-seed", min=0, max=MAX_SEED, help="The first calibration seed."),
           data_dir: Optional[Path] = DataDir,
           force: bool = typer.Option(False, "--force", help="Rerun entries already in the results file."),
           input_scale: Optional[str] = InputScale, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
@@ -123,6 +126,8 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
                         "processes with it")
     runner = make_executor(executor, ray_address, workers)
     chosen = select_configs(patterns(config_names), all_configs)
+    if first_seed + seeds - 1 > MAX_SEED:
+        raise UserError(f"--first-seed {first_seed} with --seeds {seeds} goes above the largest seed, {MAX_SEED:,}")
     started = time.perf_counter()
     seed_list = list(range(first_seed, first_seed + seeds))
     names = list(dict.fromkeys(model or SHIPPED))
@@ -132,7 +137,7 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     loaded_seconds = time.perf_counter() - started
     rows = []  # (key, row, reused)
     total = len(loaded) * sum(len(seed_list) if c.is_static else 1 for c in chosen)
-    with interruptible(lambda: f"{sum(not reused for _, _, reused in rows)} rows saved, {total - len(rows)} not run"), \
+    with interruptible(lambda: _sweep_progress(rows, {c.name for c in chosen}, total)), \
             bar(disable=as_json) as progress:
         task = progress.add_task("sweep", total=total)
         notify = (lambda line: None) if as_json else (lambda line: progress.console.print(f"[yellow]{line}[/yellow]"))
@@ -158,6 +163,18 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
         raise typer.Exit(1)
 
 
+def _sweep_progress(rows: list, configs: set[str], total: int) -> str:
+    """What an interrupted sweep saved (counted where it is written: a row saved but not yet shown counts) and how
+    many of its rows were not run."""
+    from ..paths import results_file
+    from ..results import saved_here
+
+    saved = saved_here().get(results_file(), [])
+    done = {key for key, _, _ in rows} | {key for key in saved if key.split("|")[1] in configs}
+    return (f"{len(saved)} row{'s' if len(saved) != 1 else ''} saved to {results_file()}, "
+            f"{max(total - len(done), 0)} not run")
+
+
 @app.command()
 def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
           config_names: list[str] = typer.Option(None, "--configs", "-c", help="Config names or globs (repeatable "
@@ -177,7 +194,7 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     stored bench when the same rows were timed alike here (say so with --force to time again)."""
     import torch
 
-    from ..bench import BenchSettings, bench_and_record
+    from ..bench import BenchSettings, bench_and_record, failures
     from ..configs import select_configs
     from ..experiment import load_models, prepare
     from ..paths import bench_file, results_file
@@ -190,7 +207,8 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     document = bench_and_record(loaded, chosen, data, calibration_n, seed, settings, results_file(),
                                 bench_file(loaded.name), log=err_console.print, force=force)
     if as_json:
-        return print_json(document)
+        print_json(document)
+        raise typer.Exit(1 if failures(document) else 0)
     if document.get("reused"):
         err_console.print(f"the same rows were timed alike on this CPU ({document['created']}): shown as stored; "
                           "--force times them again", highlight=False)
@@ -200,6 +218,12 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     for r in bench_table_rows(document):
         table.add_row(*r)
     print_table(table)
+    failed = failures(document)
+    if failed:
+        err_console.print(f"[red]error:[/red] {len(failed)} failed ({failed[0]}{', ...' if len(failed) > 1 else ''}); "
+                          "saved with their errors, never reused: rerun to time them again", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -213,7 +237,7 @@ def train(model: str = typer.Option(..., "--model", "-m", help="resnet8 or cifar
                                      "package."),
           epochs: int = typer.Option(100, "--epochs", min=1, max=10_000, help="The shipped resnet8: 100 (2 h 13 min "
                                      "on 2 CPU cores); cifar_cnn: 20."),
-          seed: int = typer.Option(0, "--seed", min=0)) -> None:
+          seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED)) -> None:
     """Train a model from scratch (random crop + flip), write fp32_baseline.pt and model_card.json."""
     from ..data import resolve_data_dir
     from ..paths import trained_dir
@@ -243,7 +267,7 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
     from ..configs import get_config
     from ..experiment import load_models, prepare
     from ..paths import results_file, results_path
-    from ..results import load_results
+    from ..results import Results
     from ..studies.calibration_size import FILE, CalibrationSizeStudy, parse_sizes
     from .views import show_study
 
@@ -253,7 +277,7 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
     chosen_sizes = tuple(parse_sizes(sizes, len(data.train)))
     [loaded] = load_models([model], weights, input_scale, mean, std, data)
     study = CalibrationSizeStudy(loaded.name, config, chosen_sizes, seeds)
-    entry = study.run(loaded, data, load_results(results_file())["entries"], quiet_or(as_json))
+    entry = study.run(loaded, data, Results.load(results_file()).rows, quiet_or(as_json))
     study.save(out, entry)
     if as_json:
         return print_json(entry)

@@ -7,7 +7,12 @@ from typing import Optional
 
 import typer
 
-from .app import DataDir, JsonOpt, SeedsOpt, app, bar, console, err_console, interruptible, print_json
+from .app import DataDir, JsonOpt, SeedsOpt, app, bar, console, err_console, interruptible, print_json, saved_words
+
+
+def _saved() -> str:
+    """What an interrupted job says it saved: this process's rows, and that nothing finished is lost."""
+    return ", ".join(filter(None, [saved_words(), "every finished row, study and bench is saved"]))
 
 
 def _minutes(seconds: float) -> str:
@@ -48,8 +53,7 @@ def run(data_dir: Optional[Path] = DataDir, seeds: int = SeedsOpt,
                                    "(`quant-explorer summary` prints it); now every seed, the studies, speed")
 
     notify = (lambda line: None) if as_json else (lambda line: progress.console.print(f"[yellow]{line}[/yellow]"))
-    with interruptible(lambda: "every finished row, study and bench is saved"), \
-            progress:
+    with interruptible(_saved), progress:
         result = run_job(Job.default(data_dir, seeds, workers, classes), on_step, notify)
     if as_json:
         print_json({"seconds": result.seconds, "first_answer_seconds": result.first_answer_seconds,

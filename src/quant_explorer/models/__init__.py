@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
+from ..files import file_sha256
 from .preprocessing import CIFAR_MEAN, CIFAR_STD, Preprocessing
 from .registry import MODELS, PACKAGED_WEIGHTS, SHIPPED, get_spec
 
@@ -28,14 +29,6 @@ def __getattr__(name: str):
 
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "MODELS", "PACKAGED_WEIGHTS", "SHIPPED", "LoadedModel", "Preprocessing",
            "exported_onnx", "file_sha256", "get_spec", "load_model"]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_model(name: str | Path, weights: Path | None = None, preprocessing: Preprocessing | None = None,
@@ -68,8 +61,9 @@ def load_model(name: str | Path, weights: Path | None = None, preprocessing: Pre
 
 
 def exported_onnx(model: LoadedModel) -> Path:
-    """The model's FP32 ONNX export, regenerated when missing. Its name is keyed by all it depends on: the
-    weights (the folder), the exporter's code and the versions of torch, onnx and onnxruntime."""
+    """The model's FP32 ONNX export, made again when missing or when its record does not prove it (`provenance`).
+    Its name is keyed by all it depends on: the weights (the folder), the exporter's code and the versions of
+    torch, onnx and onnxruntime."""
     if model.onnx_source is not None:
         return model.onnx_source
     import importlib.util
@@ -77,9 +71,11 @@ def exported_onnx(model: LoadedModel) -> Path:
 
     from ..identity import versions
     from ..paths import models_dir
+    from ..provenance import reuse_or_build
     from ..runtimes.export import export_onnx
 
     digest = hashlib.sha256(json.dumps(versions(), sort_keys=True).encode())
     digest.update(Path(importlib.util.find_spec("quant_explorer.runtimes.export").origin).read_bytes())
     path = models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / f"fp32-{digest.hexdigest()[:12]}.onnx"
-    return path if path.exists() else export_onnx(model.module, path, model.example)
+    made_from = {"model": model.name, "weights_sha256": model.weights_sha256, "exporter": digest.hexdigest()[:12]}
+    return reuse_or_build(path, made_from, lambda out: export_onnx(model.module, out, model.example), "FP32 export")

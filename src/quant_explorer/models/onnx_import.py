@@ -18,6 +18,7 @@ from typing import Callable
 
 from ..errors import first_line
 from ..files import atomic_path
+from ..provenance import reuse_or_build
 from .loaded import LoadedModel
 from .model_card import card_preprocessing, write_card
 from .onnx_convert import convert, torch_disagreement
@@ -55,9 +56,12 @@ def load_onnx_model(path: Path, preprocessing: Preprocessing | None = None,
                          torch_unavailable=unavailable, input_shape=chw, num_classes=info["num_classes"])
     if check is not None:
         check(loaded)
-    if not target.exists():
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(standard)
+    reuse_or_build(target, {"source_sha256": sha}, lambda out: _write(out, standard), "normalized copy")
     if remember:
         write_card(path, sha, preprocessing, info)
     return loaded
+
+
+def _write(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)

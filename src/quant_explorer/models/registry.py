@@ -102,7 +102,9 @@ def CifarCNN(quantizable: bool = False) -> nn.Module:  # noqa: N802
 
 
 def _mlperf_default() -> Path | None:
-    return Path(os.environ[MLPERF_WEIGHTS_ENV]) if os.environ.get(MLPERF_WEIGHTS_ENV) else None
+    from ..paths import env_path
+
+    return env_path(MLPERF_WEIGHTS_ENV, "") if os.environ.get(MLPERF_WEIGHTS_ENV) else None
 
 
 MODELS: Registry[ModelSpec] = Registry("model", lambda r: f"known models: {', '.join(r)} (or a path to an .onnx file)")

@@ -40,10 +40,11 @@ def artifact_path(row: Row) -> tuple[str, bool]:
     """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per row identity), shown
     relative, and whether it is on this machine. A row made elsewhere names the folder a rerun would write."""
     from ..paths import models_dir
+    from ..provenance import is_bookkeeping
 
     folder = models_dir() / f"{row.model}-{(row.model_weights_sha256 or '')[:12]}" / row.config_name
     found = sorted(folder.glob(f"*-{row.identity_hash}")) if row.identity_hash else []
-    files = [f for d in found for f in sorted(d.iterdir()) if f.is_file()]
+    files = [f for d in found for f in sorted(d.iterdir()) if f.is_file() and not is_bookkeeping(f)]
     exact = [f for f in files if f.stat().st_size == row.size_bytes]
     if exact or files:
         return shown_path((exact or files)[0]), True

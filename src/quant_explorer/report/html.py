@@ -22,6 +22,7 @@ from ..analysis.comparisons import all_confusions, comparisons, losers_text
 from ..analysis.explain import LOSS_PP, explain
 from ..analysis.pareto import latency_column, pareto_table, picks, speed_columns
 from ..analysis.pick import choices
+from ..analysis.rows import size_vs_fp32
 from ..analysis.view import View
 from ..stats import ALPHA, CORRECTION_NAME, level_text
 from ..studies.base import Delta, Study
@@ -114,8 +115,7 @@ def _answer_block(model: str, a: dict) -> str:
         said = f"{speed_text(value)} {unit}"
         return said + (f", <b>{ratio:.2f}x</b> vs {html.escape(against.removeprefix('the '))}" if ratio else "")
 
-    smaller = (f" ({a['fp32_size_bytes'] / a['size_bytes']:.1f}x smaller than FP32)"
-               if a.get("fp32_size_bytes") else "")
+    smaller = f" ({size_vs_fp32(a['size_bytes'], a['fp32_size_bytes'])})" if a.get("fp32_size_bytes") else ""
     losing = ", ".join(f"{html.escape(c['class'])} {c['delta_pp']:+.1f} pp [{c['ci_pp'][0]:+.1f}, {c['ci_pp'][1]:+.1f}]"
                        + (f" (mostly now {html.escape(c['mostly_to'])})" if c.get("mostly_to") else "")
                        for c in a["losing_classes"]) or f"none ({CORRECTION_NAME} over the classes, α = {ALPHA:g})"
