@@ -40,13 +40,14 @@ def prepare(data_dir: Path | None, outputs: list[Path], calibration_n: int | Non
     """Fail in one line before any model work: every output writable, the data readable, and (for commands
     that calibrate) `calibration_n` images drawable from the training split with every seed the run will use.
     Temporary files that killed runs left behind are removed first. `models`: the names or .onnx paths the
-    command will load, which decide the classes image folders are read with (`folder_classes`)."""
+    command will load, which decide the classes image folders are read with (`folder_classes`) and the shape of
+    their images (`folder_shape`)."""
     for folder in (artifacts_dir(), cache_dir()):
         remove_leftovers(folder)
     for path in outputs:
         check_writable(path)
     root = resolve_data_dir(data_dir)
-    data = EvalData.load(root, folder_classes(models, root))
+    data = EvalData.load(root, folder_classes(models, root), folder_shape(models))
     if calibration_n is not None:
         check_draws(data, calibration_n, [seeds] if isinstance(seeds, int) else seeds)
     return data
@@ -71,6 +72,27 @@ def folder_classes(models: Iterable[str | Path], root: Path) -> tuple[str, ...] 
     if not root.is_dir() or detect_layout(root) != "image-folder" or not (root / "test").is_dir():
         return None  # data.py says what is wrong with it
     return tuple(sorted(p.name for p in (root / "test").iterdir() if p.is_dir())) or None
+
+
+def folder_shape(models: Iterable[str | Path]) -> tuple[int, int, int]:
+    """(channels, height, width) image folders are read as: the users' .onnx models' input (greyscale images stay
+    greyscale for a 1-channel model), else (3, 32, 32), our models' CIFAR-10 images. A file that cannot be read
+    here is refused in one line when it is loaded."""
+    from .models.onnx_validate import NCHW, check_io, read_model
+
+    shapes = set()
+    for name in (Path(str(m)) for m in models):
+        if str(name).lower().endswith(".onnx"):
+            try:
+                shapes.add(tuple(check_io(read_model(name)[0], name)[2]))
+            except UserError:
+                continue
+        else:
+            shapes.add(NCHW)
+    if len(shapes) > 1:
+        raise UserError(f"the models take images of {' and '.join(str(list(s)) for s in sorted(shapes))} (channels, "
+                        "height, width), and one data set is read for all of them: run them in separate commands")
+    return shapes.pop() if shapes else NCHW
 
 
 def check_fits(model: LoadedModel, images: ImageSet) -> None:

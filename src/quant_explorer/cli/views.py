@@ -113,13 +113,14 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     with busy("loading torch"):
         from ..data import load_split, resolve_data_dir
         from ..evaluate import evaluate as run_eval
-        from ..experiment import check_fp32_runtime, folder_classes, fp32_runner, load_models
+        from ..experiment import check_fp32_runtime, folder_classes, folder_shape, fp32_runner, load_models
         from ..models import exported_onnx
         from ..runtimes import onnx_opset
 
     check_fp32_runtime(runtime)
     root = resolve_data_dir(data_dir)
-    test = load_split(root, "test", folder_classes([model], root))  # decoding shows its own progress bar
+    shape = folder_shape([model])
+    test = load_split(root, "test", folder_classes([model], root), shape[0], shape[1:])  # shows its own progress
     with busy(f"{model}: loading it and scoring {len(test):,} test images in {runtime}"):
         [loaded] = load_models([model], weights, input_scale, mean, std, test)
         metrics, _ = run_eval(fp32_runner(loaded, runtime), test, loaded.preprocessing)
