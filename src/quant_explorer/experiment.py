@@ -129,9 +129,22 @@ def row_identity(model: LoadedModel, config: QuantConfig, data: EvalData, calibr
                  seed: int | None) -> dict:
     """Everything that can change this row's numbers (`identity.py`), with the model's preprocessing."""
     sample = make_calibration(model, data, calibration_n, seed).describe() if config.is_static else None
-    return {**make_identity(model.name, model.weights_sha256, data.test.describe(), config.record(),
-                            recipe(config.backend), sample),
+    return build_identity(model, config, sample, data.test.describe())
+
+
+def build_identity(model: LoadedModel, config: QuantConfig, sample: dict | None, evaluation: dict | None) -> dict:
+    """A row's identity from the calibration sample it draws (`Calibration.describe()`) and the evaluation set it is
+    scored on (None: a model built but not scored, as `api.quantize` builds one)."""
+    return {**make_identity(model.name, model.weights_sha256, evaluation or {"fingerprint": None, "n_images": 0},
+                            config.record(), recipe(config.backend), sample),
             "preprocessing": model.preprocessing.to_dict()}
+
+
+def artifact_hash(identity: dict) -> str:
+    """What names a row's work directory: its identity less the evaluation set, on which the quantized model does
+    not depend. A sweep row, the bench and `api.quantize` (which scores nothing) of one recipe, calibration sample,
+    model and environment share one artifact."""
+    return identity_hash({k: v for k, v in identity.items() if k != "dataset"})
 
 
 def study_identity(model: LoadedModel, config: QuantConfig, data: EvalData) -> dict:
@@ -150,11 +163,14 @@ def row_key(model: LoadedModel, config: QuantConfig, data: EvalData, calibration
                      identity_hash=identity_hash(identity))
 
 
-def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, identity: str) -> Path:
-    """Where a row's artifacts go: one folder per row identity (`identity`, its hash), so a compiled package
-    found there was built from this very recipe and is reused by the bench, never one of another identity."""
+def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibration | None,
+                identity: dict | str) -> Path:
+    """Where a row's artifacts go: one folder per artifact identity (`artifact_hash` of the row's `identity`, or a
+    tag), so a compiled package found there was built from this very recipe and is reused by the bench and by
+    `api.quantize`, never one of another identity."""
     tag = f"n{len(calibration.images)}-s{calibration.seed}" if calibration else "nocal"
-    return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / f"{tag}-{identity}"
+    name = identity if isinstance(identity, str) else artifact_hash(identity)
+    return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / f"{tag}-{name}"
 
 
 def is_finished(row: Row | None) -> bool:
@@ -211,7 +227,7 @@ def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibrat
               calibration=calibration.describe() if calibration else None)
     started = time.perf_counter()
     try:
-        quantized = quantize(model, config, calibration, workdir_for(model, config, calibration, hashed))
+        quantized = quantize(model, config, calibration, workdir_for(model, config, calibration, identity))
         row.quantize_seconds = round(time.perf_counter() - started, 3)
         metrics, preds = evaluate(quantized.runner, data.test, model.preprocessing)
     except NotApplicable as e:

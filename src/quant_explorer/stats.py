@@ -288,19 +288,21 @@ def mcnemar(reference_correct: np.ndarray, other_correct: np.ndarray) -> dict:
     return {"fp32_right_quantized_wrong": lost, "fp32_wrong_quantized_right": gained, "mcnemar_p": round(float(p), 6)}
 
 
-def resolution(deltas: list[dict], n_images: int, k_seeds: int) -> dict:
-    """The smallest difference these numbers can tell apart (median interval half-width over configs), here and
-    extrapolated to the full 10,000-image test set (the image part shrinks as 1/sqrt(n), the seed part stays)."""
+def resolution(deltas: list[dict], n_images: int, k_seeds: int, full_set: int | None = FULL_CIFAR10_TEST) -> dict:
+    """The smallest difference these numbers can tell apart (median interval half-width over configs), here and,
+    for CIFAR-10, extrapolated to its full 10,000-image test set (`full_set`; the image part shrinks as 1/sqrt(n),
+    the seed part stays). `full_set` None: other data, no test set to extrapolate to."""
     if not deltas:
         return {}
     here = [(d["ci_pp"][1] - d["ci_pp"][0]) / 2 for d in deltas]
-    full = [h * np.sqrt(d["image_se_pp"] ** 2 * n_images / FULL_CIFAR10_TEST + d["seed_se_pp"] ** 2) / d["se_pp"]
-            if d["se_pp"] else 0.0 for h, d in zip(here, deltas)]
+    full = [h * np.sqrt(d["image_se_pp"] ** 2 * n_images / full_set + d["seed_se_pp"] ** 2) / d["se_pp"]
+            if d["se_pp"] else 0.0 for h, d in zip(here, deltas)] if full_set else []
     seeds = f"{n_images:,} test images and {k_seeds} seed{'s' if k_seeds != 1 else ''}"
-    text = (f"With {seeds}, differences smaller than about {np.median(here):.1f} pp cannot be told apart; the full "
-            f"{FULL_CIFAR10_TEST:,}-image CIFAR-10 test set resolves about {np.median(full):.1f} pp")
+    text = (f"With {seeds}, differences smaller than about {np.median(here):.1f} pp cannot be told apart"
+            + (f"; the full {full_set:,}-image CIFAR-10 test set resolves about {np.median(full):.1f} pp"
+               if full_set else ""))
     if np.median(here) < 0.05:  # no spread measured (most configs changed no prediction): nothing to estimate from
         text = (f"With {seeds}, most configs changed no prediction against FP32, so no resolution can be estimated; "
                 f"one test image here is {100 / n_images:.1f} pp")
     return {"n_images": n_images, "seeds": k_seeds, "resolution_pp": round(float(np.median(here)), 2),
-            "full_test_set_resolution_pp": round(float(np.median(full)), 2), "text": text}
+            "full_test_set_resolution_pp": round(float(np.median(full)), 2) if full_set else None, "text": text}

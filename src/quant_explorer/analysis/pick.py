@@ -6,7 +6,8 @@ configs with identical predictions counted once, and from the set the config bes
 from __future__ import annotations
 
 from ..configs import REFERENCE
-from ..stats import ALPHA, CORRECTION_NAME, best_set, level_text, resolution
+from ..data import CIFAR10_CLASSES
+from ..stats import ALPHA, CORRECTION_NAME, FULL_CIFAR10_TEST, best_set, level_text, resolution
 from .rows import is_quantized, speedup
 from .view import PooledRow, View, delta, per_class
 
@@ -126,10 +127,11 @@ def choose(view: View, model: str) -> dict:
         r.pick = r is pick
     deltas = [r.delta_stats for r in rows if r.delta_stats is not None]
     k = max((len(r.seeds) for r in rows), default=0) or 1
+    cifar10 = tuple(view.classes or CIFAR10_CLASSES) == CIFAR10_CLASSES  # older files named no classes: all CIFAR-10
     return {**base, "best": best.config_name, "best_set": [r.config_name for r in members],
             "best_set_with_identical": [r.config_name for r in rows if r.in_best_set],
             "pick": pick.config_name, "rule": "; ".join(rule), "critical": found["critical"],
-            "resolution": resolution(deltas, view.n_images, k)}
+            "resolution": resolution(deltas, view.n_images, k, FULL_CIFAR10_TEST if cifar10 else None)}
 
 
 def choices(view: View) -> dict[str, dict]:

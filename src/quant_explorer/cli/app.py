@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..configs import CALIBRATION_N, DEFAULT_SEEDS
 from ..errors import UserError
+from ..quiet import THIRD_PARTY_WARNINGS
 
 app = typer.Typer(help="What 8-bit post-training quantization costs a CIFAR-10 classifier, where, and which recipe "
                        "to ship.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,7 +29,6 @@ typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_fla
 # Commands that load torch or ONNX Runtime: third-party log noise is turned off for them (unless --verbose).
 COMPUTES = {"run", "quantize", "sweep", "bench", "evaluate", "train", "calib-sensitivity", "layer-sensitivity",
             "analyze"}
-THIRD_PARTY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning)
 
 
 def quiet_third_party(loads_runtimes: bool) -> None:

@@ -18,6 +18,7 @@ from ..analysis.comparisons import confusion_comparison
 from ..analysis.pick import choices
 from ..analysis.rows import speedup
 from ..analysis.view import PooledRow, View, per_class
+from ..models import MODELS
 from ..paths import ARTIFACTS_ENV, artifacts_dir
 from ..row import Row
 
@@ -37,12 +38,13 @@ def shown_path(path: Path) -> str:
 
 
 def artifact_path(row: Row) -> tuple[str, bool]:
-    """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per row identity), shown
+    """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per artifact identity), shown
     relative, and whether it is on this machine. A row made elsewhere names the folder a rerun would write."""
+    from ..experiment import artifact_hash
     from ..paths import models_dir
 
     folder = models_dir() / f"{row.model}-{(row.model_weights_sha256 or '')[:12]}" / row.config_name
-    found = sorted(folder.glob(f"*-{row.identity_hash}")) if row.identity_hash else []
+    found = sorted(folder.glob(f"*-{artifact_hash(row.identity)}")) if row.identity else []
     files = [f for d in found for f in sorted(d.iterdir()) if f.is_file()]
     exact = [f for f in files if f.stat().st_size == row.size_bytes]
     if exact or files:
@@ -51,13 +53,26 @@ def artifact_path(row: Row) -> tuple[str, bool]:
 
 
 def reproduce(row: PooledRow) -> str:
-    """The command that reproduces the row: every seed the answer pools, or the one config."""
-    model = row.model
+    """What reproduces the row, every seed the answer pools or the one config: a CLI command for a model the CLI
+    loads (ours by name, a user's .onnx by its path) from an image folder; the Python call for a user's
+    nn.Module or Python data, which no command line can load."""
+    model, config, seeds = row.model, row.config_name, len(row.seeds)
+    n = (row.calibration or {}).get("calibration_n")
+    if model not in MODELS and (not str(model).startswith("onnx:") or str(row.dataset).startswith("python:")):
+        source = '"path/to/model.onnx"' if str(model).startswith("onnx:") else "model"
+        sizes = f", calibration_n={n}" if n else ""
+        if seeds > 1:
+            return (f'qe.explore({source}, calibration=train_ds, evaluation=test_ds, configs=["{config}"], '
+                    f"seeds={seeds}{sizes})")
+        seed = f", seed={row.seeds[0]}" if row.seeds else ""
+        return f'qe.quantize({source}, "{config}", train_ds{seed}{sizes})'
+    if str(model).startswith("onnx:"):
+        model = "path/to/model.onnx"
     weights = " --weights PATH/pretrainedResnet.h5" if model == "resnet8-mlperf" and not os.environ.get(
         "QUANT_EXPLORER_MLPERF_WEIGHTS") else ""
-    if len(row.seeds) > 1:
-        return f"quant-explorer sweep --model {model}{weights} --configs {row.config_name} --seeds {len(row.seeds)}"
-    return f"quant-explorer quantize --model {model}{weights} --config {row.config_name}"
+    if seeds > 1:
+        return f"quant-explorer sweep --model {model}{weights} --configs {config} --seeds {seeds}"
+    return f"quant-explorer quantize --model {model}{weights} --config {config}"
 
 
 def made_on(view: View) -> str:
