@@ -158,8 +158,11 @@ def _pct(value: float) -> str:
 def _delta(row: dict) -> str:
     if row["config"] == REFERENCE:
         return "reference"
+    from .analysis.view import scope
+
     ci = row.get("ci95")
-    return f"{row['delta_pp']:+.2f} pp" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+    return f"{row['delta_pp']:+.2f} pp" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]{scope(row.get('ci95_seed_part'))}" if ci
+                                           else "")
 
 
 def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
@@ -184,6 +187,9 @@ def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
                "accuracy_min": r["accuracy_min"], "accuracy_max": r["accuracy_max"],
                "delta_pp": 0.0 if fp32 else r["delta_pp_mean"], "ci95": None if fp32 else r["delta_pp_ci"],
                "p": None if fp32 else r["delta_pp_p"], "seeds": r["seeds"], "size_bytes": r["size_bytes"],
+               # where ci95's calibration-draw part comes from: "own" seeds, "pooled" over the model's other draws,
+               # "none" (one draw: it covers the test images only), None (nothing calibrated)
+               "ci95_seed_part": None if fp32 else r["delta_pp_seed_part"],
                "reference_accuracy": r["reference_accuracy"], "in_best_set": r["in_best_set"],
                "identical_to": r["identical_to"], "pick": r["pick"], "n_images": r["n_images"]}
         row.update({k: r[k] for k in SPEED_FIELDS if r.get(k) is not None})

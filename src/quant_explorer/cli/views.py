@@ -189,6 +189,7 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
     from ..analysis.pick import OBJECTIVES, choices
     from ..analysis.records import summary_json
     from ..analysis.rows import is_quantized, speedup
+    from ..analysis.view import scope
     from ..data import resolve_data_dir
     from ..paths import results_file
     from ..results import Results
@@ -223,7 +224,8 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
             rows.append([r.config_name + (" ◀" if r.pick else ""), r.runtime or "—",
                          str(len(r.seeds)) if r.seeds else "—",
                          f"{100 * r.accuracy:.2f} ± {100 * r.accuracy_std:.2f}",
-                         "—" if r.delta_pp is None else f"{r.delta_pp:+.2f}", interval(r.delta_pp_ci),
+                         "—" if r.delta_pp is None else f"{r.delta_pp:+.2f}",
+                         interval(r.delta_pp_ci) + scope((r.delta_stats or {}).get("seed_part")),
                          ({True: "yes", False: "no", None: "—"}[r.in_best_set]
                           + (f" (= {r.identical_to})" if r.identical_to else "")) if is_quantized(r) else "",
                          f"{cost:,.4g}" if isinstance(cost, (int, float)) else "—",

@@ -119,6 +119,7 @@ def answers(view: View) -> dict[str, dict]:
             "fp32_accuracy": reference.accuracy if reference else None,
             "fp32_runtime": reference.runtime if reference else None,
             "delta_pp": row.delta_pp, "delta_pp_ci": row.delta_pp_ci,
+            "delta_seed_part": (row.delta_stats or {}).get("seed_part"),
             "latency_ms_b1": row.speed.get("latency_ms_b1_median"), "speedup_b1": ratio_1,
             "speedup_b1_against": against_1,
             "throughput_b256": row.speed.get("throughput_b256"), "speedup_b256": ratio_256,

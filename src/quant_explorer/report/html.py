@@ -22,7 +22,7 @@ from ..analysis.comparisons import all_confusions, comparisons, losers_text
 from ..analysis.explain import LOSS_PP, explain
 from ..analysis.pareto import latency_column, pareto_table, picks, speed_columns
 from ..analysis.pick import choices
-from ..analysis.view import View
+from ..analysis.view import View, scope
 from ..stats import ALPHA, CORRECTION_NAME, level_text
 from ..studies.base import Delta, Study
 from .answer import answers, dataset_label, made_on, today
@@ -101,7 +101,7 @@ def _answer_block(model: str, a: dict) -> str:
                 f"<p>No pick: {html.escape(a.get('rule') or '')}.</p></section>")
     ci = a.get("delta_pp_ci")
     delta = "—" if a["delta_pp"] is None else (f"<b>{a['delta_pp']:+.2f} pp</b>" + (
-        f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {level_text()} interval" if ci else ""))
+        f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {level_text()} interval{scope(a.get('delta_seed_part'))}" if ci else ""))
     seeds = len(a["seeds"])
     accuracy = f"{100 * a['accuracy']:.2f}%" + (f" ± {100 * a['accuracy_std']:.2f} over {seeds} seeds"
                                                  if seeds > 1 else "")
