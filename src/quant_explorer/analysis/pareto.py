@@ -78,7 +78,7 @@ def picks(view: View) -> list[dict]:
         if not choice or not choice["pick"]:
             continue
         by_name = {r.config_name: r for r in view.rows if r.model == model}
-        members = [by_name[name] for name in choice["best_set"]]
+        members = [by_name[name] for name in choice.get("best_set_with_identical") or choice["best_set"]]
         smallest = min(members, key=lambda r: (r.size_bytes, -r.accuracy))
         for criterion, row, rule in ((f"pick ({choice['objective']})", by_name[choice["pick"]], choice["rule"]),
                                      ("smallest of the set", smallest, f"smallest file of the {len(members)} configs "

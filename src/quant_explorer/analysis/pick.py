@@ -109,13 +109,18 @@ def choose(view: View, model: str) -> dict:
     # Every accuracy here is the shipped runtime's, so kernels that lose against their own float reference (u8s8
     # saturation without VNNI) already fall out of the set: no separate rule for them.
     members = [r for r in scored if r.in_best_set]
+    # Every config of the set is a candidate, a recipe's twins included: a twin can be the smaller or faster file.
+    candidates = [r for r in rows if r.in_best_set]
     fp32 = next((r for r in view.rows if r.model == model and not is_quantized(r)), None)
     # A member that loses a class detectably is a worse thing to ship than its mean says: picked only if all do.
-    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in members}
-    whole = [r for r in members if not losing[r.config_name]] or members
+    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in candidates}
+    whole = [r for r in candidates if not losing[r.config_name]] or candidates
     pick, said = _pick(whole, view.objective, fp32)
-    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in members if r not in whole]
-    rule = [f"{len(members)} of {len(scored)} configs are in the {level_text()} confidence set for the best "
+    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in candidates if r not in whole]
+    counted = (f"{len(members)} of {len(scored)} configs" if not twin_of else
+               f"{len(members)} of {len(scored)} recipes ({len(candidates)} of {len(scored) + len(twin_of)} configs, "
+               "those with identical predictions counted as one recipe)")
+    rule = [f"{counted} are in the {level_text()} confidence set for the best "
             f"(multiple comparisons with the best over all {len(scored)}: no other config beats them by more than "
             "the noise allows, family-wise)",
             *([f"{len(set_aside)} of them {'loses' if len(set_aside) == 1 else 'lose'} a class detectably "
