@@ -346,3 +346,17 @@ def test_rows_on_other_weights_or_calibration_sizes_are_set_aside_with_a_reason(
     assert reasons == {key + "x": "measured with other weights of the model (older) than its FP32 row",
                        key2 + "y": "calibrated on 1024 images (this view: 256)"}
     assert {p.key: p.error for p in view.problems} == {"m|failed": "boom"}
+
+
+def test_a_config_that_failed_is_said_beside_the_pick_not_only_among_unscored_rows():
+    from quant_explorer.report.answer import answers
+
+    key, failed = entry("m", "pt2e_u8_per_channel_minmax", preds(20), 0, HERE)
+    failed = {k: v for k, v in failed.items() if k in ("model", "config_name", "config", "model_weights_sha256",
+                                                      "identity", "calibration", "created")}
+    failed["error"] = "AssertionError: expected size 16==16, stride 1==64 at dim=1"
+    view = load_view(results(*model_rows(), (key, failed)))
+    said = "not scored, so not candidates: pt2e_u8_per_channel_minmax (AssertionError: expected size 16==16"
+    assert said in view.choices["m"]["rule"]
+    assert answers(view)["m"]["not_scored"] == ["pt2e_u8_per_channel_minmax (AssertionError: expected size 16==16, "
+                                                "stride 1==64 at dim=1)"]

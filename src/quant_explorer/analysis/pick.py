@@ -128,6 +128,9 @@ def choose(view: View, model: str) -> dict:
                f"{'; '.join(set_aside)}"] if set_aside else []), *said]
     if unscored:
         rule.append(f"not candidates (no per-image predictions): {', '.join(unscored)}")
+    failed = not_scored(view, model)
+    if failed:
+        rule.append(f"not scored, so not candidates: {'; '.join(failed)}")
     for r in rows:
         r.pick = r is pick
     deltas = [r.delta_stats for r in rows if r.delta_stats is not None]
@@ -137,6 +140,12 @@ def choose(view: View, model: str) -> dict:
             "best_set_with_identical": [r.config_name for r in rows if r.in_best_set],
             "pick": pick.config_name, "rule": "; ".join(rule), "critical": found["critical"],
             "resolution": resolution(deltas, view.n_images, k, FULL_CIFAR10_TEST if cifar10 else None)}
+
+
+def not_scored(view: View, model: str) -> list[str]:
+    """'config (why)' for each config of `model` whose row failed in this view: said beside the pick, never only in
+    the report's unscored rows."""
+    return [f"{p.config_name} ({p.why})" for p in view.problems if p.model == model and p.error]
 
 
 def choices(view: View) -> dict[str, dict]:

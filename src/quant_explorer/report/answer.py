@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..analysis import fp32_rows
 from ..analysis.comparisons import confusion_comparison
-from ..analysis.pick import choices
+from ..analysis.pick import choices, not_scored
 from ..analysis.rows import speedup
 from ..analysis.view import PooledRow, View, per_class
 from ..models import MODELS
@@ -101,7 +101,9 @@ def answers(view: View) -> dict[str, dict]:
     fp32 = fp32_rows(view.rows)
     for model, choice in choices(view).items():
         if not choice or not choice.get("pick"):
-            out[model] = {"pick": None, "rule": choice.get("rule") if choice else
+            failed = not_scored(view, model)
+            out[model] = {"pick": None, "not_scored": failed, "rule": choice.get("rule") if choice else
+                          f"no quantized config scored: {'; '.join(failed)}" if failed else
                           f"no quantized config of it in this view yet (`quant-explorer sweep --model {model}`)"}
             continue
         row = next(r for r in view.rows if r.model == model and r.config_name == choice["pick"])
@@ -130,5 +132,6 @@ def answers(view: View) -> dict[str, dict]:
             "reproduce": reproduce(row), "artifact": path, "artifact_here": present,
             "rule": choice["rule"], "best_set": choice.get("best_set", []),
             "set_aside": sorted({s["config"] for s in view.set_aside if s["model"] == model}),
+            "not_scored": not_scored(view, model),
         }
     return out

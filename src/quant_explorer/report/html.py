@@ -126,7 +126,8 @@ def _answer_block(model: str, a: dict) -> str:
              ("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}"),
              ("classes losing detectably", losing),
              ("reproduce", f"<code>{_breakable(a['reproduce'])}</code>"),
-             ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}")]
+             ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}"),
+             *([("not scored", "; ".join(html.escape(c) for c in a["not_scored"]))] if a.get("not_scored") else [])]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items)
     return (f'<section class="answer" id="answer-{html.escape(model)}"><h2>{html.escape(model)}: ship '
             f'<span class="pick">{_breakable(a["pick"])}</span> in {html.escape(a["runtime"] or "?")}</h2>'
