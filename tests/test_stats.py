@@ -125,12 +125,12 @@ N, K, FP32_ACC, LOSS, GAIN = 1017, 5, 0.88, 0.10, 0.10
 TRUE_DELTA_PP = 100 * (-FP32_ACC * LOSS + (1 - FP32_ACC) * GAIN)
 
 
-def draws(rng, seed_sd: float, skewed: bool) -> np.ndarray:
-    """K seed effects of sd `seed_sd` and mean 0: normal, or skewed (an occasional bad draw: 1 in 7 costs ~2.5 sd)."""
+def draws(rng, seed_sd: float, skewed: bool, k: int = K) -> np.ndarray:
+    """k seed effects of sd `seed_sd` and mean 0: normal, or skewed (an occasional bad draw: 1 in 7 costs ~2.5 sd)."""
     if not skewed:
-        return rng.normal(0, seed_sd, K)
+        return rng.normal(0, seed_sd, k)
     p = 0.15
-    return seed_sd / np.sqrt(p * (1 - p)) * (p - (rng.random(K) < p))
+    return seed_sd / np.sqrt(p * (1 - p)) * (p - (rng.random(k) < p))
 
 
 def simulate(rng, configs: int, seed_sd: float, worse_pp: tuple = (), skewed: bool = False
@@ -141,10 +141,9 @@ def simulate(rng, configs: int, seed_sd: float, worse_pp: tuple = (), skewed: bo
     for j in range(configs):
         v = rng.random(N)
         shift = (worse_pp[j] if j < len(worse_pp) else 0.0) / 100 / FP32_ACC
-        own = draws(rng, seed_sd, skewed)
         seeds = []
         for s in range(K):
-            a = np.sqrt(0.5) * (shared[s] + own[s])
+            a = np.sqrt(0.5) * (shared[s] + draws(rng, seed_sd, skewed, 1)[0])  # drawn here: the stream as it was
             w = (u + 0.3 * v + 0.15 * rng.random(N)) % 1
             seeds.append(np.where(c0, w >= LOSS + shift + a / FP32_ACC, w >= 1 - GAIN))
         out.append(np.stack(seeds).astype(np.float32))
