@@ -330,8 +330,9 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
     with _artifacts(artifacts_dir):
         built = apply(loaded, chosen, cal, workdir_for(loaded, chosen, cal, identity))
         # Built and run at batch 1 and 2 (compiled, where it compiles, for a single image and for any batch) while
-        # the artifacts directory is the one asked for and third-party noise is muted.
-        for batch in (loaded.example[:1], loaded.example):
+        # the artifacts directory is the one asked for and third-party noise is muted; a graph that hard-codes
+        # batch 1 runs at batch 1 only.
+        for batch in (loaded.example[:1], *(() if loaded.import_info.get("fixed_batch") else (loaded.example,))):
             built.runner(batch)
     return Quantized(chosen.name, built.runtime, built.path.resolve(), loaded, built)
 

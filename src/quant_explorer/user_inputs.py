@@ -24,16 +24,12 @@ def _tensors(dataset, role: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(images [N, C, H, W], int64 labels [N], a name) of a Dataset yielding (tensor, int label), read once, item
     by item in index order. A DataLoader is read through its dataset: its batching and shuffling change no answer,
     and a shuffled order would make every run another data set."""
-    from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+    from torch.utils.data import IterableDataset, TensorDataset
 
     if isinstance(dataset, ImageSet):
         return dataset.images, dataset.labels, dataset.dataset
+    dataset = _unwrapped(dataset, role)
     name = f"python:{type(dataset).__name__}:{role}"
-    if isinstance(dataset, DataLoader):
-        if isinstance(dataset.dataset, IterableDataset):
-            raise UserError(f"{role} is a DataLoader over an IterableDataset, which reads in its own order, perhaps "
-                            f"once: {WHAT_TO_PASS}")
-        dataset = dataset.dataset
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
         images, labels = (torch.as_tensor(t) for t in dataset.tensors)
         if images.ndim != 4 or len(images) != len(labels):
@@ -62,6 +58,18 @@ def _tensors(dataset, role: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     if int(labels.min()) < 0:
         raise UserError(f"{role} dataset has a negative label ({int(labels.min())}): labels are class ids 0, 1, ...")
     return images.contiguous(), labels.contiguous(), name
+
+
+def _unwrapped(dataset, role: str):
+    """A DataLoader's dataset (its batching and shuffling change no answer); anything else as it is."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    if not isinstance(dataset, DataLoader):
+        return dataset
+    if isinstance(dataset.dataset, IterableDataset):
+        raise UserError(f"{role} is a DataLoader over an IterableDataset, which reads in its own order, perhaps "
+                        f"once: {WHAT_TO_PASS}")
+    return dataset.dataset
 
 
 def _item(dataset, i: int, role: str) -> tuple[torch.Tensor, int]:
@@ -121,7 +129,7 @@ def read_dataset(dataset, role: str, shape: tuple = (3, None)
     if isinstance(dataset, (str, Path)):
         return _folder(Path(dataset), role, shape)
     images, labels, name = _tensors(dataset, role)
-    classes = getattr(dataset, "classes", None)
+    classes = getattr(_unwrapped(dataset, role), "classes", None)
     return images, labels, name, tuple(str(c) for c in classes) if classes is not None else None
 
 
