@@ -290,8 +290,7 @@ CASES = [
          ("five-classes.onnx scores 5 classes (output [N, 5]), the evaluation set", "has 10 (airplane, automobile,",
           "pass data with 5 classes")),
     Case("onnx-mnist-input", evaluate_onnx("mnist-input"),
-         ("mnist-input.onnx takes images of [1, 28, 28] (channels, height, width)",
-          "has [3, 32, 32]: pass data of the model's input size")),
+         ("00000.png is 32x32 but the model takes 28x28 images: every image must have the size the model takes",)),
     # results files: refused, never overwritten
     Case("results-not-json", quantize(), ("full_results.json is not valid JSON", *MOVE_ASIDE),
          setup=_replace("full_results.json", "{not json")),

@@ -128,3 +128,24 @@ def test_an_empty_artifacts_variable_means_the_default_not_the_working_directory
                  "took "):
         assert said in out, result.stdout
     assert "Warning" not in result.stderr and "W1" not in result.stderr, result.stderr
+
+
+def test_the_progress_line_keeps_done_of_total_and_the_eta_at_80_columns():
+    """`make run`'s progress at 80 columns was "━━━ 5… 0:… ETA 0:…": the row label is what gets cut short."""
+    import io
+
+    from rich.console import Console
+
+    from quant_explorer.cli.app import bar
+
+    for width in (80, 100, 200):
+        console = Console(file=io.StringIO(), width=width, color_system=None)
+        progress = bar(console=console)
+        task = progress.add_task("[bold]1/6 first answer[/bold] resnet8-mlperf ort_u8_minmax_qdq_per_channel_rr seed 0",
+                                 total=1234)
+        progress.update(task, completed=567)
+        console.print(progress.make_tasks_table(progress.tasks))
+        line = console.file.getvalue().rstrip("\n")
+        assert len(line) <= width and line.startswith("1/6 first answer ")
+        assert " 567/1234 0:00:00 ETA " in line and "…" not in line.split("567/1234")[1]
+        assert ("seed 0" in line) == (width >= 120)  # the label is shortened only where it must be

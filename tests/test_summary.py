@@ -160,10 +160,26 @@ def test_identical_recipes_are_one_finding_counted_once():
     assert choice["identical"] == [["ort_s8asym_minmax_qdq_per_channel", "ort_u8_minmax_qoperator_per_channel"]]
     assert "give identical predictions on every seed" in choice["identical_text"]
     assert "ort_u8_minmax_qoperator_per_channel" not in choice["best_set"]  # counted once, as the first by name
-    assert "2 of 3 configs" in choice["rule"]
+    assert "2 of 3 recipes (3 of 4 configs, those with identical predictions counted as one recipe)" in choice["rule"]
     rows = {r.config_name: r for r in view.rows}
     assert rows["ort_u8_minmax_qoperator_per_channel"].identical_to == "ort_s8asym_minmax_qdq_per_channel"
     assert rows["ort_u8_minmax_qoperator_per_channel"].in_best_set
+    assert choice["best_set_with_identical"] == ["ort_s8asym_minmax_qdq_per_channel", "ort_u8_minmax_qdq_per_channel",
+                                                 "ort_u8_minmax_qoperator_per_channel"]
+
+
+def test_a_twin_in_the_set_can_be_the_pick_and_the_smallest_of_the_set():
+    """The smallest file of the set is a twin (90 bytes) of the recipe's first name (95 bytes): it is picked, as the
+    rule says ("the smallest file"), and pareto.md's "smallest of the set" names it too."""
+    from quant_explorer.analysis.pareto import picks
+
+    twins = [entry("m", "ort_s8asym_minmax_qdq_per_channel", preds(21 + seed, 50 * seed), seed, HERE, size=95)
+             for seed in range(3)]
+    view = load_view(results(*model_rows(bench_it=False), *twins), objective="size")
+    choice = view.choices["m"]
+    assert choice["pick"] == "ort_u8_minmax_qoperator_per_channel" and "has the smallest file (0 KiB" in choice["rule"]
+    smallest = next(p for p in picks(view) if p["criterion"] == "smallest of the set")
+    assert smallest["config"] == "ort_u8_minmax_qoperator_per_channel" and "of the 3 configs" in smallest["rule"]
 
 
 def test_the_view_shows_one_environment_and_one_dataset_never_a_mix():
@@ -330,3 +346,17 @@ def test_rows_on_other_weights_or_calibration_sizes_are_set_aside_with_a_reason(
     assert reasons == {key + "x": "measured with other weights of the model (older) than its FP32 row",
                        key2 + "y": "calibrated on 1024 images (this view: 256)"}
     assert {p.key: p.error for p in view.problems} == {"m|failed": "boom"}
+
+
+def test_a_config_that_failed_is_said_beside_the_pick_not_only_among_unscored_rows():
+    from quant_explorer.report.answer import answers
+
+    key, failed = entry("m", "pt2e_u8_per_channel_minmax", preds(20), 0, HERE)
+    failed = {k: v for k, v in failed.items() if k in ("model", "config_name", "config", "model_weights_sha256",
+                                                      "identity", "calibration", "created")}
+    failed["error"] = "AssertionError: expected size 16==16, stride 1==64 at dim=1"
+    view = load_view(results(*model_rows(), (key, failed)))
+    said = "not scored, so not candidates: pt2e_u8_per_channel_minmax (AssertionError: expected size 16==16"
+    assert said in view.choices["m"]["rule"]
+    assert answers(view)["m"]["not_scored"] == ["pt2e_u8_per_channel_minmax (AssertionError: expected size 16==16, "
+                                                "stride 1==64 at dim=1)"]

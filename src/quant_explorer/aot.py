@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .files import atomic_path
-from .runtimes import DYNAMIC_BATCH, pad_uint8_in_aten, per_channel_weight_dequantize
+from .runtimes import DYNAMIC_BATCH, pad_uint8_in_aten, per_channel_weight_dequantize, qconv_output_channels_last
 
 PROXY_CALL = "proxy_executor_call_function"  # an op with no C shim, run through the proxy executor
 INDUCTOR_CONFIGS = {"freezing": True, "aot_inductor.enable_line_tables": False}  # a copy per call: it adds its keys
@@ -34,6 +34,7 @@ def compile_package(module: nn.Module, path: Path, example: torch.Tensor) -> Pat
     """Compile `module` (a PT2E graph or an FP32 nn.Module) into the AOTInductor package `path`, written
     atomically. Line tables (g++ -g1, Inductor's default) are off: they were 1.2 MB of ResNet8's 1.9 MB."""
     pad_uint8_in_aten()
+    qconv_output_channels_last()
     if isinstance(module, torch.fx.GraphModule):
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  (registers the int8 passes)
 

@@ -28,12 +28,21 @@ import torch
 from torch import nn
 
 from .configs import REFERENCE, QuantConfig, select_configs
-from .data import ImageSet, calibration_indices
+from .data import ImageSet
 from .errors import UserError, first_line
 from .models import LoadedModel, Preprocessing
 from .paths import ARTIFACTS_ENV
+from .quiet import quietly
 from .row import Row
-from .user_inputs import check_calibration, class_names, count_scores, load_model_file, prepare, read_dataset
+from .user_inputs import (
+    check_calibration,
+    class_names,
+    count_scores,
+    input_shape,
+    load_model_file,
+    prepare,
+    read_dataset,
+)
 
 __all__ = ["Exploration", "Quantized", "configs", "evaluate", "explore", "quantize"]
 
@@ -111,6 +120,7 @@ class Exploration:
             raise KeyError(f"no row for {config!r}; configs: {', '.join(r['config'] for r in self.rows)}")
         return found
 
+    @quietly
     def report(self, out_dir: str | Path) -> dict[str, Path]:
         """Write out_dir/pareto.md and out_dir/index.html (the `quant-explorer report` page) for this
         exploration; returns their paths."""
@@ -120,8 +130,9 @@ class Exploration:
 
         out = Path(out_dir)
         written = {"markdown": out / "pareto.md", "html": out / "index.html"}
-        write_text_atomic(written["markdown"], markdown(self.view))
-        write_text_atomic(written["html"], render_html(self.view, {}, {}))
+        with _artifacts(self.results_path.parent.parent):  # where this exploration's models are
+            write_text_atomic(written["markdown"], markdown(self.view))
+            write_text_atomic(written["html"], render_html(self.view, {}, {}))
         return written
 
     def __str__(self) -> str:
@@ -147,8 +158,11 @@ def _pct(value: float) -> str:
 def _delta(row: dict) -> str:
     if row["config"] == REFERENCE:
         return "reference"
+    from .analysis.view import scope
+
     ci = row.get("ci95")
-    return f"{row['delta_pp']:+.2f} pp" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+    return f"{row['delta_pp']:+.2f} pp" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]{scope(row.get('ci95_seed_part'))}" if ci
+                                           else "")
 
 
 def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
@@ -173,6 +187,9 @@ def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
                "accuracy_min": r["accuracy_min"], "accuracy_max": r["accuracy_max"],
                "delta_pp": 0.0 if fp32 else r["delta_pp_mean"], "ci95": None if fp32 else r["delta_pp_ci"],
                "p": None if fp32 else r["delta_pp_p"], "seeds": r["seeds"], "size_bytes": r["size_bytes"],
+               # where ci95's calibration-draw part comes from: "own" seeds, "pooled" over the model's other draws,
+               # "none" (one draw: it covers the test images only), None (nothing calibrated)
+               "ci95_seed_part": None if fp32 else r["delta_pp_seed_part"],
                "reference_accuracy": r["reference_accuracy"], "in_best_set": r["in_best_set"],
                "identical_to": r["identical_to"], "pick": r["pick"], "n_images": r["n_images"]}
         row.update({k: r[k] for k in SPEED_FIELDS if r.get(k) is not None})
@@ -180,6 +197,7 @@ def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
     return out
 
 
+@quietly
 def explore(model, calibration, evaluation, configs: str | Iterable[str] | None = None, seeds: int | Iterable[int] = 5,
             calibration_n: int = DEFAULT_CALIBRATION_N, benchmark: bool | Any = False,
             artifacts_dir: str | Path | None = None, progress: bool = False, name: str | None = None,
@@ -291,36 +309,35 @@ class Quantized:
         return self.quantized.checks
 
 
+@quietly
 def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int = DEFAULT_CALIBRATION_N,
              artifacts_dir: str | Path | None = None, name: str | None = None,
              preprocessing: Preprocessing | None = None) -> Quantized:
     """Quantize `model` (an nn.Module in eval mode, or an .onnx path) with one config, calibrated on a stratified
     draw (`seed`) of `calibration_n` images of `calibration` (a Dataset of preprocessed (tensor, label) pairs, or
     an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply."""
-    from .backends import Calibration, recipe
     from .backends import quantize as apply
     from .configs import get_config
-    from .experiment import workdir_for
-    from .identity import identity_hash, make_identity
+    from .experiment import build_identity, make_calibration, workdir_for
 
     chosen = get_config(config)
     loaded, data = prepare(model, calibration, calibration, name, preprocessing)
     cal = None
     if chosen.is_static:
         check_calibration(data, calibration_n, [seed])
-        indices = calibration_indices(data.train.labels, calibration_n, seed, data.train.classes)
-        cal = Calibration(data.train.subset(indices), loaded.preprocessing, seed,
-                          batch_size=loaded.import_info.get("fixed_batch") or 64,
-                          pool_fingerprint=data.train.fingerprint)
-    identity = make_identity(loaded.name, loaded.weights_sha256, {"fingerprint": None, "n_images": 0},
-                             chosen.record(), recipe(chosen.backend), cal.describe() if cal else None)
+        cal = make_calibration(loaded, data, calibration_n, seed)  # the sweep's draw of the same seed
+    identity = build_identity(loaded, chosen, cal.describe() if cal else None, None)
     with _artifacts(artifacts_dir):
-        built = apply(loaded, chosen, cal, workdir_for(loaded, chosen, cal, identity_hash(identity)))
-        # built (compiled, where it compiles) while the artifacts directory is the one asked for
-        built.runner  # noqa: B018  (a cached_property: reading it builds the runner)
+        built = apply(loaded, chosen, cal, workdir_for(loaded, chosen, cal, identity))
+        # Built and run at batch 1 and 2 (compiled, where it compiles, for a single image and for any batch) while
+        # the artifacts directory is the one asked for and third-party noise is muted; a graph that hard-codes
+        # batch 1 runs at batch 1 only.
+        for batch in (loaded.example[:1], *(() if loaded.import_info.get("fixed_batch") else (loaded.example,))):
+            built.runner(batch)
     return Quantized(chosen.name, built.runtime, built.path.resolve(), loaded, built)
 
 
+@quietly
 def evaluate(model, dataset, batch_size: int = 256, preprocessing: Preprocessing | None = None) -> dict:
     """Accuracy, per-class accuracy, confusion matrix and throughput of a `Quantized`, an nn.Module (eager) or an
     .onnx file (ONNX Runtime) on every image of `dataset` (preprocessed (tensor, label) pairs, or an image folder).
@@ -328,26 +345,36 @@ def evaluate(model, dataset, batch_size: int = 256, preprocessing: Preprocessing
     from .evaluate import evaluate as run
     from .runtimes import ort_runner, torch_runner
 
+    loaded = None  # the model's LoadedModel, where it has one: its input shape is checked against the data
     if isinstance(model, Quantized):
-        runner, prep, scores = model.quantized.runner, model.model.preprocessing, model.model.num_classes
+        loaded, runner = model.model, model.quantized.runner
     elif isinstance(model, nn.Module):
-        if model.training:
-            raise UserError(f"{type(model).__name__} is in training mode: call model.eval() first")
+        from .models.loaded import private_copy
+
+        module = private_copy(model)  # the user's own module is never run
         prep = preprocessing or Preprocessing("raw255")
-        runner, scores = torch_runner(model), None
+        runner, scores, shape = torch_runner(module), None, input_shape(module)
     elif isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
         from .models import exported_onnx
 
         loaded = load_model_file(model, preprocessing)
-        runner, prep, scores = ort_runner(exported_onnx(loaded)), loaded.preprocessing, loaded.num_classes
+        runner = ort_runner(exported_onnx(loaded))
     else:
         raise UserError(f"evaluate takes a Quantized (from quantize), a torch.nn.Module or an .onnx path, got "
                         f"{type(model).__name__}")
-    images, labels, name, classes = read_dataset(dataset, "evaluation")
+    if loaded is not None:
+        prep, scores, shape = loaded.preprocessing, loaded.num_classes, input_shape(loaded)
+    images, labels, name, classes = read_dataset(dataset, "evaluation", shape)
     if scores is None:
-        scores = count_scores(model, prep, images[:2])
+        prep.check_channels(int(images.shape[1]), f"{type(model).__name__} (given this dataset)")
+        scores = count_scores(module, prep, images[:2])
     names = class_names([(images, labels, name, classes)], scores)
     if len(names) != scores:
         raise UserError(f"the model scores {scores} classes, the dataset has {len(names)}: pass data of its classes")
-    metrics, _ = run(runner, ImageSet(images, labels, names, name), prep, batch_size)
+    data = ImageSet(images, labels, names, name)
+    if loaded is not None:
+        from .experiment import check_fits
+
+        check_fits(loaded, data)
+    metrics, _ = run(runner, data, prep, batch_size)
     return metrics

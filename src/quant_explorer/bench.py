@@ -283,10 +283,9 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ro
         load_before = _loadavg()
         for config in configs:
             cal = calibration if config.is_static else None
-            key, row = rows[config.name]
-            try:  # a row key ends with its identity hash, which names the row's work directory
-                quantized[config.name] = quantize(model, config, cal,
-                                                  workdir_for(model, config, cal, key.rsplit("|", 1)[-1]))
+            _, row = rows[config.name]
+            try:  # the row's identity names its work directory: what the sweep built there is loaded
+                quantized[config.name] = quantize(model, config, cal, workdir_for(model, config, cal, row.identity))
             except NotApplicable as e:
                 skipped[config.name] = {"not_applicable": str(e)}
                 continue

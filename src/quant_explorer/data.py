@@ -3,7 +3,9 @@
 Two layouts are accepted, detected from the directory:
 - the CIFAR-10 python batches (`cifar-10-batches-py/`), read through torchvision with its md5 checks;
 - an image folder `ROOT/{train,test}/<class>/*.png|jpg`: exactly CIFAR-10's ten class folders (or the classes
-  a caller declares), none empty, labels in CIFAR-10's order; anything else is refused in one line.
+  a caller declares), none empty, labels in CIFAR-10's order; anything else is refused in one line. Its images
+  are read at their own size, all one size, with the channels the model takes (`MODES`: greyscale stays
+  greyscale for a 1-channel model).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ CACHE_ENV = "QUANT_EXPLORER_CACHE"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 CIFAR_PYTHON_DIR = "cifar-10-batches-py"
 MIN_CALIBRATION = 10
+MODES = {1: ("L", "greyscale"), 3: ("RGB", "RGB"), 4: ("RGBA", "RGBA")}  # a model's channels: how images are read
 
 LAYOUT_HELP = (
     "expected either the CIFAR-10 python batches (DIR/cifar-10-batches-py/data_batch_1..5, test_batch, "
@@ -51,7 +54,7 @@ def resolve_data_dir(data_dir: Path | None) -> Path:
 
 @dataclass(frozen=True)
 class ImageSet:
-    """A split decoded once: `images` uint8 [N, 3, 32, 32], `labels` int64 [N]."""
+    """A split decoded once: `images` uint8 [N, C, H, W] (CIFAR-10: [N, 3, 32, 32]), `labels` int64 [N]."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -97,13 +100,16 @@ def detect_layout(root: Path) -> str:
     raise UserError(f"no CIFAR-10 data in {root}: {LAYOUT_HELP}")
 
 
-def load_split(root: Path, split: str, classes: tuple[str, ...] | None = None) -> ImageSet:
-    """Load `split` ('train' or 'test') of the data set at `root`, decoded and cached."""
+def load_split(root: Path, split: str, classes: tuple[str, ...] | None = None, channels: int = 3,
+               size: tuple[int, int] | None = None) -> ImageSet:
+    """Load `split` ('train' or 'test') of the data set at `root`, decoded and cached; image folders with
+    `channels` per image (1, 3 or 4: the model's), each of `size` (height, width: the model's) where given, else
+    all of one size."""
     root = Path(root).resolve()
     layout = detect_layout(root)
     if layout == "cifar-python":
         return _load_cifar_python(root, split)
-    return _load_image_folder(root, split, classes)
+    return _load_image_folder(root, split, classes, channels, size)
 
 
 def _load_cifar_python(root: Path, split: str) -> ImageSet:
@@ -165,7 +171,8 @@ def _read(path: Path) -> bytes:
         raise UserError(f"cannot read image {path} ({e.strerror}); remove it or replace it by an image") from None
 
 
-def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) -> ImageSet:
+def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None, channels: int = 3,
+                       size: tuple[int, int] | None = None) -> ImageSet:
     split_dir = root / split
     if not split_dir.is_dir():
         raise UserError(f"{split_dir} is missing: {LAYOUT_HELP}")
@@ -183,7 +190,7 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
     # Cache key: every file's name (its bytes: a name need not be UTF-8), class and bytes (a fast hash), so no edit
     # can be answered by stale pixels; the entry's record (`provenance`) proves it is this key's, byte for byte.
     contents = [_read(path) for path, _ in files]
-    key, owner = hashlib.sha256(repr(classes).encode()), {}
+    key, owner = hashlib.sha256(repr(classes if channels == 3 else (classes, channels)).encode()), {}
     for (path, label), content in zip(files, contents):
         digest = hashlib.blake2b(content, digest_size=16).digest()
         first = owner.setdefault(digest, (path, label))
@@ -195,7 +202,7 @@ def _load_image_folder(root: Path, split: str, classes: tuple[str, ...] | None) 
     cache_file = cache_dir() / "decoded" / f"{key.hexdigest()[:24]}.pt"
     made_from = {"files": key.hexdigest(), "n_images": len(files)}
     cached = _cached_images(cache_file, made_from, labels)
-    images = cached if cached is not None else _decode_images([p for p, _ in files], contents)
+    images = cached if cached is not None else _decode_images([p for p, _ in files], contents, channels, size)
     if cached is None:
         _save_cache((images, labels), cache_file, made_from)
     return ImageSet(images, labels, classes, f"image-folder:{split_dir}")
@@ -220,10 +227,11 @@ def _cached_images(path: Path, made_from: dict, labels: torch.Tensor) -> torch.T
     return images
 
 
-def _as_viewed(im, path: Path) -> np.ndarray:
-    """The pixels an image viewer shows, as 8-bit RGB: EXIF orientation applied, 16-bit samples scaled (PIL's
-    convert would clip them at 255), palettes and CMYK converted. Refused by name: transparency (what shows
-    through depends on the viewer) and floating-point samples (no agreed range)."""
+def _as_viewed(im, path: Path, channels: int = 3) -> np.ndarray:
+    """The pixels an image viewer shows, as 8-bit [H, W, channels] (`MODES`): EXIF orientation applied, 16-bit
+    samples scaled (PIL's convert would clip them at 255), palettes and CMYK converted. Refused by name:
+    transparency where the model takes no alpha channel (what shows through depends on the viewer) and
+    floating-point samples (no agreed range)."""
     from PIL import Image, ImageOps
 
     im = ImageOps.exif_transpose(im)
@@ -235,18 +243,20 @@ def _as_viewed(im, path: Path) -> np.ndarray:
         if samples.min() < 0 or samples.max() > 65535:
             raise UserError(f"image {path} has samples outside 16 bits (mode {im.mode}); save it as 8-bit RGB")
         im = Image.fromarray(((samples * 255 + 32767) // 65535).astype(np.uint8))
-    if im.has_transparency_data:
+    if im.has_transparency_data and channels != 4:
         rgba = im.convert("RGBA")
         if np.asarray(rgba)[..., 3].min() < 255:
             raise UserError(f"image {path} has transparent pixels, whose colour depends on the viewer's background; "
                             "flatten it onto a background and save it as RGB")
         im = rgba
-    return np.asarray(im.convert("RGB"))
+    return np.asarray(im.convert(MODES[channels][0])).reshape(im.height, im.width, channels)
 
 
-def _decode_images(paths: list[Path], contents: list[bytes]) -> torch.Tensor:
-    """Decode the bytes the cache key was made of to RGB as a viewer shows them (`_as_viewed`); one warning (on
-    stderr) says how many were not 8-bit RGB."""
+def _decode_images(paths: list[Path], contents: list[bytes], channels: int = 3,
+                   size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Decode the bytes the cache key was made of as a viewer shows them (`_as_viewed`), all of `size` (height,
+    width) or else of one size; one warning (on stderr) says how many were not already in the model's mode (8-bit
+    RGB for 3 channels). An image of another size stops the decoding at once, before any warning."""
     import io
 
     from PIL import Image
@@ -254,24 +264,31 @@ def _decode_images(paths: list[Path], contents: list[bytes]) -> torch.Tensor:
     from rich.progress import track
 
     stderr = Console(stderr=True)  # stdout may be --json: progress and warnings never go there
-    out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
-    converted = 0
+    mode, named = MODES[channels]
+    out, converted = (np.empty((len(paths), *size, channels), dtype=np.uint8) if size else None), 0
     for i, (path, content) in enumerate(track(list(zip(paths, contents)), description=f"decoding {len(paths)} images",
                                               transient=True, disable=len(paths) < 2000, console=stderr)):
         try:
             with Image.open(io.BytesIO(content)) as im:
-                converted += im.mode != "RGB"
-                arr = _as_viewed(im, path)
+                converted += im.mode != mode
+                arr = _as_viewed(im, path, channels)
         except UserError:
             raise
         except Exception as e:
             raise UserError(f"cannot decode image {path}: {e}; remove or replace the file") from None
-        if arr.shape != (32, 32, 3):
-            raise UserError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, expected 32x32 CIFAR-10 images")
+        if out is None:
+            out = np.empty((len(paths), *arr.shape), dtype=np.uint8)
+        if arr.shape != out.shape[1:]:
+            other = f"the model takes {out.shape[2]}x{out.shape[1]} images" if size else \
+                f"{paths[0]} is {out.shape[2]}x{out.shape[1]}"
+            raise UserError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} but {other}: every image must have the "
+                            "size the model takes; resize them")
         out[i] = arr
     if converted:
-        warn(f"{converted} of {len(paths)} images under {paths[0].parent.parent} were not 8-bit RGB (greyscale, "
-             "palette, 16-bit, CMYK or opaque RGBA) and were converted to RGB as a viewer shows them")
+        kinds = ("greyscale, palette, 16-bit, CMYK or opaque RGBA" if channels == 3 else
+                 "colour, palette, 16-bit or CMYK" if channels == 1 else "RGB, greyscale, palette, 16-bit or CMYK")
+        warn(f"{converted} of {len(paths)} images under {paths[0].parent.parent} were not 8-bit {named} ({kinds}) "
+             f"and were converted to {named} as a viewer shows them")
     return torch.from_numpy(out.transpose(0, 3, 1, 2).copy())
 
 
@@ -300,10 +317,12 @@ class EvalData:
     train: ImageSet
 
     @classmethod
-    def load(cls, data_dir: Path, classes: tuple[str, ...] | None = None) -> "EvalData":
-        """Both splits (image folders read as `classes` where given); test images found in the training split are
-        counted in one warning."""
-        data = cls(load_split(data_dir, "test", classes), load_split(data_dir, "train", classes))
+    def load(cls, data_dir: Path, classes: tuple[str, ...] | None = None,
+             shape: tuple[int, int, int] = (3, 32, 32)) -> "EvalData":
+        """Both splits (image folders read as `classes` where given, as images of `shape`: the models' channels,
+        height and width); test images found in the training split are counted in one warning."""
+        read = {"classes": classes, "channels": shape[0], "size": tuple(shape[1:])}
+        data = cls(load_split(data_dir, "test", **read), load_split(data_dir, "train", **read))
         leaked = shared_images(data.test, data.train)
         if leaked:
             warn(f"{leaked:,} of the {len(data.test):,} test images are also in the training split of {data_dir} "

@@ -40,13 +40,14 @@ def prepare(data_dir: Path | None, outputs: list[Path], calibration_n: int | Non
     """Fail in one line before any model work: every output writable, the data readable, and (for commands
     that calibrate) `calibration_n` images drawable from the training split with every seed the run will use.
     Temporary files that killed runs left behind are removed first. `models`: the names or .onnx paths the
-    command will load, which decide the classes image folders are read with (`folder_classes`)."""
+    command will load, which decide the classes image folders are read with (`folder_classes`) and the shape of
+    their images (`folder_shape`)."""
     for folder in (artifacts_dir(), cache_dir()):
         remove_leftovers(folder)
     for path in outputs:
         check_writable(path)
     root = resolve_data_dir(data_dir)
-    data = EvalData.load(root, folder_classes(models, root))
+    data = EvalData.load(root, folder_classes(models, root), folder_shape(models))
     if calibration_n is not None:
         check_draws(data, calibration_n, [seeds] if isinstance(seeds, int) else seeds)
     return data
@@ -71,6 +72,27 @@ def folder_classes(models: Iterable[str | Path], root: Path) -> tuple[str, ...] 
     if not root.is_dir() or detect_layout(root) != "image-folder" or not (root / "test").is_dir():
         return None  # data.py says what is wrong with it
     return tuple(sorted(p.name for p in (root / "test").iterdir() if p.is_dir())) or None
+
+
+def folder_shape(models: Iterable[str | Path]) -> tuple[int, int, int]:
+    """(channels, height, width) image folders are read as: the users' .onnx models' input (greyscale images stay
+    greyscale for a 1-channel model), else (3, 32, 32), our models' CIFAR-10 images. A file that cannot be read
+    here is refused in one line when it is loaded."""
+    from .models.onnx_validate import NCHW, check_io, read_model
+
+    shapes = set()
+    for name in (Path(str(m)) for m in models):
+        if str(name).lower().endswith(".onnx"):
+            try:
+                shapes.add(tuple(check_io(read_model(name)[0], name)[2]))
+            except UserError:
+                continue
+        else:
+            shapes.add(NCHW)
+    if len(shapes) > 1:
+        raise UserError(f"the models take images of {' and '.join(str(list(s)) for s in sorted(shapes))} (channels, "
+                        "height, width), and one data set is read for all of them: run them in separate commands")
+    return shapes.pop() if shapes else NCHW
 
 
 def check_fits(model: LoadedModel, images: ImageSet) -> None:
@@ -107,9 +129,22 @@ def row_identity(model: LoadedModel, config: QuantConfig, data: EvalData, calibr
                  seed: int | None) -> dict:
     """Everything that can change this row's numbers (`identity.py`), with the model's preprocessing."""
     sample = make_calibration(model, data, calibration_n, seed).describe() if config.is_static else None
-    return {**make_identity(model.name, model.weights_sha256, data.test.describe(), config.record(),
-                            recipe(config.backend), sample),
+    return build_identity(model, config, sample, data.test.describe())
+
+
+def build_identity(model: LoadedModel, config: QuantConfig, sample: dict | None, evaluation: dict | None) -> dict:
+    """A row's identity from the calibration sample it draws (`Calibration.describe()`) and the evaluation set it is
+    scored on (None: a model built but not scored, as `api.quantize` builds one)."""
+    return {**make_identity(model.name, model.weights_sha256, evaluation or {"fingerprint": None, "n_images": 0},
+                            config.record(), recipe(config.backend), sample),
             "preprocessing": model.preprocessing.to_dict()}
+
+
+def artifact_hash(identity: dict) -> str:
+    """What names a row's work directory: its identity less the evaluation set, on which the quantized model does
+    not depend. A sweep row, the bench and `api.quantize` (which scores nothing) of one recipe, calibration sample,
+    model and environment share one artifact."""
+    return identity_hash({k: v for k, v in identity.items() if k != "dataset"})
 
 
 def study_identity(model: LoadedModel, config: QuantConfig, data: EvalData) -> dict:
@@ -128,11 +163,14 @@ def row_key(model: LoadedModel, config: QuantConfig, data: EvalData, calibration
                      identity_hash=identity_hash(identity))
 
 
-def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, identity: str) -> Path:
-    """Where a row's artifacts go: one folder per row identity (`identity`, its hash), so a compiled package
-    found there was built from this very recipe and is reused by the bench, never one of another identity."""
+def workdir_for(model: LoadedModel, config: QuantConfig, calibration: Calibration | None,
+                identity: dict | str) -> Path:
+    """Where a row's artifacts go: one folder per artifact identity (`artifact_hash` of the row's `identity`, or a
+    tag), so a compiled package found there was built from this very recipe and is reused by the bench and by
+    `api.quantize`, never one of another identity."""
     tag = f"n{len(calibration.images)}-s{calibration.seed}" if calibration else "nocal"
-    return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / f"{tag}-{identity}"
+    name = identity if isinstance(identity, str) else artifact_hash(identity)
+    return models_dir() / f"{model.name}-{model.weights_sha256[:12]}" / config.name / f"{tag}-{name}"
 
 
 def is_finished(row: Row | None) -> bool:
@@ -189,7 +227,7 @@ def run_config(model: LoadedModel, config: QuantConfig, data: EvalData, calibrat
               calibration=calibration.describe() if calibration else None)
     started = time.perf_counter()
     try:
-        quantized = quantize(model, config, calibration, workdir_for(model, config, calibration, hashed))
+        quantized = quantize(model, config, calibration, workdir_for(model, config, calibration, identity))
         row.quantize_seconds = round(time.perf_counter() - started, 3)
         metrics, preds = evaluate(quantized.runner, data.test, model.preprocessing)
     except NotApplicable as e:

@@ -145,15 +145,34 @@ def _pairwise_two_way(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return mean[:, None] - mean[None, :], image_var, seed_raw
 
 
-def paired_delta(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, alpha: float = ALPHA) -> dict:
+def seed_variance(diffs: list[np.ndarray]) -> tuple[float, int] | None:
+    """The variance of one calibration draw's effect on a delta, pooled over several configs' [seeds, images]
+    paired differences (those with two seeds or more): their unclipped two-way estimates weighted by their degrees
+    of freedom (seeds - 1 each), clipped at 0, and the degrees of freedom summed; None where no config has two."""
+    parts = [(_two_way_raw(d)[2], len(d) - 1) for d in diffs if d.ndim == 2 and len(d) > 1 and d.shape[1] > 1]
+    df = sum(k for _, k in parts)
+    return (max(sum(v * k for v, k in parts) / df, 0.0), df) if df else None
+
+
+def paired_delta(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, alpha: float = ALPHA,
+                 pooled: tuple[float, int] | None = None) -> dict:
     """Accuracy of `a` minus accuracy of `b`, in pp, both [seeds, images] (or [1, images]) and already paired:
     the mean, its 1 - alpha interval (t with Welch-Satterthwaite df), the two-sided p-value, and the standard
     error with its parts: `image_se_pp` (which test images) and `seed_se_pp` (which calibration draws).
-    `mask` restricts the images (one class)."""
+    `mask` restricts the images (one class). `pooled`: the variance of one draw's effect estimated from other
+    rows (`seed_variance`) and its degrees of freedom, for a calibrated config: taken where this pair has one
+    draw, or where it is larger than the pair's own estimate (a few draws that happen to agree), as the best set
+    does. `seed_part` says where the seed part came from: "own", "pooled", or "none" (one draw, nothing pooled:
+    the interval covers the test images only)."""
     diff = np.atleast_2d(a) - np.atleast_2d(b)  # [k, n]; a single vector broadcasts over the other's seeds
     if mask is not None:
         diff = diff[:, mask]
+    k, n = diff.shape
     mean, image_var, seed_var, df = _two_way(diff)
+    part = "own" if k > 1 else "none"
+    if pooled is not None and pooled[1] > 0 and n > 1 and (k == 1 or pooled[0] / k > seed_var):
+        seed_var, part = pooled[0] / k, "pooled"
+        df = _df(image_var, seed_var, n, pooled[1])
     se = np.sqrt(image_var + seed_var)
     if se > 0:
         half, p = float(t.ppf(1 - alpha / 2, df)) * se, float(2 * t.sf(abs(mean) / se, df))
@@ -162,7 +181,7 @@ def paired_delta(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, a
     pp = lambda x: round(100 * float(x), 4)  # noqa: E731
     return {"mean_pp": pp(mean), "ci_pp": [pp(mean - half), pp(mean + half)], "level": 1 - alpha,
             "p": round(p, 6), "se_pp": pp(se), "image_se_pp": pp(np.sqrt(image_var)),
-            "seed_se_pp": pp(np.sqrt(seed_var)), "df": round(float(df), 1)}
+            "seed_se_pp": pp(np.sqrt(seed_var)), "df": round(float(df), 1), "seed_part": part}
 
 
 def excludes_zero(interval: list[float]) -> bool:
@@ -288,19 +307,21 @@ def mcnemar(reference_correct: np.ndarray, other_correct: np.ndarray) -> dict:
     return {"fp32_right_quantized_wrong": lost, "fp32_wrong_quantized_right": gained, "mcnemar_p": round(float(p), 6)}
 
 
-def resolution(deltas: list[dict], n_images: int, k_seeds: int) -> dict:
-    """The smallest difference these numbers can tell apart (median interval half-width over configs), here and
-    extrapolated to the full 10,000-image test set (the image part shrinks as 1/sqrt(n), the seed part stays)."""
+def resolution(deltas: list[dict], n_images: int, k_seeds: int, full_set: int | None = FULL_CIFAR10_TEST) -> dict:
+    """The smallest difference these numbers can tell apart (median interval half-width over configs), here and,
+    for CIFAR-10, extrapolated to its full 10,000-image test set (`full_set`; the image part shrinks as 1/sqrt(n),
+    the seed part stays). `full_set` None: other data, no test set to extrapolate to."""
     if not deltas:
         return {}
     here = [(d["ci_pp"][1] - d["ci_pp"][0]) / 2 for d in deltas]
-    full = [h * np.sqrt(d["image_se_pp"] ** 2 * n_images / FULL_CIFAR10_TEST + d["seed_se_pp"] ** 2) / d["se_pp"]
-            if d["se_pp"] else 0.0 for h, d in zip(here, deltas)]
+    full = [h * np.sqrt(d["image_se_pp"] ** 2 * n_images / full_set + d["seed_se_pp"] ** 2) / d["se_pp"]
+            if d["se_pp"] else 0.0 for h, d in zip(here, deltas)] if full_set else []
     seeds = f"{n_images:,} test images and {k_seeds} seed{'s' if k_seeds != 1 else ''}"
-    text = (f"With {seeds}, differences smaller than about {np.median(here):.1f} pp cannot be told apart; the full "
-            f"{FULL_CIFAR10_TEST:,}-image CIFAR-10 test set resolves about {np.median(full):.1f} pp")
+    text = (f"With {seeds}, differences smaller than about {np.median(here):.1f} pp cannot be told apart"
+            + (f"; the full {full_set:,}-image CIFAR-10 test set resolves about {np.median(full):.1f} pp"
+               if full_set else ""))
     if np.median(here) < 0.05:  # no spread measured (most configs changed no prediction): nothing to estimate from
         text = (f"With {seeds}, most configs changed no prediction against FP32, so no resolution can be estimated; "
                 f"one test image here is {100 / n_images:.1f} pp")
     return {"n_images": n_images, "seeds": k_seeds, "resolution_pp": round(float(np.median(here)), 2),
-            "full_test_set_resolution_pp": round(float(np.median(full)), 2), "text": text}
+            "full_test_set_resolution_pp": round(float(np.median(full)), 2) if full_set else None, "text": text}

@@ -16,49 +16,97 @@ from .data import EvalData, ImageSet
 from .errors import UserError, first_line
 from .models import LoadedModel, Preprocessing
 
-LOAD_BATCH = 256  # items per batch when a Dataset is read into one tensor
+WHAT_TO_PASS = ("pass a map-style torch.utils.data.Dataset (with __len__ and __getitem__) yielding (image tensor "
+                "[C, H, W], int label), a DataLoader over one, or an image-folder path")
 
 
 def _tensors(dataset, role: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(images [N, C, H, W], int64 labels [N], a name) of a Dataset yielding (tensor, int label), read once."""
+    """(images [N, C, H, W], int64 labels [N], a name) of a Dataset yielding (tensor, int label), read once, item
+    by item in index order. A DataLoader is read through its dataset: its batching and shuffling change no answer,
+    and a shuffled order would make every run another data set."""
+    from torch.utils.data import IterableDataset, TensorDataset
+
     if isinstance(dataset, ImageSet):
         return dataset.images, dataset.labels, dataset.dataset
-    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) == 2:
-        images, labels = dataset.tensors
+    dataset = _unwrapped(dataset, role)
+    name = f"python:{type(dataset).__name__}:{role}"
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+        images, labels = (torch.as_tensor(t) for t in dataset.tensors)
+        if images.ndim != 4 or len(images) != len(labels):
+            raise UserError(f"{role} dataset must yield images of shape [C, H, W] and one label each, got images of "
+                            f"shape {list(images.shape[1:])} for {len(labels)} labels")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise UserError(f"{role} dataset labels must be integers (class ids), got {labels.dtype}")
     else:
-        try:
-            n = len(dataset)
-        except TypeError:
-            raise UserError(f"{role} must be a torch.utils.data.Dataset with a length (or an image-folder path), got "
-                            f"{type(dataset).__name__}") from None
-        if n == 0:
+        if isinstance(dataset, (IterableDataset, str, bytes, dict)) or not (
+                hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise UserError(f"{role} ({type(dataset).__name__}) cannot be read by index: {WHAT_TO_PASS}")
+        if len(dataset) == 0:
             raise UserError(f"{role} dataset is empty")
-        loader = torch.utils.data.DataLoader(dataset, batch_size=LOAD_BATCH, shuffle=False, num_workers=0)
-        batches = []
-        for batch in loader:
-            if not isinstance(batch, (list, tuple)) or len(batch) != 2:
-                raise UserError(f"{role} dataset must yield (image tensor, int label) pairs, got "
-                                f"{type(batch).__name__} batches")
-            batches.append(batch)
-        images = torch.cat([torch.as_tensor(b[0]) for b in batches])
-        labels = torch.cat([torch.as_tensor(b[1]).reshape(-1) for b in batches])
-    images, labels = torch.as_tensor(images), torch.as_tensor(labels)
-    if images.ndim != 4 or len(images) != len(labels):
-        raise UserError(f"{role} dataset must yield images of shape [C, H, W] and one label each, got images of "
-                        f"shape {list(images.shape[1:])} for {len(labels)} labels")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise UserError(f"{role} dataset labels must be integers (class ids), got {labels.dtype}")
+        items = [_item(dataset, i, role) for i in range(len(dataset))]
+        first = items[0][0]
+        odd = next((i for i, (image, _) in enumerate(items) if image.shape != first.shape), None)
+        if odd is not None:
+            raise UserError(f"{role} dataset item {odd} is an image of {list(items[odd][0].shape)}, item 0 of "
+                            f"{list(first.shape)}: every image must have the model's input size; resize them in the "
+                            "dataset's transform")
+        images = torch.stack([image for image, _ in items])
+        labels = torch.tensor([label for _, label in items], dtype=torch.int64)
     if images.is_floating_point() and images.dtype != torch.float32:
         images = images.float()
     labels = labels.to(torch.int64)
     if int(labels.min()) < 0:
         raise UserError(f"{role} dataset has a negative label ({int(labels.min())}): labels are class ids 0, 1, ...")
-    return images.contiguous(), labels.contiguous(), f"python:{type(dataset).__name__}:{role}"
+    return images.contiguous(), labels.contiguous(), name
 
 
-def _folder(path: Path, role: str) -> tuple[torch.Tensor, torch.Tensor, str, tuple[str, ...]]:
+def _unwrapped(dataset, role: str):
+    """A DataLoader's dataset (its batching and shuffling change no answer); anything else as it is."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    if not isinstance(dataset, DataLoader):
+        return dataset
+    if isinstance(dataset.dataset, IterableDataset):
+        raise UserError(f"{role} is a DataLoader over an IterableDataset, which reads in its own order, perhaps "
+                        f"once: {WHAT_TO_PASS}")
+    return dataset.dataset
+
+
+def _item(dataset, i: int, role: str) -> tuple[torch.Tensor, int]:
+    """Item `i` as (image tensor [C, H, W], int label), or one line saying what it is instead."""
+    item = dataset[i]
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise UserError(f"{role} dataset item {i} is a {type(item).__name__}, expected an (image tensor [C, H, W], "
+                        "int label) pair")
+    image, label = item
+    if type(image).__module__.startswith("PIL."):
+        raise UserError(f"{role} dataset item {i} is a PIL image: give the dataset a transform that makes tensors as "
+                        "the model takes them (torchvision.transforms.PILToTensor() keeps 0-255 pixels, ToTensor() "
+                        "scales to 0-1), or pass the image-folder path")
+    try:
+        image = torch.as_tensor(image)
+    except (TypeError, ValueError, RuntimeError):
+        raise UserError(f"{role} dataset item {i}'s image is a {type(image).__name__}, expected a tensor [C, H, W]"
+                        ) from None
+    if image.ndim != 3:
+        raise UserError(f"{role} dataset item {i}'s image has shape {list(image.shape)}, expected [C, H, W]")
+    if isinstance(label, str):
+        raise UserError(f"{role} dataset item {i} has the label {label!r}: labels are class ids 0, 1, ...; name the "
+                        "classes in the dataset's `.classes` (label k is classes[k])")
+    try:
+        value = torch.as_tensor(label)
+    except (TypeError, ValueError, RuntimeError):
+        value = None
+    if value is None or value.numel() != 1 or value.is_floating_point() or value.is_complex() or \
+            value.dtype == torch.bool:
+        raise UserError(f"{role} dataset item {i} has the label {label!r}: labels must be integers (class ids)")
+    return image, int(value)
+
+
+def _folder(path: Path, role: str, shape: tuple) -> tuple[torch.Tensor, torch.Tensor, str, tuple[str, ...]]:
     """An image folder PATH/<class>/*.png (or a data set root with train/ and test/: the split `role` reads),
-    its classes the sorted folder names, as torchvision's ImageFolder; decoded to uint8 as the CLI does."""
+    its classes the sorted folder names, as torchvision's ImageFolder; decoded to uint8 as the CLI does, as images
+    of the model's `shape` (`input_shape`)."""
     from .data import load_split
 
     path = Path(path)
@@ -70,17 +118,28 @@ def _folder(path: Path, role: str) -> tuple[torch.Tensor, torch.Tensor, str, tup
     classes = tuple(sorted(p.name for p in (root / name).iterdir() if p.is_dir()))
     if not classes:
         raise UserError(f"{role} path {root / name} has no class folders: expected {root / name}/<class>/*.png")
-    images = load_split(root, name, classes)
+    images = load_split(root, name, classes, shape[0], shape[1])
     return images.images, images.labels, images.dataset, classes
 
 
-def read_dataset(dataset, role: str) -> tuple[torch.Tensor, torch.Tensor, str, tuple[str, ...] | None]:
-    """(images, labels, a name, the class names where the data names them) of a Dataset or an image folder."""
+def read_dataset(dataset, role: str, shape: tuple = (3, None)
+                 ) -> tuple[torch.Tensor, torch.Tensor, str, tuple[str, ...] | None]:
+    """(images, labels, a name, the class names where the data names them) of a Dataset or an image folder (read
+    as images of the model's `shape`, `input_shape`)."""
     if isinstance(dataset, (str, Path)):
-        return _folder(Path(dataset), role)
+        return _folder(Path(dataset), role, shape)
     images, labels, name = _tensors(dataset, role)
-    classes = getattr(dataset, "classes", None)
+    classes = getattr(_unwrapped(dataset, role), "classes", None)
     return images, labels, name, tuple(str(c) for c in classes) if classes is not None else None
+
+
+def input_shape(model) -> tuple[int, tuple[int, int] | None]:
+    """(channels, (height, width) or None) of what a model takes, which image folders are read as: a LoadedModel's
+    input shape; an nn.Module's first convolution's input channels (else 3, RGB), at the images' own size."""
+    if isinstance(model, LoadedModel):
+        return model.input_shape[0], tuple(model.input_shape[1:])
+    first = next((m for m in model.modules() if isinstance(getattr(m, "in_channels", None), int)), None)
+    return (first.in_channels if first is not None and first.in_channels in (1, 3, 4) else 3), None
 
 
 def class_names(sets: list[tuple], scores: int | None) -> tuple[str, ...]:
@@ -131,21 +190,27 @@ def prepare(model, calibration, evaluation, name: str | None,
     """The model and the data as every row takes them, checked against each other: images of the size the model
     takes, as many classes as it scores."""
     from .experiment import check_fits
+    from .models.loaded import private_copy
 
-    cal = read_dataset(calibration, "calibration")
-    ev = cal if evaluation is calibration else read_dataset(evaluation, "evaluation")
+    # Checked and copied before anything else: the user's module is never run, so never changed.
+    module = private_copy(model) if isinstance(model, nn.Module) else None
+    loaded = load_model_file(model, preprocessing) if module is None else None
+    shape = input_shape(module if module is not None else loaded)
+    cal = read_dataset(calibration, "calibration", shape)
+    ev = cal if evaluation is calibration else read_dataset(evaluation, "evaluation", shape)
     if cal[0].shape[1:] != ev[0].shape[1:] or cal[0].dtype != ev[0].dtype:
         raise UserError(f"calibration and evaluation images differ: {list(cal[0].shape[1:])} {cal[0].dtype} vs "
                         f"{list(ev[0].shape[1:])} {ev[0].dtype}; preprocess both as the model expects")
-    if isinstance(model, nn.Module):
-        scores, loaded = count_scores(model, preprocessing or Preprocessing("raw255"), ev[0][:2]), None
+    if module is not None:
+        prep = preprocessing or Preprocessing("raw255")
+        prep.check_channels(int(ev[0].shape[1]), f"{type(model).__name__} (given these datasets)")
+        scores = count_scores(module, prep, ev[0][:2])
     else:
-        loaded = load_model_file(model, preprocessing)
         scores = loaded.num_classes
     classes = class_names([cal, ev], scores)
     data = EvalData(ImageSet(ev[0], ev[1], classes, ev[2]), ImageSet(cal[0], cal[1], classes, cal[2]))
     if loaded is None:
-        loaded = LoadedModel.from_module(model, tuple(ev[0].shape[1:]), scores, name, preprocessing)
+        loaded = LoadedModel.from_module(module, tuple(ev[0].shape[1:]), scores, name, preprocessing)
     check_fits(loaded, data.test)
     return loaded, data
 

@@ -62,7 +62,7 @@ def pareto_table(rows: list[PooledRow]) -> list[dict]:
         out.append({"model": row.model, "config": row.config_name, "backend": row.config["backend"],
                     "accuracy": row.accuracy, "accuracy_std": row.accuracy_std, "seeds": row.seeds,
                     "runtime": row.runtime, "delta_pp": row.delta_pp,
-                    "delta_pp_ci": row.delta_pp_ci,
+                    "delta_pp_ci": row.delta_pp_ci, "delta_seed_part": (row.delta_stats or {}).get("seed_part"),
                     "in_best_set": row.in_best_set, "identical_to": row.identical_to,
                     "pick": row.pick,
                     "size_bytes": row.size_bytes, **{c: row.speed.get(c) for c in speed_columns(rows)},
@@ -78,7 +78,7 @@ def picks(view: View) -> list[dict]:
         if not choice or not choice["pick"]:
             continue
         by_name = {r.config_name: r for r in view.rows if r.model == model}
-        members = [by_name[name] for name in choice["best_set"]]
+        members = [by_name[name] for name in choice.get("best_set_with_identical") or choice["best_set"]]
         smallest = min(members, key=lambda r: (r.size_bytes, -r.accuracy))
         for criterion, row, rule in ((f"pick ({choice['objective']})", by_name[choice["pick"]], choice["rule"]),
                                      ("smallest of the set", smallest, f"smallest file of the {len(members)} configs "
@@ -92,7 +92,8 @@ def picks(view: View) -> list[dict]:
 def _numbers(row: PooledRow) -> dict:
     return {"config": row.config_name, "runtime": row.runtime, "accuracy": row.accuracy,
             "accuracy_std": row.accuracy_std, "seeds": row.seeds, "delta_pp": row.delta_pp,
-            "delta_pp_ci": row.delta_pp_ci, "size_bytes": row.size_bytes,
+            "delta_pp_ci": row.delta_pp_ci, "delta_seed_part": (row.delta_stats or {}).get("seed_part"),
+            "size_bytes": row.size_bytes,
             "throughput_b256": row.speed.get("throughput_b256"),
             "latency_ms_b1_median": row.speed.get("latency_ms_b1_median"),
             "speedup_b1": speedup(row, 1)[0], "speedup_b256": speedup(row, 256)[0]}

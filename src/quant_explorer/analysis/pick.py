@@ -6,7 +6,8 @@ configs with identical predictions counted once, and from the set the config bes
 from __future__ import annotations
 
 from ..configs import REFERENCE
-from ..stats import ALPHA, CORRECTION_NAME, best_set, level_text, resolution
+from ..data import CIFAR10_CLASSES
+from ..stats import ALPHA, CORRECTION_NAME, FULL_CIFAR10_TEST, best_set, level_text, resolution
 from .rows import is_quantized, size_vs_fp32, speedup
 from .view import PooledRow, View, delta, per_class
 
@@ -108,13 +109,18 @@ def choose(view: View, model: str) -> dict:
     # Every accuracy here is the shipped runtime's, so kernels that lose against their own float reference (u8s8
     # saturation without VNNI) already fall out of the set: no separate rule for them.
     members = [r for r in scored if r.in_best_set]
+    # Every config of the set is a candidate, a recipe's twins included: a twin can be the smaller or faster file.
+    candidates = [r for r in rows if r.in_best_set]
     fp32 = next((r for r in view.rows if r.model == model and not is_quantized(r)), None)
     # A member that loses a class detectably is a worse thing to ship than its mean says: picked only if all do.
-    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in members}
-    whole = [r for r in members if not losing[r.config_name]] or members
+    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in candidates}
+    whole = [r for r in candidates if not losing[r.config_name]] or candidates
     pick, said = _pick(whole, view.objective, fp32)
-    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in members if r not in whole]
-    rule = [f"{len(members)} of {len(scored)} configs are in the {level_text()} confidence set for the best "
+    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in candidates if r not in whole]
+    counted = (f"{len(members)} of {len(scored)} configs" if not twin_of else
+               f"{len(members)} of {len(scored)} recipes ({len(candidates)} of {len(scored) + len(twin_of)} configs, "
+               "those with identical predictions counted as one recipe)")
+    rule = [f"{counted} are in the {level_text()} confidence set for the best "
             f"(multiple comparisons with the best over all {len(scored)}: no other config beats them by more than "
             "the noise allows, family-wise)",
             *([f"{len(set_aside)} of them {'loses' if len(set_aside) == 1 else 'lose'} a class detectably "
@@ -122,14 +128,24 @@ def choose(view: View, model: str) -> dict:
                f"{'; '.join(set_aside)}"] if set_aside else []), *said]
     if unscored:
         rule.append(f"not candidates (no per-image predictions): {', '.join(unscored)}")
+    failed = not_scored(view, model)
+    if failed:
+        rule.append(f"not scored, so not candidates: {'; '.join(failed)}")
     for r in rows:
         r.pick = r is pick
     deltas = [r.delta_stats for r in rows if r.delta_stats is not None]
     k = max((len(r.seeds) for r in rows), default=0) or 1
+    cifar10 = tuple(view.classes or CIFAR10_CLASSES) == CIFAR10_CLASSES  # older files named no classes: all CIFAR-10
     return {**base, "best": best.config_name, "best_set": [r.config_name for r in members],
             "best_set_with_identical": [r.config_name for r in rows if r.in_best_set],
             "pick": pick.config_name, "rule": "; ".join(rule), "critical": found["critical"],
-            "resolution": resolution(deltas, view.n_images, k)}
+            "resolution": resolution(deltas, view.n_images, k, FULL_CIFAR10_TEST if cifar10 else None)}
+
+
+def not_scored(view: View, model: str) -> list[str]:
+    """'config (why)' for each config of `model` whose row failed in this view: said beside the pick, never only in
+    the report's unscored rows."""
+    return [f"{p.config_name} ({p.why})" for p in view.problems if p.model == model and p.error]
 
 
 def choices(view: View) -> dict[str, dict]:

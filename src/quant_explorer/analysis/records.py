@@ -29,7 +29,7 @@ def summary_records(view: View) -> list[dict]:
             "reference_accuracy": r.reference_accuracy,
             "delta_pp_mean": r.delta_pp, "delta_pp_ci": r.delta_pp_ci, "delta_pp_se": stats.get("se_pp"),
             "delta_pp_image_se": stats.get("image_se_pp"), "delta_pp_seed_se": stats.get("seed_se_pp"),
-            "delta_pp_df": stats.get("df"), "delta_pp_p": stats.get("p"),
+            "delta_pp_df": stats.get("df"), "delta_pp_p": stats.get("p"), "delta_pp_seed_part": stats.get("seed_part"),
             "changed_predictions_mean": r.changed_predictions,
             "per_seed": r.per_seed,
             "in_best_set": r.in_best_set if is_quantized(r) else None, "beaten_by": r.beaten_by,

@@ -22,11 +22,11 @@ from ..configs import MAX_SEED, REFERENCE
 from ..errors import UserError
 from ..results import Results, decode_classes
 from ..row import Row
-from ..stats import correct, paired_delta
+from ..stats import correct, paired_delta, seed_variance
 from .pick import OBJECTIVES, choose
 from .rows import SPEED_PREFIXES, row_dataset, row_environment
 from .selection import available_views, choose_view, evaluation_labels, one_identity
-from .view import PooledRow, Problem, View
+from .view import IMAGES_ONLY, PooledRow, Problem, View
 
 PER_SEED_FIELDS = ("accuracy", "correct", "changed_predictions", "fp32_right_quantized_wrong",
                    "fp32_wrong_quantized_right", "mcnemar_p")
@@ -39,13 +39,15 @@ def _speed(row: Row) -> dict:
 
 
 def _pool(key: str, members: list[Row], labels: np.ndarray | None, fp32: np.ndarray | None,
-          benched: list[Row]) -> tuple[PooledRow, np.ndarray | None]:
+          benched: list[Row], pooled: tuple[float, int] | None = None) -> tuple[PooledRow, np.ndarray | None]:
     """The config's record in the view (`View.rows`): its first seed's row with seed means, spreads and the
-    per-seed record; speed from any of `benched` (a config's speed does not depend on its calibration draw)."""
+    per-seed record; speed from any of `benched` (a config's speed does not depend on its calibration draw);
+    `pooled`: the model's calibration-draw variance (`seed_prior`), for the delta's seed part."""
     members = sorted(members, key=lambda r: r.seed or 0)
     first = members[0]
     acc = np.array([m.accuracy for m in members])
-    reference = [m.reference["accuracy"] for m in members if isinstance(m.reference, dict)]
+    # A float reference that could not run (e.g. onnx2torch lacks an op) has an error instead of an accuracy.
+    reference = [m.reference["accuracy"] for m in members if "accuracy" in (m.reference or {})]
     row = PooledRow(**vars(first), key=key, first_seed_accuracy=first.accuracy,
                     accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0, accuracy_min=float(acc.min()),
                     accuracy_max=float(acc.max()),
@@ -67,9 +69,23 @@ def _pool(key: str, members: list[Row], labels: np.ndarray | None, fp32: np.ndar
     if labels is not None and all(m.predictions is not None for m in members):
         matrix = correct([decode_classes(m.predictions) for m in members], labels)
     if matrix is not None and fp32 is not None:
-        delta = paired_delta(matrix, fp32)
+        delta = paired_delta(matrix, fp32, pooled=pooled if row.seeds else None)
+        if not row.seeds:  # nothing calibrated: no draw to vary, the images are the whole noise
+            delta["seed_part"] = None
         row.delta_pp, row.delta_pp_ci, row.delta_stats = delta["mean_pp"], delta["ci_pp"], delta
     return row, matrix
+
+
+def seed_prior(rows: list[Row], labels: np.ndarray, fp32: np.ndarray) -> tuple[float, int] | None:
+    """One model's calibration-draw variance: the seed variance of its calibrated configs' deltas vs FP32, pooled
+    over every stored seed of each (`stats.seed_variance`), whichever seeds the view shows. What the delta of a
+    config with one draw borrows, and one with a few draws that happen to agree."""
+    by_config: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.calibration and r.predictions is not None:
+            by_config[r.config_name].append(r)
+    return seed_variance([correct([decode_classes(r.predictions) for r in found], labels) - fp32
+                          for found in by_config.values() if len(found) > 1])
 
 
 def load_view(results: Results | dict, environment: str | None = None, dataset: str | None = None,
@@ -110,15 +126,20 @@ def load_view(results: Results | dict, environment: str | None = None, dataset: 
                 set_aside=stale, notes=notes, objective=objective)
     order = sorted(groups, key=lambda k: (k[0], k[1] != REFERENCE, k[1]))
     left_out = []  # configs with calibration seeds, none of them among `seeds`
+    priors: dict[str, tuple[float, int] | None] = {}
     for model, config in order:
         fp32 = view.correct.get((model, REFERENCE))
+        if model not in priors and fp32 is not None and labels is not None and config != REFERENCE:
+            priors[model] = seed_prior([r for (m, _), g in groups.items() if m == model for r in g.values()],
+                                       labels, fp32)
         members = {k: r for k, r in groups[(model, config)].items()
                    if seeds is None or not r.calibration or r.seed in seeds}
         if not members:
             left_out.append(f"{model}/{config}")
             continue
         first = min(members, key=lambda k: members[k].seed or 0)
-        row, matrix = _pool(first, list(members.values()), labels, fp32, list(groups[(model, config)].values()))
+        row, matrix = _pool(first, list(members.values()), labels, fp32, list(groups[(model, config)].values()),
+                            priors.get(model))
         view.rows.append(row)
         view.seeds[(model, config)] = row.seeds
         view.predictions[(model, config)] = {m.seed: m.predictions for m in members.values()
@@ -127,6 +148,7 @@ def load_view(results: Results | dict, environment: str | None = None, dataset: 
             view.correct[(model, config)] = matrix
     if left_out:
         _say_seeds_left_out(view, seeds, left_out, mine.values())
+    view.notes += draw_notes(view.rows)
     view.choices = {model: choose(view, model) for model in sorted({r.model for r in view.rows})}
     return view
 
@@ -152,6 +174,27 @@ class Seeds:
 
     def __contains__(self, seed) -> bool:
         return isinstance(seed, int) and any(seed in r for r in self.ranges)
+
+
+def draw_notes(rows: list[PooledRow]) -> list[str]:
+    """Per model, what the intervals of its configs calibrated on one draw cover: the model's pooled
+    calibration-draw variance, or the test images only (one draw moves a recipe by up to ~2 points)."""
+    notes = []
+    for model in sorted({r.model for r in rows}):
+        one = [r for r in rows if r.model == model and len(r.seeds) == 1 and r.delta_stats]
+        alone = [r.config_name for r in one if r.delta_stats.get("seed_part") == "none"]
+        pooled = [r.config_name for r in one if r.delta_stats.get("seed_part") == "pooled"]
+        if alone:
+            notes.append(f"{model}: {len(alone)} config{'s' * (len(alone) > 1)} calibrated on one draw, and no other "
+                         f"stored draw of the model to estimate that noise from: {'their' if len(alone) > 1 else 'its'}"
+                         f" intervals cover the test images only (marked \"{IMAGES_ONLY}\"), not the calibration draw, "
+                         "which moves a recipe by up to ~2 points; more seeds measure it (--seeds 5, or seeds=5 from "
+                         "Python)")
+        if pooled:
+            notes.append(f"{model}: {len(pooled)} config{'s' * (len(pooled) > 1)} calibrated on one draw: "
+                         f"{'their' if len(pooled) > 1 else 'its'} intervals take the calibration-draw variance "
+                         "pooled over the model's other stored draws")
+    return notes
 
 
 def parse_seeds(text: str | None) -> Seeds | None:

@@ -48,6 +48,15 @@ class PooledRow(Row):
         return self.speed[name] if name in self.speed else getattr(self, name, None)
 
 
+IMAGES_ONLY = "images only"  # said beside an interval that leaves out the calibration draw's noise
+
+
+def scope(seed_part: str | None) -> str:
+    """' images only' after the interval of a config calibrated on one draw with no other stored draw of its model
+    to estimate that noise from (`stats.paired_delta`'s seed_part "none"), else ''."""
+    return f" {IMAGES_ONLY}" if seed_part == "none" else ""
+
+
 @dataclass
 class Problem(Row):
     """A row of the view's environment and evaluation set without a score: failed, or not applicable."""

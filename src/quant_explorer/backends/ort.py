@@ -67,20 +67,56 @@ def _quiet():
         root.setLevel(level)
 
 
+PRE_PROCESSING = "quant_explorer.pre_processing"  # the metadata key saying which pre-processing a file had
+# ORT's pre-processing, then the fallbacks it offers, in order: a user's graph that ONNX Runtime can quantize must
+# not fail in a step before quantizing. The step taken depends only on the export and the library versions, both
+# in every row's identity, and a graph that pre-processes takes the first: no stored number changes.
+PRE_PROCESSING_STEPS = (("quant_pre_process", {}),
+                        ("quant_pre_process without symbolic shape inference", {"skip_symbolic_shape": True}),
+                        ("none", None))
+
+
 def preprocessed_onnx(model: LoadedModel) -> Path:
     """The FP32 export after ORT's quant_pre_process (shape inference + graph optimisation), cached with its record
-    (`provenance`): made once, by one of parallel workers, and reused while it proves itself."""
+    (`provenance`): made once, by one of parallel workers, and reused while it proves itself. Where it fails
+    (symbolic shape inference raises on some heads, e.g. torch.stack of logsumexps), the first fallback of
+    `PRE_PROCESSING_STEPS` that works, said in the file's metadata (`pre_processing`)."""
+    import onnx
     from onnxruntime.quantization import quant_pre_process
+
+    from ..errors import one_line
 
     source = exported_onnx(model)
 
     def build(path: Path) -> None:
+        failures = []
         with scratch_dir(path.parent, "qe-ort-pre"), atomic_path(path, ".onnx") as tmp:  # its pre.quant.* go there
-            quant_pre_process(str(source), str(tmp))
+            for step, options in PRE_PROCESSING_STEPS:
+                try:
+                    if options is None:
+                        tmp.write_bytes(source.read_bytes())
+                    else:
+                        quant_pre_process(str(source), str(tmp), **options)
+                    break
+                except Exception as e:
+                    failures.append(f"{step} failed: {one_line(e)}")
+            if failures:
+                proto = onnx.load(str(tmp))
+                onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                                    PRE_PROCESSING: f"{step} ({'; '.join(failures)})"})
+                onnx.save(proto, str(tmp))
 
     # the export's name carries what made it (weights, exporter, versions)
     path = source.with_name(f"{source.stem}.preprocessed.onnx")
     return reuse_or_build(path, {"source": source.name}, build, "preprocessed FP32 model")
+
+
+def pre_processing(path: Path) -> str:
+    """Which pre-processing the cached file `path` had: quant_pre_process, or a fallback and why."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return props.get(PRE_PROCESSING, PRE_PROCESSING_STEPS[0][0])
 
 
 def pad_narrow_conv_inputs(model, channels: int = 4) -> list[str]:
@@ -195,10 +231,14 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
     runtimes = {ONNXRUNTIME.name: RuntimeBuild(lambda threads: ort_runner(path, threads))}
     if config.format == "qdq":  # onnx2torch converts Q/DQ pairs; QOperator ops have no float form there
         runtimes[ONNX2TORCH.name] = RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False)
-    warning = u8s8_saturation_warning(config.activation_dtype, config.weight_dtype, config.reduce_range)
-    return QuantizedModel(path, ONNXRUNTIME.name, runtimes, checks=onnx_checks(path, config),
+    warnings = [u8s8_saturation_warning(config.activation_dtype, config.weight_dtype, config.reduce_range)]
+    prepared = pre_processing(source)
+    if prepared != PRE_PROCESSING_STEPS[0][0]:
+        warnings.append(f"ONNX Runtime's pre-processing: {prepared}")
+    return QuantizedModel(path, ONNXRUNTIME.name, runtimes, checks={**onnx_checks(path, config),
+                                                                    "pre_processing": prepared},
                           reference=ONNX2TORCH.name if ONNX2TORCH.name in runtimes else None,
-                          warnings=[warning] if warning else [])
+                          warnings=[w for w in warnings if w])
 
 
 QUANTIZED_OPS = {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QGemm", "QLinearAveragePool",

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..configs import CALIBRATION_N, DEFAULT_SEEDS, MAX_SEED
 from ..errors import UserError
+from ..quiet import THIRD_PARTY_WARNINGS
 
 app = typer.Typer(help="What 8-bit post-training quantization costs a CIFAR-10 classifier, where, and which recipe "
                        "to ship.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,7 +29,6 @@ typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_fla
 # Commands that load torch or ONNX Runtime: third-party log noise is turned off for them (unless --verbose).
 COMPUTES = {"run", "quantize", "sweep", "bench", "evaluate", "train", "calib-sensitivity", "layer-sensitivity",
             "analyze"}
-THIRD_PARTY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning)
 
 
 def quiet_third_party(loads_runtimes: bool) -> None:
@@ -181,8 +181,12 @@ def print_table(table: Table, text_width: int | None = None) -> None:
         console.width = saved
 
 
-def bar(disable: bool = False):
-    """The progress display of long work, on stderr: what is running, a bar, done of total, elapsed, ETA."""
+BAR_RESERVED = 42  # columns kept for the bar (10 at least), done/total, elapsed, "ETA" and the time left
+
+
+def bar(disable: bool = False, console: Console | None = None):
+    """The progress display of long work, on stderr: what is running, a bar, done of total, elapsed, ETA. On a
+    narrow terminal the label is cut short (ending in "…"), never the counts or the ETA."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -191,9 +195,14 @@ def bar(disable: bool = False):
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.table import Column
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=True, disable=disable)
+    console = console or err_console
+    label = Column(no_wrap=True, overflow="ellipsis", max_width=max(console.width - BAR_RESERVED, 12))
+    return Progress(TextColumn("{task.description}", table_column=label),
+                    BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10, max_width=40)),
+                    MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=console, transient=True, disable=disable)
 
 
 def print_json(data) -> None:

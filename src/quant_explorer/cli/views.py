@@ -113,13 +113,14 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     with busy("loading torch"):
         from ..data import load_split, resolve_data_dir
         from ..evaluate import evaluate as run_eval
-        from ..experiment import check_fp32_runtime, folder_classes, fp32_runner, load_models
+        from ..experiment import check_fp32_runtime, folder_classes, folder_shape, fp32_runner, load_models
         from ..models import exported_onnx
         from ..runtimes import onnx_opset
 
     check_fp32_runtime(runtime)
     root = resolve_data_dir(data_dir)
-    test = load_split(root, "test", folder_classes([model], root))  # decoding shows its own progress bar
+    shape = folder_shape([model])
+    test = load_split(root, "test", folder_classes([model], root), shape[0], shape[1:])  # shows its own progress
     with busy(f"{model}: loading it and scoring {len(test):,} test images in {runtime}"):
         [loaded] = load_models([model], weights, input_scale, mean, std, test)
         metrics, _ = run_eval(fp32_runner(loaded, runtime), test, loaded.preprocessing)
@@ -188,6 +189,7 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
     from ..analysis.pick import OBJECTIVES, choices
     from ..analysis.records import summary_json
     from ..analysis.rows import is_quantized, speedup
+    from ..analysis.view import scope
     from ..data import resolve_data_dir
     from ..paths import results_file
     from ..results import Results
@@ -222,7 +224,8 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
             rows.append([r.config_name + (" ◀" if r.pick else ""), r.runtime or "—",
                          str(len(r.seeds)) if r.seeds else "—",
                          f"{100 * r.accuracy:.2f} ± {100 * r.accuracy_std:.2f}",
-                         "—" if r.delta_pp is None else f"{r.delta_pp:+.2f}", interval(r.delta_pp_ci),
+                         "—" if r.delta_pp is None else f"{r.delta_pp:+.2f}",
+                         interval(r.delta_pp_ci) + scope((r.delta_stats or {}).get("seed_part")),
                          ({True: "yes", False: "no", None: "—"}[r.in_best_set]
                           + (f" (= {r.identical_to})" if r.identical_to else "")) if is_quantized(r) else "",
                          f"{cost:,.4g}" if isinstance(cost, (int, float)) else "—",

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import NotApplicable, UserError
+from ..errors import NotApplicable, UserError, first_line
 from .preprocessing import Preprocessing
 from .registry import get_spec
 
@@ -54,12 +54,9 @@ class LoadedModel:
     def from_module(cls, module: nn.Module, input_shape: tuple[int, ...], num_classes: int, name: str | None = None,
                     preprocessing: Preprocessing | None = None) -> "LoadedModel":
         """A user's FP32 `nn.Module` in eval mode. Its identity (`weights_sha256`) hashes its structure (repr) and
-        every parameter and buffer, so rows of other weights or another architecture never mix with its rows."""
-        if not isinstance(module, nn.Module):
-            raise UserError(f"model must be a torch.nn.Module or a path to an .onnx file, got {type(module).__name__}")
-        if module.training:
-            raise UserError(f"{type(module).__name__} is in training mode: call model.eval() first (batch norm and "
-                            "dropout would otherwise change every answer)")
+        every parameter and buffer, so rows of other weights or another architecture never mix with its rows.
+        `module` is kept as given: pass `private_copy(user_module)`, never the user's own."""
+        check_module(module)
         sha = module_sha256(module)
         return cls(name or type(module).__name__, module, preprocessing or Preprocessing("raw255"),
                    Path(f"<module {type(module).__module__}.{type(module).__qualname__}>"), sha,
@@ -84,6 +81,27 @@ class LoadedModel:
         module = spec.architecture(quantizable=quantizable)
         module.load_state_dict(self.module.state_dict())
         return module.eval()
+
+
+def check_module(module) -> None:
+    """A user's model as the API takes it: an nn.Module in eval mode. Checked before anything runs it."""
+    if not isinstance(module, nn.Module):
+        raise UserError(f"model must be a torch.nn.Module or a path to an .onnx file, got {type(module).__name__}")
+    if module.training:
+        raise UserError(f"{type(module).__name__} is in training mode: call model.eval() first (batch norm and "
+                        "dropout would otherwise change every answer)")
+
+
+def private_copy(module) -> nn.Module:
+    """A checked deep copy of a user's module, which is all the API ever runs, exports or quantizes: the user's
+    own parameters and buffers stay bit for bit as they were, whatever a forward pass or an exporter does."""
+    check_module(module)
+    try:
+        return copy.deepcopy(module)
+    except Exception as e:
+        raise UserError(f"cannot copy {type(module).__name__} ({first_line(e) or type(e).__name__}): quant-explorer "
+                        "works on a copy (copy.deepcopy) so that your model is never changed; make it copyable"
+                        ) from None
 
 
 def module_sha256(module: nn.Module) -> str:

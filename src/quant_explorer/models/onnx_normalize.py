@@ -33,6 +33,7 @@ def normalize(model, path: Path, preprocessing: Preprocessing):
 
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never touch the caller's copy
     layout, batch, chw, declared = check_io(model, path)
+    preprocessing.check_channels(chw[0], path)
     source_opset = _opset(model)
     if source_opset < MIN_OPSET:
         raise UserError(f"{path} uses ONNX opset {source_opset}, older than ONNX Runtime's quantizer supports "

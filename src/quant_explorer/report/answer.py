@@ -15,9 +15,10 @@ from pathlib import Path
 
 from ..analysis import fp32_rows
 from ..analysis.comparisons import confusion_comparison
-from ..analysis.pick import choices
+from ..analysis.pick import choices, not_scored
 from ..analysis.rows import speedup
 from ..analysis.view import PooledRow, View, per_class
+from ..models import MODELS
 from ..paths import ARTIFACTS_ENV, artifacts_dir
 from ..row import Row
 
@@ -37,13 +38,14 @@ def shown_path(path: Path) -> str:
 
 
 def artifact_path(row: Row) -> tuple[str, bool]:
-    """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per row identity), shown
+    """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per artifact identity), shown
     relative, and whether it is on this machine. A row made elsewhere names the folder a rerun would write."""
+    from ..experiment import artifact_hash
     from ..paths import models_dir
     from ..provenance import is_bookkeeping
 
     folder = models_dir() / f"{row.model}-{(row.model_weights_sha256 or '')[:12]}" / row.config_name
-    found = sorted(folder.glob(f"*-{row.identity_hash}")) if row.identity_hash else []
+    found = sorted(folder.glob(f"*-{artifact_hash(row.identity)}")) if row.identity else []
     files = [f for d in found for f in sorted(d.iterdir()) if f.is_file() and not is_bookkeeping(f)]
     exact = [f for f in files if f.stat().st_size == row.size_bytes]
     if exact or files:
@@ -52,13 +54,26 @@ def artifact_path(row: Row) -> tuple[str, bool]:
 
 
 def reproduce(row: PooledRow) -> str:
-    """The command that reproduces the row: every seed the answer pools, or the one config."""
-    model = row.model
+    """What reproduces the row, every seed the answer pools or the one config: a CLI command for a model the CLI
+    loads (ours by name, a user's .onnx by its path) from an image folder; the Python call for a user's
+    nn.Module or Python data, which no command line can load."""
+    model, config, seeds = row.model, row.config_name, len(row.seeds)
+    n = (row.calibration or {}).get("calibration_n")
+    if model not in MODELS and (not str(model).startswith("onnx:") or str(row.dataset).startswith("python:")):
+        source = '"path/to/model.onnx"' if str(model).startswith("onnx:") else "model"
+        sizes = f", calibration_n={n}" if n else ""
+        if seeds > 1:
+            return (f'qe.explore({source}, calibration=train_ds, evaluation=test_ds, configs=["{config}"], '
+                    f"seeds={seeds}{sizes})")
+        seed = f", seed={row.seeds[0]}" if row.seeds else ""
+        return f'qe.quantize({source}, "{config}", train_ds{seed}{sizes})'
+    if str(model).startswith("onnx:"):
+        model = "path/to/model.onnx"
     weights = " --weights PATH/pretrainedResnet.h5" if model == "resnet8-mlperf" and not os.environ.get(
         "QUANT_EXPLORER_MLPERF_WEIGHTS") else ""
-    if len(row.seeds) > 1:
-        return f"quant-explorer sweep --model {model}{weights} --configs {row.config_name} --seeds {len(row.seeds)}"
-    return f"quant-explorer quantize --model {model}{weights} --config {row.config_name}"
+    if seeds > 1:
+        return f"quant-explorer sweep --model {model}{weights} --configs {config} --seeds {seeds}"
+    return f"quant-explorer quantize --model {model}{weights} --config {config}"
 
 
 def made_on(view: View) -> str:
@@ -87,7 +102,9 @@ def answers(view: View) -> dict[str, dict]:
     fp32 = fp32_rows(view.rows)
     for model, choice in choices(view).items():
         if not choice or not choice.get("pick"):
-            out[model] = {"pick": None, "rule": choice.get("rule") if choice else
+            failed = not_scored(view, model)
+            out[model] = {"pick": None, "not_scored": failed, "rule": choice.get("rule") if choice else
+                          f"no quantized config scored: {'; '.join(failed)}" if failed else
                           f"no quantized config of it in this view yet (`quant-explorer sweep --model {model}`)"}
             continue
         row = next(r for r in view.rows if r.model == model and r.config_name == choice["pick"])
@@ -105,6 +122,7 @@ def answers(view: View) -> dict[str, dict]:
             "fp32_accuracy": reference.accuracy if reference else None,
             "fp32_runtime": reference.runtime if reference else None,
             "delta_pp": row.delta_pp, "delta_pp_ci": row.delta_pp_ci,
+            "delta_seed_part": (row.delta_stats or {}).get("seed_part"),
             "latency_ms_b1": row.speed.get("latency_ms_b1_median"), "speedup_b1": ratio_1,
             "speedup_b1_against": against_1,
             "throughput_b256": row.speed.get("throughput_b256"), "speedup_b256": ratio_256,
@@ -115,5 +133,6 @@ def answers(view: View) -> dict[str, dict]:
             "reproduce": reproduce(row), "artifact": path, "artifact_here": present,
             "rule": choice["rule"], "best_set": choice.get("best_set", []),
             "set_aside": sorted({s["config"] for s in view.set_aside if s["model"] == model}),
+            "not_scored": not_scored(view, model),
         }
     return out

@@ -23,7 +23,7 @@ from ..analysis.explain import LOSS_PP, explain
 from ..analysis.pareto import latency_column, pareto_table, picks, speed_columns
 from ..analysis.pick import choices
 from ..analysis.rows import size_vs_fp32
-from ..analysis.view import View
+from ..analysis.view import View, scope
 from ..stats import ALPHA, CORRECTION_NAME, level_text
 from ..studies.base import Delta, Study
 from .answer import answers, dataset_label, made_on, today
@@ -102,7 +102,7 @@ def _answer_block(model: str, a: dict) -> str:
                 f"<p>No pick: {html.escape(a.get('rule') or '')}.</p></section>")
     ci = a.get("delta_pp_ci")
     delta = "—" if a["delta_pp"] is None else (f"<b>{a['delta_pp']:+.2f} pp</b>" + (
-        f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {level_text()} interval" if ci else ""))
+        f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {level_text()} interval{scope(a.get('delta_seed_part'))}" if ci else ""))
     seeds = len(a["seeds"])
     accuracy = f"{100 * a['accuracy']:.2f}%" + (f" ± {100 * a['accuracy_std']:.2f} over {seeds} seeds"
                                                  if seeds > 1 else "")
@@ -126,7 +126,8 @@ def _answer_block(model: str, a: dict) -> str:
              ("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}"),
              ("classes losing detectably", losing),
              ("reproduce", f"<code>{_breakable(a['reproduce'])}</code>"),
-             ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}")]
+             ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}"),
+             *([("not scored", "; ".join(html.escape(c) for c in a["not_scored"]))] if a.get("not_scored") else [])]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items)
     return (f'<section class="answer" id="answer-{html.escape(model)}"><h2>{html.escape(model)}: ship '
             f'<span class="pick">{_breakable(a["pick"])}</span> in {html.escape(a["runtime"] or "?")}</h2>'

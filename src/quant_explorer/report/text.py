@@ -4,6 +4,8 @@ membership of the confidence set. One place, so pareto.md, the HTML page and the
 
 from __future__ import annotations
 
+from ..analysis.view import scope
+
 SPEED_WORDS = {"latency_ms_b1_median": "latency, batch 1, median (ms)",
                "latency_ms_b1_p90": "latency, batch 1, p90 (ms)",
                "throughput_b256": "throughput, batch 256 (images/s)"}  # `analysis.pareto.SPEED_FIELDS`, in words
@@ -35,11 +37,13 @@ def accuracy_text(row: dict) -> str:
 
 
 def delta_text(row: dict) -> str:
-    """'−0.59 [−1.28, +0.10]': the mean delta vs FP32 and its interval, in pp."""
+    """'−0.59 [−1.28, +0.10]': the mean delta vs FP32 and its interval, in pp ('images only' after an interval
+    without the calibration draw's noise)."""
     if row.get("delta_pp") is None:
         return "—"
     ci = row.get("delta_pp_ci")
-    return f"{row['delta_pp']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else " (no interval)")
+    return f"{row['delta_pp']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]{scope(row.get('delta_seed_part'))}" if ci
+                                        else " (no interval)")
 
 
 def bench_table_rows(document: dict) -> list[list[str]]:

@@ -1,5 +1,5 @@
-"""Two rewrites that make Inductor compile a PT2E graph to oneDNN int8 kernels, fast: `inductor_runner` and the
-AOTInductor packages (`aot.compile_package`) apply both, so the two run the same kernels."""
+"""Three changes that make Inductor compile a PT2E graph to oneDNN int8 kernels, right and fast: `inductor_runner`
+and the AOTInductor packages (`aot.compile_package`) apply all three, so the two run the same kernels."""
 
 from __future__ import annotations
 
@@ -28,6 +28,34 @@ def pad_uint8_in_aten() -> None:
 
     pad.uint8_in_aten = True
     lowering.lowerings[target] = pad
+
+
+def qconv_output_channels_last() -> None:
+    """Have Inductor expect the channels-last output oneDNN's int8 convolution always writes.
+
+    With a dynamic batch, Inductor predicts contiguous output for a convolution whose input has one channel: a
+    rule for float convolutions, whose unpacked kernel follows its input's layout (pytorch/pytorch#121400), which
+    Inductor also applies to the quantized one (`mkldnn_ir._prepare_convolution_fusion_create`). Its size check then
+    failed every PT2E model of greyscale images at batch 2 and above ("expected size 16==16, stride 1==64 at
+    dim=1"). Quantized convolutions only; the int8 kernels and their outputs are unchanged. Installed once per
+    process."""
+    from torch._inductor import mkldnn_ir
+    from torch._prims_common import make_channels_last_strides_for
+
+    prepare = mkldnn_ir._prepare_convolution_fusion_create
+    if getattr(prepare, "qconv_channels_last", False):
+        return
+
+    def channels_last(*args, **kwargs):
+        prepared = prepare(*args, **kwargs)
+        quantized = kwargs.get("quantize_args", args[10] if len(args) > 10 else None) is not None
+        layout = prepared[2]
+        if quantized and len(layout.size) in (4, 5):
+            layout.stride = list(make_channels_last_strides_for(layout.size))
+        return prepared
+
+    channels_last.qconv_channels_last = True
+    mkldnn_ir._prepare_convolution_fusion_create = channels_last
 
 
 def per_channel_weight_dequantize(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn
 
-from .inductor_patches import pad_uint8_in_aten, per_channel_weight_dequantize
+from .inductor_patches import pad_uint8_in_aten, per_channel_weight_dequantize, qconv_output_channels_last
 
 
 def torch_runner(module: nn.Module):
@@ -32,6 +32,7 @@ def inductor_runner(module: nn.Module):
     from torch._inductor import config
 
     pad_uint8_in_aten()
+    qconv_output_channels_last()
     if isinstance(module, torch.fx.GraphModule):
         module = per_channel_weight_dequantize(copy.deepcopy(module))
     compiled = torch.compile(module, dynamic=True)
