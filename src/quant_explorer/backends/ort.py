@@ -370,13 +370,26 @@ class OrtLayerVariants:
     def sqnr(self, images: torch.Tensor) -> dict:
         path = quantize_onnx(self.source, self.workdir / "qdq.onnx", replace(self.config, format="qdq"),
                              self.calibration)
-        activations, weights = ort_sqnr(self.source, path, images, self.workdir)
+        activations, weights = ort_sqnr(self._float_alike(), path, images, self.workdir)
         note = "" if self.config.format == "qdq" else " (measured on the QDQ form of the same recipe: same scales)"
         # collect_activations turns graph optimisation off, so Q/DQ run as separate float ops: this is the
         # recipe's error, not what the fused int8 kernels add (the accuracy experiments include those).
         return {"activations": activations, "weights": weights,
                 "method": "onnxruntime.quantization.qdq_loss_debug, Q/DQ evaluated as float ops (the recipe's error, "
                           "not the int8 kernels')" + note}
+
+    def _float_alike(self) -> Path:
+        """The FP32 model with the graph changes the recipe makes before quantizing (reduce_range pads the RGB stem
+        to 4 channels), so its tensors and weights match the quantized model's one for one."""
+        if not self.config.reduce_range:
+            return self.source
+        import onnx
+
+        proto = onnx.load(str(self.source))
+        pad_narrow_conv_inputs(proto)
+        path = self.workdir / "float.padded.onnx"
+        onnx.save(proto, str(path))
+        return path
 
 
 BACKEND = register(Backend("ort", "ONNX Runtime quantize_static", quantize, (ONNXRUNTIME, ONNX2TORCH),
