@@ -139,3 +139,23 @@ def test_the_api_says_how_to_load_a_quantized_model_and_that_code_gives_its_logi
     scope = {"images": x.numpy()}
     exec(load["code"], scope)
     assert np.allclose(scope["logits"], q(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_aotinductor_load_code_runs_the_package_as_the_bench_times_it(tmp_path):
+    from quant_explorer.aot import aot_runner, compile_package
+    from quant_explorer.runtimes import AOTINDUCTOR
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten(), torch.nn.Linear(4, 10)).eval()
+    package = compile_package(module, tmp_path / "model.aoti.pt2", torch.rand(2, 3, 32, 32))
+    x = torch.rand(3, 3, 32, 32) * 255
+    scope = {"images": x}
+    threads = torch.get_num_threads()
+    try:
+        exec(AOTINDUCTOR.load_code(str(package), 1), scope)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(scope["logits"], aot_runner(package)(x), atol=1e-5)
+    assert torch.allclose(scope["logits"], module(x), atol=1e-3)
