@@ -159,3 +159,13 @@ def test_the_aotinductor_load_code_runs_the_package_as_the_bench_times_it(tmp_pa
         torch.set_num_threads(threads)
     assert torch.allclose(scope["logits"], aot_runner(package)(x), atol=1e-5)
     assert torch.allclose(scope["logits"], module(x), atol=1e-3)
+
+
+def test_a_row_benched_in_the_older_shape_is_read_as_what_it_is():
+    rows = dict(model_rows())
+    for row in rows.values():  # one thread count, no spread, no load code: what schema-1 benches stored
+        if "bench" in row:
+            row["bench"].update(threads=2, latency_speedup_vs_fastest_fp32_b1=1.5, fastest_fp32_b1="onnxruntime")
+    choice = load_view(results(*rows.items())).choices["m"]
+    assert choice["pick"] == "ort_u8_minmax_qdq_per_channel" and "tie" not in choice["rule"]
+    assert "0.4 ms in onnxruntime with 2 threads, 1.50x the fastest FP32 (onnxruntime)" in choice["rule"]

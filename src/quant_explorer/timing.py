@@ -137,10 +137,11 @@ def measure(targets: list[Target], x1: torch.Tensor, xb: torch.Tensor, settings:
     try:
         for r in range(settings.rounds):
             for t in live[r % len(live):] + live[:r % len(live)] if live else []:
-                for threads, runner in t.b1_runners.items():
-                    # Let the previous target's thread pool go idle (ORT workers and OpenMP threads spin for a while
-                    # after each run, taking a core from whoever runs next), then wake this target's pool.
-                    time.sleep(SETTLE_SECONDS)
+                # Let the previous target's thread pool go idle (ORT workers and OpenMP threads spin for a while
+                # after each run, taking a core from whoever runs next), then wake this target's pool. Its thread
+                # counts run fewest first: one thread leaves no pool spinning behind it.
+                time.sleep(SETTLE_SECONDS)
+                for threads, runner in sorted(t.b1_runners.items()):
                     with pinned_threads(threads):  # torch's threads; an ORT session has its own pool
                         timed(runner, x1, 3)
                         times = timed(runner, x1, min(per_round, settings.runs - len(t.latencies[threads])))
