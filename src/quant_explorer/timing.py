@@ -170,6 +170,8 @@ def fastest_threads(t: Target) -> int:
 
 
 def numbers(t: Target, settings: BenchSettings) -> dict:
+    """A target's numbers: batch 1 at its fastest thread count (each count tried beside it), batch 256 at
+    `settings.threads` (its spread: the interquartile range of the runs' images/s)."""
     by_threads = {n: np.array(v) * 1e3 for n, v in t.latencies.items()}
     best = fastest_threads(t)
     lat, ms = by_threads[best], 1e3 * np.array(t.round_medians[best])
