@@ -61,8 +61,9 @@ def _speed_words(row: PooledRow, batch: int) -> str:
 
 
 def speed_ties(timed: list[PooledRow], key: str, sign: int) -> list[PooledRow]:
-    """The members tied on `key` with the fastest (fastest first): their medians differ by less than the larger of
-    the two run-to-run spreads the bench measured. Without a recorded spread nothing ties."""
+    """The members tied on `key` with the fastest (fastest first): their medians differ by less than the
+    run-to-run spread the bench measured on each of the two (the smaller: a noisy, slow measurement ties with
+    nothing). Without a recorded spread nothing ties."""
     fastest = max(timed, key=lambda r: (sign * r.cost(key), -r.size_bytes))
 
     def spread(r: PooledRow) -> float:
@@ -70,7 +71,7 @@ def speed_ties(timed: list[PooledRow], key: str, sign: int) -> list[PooledRow]:
         return value if isinstance(value, (int, float)) and value == value else 0.0
 
     return [fastest, *(r for r in timed if r is not fastest
-                       and abs(r.cost(key) - fastest.cost(key)) < max(spread(r), spread(fastest)))]
+                       and abs(r.cost(key) - fastest.cost(key)) < min(spread(r), spread(fastest)))]
 
 
 def _pick(members: list[PooledRow], objective: str, fp32: PooledRow | None) -> tuple[PooledRow, list[str]]:
