@@ -38,8 +38,11 @@ test: install
 	$(VENV)/bin/ruff check src tests tools benchmarks
 	$(PY) -m pytest -q
 
-# Every shipped model's speed in each runtime it ships in (AOTInductor packages for PT2E), then the whole
-# comparison on resnet8-mlperf: paired targets, dispatched kernel paths and fractions of peak (bench.json).
+# Every shipped model's speed in each runtime it ships in (AOTInductor packages for PT2E; batch 1 at the fastest
+# thread count), then the whole comparison on resnet8-mlperf: paired targets, dispatched kernel paths and fractions
+# of peak (bench.json), and where one image's time goes in each runtime, the settings tried side by side and the
+# batch-1 goals (batch1.py: the "batch1" section of bench_profile.json).
 bench: install
 	for m in $(SHIPPED); do $(QE) bench --model $$m --runs 100 || exit 1; done
 	$(PY) benchmarks/bench_configs.py
+	$(PY) benchmarks/batch1.py

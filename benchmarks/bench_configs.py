@@ -30,7 +30,7 @@ import torch
 
 from quant_explorer.aot import aot_runner
 from quant_explorer.backends.pt2e import in_eval_mode, load_pt2
-from quant_explorer.bench import SETTLE_SECONDS, BenchSettings, bench_and_record, bench_inputs
+from quant_explorer.bench import BenchSettings, bench_and_record, bench_inputs
 from quant_explorer.configs import CALIBRATION_N, REFERENCE, select_configs
 from quant_explorer.data import EvalData, resolve_data_dir
 from quant_explorer.errors import one_line
@@ -49,6 +49,7 @@ from quant_explorer.runtimes import (
     ort_session,
     torch_runner,
 )
+from quant_explorer.timing import SETTLE_SECONDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # peak.py beside this file, also when it is loaded by path
 from peak import count_macs, cpu_peak, dispatched, fractions_of_peak

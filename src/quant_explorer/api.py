@@ -99,7 +99,8 @@ def _row_text(row: Row) -> str:
 # --- explore -------------------------------------------------------------------------------------------------
 
 
-SPEED_FIELDS = ("bench_runtime", "latency_ms_b1", "throughput_b256", "speedup_b1", "speedup_b256")
+SPEED_FIELDS = ("bench_runtime", "latency_ms_b1", "latency_ms_b1_spread", "throughput_b256", "speedup_b1",
+                "speedup_b256", "load")
 
 
 @dataclass
@@ -139,6 +140,9 @@ class Exploration:
         lines = [self.view.banner(), "pick: " + (f"{self.pick['config']} ({self.pick['runtime']}), "
                                                   f"{_pct(self.pick['accuracy'])}, {_delta(self.pick)}; "
                                                   f"{self.pick['rule']}" if self.pick else "none")]
+        load = (self.pick or {}).get("load") or {}
+        if load.get("code"):
+            lines.append(f"load it as timed (in {load['runtime']} with {load['setting']}):\n{load['code']}")
         width = max(len(r["config"]) for r in self.rows)
         for r in self.rows:
             if r["accuracy"] is None:
@@ -307,6 +311,19 @@ class Quantized:
     @property
     def checks(self) -> dict:
         return self.quantized.checks
+
+    def loading(self, threads: int | None = None) -> dict:
+        """How to load the artifact in the runtime it ships in: {runtime, artifact, threads, setting, code}, the code
+        as the bench runs it. `threads`: the count `explore(..., benchmark=True)` found fastest at batch 1 (its
+        `pick["load"]` says it); default torch's. Where the shipped form is a compiled package, this compiles it."""
+        from .bench import load_record
+
+        shipped = self.quantized.headline or self.quantized.runtime
+        build = self.quantized.runtimes[shipped]
+        threads = threads or torch.get_num_threads()
+        if build.artifact is not None and not build.artifact.exists():
+            build.build(threads)  # writes the package
+        return load_record(shipped, Path(build.artifact or self.artifact).resolve(), threads)
 
 
 @quietly

@@ -2,7 +2,11 @@
 
 Every config is timed beside its FP32 model in one process, threads pinned (torch and ORT) and malloc keeping
 freed memory (keep_freed_memory), in interleaved rounds (every target in turn, order rotating), so background
-load lands on all alike and the ratios hold when absolute numbers drift. Which runtimes a config ships in is its
+load lands on all alike and the ratios hold when absolute numbers drift. At batch 1 each target is timed with
+every thread count of `BenchSettings.latency_threads` side by side (one thread often wins there: no pool to wake
+and join per operator); its latency is that of the fastest, recorded with it (`latency_b1_threads`) and with the
+run-to-run spread (the interquartile range of its per-round medians), and the entry says how to load the
+artifact that way (`load`). Batch 256 runs with `threads`. Which runtimes a config ships in is its
 backend's business (`QuantizedModel.runtimes`); each is timed against the FP32 model in the runtime its
 `Runtime.baseline` names, and the entry's headline is the runtime a user ships (`QuantizedModel.headline`).
 Accuracy is that of what runs; the recipe's float reference (as the sweep row scored it) is set beside it.
@@ -10,13 +14,10 @@ Accuracy is that of what runs; the recipe's float reference (as the sweep row sc
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
-import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -29,104 +30,50 @@ from .configs import QuantConfig
 from .data import EvalData
 from .env import environment
 from .errors import NotApplicable, one_line
-from .evaluate import Runner, evaluate
+from .evaluate import evaluate
 from .experiment import FP32, is_finished, make_calibration, row_key, workdir_for
 from .models import LoadedModel
 from .results import Results, decode_classes, update_rows, write_json_atomic
 from .row import Row
 from .stats import ALPHA, mcnemar
 from .sweep import run_sweep
+from .timing import (
+    BenchSettings,
+    Target,
+    keep_freed_memory,
+    loadavg,
+    measure,
+    numbers,
+    pinned_threads,
+    round_ratios,
+)
 
-SCHEMA_VERSION = 1
-MALLOC_KEEP_BYTES = 1 << 30  # see keep_freed_memory
-SETTLE_SECONDS = 0.1  # pause between targets: measured, ORT's spinning workers slow torch run right after by ~20%
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    threads: int = field(default_factory=torch.get_num_threads)  # pinned for torch and ORT, recorded
-    runs: int = 200  # timed batch-1 runs per target: median and p90 over these
-    batch_runs: int = 20  # timed full-batch runs per target: images/s from their median
-    rounds: int = 20  # the runs are spread over this many interleaved rounds
-    warmup: int = 10  # untimed batch-1 runs per target before the rounds (plus one full batch)
-    batch: int = 256  # throughput batch; the row keys say b256 (only tests shrink it)
-    compile: bool = True  # build inductor targets (a compile takes about a minute on 2 busy cores)
-    time_eval: bool = False  # also time evaluate() on the FP32 targets: the tool's own throughput
-
-    def __post_init__(self) -> None:
-        if min(self.threads, self.runs, self.batch_runs, self.rounds, self.batch) < 1 or self.warmup < 0:
-            raise ValueError(f"bench settings must be positive: {self}")
-
-
-@dataclass
-class Target:
-    """One model in one runtime, built, scored on every test image and timed."""
-
-    config: QuantConfig
-    runtime: str
-    build: Callable[[], Runner]
-    artifact: Path | None = None  # what building it writes (a compiled package): its size is recorded
-    runner: Runner | None = None
-    correct: np.ndarray | None = None  # per test image, as this runtime ran it: paired against the reference
-    error: str | None = None
-    metrics: dict = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
-    batch_times: list[float] = field(default_factory=list)
-    eval_times: list[float] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def pinned_threads(threads: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def keep_freed_memory() -> str:
-    """Have glibc malloc keep freed blocks rather than hand them back to the OS; says what the allocator does.
-
-    PyTorch allocates every batch's activations afresh. A ResNet8 activation at batch 256 is 16 MB, above
-    glibc's mmap threshold, so by default each run maps new pages and page-faults through them. FP32 inductor
-    took 59-80 ms per batch that way, varying run to run, and 52-54 ms with this setting. The int8 model's
-    tensors are 4x smaller and lose less, so the default allocator inflated the int8 speed-up. ORT has its own
-    arena and is unaffected. This is mallopt(M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, 1 GiB), the effect of
-    MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, set from inside the process.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return "system default (no glibc mallopt)"
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    if mallopt(m_mmap_threshold, MALLOC_KEEP_BYTES) == 1 and mallopt(m_trim_threshold, MALLOC_KEEP_BYTES) == 1:
-        return f"glibc, freed memory kept (mmap and trim thresholds {MALLOC_KEEP_BYTES >> 20} MiB)"
-    return "glibc default (mallopt refused)"
+SCHEMA_VERSION = 2  # 2: batch-1 latency at the fastest of several thread counts, with its spread and load code
+# The headline runtime's numbers, copied flat into its entry (what the sweep row's `bench` and the pick read).
+HEADLINE_FIELDS = ("latency_ms_b1_median", "latency_ms_b1_p90", "latency_ms_b1_spread", "latency_b1_threads",
+                   "throughput_b256", "throughput_b256_spread", "throughput_threads", "speedup_vs_fp32_b256",
+                   "latency_speedup_vs_fp32_b1", "accuracy", "latency_speedup_vs_fastest_fp32_b1",
+                   "latency_speedup_vs_fastest_fp32_b1_iqr", "speedup_vs_fastest_fp32_b256", "error")
 
 
 def targets_for(config: QuantConfig, quantized: QuantizedModel, settings: BenchSettings) -> list[Target]:
     """Every runtime this config ships in, to be timed. Its float reference is not rebuilt: the sweep row scored it."""
-    return [Target(config, name, lambda runtime=runtime: runtime.build(settings.threads), artifact=runtime.artifact)
+    return [Target(config, name, runtime.build, artifact=runtime.artifact,
+                   threads_at_build=getattr(runtime_info(name), "threads_at_build", False))
             for name, runtime in quantized.runtimes.items()
             if runtime.timed and (settings.compile or not runtime.compiles)]
 
 
-def _loadavg() -> list[float] | None:
-    """Other work on the machine while we time: absolute numbers mean little when this is high."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
-def _build(target: Target, data: EvalData, model: LoadedModel, log: Callable[[str], None]) -> None:
-    """Build the runner and score it on every test image (which also compiles and warms it)."""
+def _build(target: Target, data: EvalData, model: LoadedModel, settings: BenchSettings,
+           log: Callable[[str], None]) -> None:
+    """Build the runner and score it on every test image (which also compiles and warms it), then the runners timed
+    at batch 1: the same one for each thread count, unless the runtime fixes its threads when built."""
     started = time.perf_counter()
     try:
-        target.runner = target.build()
+        target.runner = target.build(settings.threads)
         metrics, preds = evaluate(target.runner, data.test, model.preprocessing)
+        target.b1_runners = {n: target.build(n) if target.threads_at_build and n != settings.threads else target.runner
+                             for n in settings.latency_threads}
     except Exception as e:  # a runtime that cannot run this model is a finding, not a crash
         target.error, target.runner = one_line(e), None
         log(f"  {target.config.name} [{target.runtime}]: {target.error}")
@@ -136,52 +83,6 @@ def _build(target: Target, data: EvalData, model: LoadedModel, log: Callable[[st
                       "build_and_eval_seconds": round(time.perf_counter() - started, 2)}
     if target.artifact is not None:
         target.metrics.update(artifact=str(target.artifact), artifact_bytes=target.artifact.stat().st_size)
-
-
-def _timed(runner: Runner, x: torch.Tensor, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        runner(x)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def measure(targets: list[Target], x1: torch.Tensor, xb: torch.Tensor, settings: BenchSettings,
-            eval_fn: Callable[[Runner], None] | None = None) -> None:
-    """Warm every target up, then time them in interleaved rounds (order rotating each round)."""
-    live = [t for t in targets if t.runner is not None]
-    for t in live:
-        _timed(t.runner, x1, settings.warmup)
-        t.runner(xb)
-    per_round = -(-settings.runs // settings.rounds)
-    batch_per_round = -(-settings.batch_runs // settings.rounds)
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(settings.rounds):
-            for t in live[r % len(live):] + live[:r % len(live)] if live else []:
-                # Let the previous target's thread pool go idle (ORT workers and OpenMP threads spin for a while
-                # after each run, taking a core from whoever runs next), then wake this target's pool.
-                time.sleep(SETTLE_SECONDS)
-                _timed(t.runner, x1, 3)
-                t.latencies += _timed(t.runner, x1, min(per_round, settings.runs - len(t.latencies)))
-                t.batch_times += _timed(t.runner, xb, min(batch_per_round, settings.batch_runs - len(t.batch_times)))
-                if eval_fn is not None and t.config is FP32:
-                    t0 = time.perf_counter()
-                    eval_fn(t.runner)
-                    t.eval_times.append(time.perf_counter() - t0)
-    finally:
-        gc.enable()
-
-
-def _numbers(t: Target, batch: int) -> dict:
-    lat = np.array(t.latencies) * 1e3
-    return {"latency_ms_b1_median": round(float(np.median(lat)), 4),
-            "latency_ms_b1_p90": round(float(np.percentile(lat, 90)), 4),
-            "throughput_b256": round(batch / float(np.median(t.batch_times)), 1),
-            "throughput_b256_best": round(batch / min(t.batch_times), 1),  # the least disturbed run
-            "latency_runs": len(t.latencies), "batch_runs": len(t.batch_times)}
 
 
 def as_run_vs_reference(head: np.ndarray, reference: np.ndarray) -> dict:
@@ -202,8 +103,8 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
     `references`: config name -> its float reference as the sweep row scored it (runtime, accuracy, correct
     per test image), set beside the runtime as run."""
     references = references or {}
-    fp32 = {t.runtime: _numbers(t, settings.batch) for t in targets
-            if t.config is FP32 and t.latencies}
+    fp32_targets = {t.runtime: t for t in targets if t.config is FP32 and t.latencies}
+    fp32 = {name: numbers(t, settings) for name, t in fp32_targets.items()}
     # The FP32 a user would otherwise ship: the fastest runtime at each batch size, which every speed-up answers to.
     fastest_b1 = min(fp32, key=lambda r: fp32[r]["latency_ms_b1_median"], default=None)
     fastest_b256 = max(fp32, key=lambda r: fp32[r]["throughput_b256"], default=None)
@@ -212,7 +113,7 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
         entry = by_config.setdefault(t.config.name, {"runtimes": {}})
         row: dict = {**t.metrics} if t.error is None else {"error": t.error}
         if t.latencies:
-            row.update(_numbers(t, settings.batch))
+            row.update(numbers(t, settings))
             baseline = runtime_info(t.runtime).baseline
             base = fp32.get(baseline)
             row["baseline"] = f"{FP32.name}/{baseline}"
@@ -222,6 +123,7 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
             if fastest_b1:
                 row["latency_speedup_vs_fastest_fp32_b1"] = round(
                     fp32[fastest_b1]["latency_ms_b1_median"] / row["latency_ms_b1_median"], 3)
+                row["latency_speedup_vs_fastest_fp32_b1_iqr"] = round_ratios(fp32_targets[fastest_b1], t)
                 row["speedup_vs_fastest_fp32_b256"] = round(
                     row["throughput_b256"] / fp32[fastest_b256]["throughput_b256"], 3)
             if t.eval_times:
@@ -237,11 +139,12 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
             headline = next((r for r, v in runtimes.items() if "latency_ms_b1_median" in v), headline)
         head = runtimes.get(headline, {})
         entry.update({"runtime": headline, "threads": settings.threads, "size_bytes": model.size_bytes,
-                      **{k: head[k] for k in ("latency_ms_b1_median", "latency_ms_b1_p90", "throughput_b256",
-                                              "speedup_vs_fp32_b256", "latency_speedup_vs_fp32_b1", "accuracy",
-                                              "latency_speedup_vs_fastest_fp32_b1", "speedup_vs_fastest_fp32_b256",
-                                              "error") if k in head},
-                      "fastest_fp32_b1": fastest_b1, "fastest_fp32_b256": fastest_b256})
+                      **{k: head[k] for k in HEADLINE_FIELDS if k in head},
+                      "fastest_fp32_b1": fastest_b1, "fastest_fp32_b256": fastest_b256,
+                      **({"fastest_fp32_b1_setting": runtime_info(fastest_b1).threads_text(
+                          fp32[fastest_b1]["latency_b1_threads"])} if fastest_b1 else {})})
+        if "latency_b1_threads" in head:
+            entry["load"] = load_record(headline, head.get("artifact", model.path), head["latency_b1_threads"])
         if FP32.name in quantized:
             entry["size_ratio_vs_fp32"] = round(model.size_bytes / quantized[FP32.name].size_bytes, 4)
         scored = {t.runtime: t.correct for t in targets if t.config.name == name and t.correct is not None}
@@ -258,6 +161,14 @@ def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], setti
         entry["artifact"] = str(model.path)
         entry["runtimes"] = entry.pop("runtimes")  # after the headline fields, for reading
     return by_config
+
+
+def load_record(runtime: str, artifact, threads: int) -> dict:
+    """How to load the shipped artifact as the bench timed it at batch 1: runtime, artifact, threads, the code."""
+    info = runtime_info(runtime)
+    return {"runtime": runtime, "artifact": str(artifact), "threads": threads,
+            "setting": info.threads_text(threads) if info else f"{threads} threads",
+            "code": info.load_code(str(artifact), threads) if info else None}
 
 
 def bench_inputs(model: LoadedModel, data: EvalData, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +191,7 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ro
     with pinned_threads(settings.threads):
         calibration = make_calibration(model, data, calibration_n, seed)
         targets, quantized, skipped, references = [], {}, {}, {}
-        load_before = _loadavg()
+        load_before = loadavg()
         for config in configs:
             cal = calibration if config.is_static else None
             _, row = rows[config.name]
@@ -297,7 +208,7 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ro
                 references[config.name] = {**row.reference,
                                            "correct": decode_classes(row.reference["predictions"]) == labels}
             for target in targets_for(config, quantized[config.name], settings):
-                _build(target, data, model, log)
+                _build(target, data, model, settings, log)
                 targets.append(target)
                 log(f"  built {config.name} [{target.runtime}]")
         x1, xb = bench_inputs(model, data, settings.batch)
@@ -309,12 +220,12 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ro
         entries = summarize(targets, quantized, settings, len(data.test), references)
         entries.update(skipped)
         env = {**environment(settings.threads), "allocator": allocator, "load_average_before": load_before,
-               "load_average_after": _loadavg()}
+               "load_average_after": loadavg()}
     return {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model.name, "model_weights_sha256": model.weights_sha256,
-        "environment": env, "settings": asdict(settings),
+        "environment": env, "settings": settings.record(),
         "entries": {rows[c.name][0]: {"config_name": c.name, **entries[c.name]} for c in configs if c.name in entries},
     }
 
@@ -354,8 +265,9 @@ def stored_bench(bench_path: Path, keys: list[str], settings: BenchSettings) -> 
         return None
     here = environment(settings.threads)
     same_machine = all(document.get("environment", {}).get(k) == here[k] for k in ("cpu", "threads", "versions"))
-    if (same_machine and document.get("settings") == asdict(settings)
-            and sorted(document.get("entries", {})) == sorted(keys) and not failures(document)):
+    if (same_machine and document.get("schema_version") == SCHEMA_VERSION
+            and document.get("settings") == settings.record() and sorted(document.get("entries", {})) == sorted(keys)
+            and not failures(document)):
         return document
     return None
 

@@ -34,13 +34,45 @@ def identical_groups(view: View, model: str) -> list[list[str]]:
     return [g for g in groups if len(g) > 1]
 
 
+# objective field -> the bench's run-to-run spread of it: medians closer than this are a tie (`speed_ties`)
+SPREADS = {"latency_ms_b1_median": "latency_ms_b1_spread", "throughput_b256": "throughput_b256_spread"}
+
+
 def _speed_words(row: PooledRow, batch: int) -> str:
-    """'0.37 ms in onnxruntime, 1.02x the fastest FP32 (onnxruntime)' (batch 1) or the images/s (batch 256)."""
-    runtime = (row.bench or {}).get("runtime", "its runtime")
-    value = (f"{row.speed['latency_ms_b1_median']:.3g} ms" if batch == 1
-             else f"{row.speed['throughput_b256']:,.0f} images/s")
+    """'0.073 ms (run-to-run spread 0.002 ms) in onnxruntime with 1 intra-op thread, 1.71x (1.65-1.76 over rounds)
+    the fastest FP32 (onnxruntime with 2 intra-op threads)' (batch 1), or the images/s (batch 256). A bench
+    entry of the older shape (one thread count, no spread) says only what it has."""
+    bench = row.bench or {}
+    runtime = bench.get("runtime", "its runtime")
+    if batch == 1:
+        value = f"{row.speed['latency_ms_b1_median']:.3g} ms"
+        if isinstance(row.speed.get("latency_ms_b1_spread"), (int, float)):
+            value += f" (run-to-run spread {row.speed['latency_ms_b1_spread']:.2g} ms)"
+        setting = (bench.get("load") or {}).get("setting") or (f"{bench['threads']} threads" if "threads" in bench
+                                                                 else None)
+        runtime += f" with {setting}" if setting else ""
+    else:
+        value = f"{row.speed['throughput_b256']:,.0f} images/s"
     ratio, against = speedup(row, batch)
-    return f"{value} in {runtime}" + (f", {ratio:.2f}x {against}" if ratio else "")
+    iqr = bench.get("latency_speedup_vs_fastest_fp32_b1_iqr") if batch == 1 else None
+    spread = f" ({iqr[0]:.2f}-{iqr[1]:.2f} over rounds)" if iqr and "fastest" in against else ""
+    if batch == 1 and bench.get("fastest_fp32_b1_setting") and "fastest" in against:
+        against = against.removesuffix(")") + f" with {bench['fastest_fp32_b1_setting']})"
+    return f"{value} in {runtime}" + (f", {ratio:.2f}x{spread} {against}" if ratio else "")
+
+
+def speed_ties(timed: list[PooledRow], key: str, sign: int) -> list[PooledRow]:
+    """The members tied on `key` with the fastest (fastest first): their medians differ by less than the
+    run-to-run spread the bench measured on each of the two (the smaller: a noisy, slow measurement ties with
+    nothing). Without a recorded spread nothing ties."""
+    fastest = max(timed, key=lambda r: (sign * r.cost(key), -r.size_bytes))
+
+    def spread(r: PooledRow) -> float:
+        value = r.speed.get(SPREADS.get(key, ""))
+        return value if isinstance(value, (int, float)) and value == value else 0.0
+
+    return [fastest, *(r for r in timed if r is not fastest
+                       and abs(r.cost(key) - fastest.cost(key)) < min(spread(r), spread(fastest)))]
 
 
 def _pick(members: list[PooledRow], objective: str, fp32: PooledRow | None) -> tuple[PooledRow, list[str]]:
@@ -51,13 +83,22 @@ def _pick(members: list[PooledRow], objective: str, fp32: PooledRow | None) -> t
         pick = min(members, key=lambda r: (r.size_bytes, -r.accuracy))
         return pick, [f"none has {words.removeprefix('the ')} measured (run `quant-explorer bench`), so the smallest: "
                       f"{pick.config_name}, {pick.size_bytes / 1024:.0f} KiB"]
-    pick = max(timed, key=lambda r: (sign * r.cost(key), -r.size_bytes))
     if objective == "size":
+        pick = max(timed, key=lambda r: (sign * r.cost(key), -r.size_bytes))
         said = [f"of those {pick.config_name} has the smallest file ({pick.size_bytes / 1024:.0f} KiB"
                 + (f", {size_vs_fp32(pick.size_bytes, fp32.size_bytes)})" if fp32 else ")")]
         return pick, said
     batch, other = (1, 256) if objective == "latency" else (256, 1)
-    said = [f"of those {pick.config_name} has {words} ({_speed_words(pick, batch)})"]
+    tied = speed_ties(timed, key, sign)
+    pick = max(tied, key=lambda r: (r.accuracy, -r.size_bytes))  # the more accurate, then the smaller
+    if len(tied) == 1:
+        said = [f"of those {pick.config_name} has {words} ({_speed_words(pick, batch)})"]
+    else:
+        why = ("the most accurate" if sum(r.accuracy == pick.accuracy for r in tied) == 1
+               else "of the most accurate, the smallest")
+        said = [f"of those {', '.join(r.config_name for r in tied)} tie on {words.removeprefix('the ')} (their "
+                f"medians differ by less than the bench's run-to-run spread): a tie on speed, so {pick.config_name}, "
+                f"{why} of them ({100 * pick.accuracy:.2f}%; {_speed_words(pick, batch)})"]
     ratio, against = speedup(pick, batch)
     if ratio is not None and ratio <= 1:
         smaller = f", {size_vs_fp32(pick.size_bytes, fp32.size_bytes)}" if fp32 else ""

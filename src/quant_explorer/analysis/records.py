@@ -37,6 +37,8 @@ def summary_records(view: View) -> list[dict]:
             "pick": r.pick, "size_bytes": r.size_bytes,
             "bench_runtime": (r.bench or {}).get("runtime"),
             "throughput_b256": r.speed.get("throughput_b256"), "latency_ms_b1": r.speed.get("latency_ms_b1_median"),
+            "latency_ms_b1_spread": r.speed.get("latency_ms_b1_spread"),
+            "load": (r.bench or {}).get("load"),  # how to load it as timed at batch 1 (`bench.load_record`)
             "speedup_b1": speedup(r, 1)[0], "speedup_b256": speedup(r, 256)[0],
             "resolution_pp": picks.get(r.model, {}).get("resolution", {}).get("resolution_pp"),
         })

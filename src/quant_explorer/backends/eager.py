@@ -22,13 +22,14 @@ from ..configs import CAPABILITIES, QuantConfig
 from ..errors import NotApplicable
 from ..files import atomic_path
 from ..models import LoadedModel
-from ..runtimes import TORCH, Runtime, torch_runner
+from ..runtimes import TORCH, TORCHSCRIPT_LOAD, Runtime, torch_runner
 from .base import Backend, Calibration, Quantize, QuantizedModel, RuntimeBuild, register
 
 EXACT_ENGINE = "qnnpack"
 X86_ENGINE = "x86"
-RUNTIMES = (Runtime(EXACT_ENGINE, "the qnnpack quantized engine (exact int32 accumulation)", TORCH.name),
-            Runtime(X86_ENGINE, "the x86 (fbgemm/oneDNN) quantized engine", TORCH.name))
+RUNTIMES = (Runtime(EXACT_ENGINE, "the qnnpack quantized engine (exact int32 accumulation)", TORCH.name,
+                    load=TORCHSCRIPT_LOAD),
+            Runtime(X86_ENGINE, "the x86 (fbgemm/oneDNN) quantized engine", TORCH.name, load=TORCHSCRIPT_LOAD))
 # The engine a user of this machine ships: x86's where the CPU is x86, qnnpack (ARM's) elsewhere.
 SHIPPED_ENGINE = X86_ENGINE if platform.machine().lower() in ("x86_64", "amd64", "i686") else EXACT_ENGINE
 QUANT_RANGES = {torch.quint8: (0, 255), torch.qint8: (-128, 127)}

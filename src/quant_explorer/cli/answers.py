@@ -68,11 +68,23 @@ def quantize_answer(row: Row, fp32: Row | None, stored: dict[str, Row], labels, 
             "delta_pp": row.delta_pp, "interval": interval, "size_bytes": row.size_bytes,
             "float_reference_accuracy": (row.reference or {}).get("accuracy"),
             "artifact": artifact_path(row)[0], "results_file": shown_path(results_file()),
-            "warnings": row.warnings or [], "row": row.to_dict()}
+            "load": shipped_load(row, stored), "warnings": row.warnings or [], "row": row.to_dict()}
+
+
+def shipped_load(row: Row, stored: dict[str, Row]) -> dict:
+    """How to load the artifact in the runtime it ships in, with the setting the stored bench of this very row
+    (same identity) found fastest at batch 1; where none is stored, the command that measures it."""
+    bench = row.bench or next((r.bench for r in stored.values()
+                               if r.bench and r.identity_hash and r.identity_hash == row.identity_hash), None)
+    if bench and (bench.get("load") or {}).get("code"):
+        return {**bench["load"], "latency_ms_b1_median": bench.get("latency_ms_b1_median"),
+                "latency_ms_b1_spread": bench.get("latency_ms_b1_spread")}
+    return {"code": None, "measure": f"quant-explorer bench --model {row.model} --configs {row.config_name}"}
 
 
 def print_answer(a: dict) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from ..analysis.rows import size_vs_fp32
 
@@ -101,6 +113,16 @@ def print_answer(a: dict) -> None:
     smaller = f" ({size_vs_fp32(a['size_bytes'], fp32['size_bytes'])})" if fp32 else ""
     table.add_row("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}")
     table.add_row("saved", a["artifact"] or "—")
+    load = a.get("load") or {}
+    if load.get("code"):
+        spread = (f", run-to-run spread {load['latency_ms_b1_spread']:.2g} ms"
+                  if load.get("latency_ms_b1_spread") is not None else "")
+        table.add_row("load", f"in {load['runtime']} with {load['setting']}, the fastest at batch 1 in the stored "
+                      f"bench ({load['latency_ms_b1_median']:.3g} ms{spread}):")
+        table.add_row("", Text(load["code"]))  # as is: no rich markup
+    elif load.get("measure"):
+        table.add_row("load", f"not timed here yet: `{load['measure']}` measures the fastest setting and says how "
+                      "to load the artifact with it")
     table.add_row("took", f"{a['seconds']:.1f} s")
     console.print(f"[bold]{a['model']} / {a['config']}[/bold]", soft_wrap=True)
     console.print(table)

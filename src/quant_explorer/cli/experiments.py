@@ -212,9 +212,10 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     if document.get("reused"):
         err_console.print(f"the same rows were timed alike on this CPU ({document['created']}): shown as stored; "
                           "--force times them again", highlight=False)
-    table = Table("config", "runtime", "latency b1 median (ms)", "latency b1 p90 (ms)", "throughput b256 (images/s)",
-                  "× FP32", "size (KiB)", "accuracy as run", "reference accuracy",
-                  title=f"{loaded.name}, {settings.threads} threads, {document['environment']['cpu']['model']}")
+    table = Table("config", "runtime", "latency b1 median (spread), ms", "threads b1", "latency b1 p90 (ms)",
+                  "throughput b256 (images/s)", "× FP32", "size (KiB)", "accuracy as run", "reference accuracy",
+                  title=f"{loaded.name}, {settings.threads} threads (batch 1: the fastest of "
+                        f"{', '.join(map(str, settings.latency_threads))}), {document['environment']['cpu']['model']}")
     for r in bench_table_rows(document):
         table.add_row(*r)
     print_table(table)

@@ -124,7 +124,8 @@ def answers(view: View) -> dict[str, dict]:
             "delta_pp": row.delta_pp, "delta_pp_ci": row.delta_pp_ci,
             "delta_seed_part": (row.delta_stats or {}).get("seed_part"),
             "latency_ms_b1": row.speed.get("latency_ms_b1_median"), "speedup_b1": ratio_1,
-            "speedup_b1_against": against_1,
+            "speedup_b1_against": against_1, "latency_ms_b1_spread": row.speed.get("latency_ms_b1_spread"),
+            "load": (row.bench or {}).get("load"),  # the setting it was timed with at batch 1, and its load code
             "throughput_b256": row.speed.get("throughput_b256"), "speedup_b256": ratio_256,
             "speedup_b256_against": against_256,
             "size_bytes": row.size_bytes, "fp32_size_bytes": reference.size_bytes if reference else None,

@@ -120,14 +120,21 @@ def _answer_block(model: str, a: dict) -> str:
                        + (f" (mostly now {html.escape(c['mostly_to'])})" if c.get("mostly_to") else "")
                        for c in a["losing_classes"]) or f"none ({CORRECTION_NAME} over the classes, α = {ALPHA:g})"
     where = "" if a["artifact_here"] else " <small>(not in this artifacts folder: the command writes it)</small>"
+    load = a.get("load") or {}
+    batch1 = speed(a["latency_ms_b1"], a["speedup_b1"], a["speedup_b1_against"], "ms") + (
+        f" <small>(run-to-run spread {a['latency_ms_b1_spread']:.2g} ms)</small>"
+        if a.get("latency_ms_b1_spread") is not None and a["latency_ms_b1"] is not None else "") + (
+        f" with {html.escape(load['setting'])}" if load.get("setting") else "")
     items = [("Δ accuracy", f"{delta}<br><small>{accuracy}{fp32}</small>"),
-             ("batch 1", speed(a["latency_ms_b1"], a["speedup_b1"], a["speedup_b1_against"], "ms")),
+             ("batch 1", batch1),
              ("batch 256", speed(a["throughput_b256"], a["speedup_b256"], a["speedup_b256_against"], "images/s")),
              ("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}"),
              ("classes losing detectably", losing),
              ("reproduce", f"<code>{_breakable(a['reproduce'])}</code>"),
              ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}"),
-             *([("not scored", "; ".join(html.escape(c) for c in a["not_scored"]))] if a.get("not_scored") else [])]
+             *([("not scored", "; ".join(html.escape(c) for c in a["not_scored"]))] if a.get("not_scored") else []),
+             *([("load it as timed", f"<pre><code>{html.escape(load['code'])}</code></pre>")] if load.get("code")
+               else [])]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items)
     return (f'<section class="answer" id="answer-{html.escape(model)}"><h2>{html.escape(model)}: ship '
             f'<span class="pick">{_breakable(a["pick"])}</span> in {html.escape(a["runtime"] or "?")}</h2>'

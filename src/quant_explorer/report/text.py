@@ -47,15 +47,16 @@ def delta_text(row: dict) -> str:
 
 
 def bench_table_rows(document: dict) -> list[list[str]]:
-    """One printable row per config and timed runtime: latency, throughput, speed-up, size on disk of what that
-    runtime loads (a compiled package, else the model file), accuracy."""
+    """One printable row per config and timed runtime: batch-1 latency (median, run-to-run spread) at the thread
+    count that was fastest, throughput, speed-up, size on disk of what that runtime loads (a compiled package,
+    else the model file), accuracy."""
     def pct(v):
         return f"{100 * v:.2f}%" if v is not None else ""
 
     rows = []
     for entry in document["entries"].values():
         if "runtimes" not in entry:
-            rows.append([entry["config_name"], "", "", "", "", "", "",
+            rows.append([entry["config_name"], "", "", "", "", "", "", "",
                          entry.get("not_applicable") or entry.get("error", ""), ""])
             continue
         for runtime, r in entry["runtimes"].items():
@@ -64,10 +65,12 @@ def bench_table_rows(document: dict) -> list[list[str]]:
             shipped = r.get("artifact_bytes") or entry.get("size_bytes")  # a compiled package, else the model file
             size = f"{shipped / 1024:.0f}" if shipped else ""
             if "error" in r:
-                rows.append([entry["config_name"], runtime, "", "", "", "", size, r["error"][:60], ""])
+                rows.append([entry["config_name"], runtime, "", "", "", "", "", size, r["error"][:60], ""])
                 continue
             reference = entry.get("reference_accuracy") if runtime == entry["runtime"] else None
-            rows.append([entry["config_name"], runtime, f"{r['latency_ms_b1_median']:.3f}",
+            spread = f" ({r['latency_ms_b1_spread']:.3f})" if "latency_ms_b1_spread" in r else ""
+            rows.append([entry["config_name"], runtime, f"{r['latency_ms_b1_median']:.3f}{spread}",
+                         str(r.get("latency_b1_threads", entry.get("threads", ""))),
                          f"{r['latency_ms_b1_p90']:.3f}", f"{r['throughput_b256']:,.0f}",
                          f"{r.get('speedup_vs_fp32_b256', float('nan')):.2f}", size,
                          pct(r.get("accuracy")), pct(reference)])
