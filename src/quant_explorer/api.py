@@ -183,8 +183,8 @@ def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
 def explore(model, calibration, evaluation, configs: str | Iterable[str] | None = None, seeds: int | Iterable[int] = 5,
             calibration_n: int = DEFAULT_CALIBRATION_N, benchmark: bool | Any = False,
             artifacts_dir: str | Path | None = None, progress: bool = False, name: str | None = None,
-            preprocessing: Preprocessing | None = None, objective: str | None = None, force: bool = False
-            ) -> Exploration:
+            preprocessing: Preprocessing | None = None, objective: str | None = None, force: bool = False,
+            isa: str = "native") -> Exploration:
     """Quantize `model` with each config, evaluate every result on every `evaluation` image, and pick one.
 
     model: a `torch.nn.Module` in eval mode (what torch.export and the ONNX exporter take), a path to an FP32
@@ -202,16 +202,22 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
     progress: one line per row on stderr. name: the model's name in the results (default: its class name).
     objective: what the pick optimizes: latency, throughput or size (default latency when benchmarked, else size).
     force: recompute rows already stored (else rows measured alike are reused, as the sweep does).
+    isa: score as this CPU class, emulated, as the CLI's `--isa` (ONNX Runtime, the eager engine and FP32 under
+        qemu-user as a CPU of the class; PT2E only where ONEDNN_MAX_CPU_ISA named it before PyTorch started, else
+        not measured); emulated rows are never timed.
     """
     from .analysis.summary import load_view
     from .configs import get_config
     from .experiment import FP32
     from .files import remove_leftovers
+    from .identity import emulating
     from .paths import artifacts_dir as current_artifacts
     from .paths import results_file
     from .results import Results, check_writable
     from .sweep import run_sweep
 
+    if isa != "native" and benchmark:
+        raise UserError("benchmark=True with isa: emulated rows are never timed (their speed is the emulator's)")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise UserError("seeds must be at least 1")
@@ -221,7 +227,7 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
     loaded, data = prepare(model, calibration, evaluation, name, preprocessing)
     if any(c.is_static for c in chosen):
         check_calibration(data, calibration_n, seed_list)
-    with _artifacts(artifacts_dir):
+    with _artifacts(artifacts_dir), emulating(isa):
         remove_leftovers(current_artifacts())
         results = results_file()
         check_writable(results)
@@ -293,15 +299,16 @@ class Quantized:
 
 def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int = DEFAULT_CALIBRATION_N,
              artifacts_dir: str | Path | None = None, name: str | None = None,
-             preprocessing: Preprocessing | None = None) -> Quantized:
+             preprocessing: Preprocessing | None = None, isa: str = "native") -> Quantized:
     """Quantize `model` (an nn.Module in eval mode, or an .onnx path) with one config, calibrated on a stratified
     draw (`seed`) of `calibration_n` images of `calibration` (a Dataset of preprocessed (tensor, label) pairs, or
-    an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply."""
+    an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply.
+    `isa`: the returned model runs as a CPU of that class, emulated (as `explore`'s)."""
     from .backends import Calibration, recipe
     from .backends import quantize as apply
     from .configs import get_config
     from .experiment import workdir_for
-    from .identity import identity_hash, make_identity
+    from .identity import emulating, identity_hash, make_identity
 
     chosen = get_config(config)
     loaded, data = prepare(model, calibration, calibration, name, preprocessing)
@@ -314,7 +321,7 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
                           pool_fingerprint=data.train.fingerprint)
     identity = make_identity(loaded.name, loaded.weights_sha256, {"fingerprint": None, "n_images": 0},
                              chosen.record(), recipe(chosen.backend), cal.describe() if cal else None)
-    with _artifacts(artifacts_dir):
+    with _artifacts(artifacts_dir), emulating(isa):
         built = apply(loaded, chosen, cal, workdir_for(loaded, chosen, cal, identity_hash(identity)))
         # built (compiled, where it compiles) while the artifacts directory is the one asked for
         built.runner  # noqa: B018  (a cached_property: reading it builds the runner)

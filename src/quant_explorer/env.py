@@ -7,7 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+SIMD_FLAGS = ("sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
+              "amx_bf16")
 LIBRARIES = ("torch", "torchvision", "torchao", "onnx", "onnxruntime", "onnx2torch", "numpy")
 
 

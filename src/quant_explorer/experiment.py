@@ -18,14 +18,14 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .backends import Calibration, QuantizedModel, RuntimeBuild, get_backend, quantize, recipe
+from .backends import Calibration, QuantizedModel, RuntimeBuild, emulation, get_backend, quantize, recipe
 from .configs import CONFIGS, REFERENCE, QuantConfig
 from .data import EvalData, ImageSet, cache_dir, calibration_indices, calibration_set, resolve_data_dir
 from .env import environment
 from .errors import NotApplicable, UserError, did_you_mean, first_line, one_line
 from .evaluate import evaluate
 from .files import remove_leftovers
-from .identity import identity_hash, make_identity
+from .identity import emulated_class, identity_hash, make_identity
 from .models import LoadedModel
 from .paths import artifacts_dir, models_dir
 from .results import check_writable, encode_classes, entry_key
@@ -108,7 +108,7 @@ def row_identity(model: LoadedModel, config: QuantConfig, data: EvalData, calibr
     """Everything that can change this row's numbers (`identity.py`), with the model's preprocessing."""
     sample = make_calibration(model, data, calibration_n, seed).describe() if config.is_static else None
     return {**make_identity(model.name, model.weights_sha256, data.test.describe(), config.record(),
-                            recipe(config.backend), sample),
+                            recipe(config.backend), sample, emulation(config.backend) if emulated_class() else None),
             "preprocessing": model.preprocessing.to_dict()}
 
 
