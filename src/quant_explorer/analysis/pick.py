@@ -73,6 +73,21 @@ def _pick(members: list[PooledRow], objective: str, fp32: PooledRow | None) -> t
     return pick, said
 
 
+def pick_among(view: View, members: list[PooledRow]) -> tuple[PooledRow, list[str]]:
+    """The pick among `members` (one model's, in the confidence set), and the sentences that say why: a member that
+    loses a class detectably is a worse thing to ship than its mean says, picked only if all do; then the best on
+    the view's objective. `choose` calls it on the set, `deploy.py` on the members that hold on every class."""
+    model = members[0].model
+    fp32 = next((r for r in view.rows if r.model == model and not is_quantized(r)), None)
+    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in members}
+    whole = [r for r in members if not losing[r.config_name]] or members
+    pick, said = _pick(whole, view.objective, fp32)
+    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in members if r not in whole]
+    return pick, [*([f"{len(set_aside)} of them {'loses' if len(set_aside) == 1 else 'lose'} a class detectably "
+                     f"({CORRECTION_NAME} over the classes) and {'is' if len(set_aside) == 1 else 'are'} not picked: "
+                     f"{'; '.join(set_aside)}"] if set_aside else []), *said]
+
+
 def choose(view: View, model: str) -> dict:
     """One model's confidence set for the best, its identical recipes, the pick on the view's objective and the
     rule in words."""
@@ -108,18 +123,10 @@ def choose(view: View, model: str) -> dict:
     # Every accuracy here is the shipped runtime's, so kernels that lose against their own float reference (u8s8
     # saturation without VNNI) already fall out of the set: no separate rule for them.
     members = [r for r in scored if r.in_best_set]
-    fp32 = next((r for r in view.rows if r.model == model and not is_quantized(r)), None)
-    # A member that loses a class detectably is a worse thing to ship than its mean says: picked only if all do.
-    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in members}
-    whole = [r for r in members if not losing[r.config_name]] or members
-    pick, said = _pick(whole, view.objective, fp32)
-    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in members if r not in whole]
+    pick, said = pick_among(view, members)
     rule = [f"{len(members)} of {len(scored)} configs are in the {level_text()} confidence set for the best "
             f"(multiple comparisons with the best over all {len(scored)}: no other config beats them by more than "
-            "the noise allows, family-wise)",
-            *([f"{len(set_aside)} of them {'loses' if len(set_aside) == 1 else 'lose'} a class detectably "
-               f"({CORRECTION_NAME} over the classes) and {'is' if len(set_aside) == 1 else 'are'} not picked: "
-               f"{'; '.join(set_aside)}"] if set_aside else []), *said]
+            "the noise allows, family-wise)", *said]
     if unscored:
         rule.append(f"not candidates (no per-image predictions): {', '.join(unscored)}")
     for r in rows:

@@ -125,6 +125,8 @@ def _answer_block(model: str, a: dict) -> str:
              ("batch 256", speed(a["throughput_b256"], a["speedup_b256"], a["speedup_b256_against"], "images/s")),
              ("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}"),
              ("classes losing detectably", losing),
+             *([("on each CPU class", html.escape(a["classes_text"].split(": ", 1)[1]))] if a.get("classes_text")
+               else []),
              ("reproduce", f"<code>{_breakable(a['reproduce'])}</code>"),
              ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}")]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items)
