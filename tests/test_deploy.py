@@ -121,3 +121,20 @@ def test_the_comparison_tool_counts_equal_predictions_of_native_and_emulated_row
     assert (table[U8_QOP]["seeds"], table[U8_QOP]["equal"], table[U8_QOP]["images"]) == (3, 1200, 1200)
     assert table[U8]["equal"] < table[U8]["images"] and table[U8]["same_recipe"]
     assert table[U8]["method"] == "qemu Haswell-v4"
+
+
+def test_make_run_emulates_each_models_confidence_set_members_identical_recipes_included():
+    import json
+    from types import SimpleNamespace
+
+    from quant_explorer.configs import get_config
+    from quant_explorer.paths import results_file
+    from quant_explorer.pipeline import Job, _members
+
+    from .test_summary import model_rows
+
+    results_file().parent.mkdir(parents=True, exist_ok=True)
+    results_file().write_text(json.dumps(results(*model_rows())))
+    configs = [get_config(n) for n in (U8, U8_QOP, "ort_s8_minmax_qdq_per_channel", "pt2e_u8_per_channel_minmax")]
+    job = Job([SimpleNamespace(name="m")], configs, SimpleNamespace(test=SimpleNamespace(fingerprint="ds1")), [0])
+    assert sorted(_members(job)["m"]) == [U8, U8_QOP]  # s8 is out of the set here: not emulated by `make run`

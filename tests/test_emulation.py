@@ -41,18 +41,19 @@ def _identity(isa_method: str | None) -> dict:
 def test_each_backend_is_emulated_by_the_method_that_reaches_its_kernels(host):
     identity.emulate("avx2")
     assert {b: method_of(b) for b in ("ort", "eager_static", "fp32", "pt2e")} == {
-        "ort": "qemu Haswell-v4", "eager_static": "qemu Haswell-v4", "fp32": "qemu Haswell-v4", "pt2e": "oneDNN cap"}
+        "ort": "qemu Haswell-v4", "eager_static": "qemu Haswell-v4", "fp32": "oneDNN cap", "pt2e": "oneDNN cap"}
     identity.emulate("avx512")  # qemu emulates no AVX-512 CPU
     assert {b: method_of(b) for b in ("ort", "eager_static", "fp32", "pt2e")} == {
         "ort": None, "eager_static": None, "fp32": "oneDNN cap", "pt2e": "oneDNN cap"}
     identity.emulate("sse4")  # oneDNN's cap has no SSE4 level
-    assert (method_of("ort"), method_of("pt2e")) == ("qemu Nehalem", None)
+    assert (method_of("ort"), method_of("fp32"), method_of("pt2e")) == ("qemu Nehalem", "qemu Nehalem", None)
     host.setattr(emulation, "qemu_path", lambda: None)
     identity.emulate("avx2")
     assert (method_of("ort"), method_of("fp32")) == (None, "oneDNN cap")  # FP32 still has its capped runtime
     host.delenv("ONEDNN_MAX_CPU_ISA")  # the API's emulation: oneDNN's cap not set before PyTorch started
+    host.setattr(emulation, "qemu_path", lambda: "/usr/bin/qemu-x86_64")
     with identity.emulating("avx2"):
-        assert method_of("pt2e") is None
+        assert (method_of("pt2e"), method_of("fp32")) == (None, "qemu Haswell-v4")
     assert identity.emulated_class() == "avx2"  # as it was before
 
 
@@ -135,6 +136,7 @@ def test_emulated_avx2_reproduces_the_stored_native_avx2_row_image_for_image(tmp
     answer = json.loads(run.stdout)
     assert (answer["cpu_class"], answer["runtime"]) == ("avx2", "onnxruntime")
     assert answer["emulation"] == (None if host == "avx2" else "qemu Haswell-v4")
+    assert answer["fp32"]["emulation"] == (None if host == "avx2" else "oneDNN cap")  # FP32: the same on every class
     assert answer["row"]["predictions"] == stored["predictions"] and answer["correct"] == stored["correct"]
 
 

@@ -8,7 +8,9 @@ VNNI, so those classes stay with oneDNN's cap (`identity.ONEDNN_ISA`).
 
 How: one emulated process per worker and class (`Server`), started on first use, serves every row that worker
 computes. It loads torch and the runtimes once; each row hands it the artifact (the Runtime record's `load` says
-how it loads) and the evaluation batches, and gets the logits back, so `evaluate` scores them unchanged. Before
+how it loads) and the evaluation batches, and gets the logits back, so `evaluate` scores them unchanged. Logits are
+kept on disk by the artifact's bytes and all else they depend on (`_memo`): an artifact two configs write alike is
+evaluated once. Before
 anything is trusted it says which class it is, as its libraries see CPUID (numpy's detection, torch's ATen
 capability): a process that is not the class claimed is refused in one line. Under qemu-user /proc/cpuinfo is
 still the host's, so that is never asked.
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import hashlib
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -142,21 +146,14 @@ class Server:
             raise RuntimeError(f"in the emulated {self.isa} process: {value}")
         return value
 
-    def runner(self, load: str, artifact: Path, threads: int):
-        """`artifact` loaded by `load` ('module:function', called with the path and a thread count) in the emulated
-        process: a Runner for `evaluate`."""
+    def run(self, load: str, artifact: Path, threads: int, x: np.ndarray) -> np.ndarray:
+        """Logits of batch `x` by `artifact`, loaded by `load` ('module:function', called with the path and a thread
+        count) in the emulated process: loaded once, and again where another artifact was loaded since."""
         key = f"{load}|{Path(artifact).resolve()}|{threads}"
-        if key != self.loaded:
+        if self.loaded != key:
             self.call("load", load, str(Path(artifact).resolve()), threads)
             self.loaded = key
-
-        def run(x) -> np.ndarray:
-            if self.loaded != key:  # another artifact was loaded since: this one again
-                self.call("load", load, str(Path(artifact).resolve()), threads)
-                self.loaded = key
-            return self.call("run", np.ascontiguousarray(np.asarray(x), dtype=np.float32))
-
-        return run
+        return self.call("run", x)
 
     def close(self) -> None:
         self.conn.close()
@@ -166,15 +163,51 @@ class Server:
             self.process.kill()
 
 
+def _memo(isa: str, load: str, artifact: Path, threads: int) -> Path:
+    """The folder of an emulated artifact's logits, keyed by all they depend on: the artifact's bytes, how it loads,
+    the class and its CPU model, the thread count and the library versions. Two configs that write the same bytes
+    (ORT's `distribution` ranges are symmetric, so `ort_s8asym_distribution_qdq_per_channel` writes what
+    `ort_s8_minmax_qdq_per_channel` does) are evaluated once, and a rerun with --force reads them back."""
+    from .data import cache_dir
+    from .env import library_versions
+
+    digest = hashlib.sha256(Path(artifact).read_bytes())
+    digest.update(json.dumps([isa, QEMU_CPU[isa], load, threads, library_versions()], sort_keys=True).encode())
+    return cache_dir() / "emulated" / digest.hexdigest()[:24]
+
+
+def _keep(path: Path, logits: np.ndarray) -> None:
+    """Written whole or not at all; a cache that cannot be written costs a recomputation, nothing else."""
+    from .files import atomic_path
+
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, logits)
+    except (OSError, UserError):
+        pass
+
+
 _SERVERS: dict[str, Server] = {}
 
 
 def emulated_runner(isa: str, load: str, artifact: Path, threads: int):
-    """A Runner of `artifact` in the emulated process of class `isa` of this process, started on first use."""
-    server = _SERVERS.get(isa)
-    if server is None or server.process.poll() is not None:
-        server = _SERVERS[isa] = Server(isa)
-    return server.runner(load, artifact, threads)
+    """A Runner of `artifact` as class `isa`: its logits kept on disk (`_memo`), else computed in this process's
+    emulated process of that class, started (and its class checked) on first need."""
+    memo = _memo(isa, load, artifact, threads)
+
+    def run(x) -> np.ndarray:
+        x = np.ascontiguousarray(np.asarray(x), dtype=np.float32)
+        kept = memo / f"{hashlib.sha256(x.tobytes()).hexdigest()[:24]}-{len(x)}.npy"
+        if kept.exists():
+            return np.load(kept)
+        server = _SERVERS.get(isa)
+        if server is None or server.process.poll() is not None:
+            server = _SERVERS[isa] = Server(isa)
+        logits = server.run(load, artifact, threads, x)
+        _keep(kept, logits)
+        return logits
+
+    return run
 
 
 @atexit.register

@@ -6,9 +6,9 @@
 3. studies: the report's calibration-size and per-layer studies, one per worker (they reuse the sweep's rows);
 4. speed: each shipped model's bench (reused when the same rows were timed alike on this CPU);
 5. CPU classes: avx2, where this CPU is above it, so the answer speaks for the CPUs without VNNI that int8 loses
-   most on: each model's confidence-set members (FP32 beside them), every seed, in a child process per model
-   (oneDNN reads its cap once per process; ONNX Runtime and the eager engine run under qemu). `make classes` adds
-   every config and every other class this CPU can emulate;
+   most on: each model's confidence-set members (FP32 beside them) on the first calibration draw, in a child process
+   per model (oneDNN reads its cap once per process; ONNX Runtime and the eager engine run under qemu). `make
+   classes` adds the other seeds, every config and every other class this CPU can emulate;
 6. report: pareto.md and the report again, from everything.
 
 Every phase reuses what is stored and current, so a rerun with nothing changed only checks. Rows run in a pool
@@ -194,19 +194,20 @@ def _members(job: Job) -> dict[str, list[str]]:
 
 def _emulated_sweep(isa: str, job: Job, plan: dict[str, list[str]], on_step: Callable[[Step], None],
                     result: JobResult) -> None:
-    """Each model's configs of `plan` (with FP32) as CPU class `isa`, in a child process per model (oneDNN reads its
-    cap once per process; ONNX Runtime and the eager engine run in its emulated process); each line it prints is a row
-    done."""
-    from .configs import CONFIGS, REFERENCE
+    """Each model's configs of `plan` (with FP32) as CPU class `isa` on the first calibration draw (an emulated row
+    costs 20-70 s of CPU: every seed of every member is `make classes`'s), in a child process per model (oneDNN reads
+    its cap once per process; ONNX Runtime and the eager engine run in its emulated process); each line it prints is
+    a row done."""
+    from .configs import REFERENCE
 
-    count = lambda names: sum(len(job.seeds) if CONFIGS[n].is_static else 1 for n in names)  # noqa: E731
-    total = sum(count([REFERENCE, *names]) for names in plan.values() if names)
+    total = sum(1 + len(names) for names in plan.values() if names)  # FP32 and each member, the first seed
     phase, done = f"CPU classes ({isa}, emulated)", 0
     on_step(Step(phase, 0, total))
     for model, names in plan.items():
         if not names:
             continue
-        command = [sys.executable, "-m", "quant_explorer", "sweep", "--isa", isa, "--seeds", str(len(job.seeds)),
+        command = [sys.executable, "-m", "quant_explorer", "sweep", "--isa", isa, "--seeds", "1",
+                   "--first-seed", str(job.seeds[0]),
                    "--calibration-n", str(job.calibration_n), "--executor", "processes", "--model", model,
                    "--configs", ",".join([REFERENCE, *names]),
                    *(["--workers", str(job.workers)] if job.workers else []),
