@@ -2,6 +2,8 @@
 class (`--isa`, default avx2) and emulated by qemu on another, with the same model weights and calibration sample:
 how many per-image predictions are equal, per model and config (seeds pooled), and whether the two rows are one
 recipe (the native row's config record is today's: rows stored before a recipe changed are listed, not counted).
+An older native row scored in another runtime (its float reference) is compared by the correct count its bench
+measured in the emulated row's runtime.
 
     quant-explorer sweep --isa avx2 --configs 'ort_*' --executor processes     # the emulated rows
     python tools/emulated_vs_native.py [RESULTS.json] [--native NATIVE.json] [--isa avx2] [--json]
@@ -45,19 +47,32 @@ def compare(native: dict[str, Row], emulated: dict[str, Row], isa: str) -> list[
 
     mine, theirs = of(native, False), of(emulated, True)
     table: dict[tuple, dict] = defaultdict(lambda: {"seeds": 0, "images": 0, "equal": 0, "native_correct": [],
-                                                    "emulated_correct": [], "same_recipe": True, "method": None})
+                                                    "emulated_correct": [], "same_recipe": True, "method": None,
+                                                    "native_runtime": None, "runtime": None})
     for draw in sorted(mine.keys() & theirs.keys(), key=str):
         a, b = mine[draw], theirs[draw]
-        pa, pb = decode_classes(a.predictions), decode_classes(b.predictions)
         entry = table[(a.model, a.config_name)]
-        entry["seeds"] += 1
-        entry["images"] += len(pa)
-        entry["equal"] += int((pa == pb).sum()) if len(pa) == len(pb) else 0
-        entry["native_correct"].append(a.correct)
-        entry["emulated_correct"].append(b.correct)
+        entry.update(method=emulation_of(b.identity), native_runtime=a.runtime, runtime=b.runtime)
         entry["same_recipe"] &= same_recipe(a.config or {}, a.config_name)
-        entry["method"] = emulation_of(b.identity)
-    return [{"model": m, "config": c, **v} for (m, c), v in sorted(table.items())]
+        native_correct = a.correct
+        if a.runtime == b.runtime:  # per image
+            pa, pb = decode_classes(a.predictions), decode_classes(b.predictions)
+            entry["images"] += len(pa)
+            entry["equal"] += int((pa == pb).sum()) if len(pa) == len(pb) else 0
+        else:  # an older row scored its float reference: the AVX2 CPU's own run of b's runtime is in its bench
+            native_correct = ((a.bench or {}).get("runtimes", {}).get(b.runtime) or {}).get("correct")
+            if native_correct is None:
+                continue  # not benched (the bench times the first seed)
+        entry["seeds"] += 1
+        entry["native_correct"].append(native_correct)
+        entry["emulated_correct"].append(b.correct)
+    return [{"model": m, "config": c, **v} for (m, c), v in sorted(table.items()) if v["seeds"]]
+
+
+def _span(values: list) -> str:
+    """'806-822', '822', or '—' where none is known."""
+    known = [v for v in values if v is not None]
+    return "—" if not known else f"{min(known)}-{max(known)}" if min(known) != max(known) else str(known[0])
 
 
 def main() -> None:
@@ -74,19 +89,21 @@ def main() -> None:
     if args.json:
         print(json.dumps(table, indent=2))
     else:
-        print("| model | config | seeds | equal predictions | correct, native | correct, emulated | same recipe |")
-        print("|---|---|---|---|---|---|---|")
+        print("| model | config | runtime | seeds | equal predictions | correct, native | correct, emulated | "
+              "same recipe |")
+        print("|---|---|---|---|---|---|---|---|")
         for t in table:
-            span = lambda v: f"{min(v)}-{max(v)}" if min(v) != max(v) else str(v[0])  # noqa: E731
-            print(f"| {t['model']} | `{t['config']}` | {t['seeds']} | {t['equal']:,} of {t['images']:,} | "
-                  f"{span(t['native_correct'])} | {span(t['emulated_correct'])} | "
+            equal = f"{t['equal']:,} of {t['images']:,}" if t["images"] else \
+                f"— (native row in {t['native_runtime']}: its bench's {t['runtime']} count)"
+            print(f"| {t['model']} | `{t['config']}` | {t['runtime']} | {t['seeds']} | {equal} | "
+                  f"{_span(t['native_correct'])} | {_span(t['emulated_correct'])} | "
                   f"{'yes' if t['same_recipe'] else 'no'} |")
-    counted = [t for t in table if t["same_recipe"]]
+    counted = [t for t in table if t["same_recipe"] and t["images"]]
     differ = [t for t in counted if t["equal"] != t["images"]]
     images = sum(t["images"] for t in counted)
     print(f"{len(counted)} (model, config) of the same recipe, {sum(t['seeds'] for t in counted)} rows: "
           f"{sum(t['equal'] for t in counted):,} of {images:,} predictions equal; "
-          f"{len(table) - len(counted)} of another recipe listed, not counted", file=sys.stderr)
+          f"{len(table) - len(counted)} of another recipe or runtime listed, not counted", file=sys.stderr)
     sys.exit(1 if differ or not counted else 0)
 
 
