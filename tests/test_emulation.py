@@ -143,9 +143,10 @@ def test_emulated_avx2_reproduces_the_stored_native_avx2_row_image_for_image(tmp
 @pytest.mark.process
 @pytest.mark.slow
 @needs_qemu
-def test_the_python_api_explores_as_an_emulated_class(tmp_path):
+def test_the_python_api_explores_as_an_emulated_class_and_picks_for_it(tmp_path):
     """`explore(..., isa="avx2")` on a user's module: FP32 and ONNX Runtime scored under qemu as a Haswell, PT2E not
-    measured (oneDNN's cap was not set before PyTorch started in this process), the view that of avx2 (emulated)."""
+    measured (oneDNN's cap was not set before PyTorch started in this process), the view that of avx2 (emulated);
+    `deploy=["avx2"]` explores both and makes the pick hold on avx2."""
     import quant_explorer as qe
 
     from .test_api import blobs, trained
@@ -161,3 +162,9 @@ def test_the_python_api_explores_as_an_emulated_class(tmp_path):
     assert rows["fp32_baseline"]["runtime"] == rows["ort_u8_minmax_qdq_per_channel"]["runtime"] == "onnxruntime"
     assert "ONEDNN_MAX_CPU_ISA=AVX2" in rows["pt2e_u8_per_channel_minmax"]["not_applicable"]
     assert identity.emulated_class() is None  # only for the call
+    # deploy=["avx2"]: explored here too (the avx2 rows above are reused), and the pick holds on avx2 where measured
+    deployed = qe.explore(trained(train), calibration=train, evaluation=test, seeds=1, calibration_n=60,
+                          configs=["ort_u8_minmax_qdq_per_channel", "pt2e_u8_per_channel_minmax"],
+                          artifacts_dir=tmp_path, deploy=["avx2"])
+    assert not deployed.view.environment.startswith("avx2") and deployed.pick is not None
+    assert deployed.view.choices[deployed.model]["deploy"]["classes"] == ["avx2 (emulated)"]

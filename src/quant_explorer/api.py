@@ -184,7 +184,7 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
             calibration_n: int = DEFAULT_CALIBRATION_N, benchmark: bool | Any = False,
             artifacts_dir: str | Path | None = None, progress: bool = False, name: str | None = None,
             preprocessing: Preprocessing | None = None, objective: str | None = None, force: bool = False,
-            isa: str = "native") -> Exploration:
+            isa: str = "native", deploy: str | Iterable[str] = ()) -> Exploration:
     """Quantize `model` with each config, evaluate every result on every `evaluation` image, and pick one.
 
     model: a `torch.nn.Module` in eval mode (what torch.export and the ONNX exporter take), a path to an FP32
@@ -205,6 +205,8 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
     isa: score as this CPU class, emulated, as the CLI's `--isa` (ONNX Runtime, the eager engine and FP32 under
         qemu-user as a CPU of the class; PT2E only where ONEDNN_MAX_CPU_ISA named it before PyTorch started, else
         not measured); emulated rows are never timed.
+    deploy: CPU classes the pick must hold on (e.g. ["avx2"]): each is also explored, emulated as with `isa`, and
+        the pick is a member of the confidence set on every one that measured it (`summary --deploy`).
     """
     from .analysis.summary import load_view
     from .configs import get_config
@@ -218,6 +220,10 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
 
     if isa != "native" and benchmark:
         raise UserError("benchmark=True with isa: emulated rows are never timed (their speed is the emulator's)")
+    deploy = [deploy] if isinstance(deploy, str) else list(deploy)
+    for cls in deploy:  # a class this machine cannot emulate is refused before any work
+        with emulating(cls):
+            pass
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise UserError("seeds must be at least 1")
@@ -244,12 +250,22 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
             say(f"timing {len(chosen)} configs of {loaded.name} (seed {seed_list[0]})")
             bench_and_record(loaded, chosen[1:], data, calibration_n, seed_list[0], settings, results,
                              bench_file(loaded.name), log=say)
+        for cls in deploy:
+            with emulating(cls):
+                for key, row, reused in run_sweep([loaded], chosen, data, calibration_n, seed_list, results, force,
+                                                  notify=say):
+                    keys.append(key)
+                    say(f"{loaded.name} as {cls}: {_row_text(row)}" + (" (stored)" if reused else ""))
         stored = Results.load(results)
     fingerprint = data.test.fingerprint
     subset = Results({k: stored.rows[k] for k in dict.fromkeys(keys) if k in stored.rows},
                      {fingerprint: stored.datasets.get(fingerprint, data.test.record())})
     with _artifacts(artifacts_dir):  # the labels the intervals pair on are cached there
         view = load_view(subset, dataset=fingerprint, objective=objective or ("latency" if benchmark else "size"))
+        if deploy:
+            from .analysis.deploy import deployment
+
+            deployment(view, subset, deploy)
     rows = _rows(view, loaded.name, chosen)
     choice = view.choices.get(loaded.name) or {}
     pick = None

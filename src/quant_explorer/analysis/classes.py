@@ -86,7 +86,7 @@ def matrix(views: list[View]) -> dict[str, dict]:
             shipped = {c["runtime"] for c in cells.values() if c and c["kind"] != OLDER}
             for c in (c for c in cells.values() if c):
                 c["note"] = ("another recipe" if not c["same_recipe"] else f"in {c['runtime']}, not as shipped"
-                             if c["kind"] == OLDER and shipped and c["runtime"] not in shipped else None)
+                             if c["kind"] == OLDER and c["runtime"] not in shipped else None)
             measured = [c for c in cells.values() if c and not c["note"]]
             cells["depends_on_class"] = any(a["ci_pp"][1] < b["ci_pp"][0] for a in measured for b in measured)
     return out
