@@ -1,5 +1,5 @@
-"""Lower CPU classes emulated on a higher one: refused above the host, keyed apart from native rows, 'not measured'
-where a runtime cannot be capped, and equal to what a CPU of that class measures natively."""
+"""Lower CPU classes emulated on a higher one by oneDNN's cap: refused above the host, keyed apart from native rows,
+and equal to what a CPU of that class measures natively (qemu's side: test_emulation.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from quant_explorer import identity
-from quant_explorer.backends import Calibration, quantize
-from quant_explorer.configs import get_config
-from quant_explorer.errors import NotApplicable, UserError
+from quant_explorer.errors import UserError
 
 from .conftest import SUBSET
 
@@ -48,19 +46,6 @@ def test_a_class_above_the_host_or_unknown_is_refused_in_one_line(host, isa, wor
     with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)")):
         identity.emulate(isa)
     assert identity.ISA_ENV not in os.environ
-
-
-def test_a_runtime_without_an_isa_cap_is_not_measured_never_guessed(host, monkeypatch, tmp_path):
-    from quant_explorer.data import load_split
-
-    from .conftest import random_model, write_image_folder
-
-    images = load_split(write_image_folder(tmp_path / "data", n_train=20, n_test=10), "train")
-    model = random_model("cifar_cnn", images.images)
-    monkeypatch.setenv(identity.ISA_ENV, "avx2")  # the identity's side of the emulation: no oneDNN cap needed here
-    with pytest.raises(NotApplicable, match="not measured on avx2: onnxruntime"):
-        quantize(model, get_config("ort_u8_minmax_qdq_per_channel"), Calibration(images, model.preprocessing, 0),
-                 tmp_path)
 
 
 def _native(model: str, config: str, seed: int, isa: str) -> list[int]:
@@ -99,7 +84,7 @@ print(json.dumps({field: getattr(row, field) for field in ("identity", "runtime"
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_emulated_avx2_scores_what_an_avx2_cpu_measured(tmp_path):
-    if "avx2" not in identity.EMULATES.get(identity.cpu_class(identity.cpu_info()), ()):
+    if "avx2" not in identity.CAPPED.get(identity.cpu_class(identity.cpu_info()), ()):
         pytest.skip(f"this CPU ({identity.cpu_class(identity.cpu_info())}) cannot emulate avx2")
     native = _native("cifar_cnn", "pt2e_u8_per_channel_histogram", 0, "avx2")
     if not native:
@@ -117,9 +102,9 @@ def test_emulated_avx2_scores_what_an_avx2_cpu_measured(tmp_path):
 @pytest.mark.process
 def test_a_ray_cluster_cannot_be_asked_to_emulate_a_class():
     """Its workers would not inherit the oneDNN cap: refused in one line before any work."""
-    if not identity.EMULATES.get(identity.cpu_class(identity.cpu_info())):
+    if not identity.emulable():
         pytest.skip("this CPU emulates no lower class")
-    below = identity.EMULATES[identity.cpu_class(identity.cpu_info())][-1]
+    below = identity.emulable()[0]
     run = subprocess.run([sys.executable, "-c", "from quant_explorer.cli import main; main()", "sweep", "--isa", below,
                           "--executor", "ray"], capture_output=True, text=True, timeout=120,
                          env={k: v for k, v in os.environ.items() if k != identity.ISA_ENV})

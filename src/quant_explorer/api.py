@@ -205,8 +205,8 @@ def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
 def explore(model, calibration, evaluation, configs: str | Iterable[str] | None = None, seeds: int | Iterable[int] = 5,
             calibration_n: int = DEFAULT_CALIBRATION_N, benchmark: bool | Any = False,
             artifacts_dir: str | Path | None = None, progress: bool = False, name: str | None = None,
-            preprocessing: Preprocessing | None = None, objective: str | None = None, force: bool = False
-            ) -> Exploration:
+            preprocessing: Preprocessing | None = None, objective: str | None = None, force: bool = False,
+            isa: str = "native", deploy: str | Iterable[str] = ()) -> Exploration:
     """Quantize `model` with each config, evaluate every result on every `evaluation` image, and pick one.
 
     model: a `torch.nn.Module` in eval mode (what torch.export and the ONNX exporter take), a path to an FP32
@@ -224,16 +224,28 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
     progress: one line per row on stderr. name: the model's name in the results (default: its class name).
     objective: what the pick optimizes: latency, throughput or size (default latency when benchmarked, else size).
     force: recompute rows already stored (else rows measured alike are reused, as the sweep does).
+    isa: score as this CPU class, emulated, as the CLI's `--isa` (ONNX Runtime, the eager engine and FP32 under
+        qemu-user as a CPU of the class; PT2E only where ONEDNN_MAX_CPU_ISA named it before PyTorch started, else
+        not measured); emulated rows are never timed.
+    deploy: CPU classes the pick must hold on (e.g. ["avx2"]): each is also explored, emulated as with `isa`, and
+        the pick is a member of the confidence set on every one that measured it (`summary --deploy`).
     """
     from .analysis.summary import load_view
     from .configs import get_config
     from .experiment import FP32
     from .files import remove_leftovers
+    from .identity import emulating
     from .paths import artifacts_dir as current_artifacts
     from .paths import results_file
     from .results import Results, check_writable
     from .sweep import run_sweep
 
+    if isa != "native" and benchmark:
+        raise UserError("benchmark=True with isa: emulated rows are never timed (their speed is the emulator's)")
+    deploy = [deploy] if isinstance(deploy, str) else list(deploy)
+    for cls in deploy:  # a class this machine cannot emulate is refused before any work
+        with emulating(cls):
+            pass
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise UserError("seeds must be at least 1")
@@ -243,7 +255,7 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
     loaded, data = prepare(model, calibration, evaluation, name, preprocessing)
     if any(c.is_static for c in chosen):
         check_calibration(data, calibration_n, seed_list)
-    with _artifacts(artifacts_dir):
+    with _artifacts(artifacts_dir), emulating(isa):
         remove_leftovers(current_artifacts())
         results = results_file()
         check_writable(results)
@@ -260,12 +272,22 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
             say(f"timing {len(chosen)} configs of {loaded.name} (seed {seed_list[0]})")
             bench_and_record(loaded, chosen[1:], data, calibration_n, seed_list[0], settings, results,
                              bench_file(loaded.name), log=say)
+        for cls in deploy:
+            with emulating(cls):
+                for key, row, reused in run_sweep([loaded], chosen, data, calibration_n, seed_list, results, force,
+                                                  notify=say):
+                    keys.append(key)
+                    say(f"{loaded.name} as {cls}: {_row_text(row)}" + (" (stored)" if reused else ""))
         stored = Results.load(results)
     fingerprint = data.test.fingerprint
     subset = Results({k: stored.rows[k] for k in dict.fromkeys(keys) if k in stored.rows},
                      {fingerprint: stored.datasets.get(fingerprint, data.test.record())})
     with _artifacts(artifacts_dir):  # the labels the intervals pair on are cached there
         view = load_view(subset, dataset=fingerprint, objective=objective or ("latency" if benchmark else "size"))
+        if deploy:
+            from .analysis.deploy import deployment
+
+            deployment(view, subset, deploy)
     rows = _rows(view, loaded.name, chosen)
     choice = view.choices.get(loaded.name) or {}
     pick = None
@@ -329,13 +351,15 @@ class Quantized:
 @quietly
 def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int = DEFAULT_CALIBRATION_N,
              artifacts_dir: str | Path | None = None, name: str | None = None,
-             preprocessing: Preprocessing | None = None) -> Quantized:
+             preprocessing: Preprocessing | None = None, isa: str = "native") -> Quantized:
     """Quantize `model` (an nn.Module in eval mode, or an .onnx path) with one config, calibrated on a stratified
     draw (`seed`) of `calibration_n` images of `calibration` (a Dataset of preprocessed (tensor, label) pairs, or
-    an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply."""
+    an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply.
+    `isa`: the returned model runs as a CPU of that class, emulated (as `explore`'s)."""
     from .backends import quantize as apply
     from .configs import get_config
     from .experiment import build_identity, make_calibration, workdir_for
+    from .identity import emulating
 
     chosen = get_config(config)
     loaded, data = prepare(model, calibration, calibration, name, preprocessing)
@@ -343,8 +367,8 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
     if chosen.is_static:
         check_calibration(data, calibration_n, [seed])
         cal = make_calibration(loaded, data, calibration_n, seed)  # the sweep's draw of the same seed
-    identity = build_identity(loaded, chosen, cal.describe() if cal else None, None)
-    with _artifacts(artifacts_dir):
+    with _artifacts(artifacts_dir), emulating(isa):
+        identity = build_identity(loaded, chosen, cal.describe() if cal else None, None)
         built = apply(loaded, chosen, cal, workdir_for(loaded, chosen, cal, identity))
         # Built and run at batch 1 and 2 (compiled, where it compiles, for a single image and for any batch) while
         # the artifacts directory is the one asked for and third-party noise is muted; a graph that hard-codes

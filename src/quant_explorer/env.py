@@ -7,7 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+SIMD_FLAGS = ("sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
+              "amx_bf16")
 LIBRARIES = ("torch", "torchvision", "torchao", "onnx", "onnxruntime", "onnx2torch", "numpy")
 
 
@@ -43,8 +44,13 @@ def environment(threads: int) -> dict:
 
 
 def u8s8_saturation_warning(activation_dtype: str | None, weight_dtype: str | None, reduce_range: bool) -> str | None:
-    """x86 u8s8 kernels without VNNI sum pairs of u8*s8 products in int16 (vpmaddubsw), which saturates."""
-    if activation_dtype == "uint8" and weight_dtype == "int8" and not reduce_range and not cpu_info()["vnni"]:
+    """x86 u8s8 kernels without VNNI sum pairs of u8*s8 products in int16 (vpmaddubsw), which saturates: on this CPU,
+    or on the class this process emulates (`identity.ISA_ENV`)."""
+    import os
+
+    emulated = os.environ.get("QUANT_EXPLORER_ISA")
+    vnni = emulated not in ("avx2", "avx512") if emulated else cpu_info()["vnni"]  # sse4's MLAS kernels widen: exact
+    if activation_dtype == "uint8" and weight_dtype == "int8" and not reduce_range and not vnni:
         return ("uint8 activations x int8 weights without reduce_range on a CPU without VNNI: int8 kernels can "
                 "saturate (expect a loss of points); prefer the _rr variant or int8 activations")
     return None

@@ -18,14 +18,14 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .backends import Calibration, QuantizedModel, RuntimeBuild, get_backend, quantize, recipe
+from .backends import Calibration, QuantizedModel, RuntimeBuild, emulation, get_backend, quantize, recipe
 from .configs import CONFIGS, REFERENCE, QuantConfig
 from .data import EvalData, ImageSet, cache_dir, calibration_indices, calibration_set, resolve_data_dir
 from .env import environment
 from .errors import NotApplicable, UserError, did_you_mean, first_line, one_line
 from .evaluate import evaluate
 from .files import remove_leftovers
-from .identity import identity_hash, make_identity
+from .identity import emulated_class, identity_hash, make_identity
 from .models import LoadedModel
 from .paths import artifacts_dir, models_dir
 from .results import check_writable, encode_classes, entry_key
@@ -134,9 +134,11 @@ def row_identity(model: LoadedModel, config: QuantConfig, data: EvalData, calibr
 
 def build_identity(model: LoadedModel, config: QuantConfig, sample: dict | None, evaluation: dict | None) -> dict:
     """A row's identity from the calibration sample it draws (`Calibration.describe()`) and the evaluation set it is
-    scored on (None: a model built but not scored, as `api.quantize` builds one)."""
+    scored on (None: a model built but not scored, as `api.quantize` builds one); as an emulated CPU class, how it is
+    emulated (`backends.emulation`)."""
     return {**make_identity(model.name, model.weights_sha256, evaluation or {"fingerprint": None, "n_images": 0},
-                            config.record(), recipe(config.backend), sample),
+                            config.record(), recipe(config.backend), sample,
+                            emulation(config.backend) if emulated_class() else None),
             "preprocessing": model.preprocessing.to_dict()}
 
 

@@ -11,13 +11,18 @@ ISA: without VNNI they multiply with vpmaddubsw, whose int16 pair sums saturate 
 ResNet8), with AVX-VNNI or AVX512-VNNI they use vpdpbusd (exact int32 sums), with AMX tile instructions.
 Each of those is its own class; two CPUs of one class give the same predictions.
 
-A lower class can be emulated on a higher one (`emulate`): oneDNN's dispatcher cap (ONEDNN_MAX_CPU_ISA, read when
-oneDNN first runs) makes PyTorch's oneDNN kernels those of the lower class, instruction for instruction. Rows made
-so carry that class and `"emulated": true`, which keeps them apart from native rows of it.
+A lower class can be emulated on a higher one (`emulate`), by one of two methods, per backend
+(`backends.emulation`): oneDNN's dispatcher cap (ONEDNN_MAX_CPU_ISA, read when oneDNN first runs) makes PyTorch's
+oneDNN kernels those of the lower class, instruction for instruction (PT2E; FP32 where qemu is absent); qemu-user
+runs the shipped runtime's evaluation as a CPU model of the class (`emulation.py`: ONNX Runtime, the eager x86
+engine, FP32 in ONNX Runtime). Rows made so carry that class, `"emulated": true` and the method (`"emulation"`),
+which keeps them apart from native rows of it. Rows made before the method was recorded were all made by oneDNN's
+cap, and the hash leaves that method out: their keys stay as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,15 +30,18 @@ import os
 import numpy as np
 import torch
 
+from . import emulation
+from .emulation import INSTALL, QEMU_CPU
 from .env import cpu_info, library_versions
 from .errors import UserError
 
 VERSIONED = ("onnxruntime", "torch", "torchao", "onnx", "numpy")  # the libraries that make the numbers
 # (class, the flags it needs): the first that the CPU has all flags of is its class
 CPU_CLASSES = (("amx", ("amx_int8",)), ("avx512-vnni", ("avx512_vnni",)), ("avx-vnni", ("avx_vnni",)),
-               ("avx512", ("avx512bw",)), ("avx2", ("avx2",)))
+               ("avx512", ("avx512bw",)), ("avx2", ("avx2",)), ("sse4", ("sse4_2",)))
 # identity field -> how a mismatch is said ("computed on another CPU class (avx2)"), in the order they are told
 FIELD_WORDS = {"cpu_class": "on another CPU class", "emulated": "on an emulated CPU class",
+               "emulation": "by another emulation method",
                "versions": "with other library versions",
                "model_weights_sha256": "with other weights of the model", "dataset": "on another evaluation set",
                "calibration_pool": "calibrated from another training split", "config": "with another config record",
@@ -44,8 +52,10 @@ LEGACY = "by an older quant-explorer (no identity or per-image predictions)"
 ISA_ENV = "QUANT_EXPLORER_ISA"  # the CPU class this process emulates (set by `emulate`, inherited by workers)
 ONEDNN_ISA = {"avx2": "AVX2", "avx-vnni": "AVX2_VNNI", "avx512": "AVX512_CORE", "avx512-vnni": "AVX512_CORE_VNNI",
               "amx": "AVX512_CORE_AMX"}  # class -> oneDNN's name for its highest ISA
-EMULATES = {"amx": ("avx512-vnni", "avx-vnni", "avx512", "avx2"), "avx512-vnni": ("avx512", "avx2"),
-            "avx-vnni": ("avx2",), "avx512": ("avx2",), "avx2": ()}  # what each class's instructions include
+# The classes oneDNN's cap emulates on each class (what its instructions include); qemu adds `QEMU_CPU`'s below it.
+CAPPED = {"amx": ("avx512-vnni", "avx-vnni", "avx512", "avx2"), "avx512-vnni": ("avx512", "avx2"),
+          "avx-vnni": ("avx2",), "avx512": ("avx2",), "avx2": (), "sse4": ()}
+CAP = "oneDNN cap"  # the method of every emulated row made before the method was recorded (left out of the hash)
 
 
 def cpu_class(cpu: dict | None = None) -> str:
@@ -61,20 +71,65 @@ def emulated_class() -> str | None:
     return os.environ.get(ISA_ENV) or None
 
 
-def emulate(isa: str) -> str | None:
+def below(host: str) -> tuple[str, ...]:
+    """The classes under `host`: what a CPU of it can emulate, by oneDNN's cap or by qemu (`QEMU_CPU`)."""
+    names = [name for name, _ in CPU_CLASSES]
+    lower = names[names.index(host) + 1:] if host in names else []
+    return (*CAPPED.get(host, ()), *(c for c in QEMU_CPU if c in lower and c not in CAPPED.get(host, ())))
+
+
+def emulable(host: str | None = None) -> tuple[str, ...]:
+    """The classes this machine can emulate (`host`: its class): qemu's only where qemu-user is installed."""
+    host = host or cpu_class(cpu_info())
+    return tuple(c for c in below(host) if c in CAPPED.get(host, ()) or emulation.qemu_path())
+
+
+def emulate(isa: str, check: bool = False) -> str | None:
     """Run this process (and the workers it starts) as CPU class `isa`: 'native', this CPU's own class, or one
-    below it. Call before any model work: oneDNN reads its cap once. Returns the emulated class, or None."""
+    below it. Call before any model work: oneDNN reads its cap once. `check`: start qemu once to see it is that class
+    (`emulation.probe`, a second). Returns the emulated class, or None."""
+    if not _emulable(isa):
+        return None
+    if check and isa in QEMU_CPU and emulation.qemu_path():
+        emulation.probe(isa)
+    if isa in ONEDNN_ISA:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA[isa]
+    os.environ[ISA_ENV] = isa
+    return isa
+
+
+@contextlib.contextmanager
+def emulating(isa: str):
+    """This process as class `isa` for the duration (the Python API's `isa`): qemu's runtimes run as that CPU; oneDNN's
+    cap only where ONEDNN_MAX_CPU_ISA named the class before PyTorch started (oneDNN reads it once), else the
+    backends it emulates are not measured (`backends.emulation`)."""
+    previous = os.environ.get(ISA_ENV)
+    if _emulable(isa):
+        os.environ[ISA_ENV] = isa
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(ISA_ENV, None)
+        else:
+            os.environ[ISA_ENV] = previous
+
+
+def _emulable(isa: str) -> bool:
+    """False for 'native' and this CPU's own class, True for a class this machine can emulate, else one line why."""
     host = cpu_class(cpu_info())
     if isa in ("native", host):
-        return None
-    if isa not in ONEDNN_ISA:
-        raise UserError(f"--isa {isa!r} is not a CPU class: choose native or one of {', '.join(ONEDNN_ISA)}")
-    if isa not in EMULATES.get(host, ()):
-        below = ", ".join(EMULATES.get(host, ())) or "none"
-        raise UserError(f"--isa {isa} is not below this CPU's class ({host}): a CPU runs only instructions it has; "
-                        f"classes it can emulate: {below}")
-    os.environ["ONEDNN_MAX_CPU_ISA"], os.environ[ISA_ENV] = ONEDNN_ISA[isa], isa
-    return isa
+        return False
+    known = [name for name, _ in CPU_CLASSES]
+    if isa not in known:
+        raise UserError(f"--isa {isa!r} is not a CPU class: choose native or one of {', '.join(known)}")
+    if isa not in below(host):
+        lower = ", ".join(emulable(host)) or "none"
+        raise UserError(f"--isa {isa} is not below this CPU's class ({host}): a CPU runs only instructions it has "
+                        f"(and qemu emulates no AVX-512 or VNNI CPU); classes it can emulate: {lower}")
+    if isa not in emulable(host):
+        raise UserError(f"--isa {isa} is emulated by qemu-user, which is not installed: {INSTALL}")
+    return True
 
 
 def versions() -> dict:
@@ -102,20 +157,30 @@ def environment_id(identity: dict) -> str:
 
 
 def make_identity(model_name: str, weights_sha256: str, dataset: dict, config: dict, recipe: str,
-                  calibration: dict | None) -> dict:
+                  calibration: dict | None, emulation: str | None = None) -> dict:
     """The identity of one result row; `dataset` and `calibration` carry their fingerprints, `recipe` the hash
-    version of the backend's code (`backends.recipe`)."""
+    version of the backend's code (`backends.recipe`), `emulation` how the emulated class runs its kernels
+    (`backends.emulation`: None where it is not measured)."""
     return {"model": model_name, "model_weights_sha256": weights_sha256,
             "dataset": {k: dataset[k] for k in ("fingerprint", "n_images")},
             "calibration_pool": calibration["pool_fingerprint"] if calibration else None,
             "calibration": [calibration["calibration_n"], calibration["calibration_seed"]] if calibration else None,
             "calibration_sample": calibration["calibration_images_sha256"] if calibration else None,
             "config": config_hash(config), "recipe": recipe, "cpu_class": cpu_class(), "versions": versions(),
-            **({"emulated": True} if emulated_class() else {})}
+            **({"emulated": True, "emulation": emulation} if emulated_class() else {})}
 
 
 def identity_hash(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    """sha256 (12 hex digits) of the identity; the method of rows made by oneDNN's cap is left out, as rows made
+    before it was recorded have none (their keys stay)."""
+    hashed = {k: v for k, v in identity.items() if (k, v) != ("emulation", CAP)}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def emulation_of(identity: dict) -> str | None:
+    """How a row's class was emulated: its `emulation`, oneDNN's cap for emulated rows made before it was recorded,
+    None for native rows."""
+    return identity.get("emulation", CAP) if identity.get("emulated") else None
 
 
 def legacy_identity(entry: dict) -> dict:

@@ -5,8 +5,10 @@
 2. every seed: the other calibration draws (the first is reused), so intervals cover the draw too;
 3. studies: the report's calibration-size and per-layer studies, one per worker (they reuse the sweep's rows);
 4. speed: each shipped model's bench (reused when the same rows were timed alike on this CPU);
-5. CPU classes: the default sweep once per lower class this CPU can emulate (a child process each: oneDNN
-   reads its cap once per process);
+5. CPU classes: avx2, where this CPU is above it, so the answer speaks for the CPUs without VNNI that int8 loses
+   most on: each model's confidence-set members (FP32 beside them) on the first calibration draw, in a child process
+   per model (oneDNN reads its cap once per process; ONNX Runtime and the eager engine run under qemu). `make
+   classes` adds the other seeds, every config and every other class this CPU can emulate;
 6. report: pareto.md and the report again, from everything.
 
 Every phase reuses what is stored and current, so a rerun with nothing changed only checks. Rows run in a pool
@@ -29,6 +31,10 @@ PHASES = ("first answer", "every seed", "studies", "speed", "CPU classes", "repo
 # times 200 and 20 over 20): the medians move by less than the noise between runs, and each model's bench takes
 # about half the time (measured: the rounds' settling pauses and batch-256 runs were two thirds of it).
 BENCH = {"runs": 100, "batch_runs": 10, "rounds": 10}
+# The emulated classes `make run` answers for: avx2, where u8s8 kernels saturate (the class int8 loses most on, and
+# still most of the x86 fleet). The AVX-512 classes, sse4 and every config beyond the confidence sets are
+# `make classes`'s: a fresh clone's `make run` with four classes, every config, took 77 minutes on a busy AMX machine.
+CLASSES = ("avx2",)
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Job:
     seeds: list[int]
     studies: tuple = ()
     bench: object = None  # BenchSettings; None: no speed phase
-    classes: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()  # emulated classes: each model's confidence-set members are swept there
     calibration_n: int = 256
     data_dir: Path | None = None  # where the data came from, for the emulated child processes and the report
     workers: int | None = None
@@ -62,12 +68,11 @@ class Job:
     def default(cls, data_dir: Path | None = None, seeds: int | None = None, workers: int | None = None,
                 classes: bool = True) -> "Job":
         """Every shipped model, the default configs and seeds, the report's studies, benches as BENCH says,
-        and every CPU class below this one (oneDNN's cap)."""
+        and avx2 where this CPU can emulate it (`CLASSES`)."""
         from .bench import BenchSettings
         from .configs import CALIBRATION_N, DEFAULT_SEEDS, select_configs
-        from .env import cpu_info
         from .experiment import load_models, prepare
-        from .identity import EMULATES, cpu_class
+        from .identity import emulable
         from .models import SHIPPED
         from .paths import results_file
         from .studies import STUDIES
@@ -75,7 +80,7 @@ class Job:
         seed_list = list(range(seeds or DEFAULT_SEEDS))
         data = prepare(data_dir, [results_file()], CALIBRATION_N, seed_list, SHIPPED)
         return cls(load_models(list(SHIPPED), data=data), select_configs(), data, seed_list, tuple(STUDIES),
-                   BenchSettings(**BENCH), EMULATES.get(cpu_class(cpu_info()), ()) if classes else (),
+                   BenchSettings(**BENCH), tuple(c for c in CLASSES if c in emulable()) if classes else (),
                    CALIBRATION_N, data_dir, workers)
 
 
@@ -141,8 +146,9 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
         on_step(Step("speed", len(job.models), len(job.models)))
 
     def classes() -> None:
+        plan = _members(job) if job.classes else {}
         for isa in job.classes:
-            _emulated_sweep(isa, job, on_step, result)
+            _emulated_sweep(isa, job, plan, on_step, result)
 
     def first_answer() -> None:
         sweep("first answer", job.seeds[:1])
@@ -172,24 +178,48 @@ def _count(result: JobResult, phase: str, error: str | None, skipped: bool, what
         result.computed[phase] = result.computed.get(phase, 0) + 1
 
 
-def _emulated_sweep(isa: str, job: Job, on_step: Callable[[Step], None], result: JobResult) -> None:
-    """The default sweep as CPU class `isa`, in a child process (oneDNN reads its cap once per process); each line
-    it prints is a row done."""
-    total = len(job.models) * sum(len(job.seeds) if c.is_static else 1 for c in job.configs)
-    phase = f"CPU classes ({isa}, emulated)"
+def _members(job: Job) -> dict[str, list[str]]:
+    """Each model's configs in the confidence set for the best of this machine's view (identical recipes included:
+    they may part ways on another class), as far as the job sweeps them."""
+    from .analysis.summary import load_view
+    from .data import resolve_data_dir
+    from .paths import results_file
+    from .results import Results
+
+    view = load_view(Results.load(results_file()), dataset=job.data.test.fingerprint,
+                     data_dir=resolve_data_dir(job.data_dir))
+    names = {c.name for c in job.configs}
+    return {m.name: [c for c in view.choices.get(m.name, {}).get("best_set_with_identical", []) if c in names]
+            for m in job.models}
+
+
+def _emulated_sweep(isa: str, job: Job, plan: dict[str, list[str]], on_step: Callable[[Step], None],
+                    result: JobResult) -> None:
+    """Each model's configs of `plan` (with FP32) as CPU class `isa` on the first calibration draw (an emulated row
+    costs 20-70 s of CPU: every seed of every member is `make classes`'s), in a child process per model (oneDNN reads
+    its cap once per process; ONNX Runtime and the eager engine run in its emulated process); each line it prints is
+    a row done."""
+    from .configs import REFERENCE
+
+    total = sum(1 + len(names) for names in plan.values() if names)  # FP32 and each member, the first seed
+    phase, done = f"CPU classes ({isa}, emulated)", 0
     on_step(Step(phase, 0, total))
-    command = [sys.executable, "-m", "quant_explorer", "sweep", "--isa", isa, "--seeds", str(len(job.seeds)),
-               "--calibration-n", str(job.calibration_n), "--executor", "processes",
-               *(arg for m in job.models for arg in ("--model", m.name)),
-               *(arg for c in job.configs for arg in ("--configs", c.name)),
-               *(["--data-dir", str(job.data_dir)] if job.data_dir else [])]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "COLUMNS": "200"})
-    done = 0
-    for line in child.stdout:
-        if line.strip() and not line.startswith("seconds per stage"):
-            done += 1
-            on_step(Step(phase, min(done, total), total, line.split("  ")[0].strip()))
-    errors = child.stderr.read().strip()
-    if child.wait() != 0:
-        result.failed.append(f"sweep --isa {isa}: {errors.splitlines()[-1] if errors else f'exit {child.returncode}'}")
+    for model, names in plan.items():
+        if not names:
+            continue
+        command = [sys.executable, "-m", "quant_explorer", "sweep", "--isa", isa, "--seeds", "1",
+                   "--first-seed", str(job.seeds[0]),
+                   "--calibration-n", str(job.calibration_n), "--executor", "processes", "--model", model,
+                   "--configs", ",".join([REFERENCE, *names]),
+                   *(["--workers", str(job.workers)] if job.workers else []),
+                   *(["--data-dir", str(job.data_dir)] if job.data_dir else [])]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "COLUMNS": "200"})
+        for line in child.stdout:
+            if line.strip() and not line.startswith("seconds per stage"):
+                done += 1
+                on_step(Step(phase, min(done, total), total, line.split("  ")[0].strip()))
+        errors = child.stderr.read().strip()
+        if child.wait() != 0:
+            result.failed.append(f"sweep --isa {isa} --model {model}: "
+                                 f"{errors.splitlines()[-1] if errors else f'exit {child.returncode}'}")

@@ -115,6 +115,21 @@ def _pick(members: list[PooledRow], objective: str, fp32: PooledRow | None) -> t
     return pick, said
 
 
+def pick_among(view: View, members: list[PooledRow]) -> tuple[PooledRow, list[str]]:
+    """The pick among `members` (one model's, in the confidence set), and the sentences that say why: a member that
+    loses a class detectably is a worse thing to ship than its mean says, picked only if all do; then the best on
+    the view's objective. `choose` calls it on the set, `deploy.py` on the members that hold on every class."""
+    model = members[0].model
+    fp32 = next((r for r in view.rows if r.model == model and not is_quantized(r)), None)
+    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in members}
+    whole = [r for r in members if not losing[r.config_name]] or members
+    pick, said = _pick(whole, view.objective, fp32)
+    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in members if r not in whole]
+    return pick, [*([f"{len(set_aside)} of them {'loses' if len(set_aside) == 1 else 'lose'} a class detectably "
+                     f"({CORRECTION_NAME} over the classes) and {'is' if len(set_aside) == 1 else 'are'} not picked: "
+                     f"{'; '.join(set_aside)}"] if set_aside else []), *said]
+
+
 def choose(view: View, model: str) -> dict:
     """One model's confidence set for the best, its identical recipes, the pick on the view's objective and the
     rule in words."""
@@ -152,21 +167,13 @@ def choose(view: View, model: str) -> dict:
     members = [r for r in scored if r.in_best_set]
     # Every config of the set is a candidate, a recipe's twins included: a twin can be the smaller or faster file.
     candidates = [r for r in rows if r.in_best_set]
-    fp32 = next((r for r in view.rows if r.model == model and not is_quantized(r)), None)
-    # A member that loses a class detectably is a worse thing to ship than its mean says: picked only if all do.
-    losing = {r.config_name: [c for c, v in per_class(view, r).items() if v["losing"]] for r in candidates}
-    whole = [r for r in candidates if not losing[r.config_name]] or candidates
-    pick, said = _pick(whole, view.objective, fp32)
-    set_aside = [f"{r.config_name} ({', '.join(losing[r.config_name])})" for r in candidates if r not in whole]
+    pick, said = pick_among(view, candidates)
     counted = (f"{len(members)} of {len(scored)} configs" if not twin_of else
                f"{len(members)} of {len(scored)} recipes ({len(candidates)} of {len(scored) + len(twin_of)} configs, "
                "those with identical predictions counted as one recipe)")
     rule = [f"{counted} are in the {level_text()} confidence set for the best "
             f"(multiple comparisons with the best over all {len(scored)}: no other config beats them by more than "
-            "the noise allows, family-wise)",
-            *([f"{len(set_aside)} of them {'loses' if len(set_aside) == 1 else 'lose'} a class detectably "
-               f"({CORRECTION_NAME} over the classes) and {'is' if len(set_aside) == 1 else 'are'} not picked: "
-               f"{'; '.join(set_aside)}"] if set_aside else []), *said]
+            "the noise allows, family-wise)", *said]
     if unscored:
         rule.append(f"not candidates (no per-image predictions): {', '.join(unscored)}")
     failed = not_scored(view, model)

@@ -88,6 +88,16 @@ def seed_prior(rows: list[Row], labels: np.ndarray, fp32: np.ndarray) -> tuple[f
                           for found in by_config.values() if len(found) > 1])
 
 
+def superseded_out(problems: list[Problem], scored: dict[str, Row]) -> list[Problem]:
+    """The unscored rows (failed, not applicable) that still say something: not those of a (model, config, seed)
+    that a newer row scored, or a newer unscored row speaks for (a class not measured before, measured now)."""
+    newest: dict[tuple, str] = {}
+    for row in [*scored.values(), *problems]:
+        draw = (row.model, row.config_name, row.seed)
+        newest[draw] = max(newest.get(draw, ""), row.created or "")
+    return [p for p in problems if (p.created or "") >= newest[(p.model, p.config_name, p.seed)]]
+
+
 def load_view(results: Results | dict, environment: str | None = None, dataset: str | None = None,
               seeds: Seeds | set[int] | None = None, objective: str = "latency",
               data_dir: Path | None = None) -> View:
@@ -116,6 +126,7 @@ def load_view(results: Results | dict, environment: str | None = None, dataset: 
         else:
             problems.append(Problem(**vars(row), key=key))
     mine, stale, missing_fp32 = one_identity(mine)
+    problems = superseded_out(problems, mine)
     labels, label_note = evaluation_labels(record, chosen["dataset"], list(mine.values()), data_dir)
     notes += missing_fp32 + ([label_note] if label_note else [])
     groups: dict[tuple[str, str], dict[str, Row]] = defaultdict(dict)

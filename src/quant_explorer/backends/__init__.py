@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 
+from .. import emulation as emulator
 from ..configs import QuantConfig
+from ..emulation import INSTALL, QEMU_CPU, emulated_runner, method
 from ..errors import NotApplicable
-from ..identity import emulated_class
+from ..identity import CAP, ONEDNN_ISA, emulated_class
 from ..models import LoadedModel
 from ..runtimes import Runtime
 from . import eager, fp32, ort, pt2e  # noqa: F401  (each registers its backend; this order is the registry's)
@@ -32,7 +35,7 @@ from .base import (
 )
 
 __all__ = ["BACKENDS", "Backend", "Calibration", "LayerVariants", "QuantizedModel", "RuntimeBuild", "emulated_runtime",
-           "get_backend", "quantize", "recipe", "recipe_source", "register", "runtime_info", "unregister"]
+           "emulation", "get_backend", "quantize", "recipe", "recipe_source", "register", "runtime_info", "unregister"]
 
 # The modules every backend's numbers go through: the runtimes' code (not their records) and the evaluator.
 SHARED_RECIPE = ("quant_explorer.runtimes.export", "quant_explorer.runtimes.inductor_patches",
@@ -61,29 +64,67 @@ def runtime_info(name: str) -> Runtime | None:
     return next((r for b in BACKENDS.values() for r in b.runtimes if r.name == name), None)
 
 
+def emulation(name: str) -> str | None:
+    """How backend `name`'s shipped kernels run as the emulated CPU class, None where they cannot (then its rows say
+    "not measured", never a guess): oneDNN's cap where its runtimes obey it and it was set before oneDNN ran (PT2E;
+    FP32 in eager PyTorch, whose predictions no class changes: 0 of 1,017 differ between AVX2, AVX-512 VNNI and the
+    capped run on each shipped model), which needs no emulator; else qemu's CPU model of the class, where it has one,
+    qemu-user is installed and a runtime of the backend loads its artifact there (`Runtime.loader`: ONNX Runtime, the
+    eager x86 engine; FP32 on sse4, which oneDNN's cap has no level for)."""
+    isa, runtimes = emulated_class(), get_backend(name).runtimes
+    if isa in ONEDNN_ISA and os.environ.get("ONEDNN_MAX_CPU_ISA") == ONEDNN_ISA[isa] and any(
+            r.isa_capped for r in runtimes):  # set by `identity.emulate` before oneDNN ran, or by whoever started us
+        return CAP
+    if isa in QEMU_CPU and emulator.qemu_path() and any(r.loader for r in runtimes):
+        return method(isa)
+    return None
+
+
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
-    """Apply `config` to `model`; `workdir` receives the artifact. Raises NotApplicable with a one-line why."""
+    """Apply `config` to `model`; `workdir` receives the artifact. Raises NotApplicable with a one-line why. As an
+    emulated class, calibration stays native (it builds the same artifact) and the shipped runtime is the emulated
+    one (`emulated_runtime`)."""
     backend = get_backend(config.backend)
-    if emulated_class() and not any(r.isa_capped for r in backend.runtimes):
-        raise NotApplicable(_not_measured(", ".join(r.name for r in backend.runtimes)))
+    how = emulation(backend.name) if emulated_class() else None
+    if emulated_class() and how is None:
+        raise NotApplicable(_not_measured(backend))
     workdir.mkdir(parents=True, exist_ok=True)
     quantized = backend.quantize(model, config, calibration, workdir)
-    if emulated_class():
-        quantized.runtime = emulated_runtime(quantized)
+    if how:
+        quantized.runtime = emulated_runtime(quantized, how)
     return quantized
 
 
-def _not_measured(runtimes: str) -> str:
-    return (f"not measured on {emulated_class()}: {runtimes} pick their int8 kernels by CPUID with no runtime cap, so "
-            "this class cannot be emulated for them (never guessed)")
+def _not_measured(backend: Backend) -> str:
+    isa, runtimes = emulated_class(), ", ".join(r.name for r in backend.runtimes)
+    if isa in QEMU_CPU and any(r.loader for r in backend.runtimes):
+        return f"not measured: qemu-user is not installed ({INSTALL}), and {runtimes} run as {isa} only in it"
+    if isa in QEMU_CPU and isa not in ONEDNN_ISA:
+        return (f"not measured on {isa}: {runtimes} load in no emulated process, and oneDNN's cap has no {isa} level "
+                "(never guessed)")
+    if any(r.isa_capped for r in backend.runtimes):
+        return (f"not measured on {isa}: oneDNN's cap ({runtimes}) must be set before PyTorch starts "
+                f"(ONEDNN_MAX_CPU_ISA={ONEDNN_ISA[isa]}, as `quant-explorer sweep --isa {isa}` does)")
+    return (f"not measured on {isa}: {runtimes} pick their int8 kernels by CPUID with no runtime cap, and qemu "
+            "emulates no AVX-512 or VNNI CPU, so this class cannot be emulated for them (never guessed)")
 
 
-def emulated_runtime(quantized: QuantizedModel) -> str:
-    """Under an emulated CPU class, the runtime scored: the shipped one where its kernels obey the ISA cap, else the
-    first other shipped-kind (timed) runtime that does (FP32: eager PyTorch on oneDNN); none: not measured."""
+def emulated_runtime(quantized: QuantizedModel, how: str) -> str:
+    """Under an emulated CPU class, the runtime scored. qemu: the shipped one, its evaluation run in the emulated
+    process (`emulation.emulated_runner`, never timed). oneDNN's cap: the shipped one where its kernels obey the cap,
+    else the first other shipped-kind (timed) runtime that does (FP32: eager PyTorch); none: not measured."""
+    isa = emulated_class()
+    if how != CAP:
+        record, build = runtime_info(quantized.runtime), quantized.runtimes[quantized.runtime]
+        if record is None or record.loader is None:
+            raise NotApplicable(f"not measured on {isa}: {quantized.runtime} does not load in an emulated process")
+        artifact = build.artifact or quantized.path
+        quantized.runtimes[quantized.runtime] = RuntimeBuild(
+            lambda threads: emulated_runner(isa, record.loader, artifact, threads), timed=False)
+        return quantized.runtime
     capped = [name for name, build in quantized.runtimes.items()
               if build.timed and getattr(runtime_info(name), "isa_capped", False)]
     if not capped:
-        raise NotApplicable(_not_measured(quantized.runtime))
+        raise NotApplicable(f"not measured on {isa}: {quantized.runtime} picks its int8 kernels by CPUID with no "
+                            "runtime cap (never guessed)")
     return quantized.runtime if quantized.runtime in capped else capped[0]
-

@@ -29,7 +29,8 @@ EXACT_ENGINE = "qnnpack"
 X86_ENGINE = "x86"
 RUNTIMES = (Runtime(EXACT_ENGINE, "the qnnpack quantized engine (exact int32 accumulation)", TORCH.name,
                     load=TORCHSCRIPT_LOAD),
-            Runtime(X86_ENGINE, "the x86 (fbgemm/oneDNN) quantized engine", TORCH.name, load=TORCHSCRIPT_LOAD))
+            Runtime(X86_ENGINE, "the x86 (fbgemm/oneDNN) quantized engine", TORCH.name, load=TORCHSCRIPT_LOAD,
+                    loader="quant_explorer.runtimes.torch_runners:torchscript_runner"))
 # The engine a user of this machine ships: x86's where the CPU is x86, qnnpack (ARM's) elsewhere.
 SHIPPED_ENGINE = X86_ENGINE if platform.machine().lower() in ("x86_64", "amd64", "i686") else EXACT_ENGINE
 QUANT_RANGES = {torch.quint8: (0, 255), torch.qint8: (-128, 127)}

@@ -21,7 +21,7 @@ def row_line(row: Row) -> str:
     reference = row.reference or {}
     simulated = f"; float reference {100 * reference['accuracy']:.2f}%" if "accuracy" in reference else ""
     return (f"{row.config_name}: {100 * row.accuracy:.2f}% ({row.correct}/{row.n_images}) in "
-            f"{row.runtime}{delta}{simulated}, {row.size_bytes / 1024:.0f} KiB"
+            f"{_where({'runtime': row.runtime, **_class_of(row)})}{delta}{simulated}, {row.size_bytes / 1024:.0f} KiB"
             + (f", {row.seconds:.1f} s" if row.seconds is not None else ""))
 
 
@@ -62,9 +62,9 @@ def quantize_answer(row: Row, fp32: Row | None, stored: dict[str, Row], labels, 
                 f"bound the difference (up to ±{100 * (1 - ALPHA ** (1 / n)):.2g} pp would go unseen at "
                 f"{level_text()})")
     return {**answer, "runtime": row.runtime, "accuracy": row.accuracy, "correct": row.correct,
-            "n_images": row.n_images,
+            "n_images": row.n_images, **_class_of(row),
             "fp32": fp32 and {"accuracy": fp32.accuracy, "correct": fp32.correct, "runtime": fp32.runtime,
-                              "size_bytes": fp32.size_bytes},
+                              "size_bytes": fp32.size_bytes, **_class_of(fp32)},
             "delta_pp": row.delta_pp, "interval": interval, "size_bytes": row.size_bytes,
             "float_reference_accuracy": (row.reference or {}).get("accuracy"),
             "artifact": artifact_path(row)[0], "results_file": shown_path(results_file()),
@@ -82,6 +82,19 @@ def shipped_load(row: Row, stored: dict[str, Row]) -> dict:
     return {"code": None, "measure": f"quant-explorer bench --model {row.model} --configs {row.config_name}"}
 
 
+def _class_of(row: Row) -> dict:
+    """The CPU class a row was scored as, and how it was emulated (None: natively)."""
+    from ..identity import emulation_of
+
+    identity = row.identity or {}
+    return {"cpu_class": identity.get("cpu_class"), "emulation": emulation_of(identity)}
+
+
+def _where(a: dict) -> str:
+    """'onnxruntime', or 'onnxruntime as avx2, emulated (qemu Haswell-v4)'."""
+    return a["runtime"] + (f" as {a['cpu_class']}, emulated ({a['emulation']})" if a.get("emulation") else "")
+
+
 def print_answer(a: dict) -> None:
     from rich.table import Table
     from rich.text import Text
@@ -97,8 +110,8 @@ def print_answer(a: dict) -> None:
     table.add_column(overflow="fold")  # a long path folds onto the next line, never cut
     fp32, i = a["fp32"], a["interval"]
     if fp32:
-        table.add_row("FP32", f"{100 * fp32['accuracy']:.2f}% ({fp32['correct']}/{a['n_images']}) in {fp32['runtime']}")
-    table.add_row("quantized", f"{100 * a['accuracy']:.2f}% ({a['correct']}/{a['n_images']}) in {a['runtime']}"
+        table.add_row("FP32", f"{100 * fp32['accuracy']:.2f}% ({fp32['correct']}/{a['n_images']}) in {_where(fp32)}")
+    table.add_row("quantized", f"{100 * a['accuracy']:.2f}% ({a['correct']}/{a['n_images']}) in {_where(a)}"
                   + (f"; float reference {100 * a['float_reference_accuracy']:.2f}%"
                      if a.get("float_reference_accuracy") is not None else ""))
     if i and i["ci_pp"] is None:

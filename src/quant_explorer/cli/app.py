@@ -96,14 +96,15 @@ JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instea
 def _emulate(isa: str) -> str:
     from ..identity import emulate
 
-    emulate(isa)  # before any model work: oneDNN reads its cap once per process
+    emulate(isa, check=True)  # before any model work: oneDNN reads its cap once per process
     return isa
 
 
 IsaOpt = typer.Option("native", "--isa", callback=_emulate, help="Score as this CPU class: native, or a class below "
-                      "this CPU's (avx2, avx512, avx512-vnni, amx, avx-vnni), emulated by capping oneDNN's kernels "
-                      "(ONEDNN_MAX_CPU_ISA). Runtimes that cannot be capped (ONNX Runtime, the eager x86 engine) give "
-                      "'not measured' rows; emulated rows are keyed apart from native ones and never timed.")
+                      "this CPU's (avx2, sse4; avx512, avx-vnni, avx512-vnni below AMX), emulated: ONNX Runtime, the "
+                      "eager x86 engine and FP32 run their evaluation under qemu-user as that CPU (avx2, sse4), PT2E "
+                      "by capping oneDNN's kernels (ONEDNN_MAX_CPU_ISA); what neither can emulate gives 'not "
+                      "measured' rows. Emulated rows are keyed apart from native ones and never timed.")
 
 
 def main() -> None:

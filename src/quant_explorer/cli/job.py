@@ -23,11 +23,13 @@ def _minutes(seconds: float) -> str:
 def run(data_dir: Optional[Path] = DataDir, seeds: int = SeedsOpt,
         workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Worker processes for the "
                                               "sweeps (one thread each); default: one per CPU."),
-        classes: bool = typer.Option(True, "--classes/--no-classes", help="Also sweep the lower CPU classes this "
-                                     "CPU can emulate (PT2E and FP32; see `cpu --emulable`)."),
+        classes: bool = typer.Option(True, "--classes/--no-classes", help="Also score each model's confidence-set "
+                                     "members as an avx2 CPU, emulated, where this CPU is above it (every runtime: "
+                                     "ONNX Runtime and the eager engine under qemu, PT2E by oneDNN's cap); `make "
+                                     "classes` adds every config and class."),
         as_json: bool = JsonOpt) -> None:
     """Everything the report shows, first answer first: the default sweep on one calibration draw and the report
-    (minutes), then every seed, the studies, each shipped model's speed, the emulable CPU classes and the report
+    (minutes), then every seed, the studies, each shipped model's speed, avx2 (emulated) and the report
     again. Reuses every stored result that is current, so a rerun with nothing changed only checks.
 
     Exit code 1 if any row, study or class failed (the rest still ran and were saved), 2 for bad input.

@@ -137,6 +137,15 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     console.print(table)
 
 
+DeployOpt = typer.Option(None, "--deploy", help="The CPU classes the pick must hold on, comma-separated (e.g. "
+                         "avx2,avx512-vnni): it must be in the confidence set for the best on each that measured it; "
+                         "default: every class the results hold, native or emulated.")
+
+
+def _classes(deploy: str | None) -> list[str] | None:
+    return [c.strip() for c in deploy.split(",") if c.strip()] or None if deploy else None
+
+
 ObjectiveOpt = typer.Option("latency", "--objective", help="What the pick optimizes among the configs in the "
                             "confidence set for the best: latency (batch 1, median), throughput (batch 256) or size.")
 
@@ -160,12 +169,16 @@ def _preamble(view) -> None:
 
 
 def _pick_lines(choice: dict) -> None:
+    from ..analysis.deploy import classes_text
+
     if choice.get("identical_text"):
         console.print(f"identical recipes: {choice['identical_text']}.", markup=False, highlight=False)
     console.print(f"pick ({choice['objective']}): {choice['pick'] or 'none'} — {choice['rule']}.", markup=False,
                   highlight=False)
     if choice.get("resolution"):
         console.print(choice["resolution"]["text"] + ".", markup=False, highlight=False)
+    if classes_text(choice):
+        console.print(classes_text(choice) + ".", markup=False, highlight=False)
 
 
 @app.command()
@@ -177,15 +190,17 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
             for_isa: Optional[str] = typer.Option(None, "--for-isa", help="Answer for this CPU class (avx2, avx512, "
                                                   "avx512-vnni, amx, avx-vnni): its native rows, else its emulated "
                                                   "ones (`sweep --isa`)."),
-            as_json: bool = JsonOpt) -> None:
+            deploy: Optional[str] = DeployOpt, as_json: bool = JsonOpt) -> None:
     """Each config's accuracy over its calibration seeds, its delta vs FP32 with an interval, the confidence set
-    for the best, and the pick; then, where the results hold several CPU classes, what each config scores on each.
+    for the best, and the pick (in the set on every deployment class); then, where the results hold several CPU
+    classes, what each config scores on each.
 
     The interval pairs test images and calibration seeds (t with Welch-Satterthwaite degrees of freedom); the
     confidence set holds the configs no other config beats by more than the noise allows, family-wise; the pick
     is the best of the set on --objective.
     """
-    from ..analysis.classes import class_views, environment_for, matrix
+    from ..analysis.classes import environment_for
+    from ..analysis.deploy import deployment
     from ..analysis.pick import OBJECTIVES, choices
     from ..analysis.records import summary_json
     from ..analysis.rows import is_quantized, speedup
@@ -198,9 +213,9 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
     if for_isa:
         environment = environment_for(Results.load(results_file()), for_isa, dataset)
     view = _view(environment, dataset, seeds, objective, data_dir)
-    document = summary_json(view, model)
     with busy("scoring every CPU class"):
-        classes = matrix(class_views(Results.load(results_file()), view.dataset, resolve_data_dir(data_dir)))
+        classes = deployment(view, Results.load(results_file()), _classes(deploy), resolve_data_dir(data_dir))
+    document = summary_json(view, model)
     classes = {m: t for m, t in classes.items() if not model or m in model}
     document["cpu_classes"] = classes
     if model and not document["rows"]:
@@ -293,7 +308,8 @@ def report(check_render: bool = typer.Option(False, "--check-render", help="Open
                                              "first screen as report/screenshot.png (1400 px) and "
                                              "screenshot-1024.png."),
            environment: Optional[str] = EnvironmentOpt, dataset: Optional[str] = DatasetOpt,
-           objective: str = ObjectiveOpt, data_dir: Optional[Path] = DataDir) -> None:
+           objective: str = ObjectiveOpt, data_dir: Optional[Path] = DataDir,
+           deploy: Optional[str] = DeployOpt) -> None:
     """Write results/pareto.md and the self-contained HTML report report/index.html from the results files: the
     answer per model first, then the evidence.
 
@@ -305,7 +321,7 @@ def report(check_render: bool = typer.Option(False, "--check-render", help="Open
 
     with busy("writing the report (plots take a few seconds)"):
         written = build(results_file().parent, artifacts_dir() / "report", environment, dataset, objective,
-                        resolve_data_dir(data_dir))
+                        resolve_data_dir(data_dir), _classes(deploy))
     for path in written.values():
         console.print(f"wrote {path}")
     if check_render:  # the first screen at desktop width and at 1024 px, where nothing may overflow
@@ -354,15 +370,24 @@ def data_fetch(directory: Optional[Path] = typer.Argument(None, help="Where to p
 def cpu(emulable: bool = typer.Option(False, "--emulable", help="Print only the classes `--isa` can emulate here, "
                                       "space-separated (for scripts: `make classes` loops over them)."),
         as_json: bool = JsonOpt) -> None:
-    """This CPU's int8-kernel class, and the lower classes `--isa` can emulate on it."""
+    """This CPU's int8-kernel class, the lower classes `--isa` can emulate on it and how (qemu-user's CPU models for
+    ONNX Runtime, the eager engine and FP32; oneDNN's cap for PT2E)."""
+    from ..emulation import INSTALL, QEMU_CPU, method, qemu_path
     from ..env import cpu_info
-    from ..identity import EMULATES, cpu_class
+    from ..identity import CAP, CAPPED, below, cpu_class
+    from ..identity import emulable as classes
 
     here = cpu_class(cpu_info())
-    info = {"model": cpu_info()["model"], "cpu_class": here, "emulates": list(EMULATES.get(here, ()))}
+    methods = {c: [*([method(c)] if c in QEMU_CPU and qemu_path() else []),
+                   *([CAP] if c in CAPPED.get(here, ()) else [])] for c in classes(here)}
+    missing = [c for c in below(here) if c in QEMU_CPU] if not qemu_path() else []
+    info = {"model": cpu_info()["model"], "cpu_class": here, "emulates": list(methods), "methods": methods,
+            "qemu": qemu_path()}
     if as_json:
         return print_json(info)
     if emulable:
         return print(" ".join(info["emulates"]))
-    console.print(f"{info['model']}: {here}; can emulate: {', '.join(info['emulates']) or 'nothing lower'}",
-                  highlight=False)
+    said = ", ".join(f"{c} ({' and '.join(m)})" for c, m in methods.items()) or "nothing lower"
+    console.print(f"{info['model']}: {here}; can emulate: {said}" + (
+        f"; without qemu-user, ONNX Runtime and the eager engine are not measured on {', '.join(missing)} "
+        f"({INSTALL})" if missing else ""), highlight=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis import current_studies
-from ..analysis.classes import class_views, matrix
+from ..analysis.deploy import deployment
 from ..analysis.summary import load_view
 from ..files import write_text_atomic
 from ..results import Results, load_results
@@ -28,14 +28,16 @@ __all__ = ["build", "find_chromium", "render_check"]
 
 
 def build(results_dir: Path, report_dir: Path, environment: str | None = None, dataset: str | None = None,
-          objective: str = "latency", data_dir: Path | None = None) -> dict[str, Path]:
+          objective: str = "latency", data_dir: Path | None = None, deploy: list[str] | None = None
+          ) -> dict[str, Path]:
     """Write results_dir/pareto.md and report_dir/index.html from the results files there, for one view (its pick
-    on `objective`; labels from `data_dir` where not cached)."""
+    on `objective`, in the confidence set on every class of `deploy`, default all the file holds; labels from
+    `data_dir` where not cached)."""
     results = Results.load(results_dir / "full_results.json")
     view = load_view(results, environment, dataset, objective=objective, data_dir=data_dir)
     studies = [(kind, current_studies(load_results(results_dir / kind.file)["entries"], view.rows))
                for kind in kinds()]  # each registered kind's entries measured alike to the view
-    classes = {m: t for m, t in matrix(class_views(results, view.dataset, data_dir)).items()
+    classes = {m: t for m, t in deployment(view, results, deploy, data_dir).items()
                if len(t["classes"]) > 1}  # a matrix only where the file holds more than one CPU class
     written = {"markdown": results_dir / "pareto.md", "html": report_dir / "index.html"}
     write_text_atomic(written["markdown"], markdown(view, classes))

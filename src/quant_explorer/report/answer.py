@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..analysis import fp32_rows
 from ..analysis.comparisons import confusion_comparison
+from ..analysis.deploy import classes_text
 from ..analysis.pick import choices, not_scored
 from ..analysis.rows import speedup
 from ..analysis.view import PooledRow, View, per_class
@@ -133,6 +134,8 @@ def answers(view: View) -> dict[str, dict]:
                                 "mostly_to": c["mostly_to"]} for c in losing],
             "reproduce": reproduce(row), "artifact": path, "artifact_here": present,
             "rule": choice["rule"], "best_set": choice.get("best_set", []),
+            "classes": (choice.get("deploy") or {}).get("cells", {}),  # the pick on each deployment class
+            "classes_text": classes_text(choice),
             "set_aside": sorted({s["config"] for s in view.set_aside if s["model"] == model}),
             "not_scored": not_scored(view, model),
         }

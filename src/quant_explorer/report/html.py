@@ -130,6 +130,8 @@ def _answer_block(model: str, a: dict) -> str:
              ("batch 256", speed(a["throughput_b256"], a["speedup_b256"], a["speedup_b256_against"], "images/s")),
              ("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}"),
              ("classes losing detectably", losing),
+             *([("on each CPU class", html.escape(a["classes_text"].split(": ", 1)[1]))] if a.get("classes_text")
+               else []),
              ("reproduce", f"<code>{_breakable(a['reproduce'])}</code>"),
              ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}"),
              *([("not scored", "; ".join(html.escape(c) for c in a["not_scored"]))] if a.get("not_scored") else []),

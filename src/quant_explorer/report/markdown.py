@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..analysis.classes import table_rows
+from ..analysis.deploy import classes_text
 from ..analysis.pareto import pareto_table, picks, speed_columns
 from ..analysis.pick import choices
 from ..analysis.view import View
@@ -48,6 +49,8 @@ def markdown(view: View, classes: dict | None = None) -> str:
             lines.append(f"- {model}: {choice['resolution']['text'][0].lower()}{choice['resolution']['text'][1:]}.")
         if choice and not choice["pick"]:
             lines.append(f"- {model}: {choice['rule']}.")
+        if classes_text(choice):
+            lines.append(f"- {model}: {classes_text(choice)}.")
     head = ["model", "config", "runtime", "accuracy", f"Δ pp [{level_text()} interval]", "in the set for the best",
             "size (KiB)",
             *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"]
@@ -60,9 +63,10 @@ def markdown(view: View, classes: dict | None = None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     for model, t in (classes or {}).items():
         lines += ["", f"## {model} on each CPU class: Δ pp vs FP32 [{level_text()} interval]", "",
-                  "Each class in its own view (its own FP32 row and seeds); emulated classes cap oneDNN's kernels "
-                  "(`sweep --isa`), whose speed is never reported; ONNX Runtime and the eager x86 engine cannot be "
-                  "capped, so they are not measured there.", "",
+                  "Each class in its own view (its own FP32 row and seeds). Emulated classes (`sweep --isa`, speed "
+                  "never reported) run ONNX Runtime, the eager x86 engine and FP32 under qemu as a CPU of the class "
+                  "(avx2, sse4) and PT2E with oneDNN's kernels capped; what neither reaches (AVX-512 and VNNI "
+                  "classes for ONNX Runtime and the eager engine) is not measured.", "",
                   "| config | " + " | ".join(t["classes"]) + " |", "|---|" + "---|" * len(t["classes"])]
         lines += ["| " + " | ".join(row) + " |" for row in table_rows(t)]
     if view.notes or view.set_aside:

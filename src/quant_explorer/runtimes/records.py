@@ -40,6 +40,9 @@ class Runtime:
     threads_at_build: bool = False
     threads_word: str = "thread"  # "0.07 ms with 1 intra-op thread"
     load: str = ""  # how a user loads its artifact (a template for `load_code`); empty: not a shipped form
+    # 'module:function' that loads a saved artifact as a runner (path, threads): how it runs in an emulated process
+    # (`emulation.py`) as a lower CPU class, kernels picked by that CPU's CPUID
+    loader: str | None = None
 
     def threads_text(self, threads: int) -> str:
         return f"{threads} {self.threads_word}{'s' if threads != 1 else ''}"
@@ -51,7 +54,8 @@ class Runtime:
 
 
 ONNXRUNTIME = Runtime("onnxruntime", "ONNX Runtime's kernels", "onnxruntime", threads_at_build=True,
-                      threads_word="intra-op thread", load=ORT_LOAD)
+                      threads_word="intra-op thread", load=ORT_LOAD,
+                      loader="quant_explorer.runtimes.onnx_runners:ort_runner")
 TORCH = Runtime("torch", "PyTorch eager (for PT2E, the converted Q/DQ reference in float)", "torch", isa_capped=True)
 INDUCTOR = Runtime("inductor", "Inductor-compiled oneDNN int8 kernels", "inductor", isa_capped=True)
 AOTINDUCTOR = Runtime("aotinductor", "an AOTInductor package (Inductor's kernels, oneDNN int8, called from C++)",

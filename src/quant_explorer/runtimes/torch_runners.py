@@ -4,6 +4,7 @@ PT2E graph)."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,6 +21,20 @@ def torch_runner(module: nn.Module):
             return module(x)
 
     return run
+
+
+def torchscript_runner(path: Path, threads: int | None = None, engine: str = "x86"):
+    """A saved TorchScript module of packed int8 weights, loaded as a user's program loads it: the weights are packed
+    again for `engine`, the quantized engine of the CPU it runs on."""
+    from ..errors import NotApplicable
+
+    if engine not in torch.backends.quantized.supported_engines:
+        raise NotApplicable(f"PyTorch's {engine} quantized engine does not run on this CPU (it has "
+                            f"{', '.join(torch.backends.quantized.supported_engines)})")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.backends.quantized.engine = engine
+    return torch_runner(torch.jit.load(str(path)))
 
 
 def inductor_runner(module: nn.Module):
