@@ -135,12 +135,13 @@ def test_a_run_killed_in_ort_calibration_leaves_its_scratch_where_the_next_start
 
 
 def test_a_bench_with_a_failure_is_failed_work_never_reused_as_stored(tmp_path):
-    from dataclasses import asdict
+    from quant_explorer.bench import SCHEMA_VERSION
 
     settings = BenchSettings(threads=1, runs=2, batch_runs=1, rounds=1, warmup=0, batch=8, compile=False)
     entry = {"config_name": "fp32_baseline", "runtimes": {"onnxruntime": {"latency_ms_b1_median": 0.1},
                                                           "aotinductor": {"error": "RuntimeError: bad package"}}}
-    document = {"environment": environment(1), "settings": asdict(settings), "entries": {"m|fp32_baseline|h": entry}}
+    document = {"schema_version": SCHEMA_VERSION, "environment": environment(1), "settings": settings.record(),
+                "entries": {"m|fp32_baseline|h": entry}}
     path = tmp_path / "bench_m.json"
     path.write_text(json.dumps(document))
     assert failures(document) == ["fp32_baseline [aotinductor]: RuntimeError: bad package"]
