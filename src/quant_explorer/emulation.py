@@ -7,11 +7,10 @@ library in that process reads the model's CPUID: MLAS, FBGEMM and oneDNN all dis
 VNNI, so those classes stay with oneDNN's cap (`identity.ONEDNN_ISA`).
 
 How: one emulated process per worker and class (`Server`), started on first use, serves every row that worker
-computes. It loads torch and the runtimes once; each row hands it the artifact (the Runtime record's `load` says
+computes. It loads torch and the runtimes once; each row hands it the artifact (the Runtime record's `loader` says
 how it loads) and the evaluation batches, and gets the logits back, so `evaluate` scores them unchanged. Logits are
 kept on disk by the artifact's bytes and all else they depend on (`_memo`): an artifact two configs write alike is
-evaluated once. Before
-anything is trusted it says which class it is, as its libraries see CPUID (numpy's detection, torch's ATen
+evaluated once. Before anything is trusted it says which class it is, as its libraries see CPUID (numpy's detection, torch's ATen
 capability): a process that is not the class claimed is refused in one line. Under qemu-user /proc/cpuinfo is
 still the host's, so that is never asked.
 
