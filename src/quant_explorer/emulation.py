@@ -10,9 +10,9 @@ How: one emulated process per worker and class (`Server`), started on first use,
 computes. It loads torch and the runtimes once; each row hands it the artifact (the Runtime record's `loader` says
 how it loads) and the evaluation batches, and gets the logits back, so `evaluate` scores them unchanged. Logits are
 kept on disk by the artifact's bytes and all else they depend on (`_memo`): an artifact two configs write alike is
-evaluated once. Before anything is trusted it says which class it is, as its libraries see CPUID (numpy's detection, torch's ATen
-capability): a process that is not the class claimed is refused in one line. Under qemu-user /proc/cpuinfo is
-still the host's, so that is never asked.
+evaluated once. Before anything is trusted it says which class it is, as its libraries see CPUID (numpy's
+detection, torch's ATen capability): a process that is not the class claimed is refused in one line. Under qemu-user
+/proc/cpuinfo is still the host's, so that is never asked.
 
 Calibration stays native: the calibration of ORT's u8 and s8 MinMax configs under `qemu -cpu Haswell-v4` wrote
 byte-identical models, and the scales of eager and PT2E configs differ by at most 3e-7 (relative, one ulp);
