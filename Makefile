@@ -6,7 +6,7 @@ SHARED ?= ../shared
 export QUANT_EXPLORER_DATA ?= $(abspath $(SHARED)/data/cifar10-subset)
 export QUANT_EXPLORER_MLPERF_WEIGHTS ?= $(abspath $(SHARED)/models/mlperf-tiny-resnet8/pretrainedResnet.h5)
 
-.PHONY: install run test bench classes qemu
+.PHONY: install run test bench classes qemu arm
 
 install: $(VENV)/.installed qemu
 
@@ -19,6 +19,13 @@ qemu:
 	    (apt-get install -y -qq qemu-user || (apt-get update -qq && apt-get install -y -qq qemu-user)) >/dev/null 2>&1 \
 	      || echo "qemu-user could not be installed (apt-get install qemu-user): emulated ONNX Runtime and eager rows will say not measured"; \
 	  else echo "qemu-user is not installed: run 'sudo apt-get install qemu-user' to score ONNX Runtime and eager configs as avx2 and sse4 CPUs"; fi; }
+
+# ARM CPU classes (arm64, arm64-dotprod: `--isa`, and `make classes` once built): an arm64 Python with numpy and
+# ONNX Runtime (Debian bookworm's arm64 packages and the aarch64 wheels of this venv's versions) and qemu-aarch64 10
+# (bookworm-backports, unpacked, unless the system's is 10+) in .arm (git-ignored). Not part of install: about
+# 150 MB downloaded, 230 MB on disk, 2-3 minutes. Without it, ONNX Runtime's rows on those classes say "not measured".
+arm: $(VENV)/.installed
+	sh tools/aarch64_env.sh .arm $(PY)
 
 # torch 2.14.1 / torchvision 0.29.1 wheels come from local disk with plain pip (not uv/poetry).
 $(VENV)/.installed: pyproject.toml

@@ -30,7 +30,7 @@ import os
 import numpy as np
 import torch
 
-from . import emulation
+from . import aarch64, emulation
 from .emulation import INSTALL, QEMU_CPU
 from .env import cpu_info, library_versions
 from .errors import UserError
@@ -38,7 +38,8 @@ from .errors import UserError
 VERSIONED = ("onnxruntime", "torch", "torchao", "onnx", "numpy")  # the libraries that make the numbers
 # (class, the flags it needs): the first that the CPU has all flags of is its class
 CPU_CLASSES = (("amx", ("amx_int8",)), ("avx512-vnni", ("avx512_vnni",)), ("avx-vnni", ("avx_vnni",)),
-               ("avx512", ("avx512bw",)), ("avx2", ("avx2",)), ("sse4", ("sse4_2",)))
+               ("avx512", ("avx512bw",)), ("avx2", ("avx2",)), ("sse4", ("sse4_2",)),
+               ("arm64-dotprod", ("asimddp",)), ("arm64", ("asimd",)))  # ARM: emulated from any x86 class (qemu)
 # identity field -> how a mismatch is said ("computed on another CPU class (avx2)"), in the order they are told
 FIELD_WORDS = {"cpu_class": "on another CPU class", "emulated": "on an emulated CPU class",
                "emulation": "by another emulation method",
@@ -79,9 +80,10 @@ def below(host: str) -> tuple[str, ...]:
 
 
 def emulable(host: str | None = None) -> tuple[str, ...]:
-    """The classes this machine can emulate (`host`: its class): qemu's only where qemu-user is installed."""
+    """The classes this machine can emulate (`host`: its class): qemu's only where qemu-user is installed (ARM's
+    where `make arm` built the aarch64 environment)."""
     host = host or cpu_class(cpu_info())
-    return tuple(c for c in below(host) if c in CAPPED.get(host, ()) or emulation.qemu_path())
+    return tuple(c for c in below(host) if c in CAPPED.get(host, ()) or emulation.available(c))
 
 
 def emulate(isa: str, check: bool = False) -> str | None:
@@ -90,7 +92,7 @@ def emulate(isa: str, check: bool = False) -> str | None:
     (`emulation.probe`, a second). Returns the emulated class, or None."""
     if not _emulable(isa):
         return None
-    if check and isa in QEMU_CPU and emulation.qemu_path():
+    if check and isa in QEMU_CPU and emulation.available(isa):
         emulation.probe(isa)
     if isa in ONEDNN_ISA:
         os.environ["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA[isa]
@@ -127,7 +129,7 @@ def _emulable(isa: str) -> bool:
         lower = ", ".join(emulable(host)) or "none"
         raise UserError(f"--isa {isa} is not below this CPU's class ({host}): a CPU runs only instructions it has "
                         f"(and qemu emulates no AVX-512 or VNNI CPU); classes it can emulate: {lower}")
-    if isa not in emulable(host):
+    if isa not in emulable(host) and isa not in aarch64.CLASSES:  # ARM rows say "not measured: ... make arm"
         raise UserError(f"--isa {isa} is emulated by qemu-user, which is not installed: {INSTALL}")
     return True
 

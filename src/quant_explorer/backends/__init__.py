@@ -14,9 +14,10 @@ import importlib.util
 import os
 from pathlib import Path
 
+from .. import aarch64
 from .. import emulation as emulator
 from ..configs import QuantConfig
-from ..emulation import INSTALL, QEMU_CPU, emulated_runner, method
+from ..emulation import QEMU_CPU, emulated_runner, method
 from ..errors import NotApplicable
 from ..identity import CAP, ONEDNN_ISA, emulated_class
 from ..models import LoadedModel
@@ -70,12 +71,12 @@ def emulation(name: str) -> str | None:
     FP32 in eager PyTorch, whose predictions no class changes: 0 of 1,017 differ between AVX2, AVX-512 VNNI and the
     capped run on each shipped model), which needs no emulator; else qemu's CPU model of the class, where it has one,
     qemu-user is installed and a runtime of the backend loads its artifact there (`Runtime.loader`: ONNX Runtime, the
-    eager x86 engine; FP32 on sse4, which oneDNN's cap has no level for)."""
+    eager x86 engine; FP32 on sse4, which oneDNN's cap has no level for; on ARM, ONNX Runtime and FP32 in it only)."""
     isa, runtimes = emulated_class(), get_backend(name).runtimes
     if isa in ONEDNN_ISA and os.environ.get("ONEDNN_MAX_CPU_ISA") == ONEDNN_ISA[isa] and any(
             r.isa_capped for r in runtimes):  # set by `identity.emulate` before oneDNN ran, or by whoever started us
         return CAP
-    if isa in QEMU_CPU and emulator.qemu_path() and any(r.loader for r in runtimes):
+    if isa in QEMU_CPU and emulator.available(isa) and any(emulator.loader(isa, r) for r in runtimes):
         return method(isa)
     return None
 
@@ -97,8 +98,11 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
 
 def _not_measured(backend: Backend) -> str:
     isa, runtimes = emulated_class(), ", ".join(r.name for r in backend.runtimes)
-    if isa in QEMU_CPU and any(r.loader for r in backend.runtimes):
-        return f"not measured: qemu-user is not installed ({INSTALL}), and {runtimes} run as {isa} only in it"
+    if isa in QEMU_CPU and any(emulator.loader(isa, r) for r in backend.runtimes):
+        return f"not measured: {emulator.missing(isa)}, and {runtimes} run as {isa} only in it"
+    if isa in aarch64.CLASSES:
+        return (f"not measured on {isa}: {runtimes} need torch, which the aarch64 environment does not have (it runs "
+                "ONNX Runtime only; never guessed)")
     if isa in QEMU_CPU and isa not in ONEDNN_ISA:
         return (f"not measured on {isa}: {runtimes} load in no emulated process, and oneDNN's cap has no {isa} level "
                 "(never guessed)")
@@ -115,12 +119,12 @@ def emulated_runtime(quantized: QuantizedModel, how: str) -> str:
     else the first other shipped-kind (timed) runtime that does (FP32: eager PyTorch); none: not measured."""
     isa = emulated_class()
     if how != CAP:
-        record, build = runtime_info(quantized.runtime), quantized.runtimes[quantized.runtime]
-        if record is None or record.loader is None:
+        build, load = quantized.runtimes[quantized.runtime], emulator.loader(isa, runtime_info(quantized.runtime))
+        if load is None:
             raise NotApplicable(f"not measured on {isa}: {quantized.runtime} does not load in an emulated process")
         artifact = build.artifact or quantized.path
         quantized.runtimes[quantized.runtime] = RuntimeBuild(
-            lambda threads: emulated_runner(isa, record.loader, artifact, threads), timed=False)
+            lambda threads: emulated_runner(isa, load, artifact, threads), timed=False)
         return quantized.runtime
     capped = [name for name, build in quantized.runtimes.items()
               if build.timed and getattr(runtime_info(name), "isa_capped", False)]

@@ -372,15 +372,18 @@ def cpu(emulable: bool = typer.Option(False, "--emulable", help="Print only the 
         as_json: bool = JsonOpt) -> None:
     """This CPU's int8-kernel class, the lower classes `--isa` can emulate on it and how (qemu-user's CPU models for
     ONNX Runtime, the eager engine and FP32; oneDNN's cap for PT2E)."""
-    from ..emulation import INSTALL, QEMU_CPU, method, qemu_path
+    from ..emulation import QEMU_CPU, available, method, missing, qemu_path
     from ..env import cpu_info
     from ..identity import CAP, CAPPED, below, cpu_class
     from ..identity import emulable as classes
 
     here = cpu_class(cpu_info())
-    methods = {c: [*([method(c)] if c in QEMU_CPU and qemu_path() else []),
+    methods = {c: [*([method(c)] if c in QEMU_CPU and available(c) else []),
                    *([CAP] if c in CAPPED.get(here, ()) else [])] for c in classes(here)}
-    missing = [c for c in below(here) if c in QEMU_CPU] if not qemu_path() else []
+    absent: dict[str, list[str]] = {}  # why qemu cannot run them -> the classes
+    for c in below(here):
+        if c in QEMU_CPU and not available(c):
+            absent.setdefault(missing(c), []).append(c)
     info = {"model": cpu_info()["model"], "cpu_class": here, "emulates": list(methods), "methods": methods,
             "qemu": qemu_path()}
     if as_json:
@@ -388,6 +391,6 @@ def cpu(emulable: bool = typer.Option(False, "--emulable", help="Print only the 
     if emulable:
         return print(" ".join(info["emulates"]))
     said = ", ".join(f"{c} ({' and '.join(m)})" for c, m in methods.items()) or "nothing lower"
-    console.print(f"{info['model']}: {here}; can emulate: {said}" + (
-        f"; without qemu-user, ONNX Runtime and the eager engine are not measured on {', '.join(missing)} "
-        f"({INSTALL})" if missing else ""), highlight=False)
+    console.print(f"{info['model']}: {here}; can emulate: {said}" + "".join(
+        f"; not measured in qemu on {', '.join(isas)}: {why}" for why, isas in absent.items()),
+        highlight=False)
