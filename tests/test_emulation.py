@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from quant_explorer import emulation, identity
+from quant_explorer import aarch64, emulation, identity
 from quant_explorer.backends import Calibration, quantize
 from quant_explorer.backends import emulation as method_of
 from quant_explorer.configs import get_config
@@ -25,9 +25,11 @@ needs_qemu = pytest.mark.skipif(QEMU is None, reason=f"qemu-user is not installe
 
 @pytest.fixture
 def host(monkeypatch):
-    """An AVX-512 VNNI host with qemu-user, whatever this machine is; the emulation variables restored afterwards."""
+    """An AVX-512 VNNI host with qemu-user (without the aarch64 environment), whatever this machine is; the emulation
+    variables restored afterwards."""
     monkeypatch.setattr(identity, "cpu_info", lambda: AVX512_VNNI_HOST)
     monkeypatch.setattr(emulation, "qemu_path", lambda: "/usr/bin/qemu-x86_64")
+    monkeypatch.setattr(aarch64, "ready", lambda: None)  # ARM's environment (`make arm`): tests/test_aarch64.py
     for name in (identity.ISA_ENV, "ONEDNN_MAX_CPU_ISA"):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)

@@ -88,10 +88,9 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def ort_runner(path: Path, threads: int | None = None):
-    """ONNX Runtime's session as `runtimes.onnx_runners.ort_runner` builds it (the options a user ships: `ORT_LOAD`),
-    on numpy batches: the arm64 process has no torch. A graph with a fixed batch size is fed that many at a time."""
-    import numpy as np
+def ort_session(path: Path, threads: int | None = None):
+    """ONNX Runtime's session as `runtimes.onnx_runners.ort_session` builds it (the options a user ships: `ORT_LOAD`),
+    without torch, which the arm64 process does not have (tests/test_aarch64.py holds the two alike)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -99,7 +98,15 @@ def ort_runner(path: Path, threads: int | None = None):
     options.intra_op_num_threads = threads or 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_runner(path: Path, threads: int | None = None):
+    """`runtimes.onnx_runners.ort_runner` on numpy batches; a graph with a fixed batch size is fed that many at a
+    time."""
+    import numpy as np
+
+    session = ort_session(path, threads)
     image = session.get_inputs()[0]
     size = image.shape[0] if isinstance(image.shape[0], int) else None
 
