@@ -23,7 +23,7 @@ qemu:
 # ARM CPU classes (arm64, arm64-dotprod: `--isa`, and `make classes` once built): an arm64 Python with numpy and
 # ONNX Runtime (Debian bookworm's arm64 packages and the aarch64 wheels of this venv's versions) and qemu-aarch64 10
 # (bookworm-backports, unpacked, unless the system's is 10+) in .arm (git-ignored). Not part of install: about
-# 150 MB downloaded, 230 MB on disk, 2-3 minutes. Without it, ONNX Runtime's rows on those classes say "not measured".
+# 120 MB downloaded, 215 MB on disk, a minute or two. Without it, ONNX Runtime's rows on those classes say "not measured".
 arm: $(VENV)/.installed
 	sh tools/aarch64_env.sh .arm $(PY)
 
@@ -38,9 +38,11 @@ SHIPPED := resnet8 resnet8-mlperf cifar_cnn
 # The lower CPU classes this CPU can emulate (qemu-user: avx2, sse4; oneDNN's cap: the AVX-512 classes below AMX):
 # `make classes` sweeps each, avx2 first, every config and seed (`make classes ISAS=avx2` for one). sse4 is left to
 # `make classes ISAS=sse4`: qemu's Nehalem runs ONNX Runtime 2-4x slower than its Haswell (25-100 ms an image against
-# 14-38), about 1.5 hours more on 2 cores.
+# 14-38), about 1.5 hours more on 2 cores. So are the ARM classes (once `make arm` built their environment):
+# `make classes ISAS="arm64-dotprod arm64"`, about half an hour each on 2 cores (ONNX Runtime and FP32 only).
 EMULABLE = $(shell $(QE) cpu --emulable 2>/dev/null)
-ISAS ?= $(filter avx2,$(EMULABLE)) $(filter-out avx2 sse4,$(EMULABLE))
+ARM_CLASSES := arm64-dotprod arm64
+ISAS ?= $(filter avx2,$(EMULABLE)) $(filter-out avx2 sse4 $(ARM_CLASSES),$(EMULABLE))
 
 # `quant-explorer run`, under one progress display: a first answer in minutes (one calibration draw per config, then
 # pareto.md and the report), then every seed (the first reused), the report's studies, each shipped model's speed
@@ -55,6 +57,9 @@ run: install
 classes: install
 	@if echo " $(EMULABLE) " | grep -q " sse4 " && ! echo " $(ISAS) " | grep -q " sse4 "; then echo "left out: sse4 \
 	(qemu Nehalem: ONNX Runtime 2-4x slower than as avx2, about 1.5 hours more on 2 cores): make classes ISAS=sse4"; fi
+	@if echo " $(EMULABLE) " | grep -q " arm64 " && ! echo " $(ISAS) " | grep -q " arm64"; then echo "left out: \
+	arm64-dotprod, arm64 (qemu-aarch64: ONNX Runtime and FP32, about half an hour each on 2 cores): \
+	make classes ISAS=\"arm64-dotprod arm64\""; fi
 	for isa in $(ISAS); do $(QE) sweep --isa $$isa --executor processes || exit 1; done
 	$(QE) report
 
