@@ -39,7 +39,7 @@ SHIPPED := resnet8 resnet8-mlperf cifar_cnn
 # `make classes` sweeps each, avx2 first, every config and seed (`make classes ISAS=avx2` for one). sse4 is left to
 # `make classes ISAS=sse4`: qemu's Nehalem runs ONNX Runtime 2-4x slower than its Haswell (25-100 ms an image against
 # 14-38), about 1.5 hours more on 2 cores. So are the ARM classes (once `make arm` built their environment):
-# `make classes ISAS="arm64-dotprod arm64"`, about half an hour each on 2 cores (ONNX Runtime and FP32 only).
+# `make classes ISAS="arm64-dotprod arm64"`, about 0.5 and 2.5 hours on 2 cores (ONNX Runtime and FP32 only).
 EMULABLE = $(shell $(QE) cpu --emulable 2>/dev/null)
 ARM_CLASSES := arm64-dotprod arm64
 ISAS ?= $(filter avx2,$(EMULABLE)) $(filter-out avx2 sse4 $(ARM_CLASSES),$(EMULABLE))
@@ -58,7 +58,7 @@ classes: install
 	@if echo " $(EMULABLE) " | grep -q " sse4 " && ! echo " $(ISAS) " | grep -q " sse4 "; then echo "left out: sse4 \
 	(qemu Nehalem: ONNX Runtime 2-4x slower than as avx2, about 1.5 hours more on 2 cores): make classes ISAS=sse4"; fi
 	@if echo " $(EMULABLE) " | grep -q " arm64 " && ! echo " $(ISAS) " | grep -q " arm64"; then echo "left out: \
-	arm64-dotprod, arm64 (qemu-aarch64: ONNX Runtime and FP32, about half an hour each on 2 cores): \
+	arm64-dotprod, arm64 (qemu-aarch64: ONNX Runtime and FP32, about 0.5 and 2.5 hours on 2 cores): \
 	make classes ISAS=\"arm64-dotprod arm64\""; fi
 	for isa in $(ISAS); do $(QE) sweep --isa $$isa --executor processes || exit 1; done
 	$(QE) report

@@ -95,3 +95,13 @@ def test_an_arm_row_is_scored_in_the_arm64_process_through_the_products_own_path
     stored = [row for key, row in Results.load(result.results_path).rows.items() if key in result.keys and row.scored]
     assert stored and {(r.identity["cpu_class"], r.identity["emulated"], r.identity["emulation"]) for r in stored} == {
         ("arm64-dotprod", True, "qemu-aarch64 neoverse-n1")}
+
+
+@pytest.mark.process
+@needs_arm
+def test_an_arm_process_without_the_dot_product_extension_is_not_arm64_dotprod(monkeypatch):
+    """Its class is what the arm64 process's numpy reads from the emulated CPU's feature bits (HWCAP), not a name."""
+    monkeypatch.setitem(emulation.QEMU_CPU, "arm64-dotprod", "cortex-a53")  # Armv8.0: no ASIMDDP
+    with pytest.raises(emulation.EmulationError, match=r"^qemu-aarch64 -cpu cortex-a53 runs as arm64 \(numpy's CPUID "
+                                                       r"detection\), not arm64-dotprod"):
+        emulation.probe("arm64-dotprod")

@@ -64,10 +64,10 @@ def missing() -> str:
     return f"the aarch64 environment is not built here ({BUILD}: an arm64 Python with ONNX Runtime under qemu 10)"
 
 
-def command(isa: str) -> list[str]:
-    """The arm64 interpreter as a CPU of class `isa` (then its arguments)."""
+def command(cpu: str) -> list[str]:
+    """The arm64 interpreter as qemu's CPU model `cpu` (then its arguments)."""
     base = root()
-    return [ready() or "qemu-aarch64", "-L", str(base / "root"), "-cpu", CLASSES[isa], str(base / "root" / PYTHON)]
+    return [ready() or "qemu-aarch64", "-L", str(base / "root"), "-cpu", cpu, str(base / "root" / PYTHON)]
 
 
 def environ() -> dict[str, str]:

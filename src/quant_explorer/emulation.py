@@ -93,7 +93,7 @@ def method(isa: str) -> str:
 def _command(isa: str) -> list[str]:
     """The interpreter as a CPU of class `isa`: this one under qemu-x86_64, or the arm64 one under qemu-aarch64."""
     if isa in aarch64.CLASSES:
-        return aarch64.command(isa)
+        return aarch64.command(QEMU_CPU[isa])
     return [qemu_path() or QEMU, "-cpu", QEMU_CPU[isa], sys.executable]
 
 
