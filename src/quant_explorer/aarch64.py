@@ -71,12 +71,12 @@ def command(cpu: str) -> list[str]:
 
 
 def environ() -> dict[str, str]:
-    """The host's environment, but its Python path only this package's source and the aarch64 wheels: an x86
-    site-packages there would be imported and fail."""
+    """The host's environment, but its Python path only the aarch64 wheels, then this package's folder (which may be
+    an x86 site-packages: the wheels come first, or its numpy would be imported and fail)."""
     source = str(Path(__file__).resolve().parents[1])
     drop = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
     return {**{k: v for k, v in os.environ.items() if k not in drop},
-            "PYTHONPATH": os.pathsep.join([source, str(root() / "site")]), "PYTHONNOUSERSITE": "1"}
+            "PYTHONPATH": os.pathsep.join([str(root() / "site"), source]), "PYTHONNOUSERSITE": "1"}
 
 
 def versions() -> dict[str, str | None]:
