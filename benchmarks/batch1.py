@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant_explorer.aot import aot_runner
+from quant_explorer.runtimes.aot import aot_runner
 from quant_explorer.configs import REFERENCE, get_config
 from quant_explorer.paths import results_file
 from quant_explorer.results import write_json_atomic

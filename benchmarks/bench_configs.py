@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant_explorer.aot import aot_runner
+from quant_explorer.runtimes.aot import aot_runner
 from quant_explorer.backends.pt2e import in_eval_mode, load_pt2
 from quant_explorer.bench import BenchSettings, bench_and_record, bench_inputs
 from quant_explorer.configs import CALIBRATION_N, REFERENCE, select_configs

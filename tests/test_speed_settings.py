@@ -143,7 +143,7 @@ def test_the_api_says_how_to_load_a_quantized_model_and_that_code_gives_its_logi
 
 @pytest.mark.slow
 def test_the_aotinductor_load_code_runs_the_package_as_the_bench_times_it(tmp_path):
-    from quant_explorer.aot import aot_runner, compile_package
+    from quant_explorer.runtimes.aot import aot_runner, compile_package
     from quant_explorer.runtimes import AOTINDUCTOR
 
     torch.manual_seed(0)
