@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant_explorer.runtimes.aot import aot_runner
-from quant_explorer.backends.pt2e import in_eval_mode, load_pt2
+from quant_explorer.backends import select_configs
+from quant_explorer.backends.ort import ONNXRUNTIME
+from quant_explorer.backends.pt2e import AOTINDUCTOR, INDUCTOR, in_eval_mode, load_pt2
 from quant_explorer.bench import BenchSettings, bench_and_record, bench_inputs
-from quant_explorer.configs import CALIBRATION_N, REFERENCE, select_configs
+from quant_explorer.configs import CALIBRATION_N, REFERENCE
 from quant_explorer.data import EvalData, resolve_data_dir
 from quant_explorer.errors import one_line
 from quant_explorer.experiment import row_key
@@ -41,9 +42,7 @@ from quant_explorer.paths import results_file
 from quant_explorer.report.text import bench_table_rows
 from quant_explorer.results import write_json_atomic
 from quant_explorer.runtimes import (
-    AOTINDUCTOR,
-    INDUCTOR,
-    ONNXRUNTIME,
+    aot_runner,
     inductor_runner,
     ort_runner,
     ort_session,

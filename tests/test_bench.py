@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from quant_explorer import bench
+from quant_explorer.backends import get_config
 from quant_explorer.bench import BenchSettings, bench_and_record
-from quant_explorer.configs import get_config
 from quant_explorer.data import EvalData
 from quant_explorer.models import load_model
 from quant_explorer.results import load_results

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.data import EvalData
 from quant_explorer.errors import UserError
 from quant_explorer.executors import LocalExecutor, ProcessExecutor, make_executor

@@ -69,7 +69,8 @@ EMULATED_ROW = """
 import json, sys
 from quant_explorer import identity
 identity.emulate("avx2")
-from quant_explorer.configs import CALIBRATION_N, get_config
+from quant_explorer.configs import CALIBRATION_N
+from quant_explorer.backends import get_config
 from quant_explorer.data import EvalData
 from quant_explorer.experiment import make_calibration, run_config
 from quant_explorer.models import load_model

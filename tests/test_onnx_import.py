@@ -17,8 +17,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from quant_explorer.backends import Calibration, quantize
-from quant_explorer.configs import get_config
+from quant_explorer.backends import Calibration, get_config, quantize
 from quant_explorer.data import CIFAR10_CLASSES, ImageSet
 from quant_explorer.errors import NotApplicable, UserError
 from quant_explorer.models import exported_onnx, file_sha256, load_model

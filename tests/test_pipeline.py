@@ -4,8 +4,8 @@ import json
 
 from typer.testing import CliRunner
 
+from quant_explorer.backends import get_config
 from quant_explorer.bench import BenchSettings
-from quant_explorer.configs import get_config
 from quant_explorer.data import EvalData
 from quant_explorer.models import load_model
 from quant_explorer.paths import artifacts_dir

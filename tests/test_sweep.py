@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.data import EvalData, load_split
 from quant_explorer.env import cpu_info
 from quant_explorer.experiment import make_calibration, run_config

@@ -12,7 +12,8 @@ from typing import ClassVar
 import pytest
 from typer.testing import CliRunner
 
-from quant_explorer.configs import CALIBRATION_N, get_config
+from quant_explorer.backends import get_config
+from quant_explorer.configs import CALIBRATION_N
 from quant_explorer.data import EvalData
 from quant_explorer.experiment import FP32, fp32_baseline, is_finished, row_key
 from quant_explorer.identity import identity_hash

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .configs import REFERENCE, QuantConfig, select_configs
+from .backends import select_configs
+from .configs import REFERENCE, QuantConfig
 from .data import ImageSet
 from .errors import UserError, first_line
 from .models import LoadedModel, Preprocessing
@@ -231,7 +232,7 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
         the pick is a member of the confidence set on every one that measured it (`summary --deploy`).
     """
     from .analysis.summary import load_view
-    from .configs import get_config
+    from .backends import get_config
     from .experiment import FP32
     from .files import remove_leftovers
     from .identity import emulating
@@ -356,8 +357,8 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
     draw (`seed`) of `calibration_n` images of `calibration` (a Dataset of preprocessed (tensor, label) pairs, or
     an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply.
     `isa`: the returned model runs as a CPU of that class, emulated (as `explore`'s)."""
+    from .backends import get_config
     from .backends import quantize as apply
-    from .configs import get_config
     from .experiment import build_identity, make_calibration, workdir_for
     from .identity import emulating
 

@@ -18,8 +18,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .backends import Calibration, QuantizedModel, RuntimeBuild, emulation, get_backend, quantize, recipe
-from .configs import CONFIGS, REFERENCE, QuantConfig
+from .backends import CONFIGS, Calibration, QuantizedModel, RuntimeBuild, emulation, get_backend, quantize, recipe
+from .configs import REFERENCE, QuantConfig
 from .data import EvalData, ImageSet, cache_dir, calibration_indices, calibration_set, resolve_data_dir
 from .env import environment
 from .errors import NotApplicable, UserError, did_you_mean, first_line, one_line

@@ -69,8 +69,9 @@ class Job:
                 classes: bool = True) -> "Job":
         """Every shipped model, the default configs and seeds, the report's studies, benches as BENCH says,
         and avx2 where this CPU can emulate it (`CLASSES`)."""
+        from .backends import select_configs
         from .bench import BenchSettings
-        from .configs import CALIBRATION_N, DEFAULT_SEEDS, select_configs
+        from .configs import CALIBRATION_N, DEFAULT_SEEDS
         from .experiment import load_models, prepare
         from .identity import emulable
         from .models import SHIPPED

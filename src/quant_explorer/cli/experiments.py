@@ -53,7 +53,7 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
     started = time.perf_counter()  # the command's wall time includes importing torch, which is seconds
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..configs import get_config
+    from ..backends import get_config
     from ..paths import results_file
 
     chosen = get_config(config)
@@ -114,7 +114,7 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     """
     import time
 
-    from ..configs import select_configs
+    from ..backends import select_configs
     from ..executors import make_executor
     from ..experiment import load_models, prepare
     from ..models import SHIPPED
@@ -194,8 +194,8 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     stored bench when the same rows were timed alike here (say so with --force to time again)."""
     import torch
 
+    from ..backends import select_configs
     from ..bench import BenchSettings, bench_and_record, failures
-    from ..configs import select_configs
     from ..experiment import load_models, prepare
     from ..paths import bench_file, results_file
     from ..report.text import bench_table_rows
@@ -265,7 +265,7 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
 
     A size and seed the sweep already measured alike (same key in full_results.json) is taken from there.
     """
-    from ..configs import get_config
+    from ..backends import get_config
     from ..experiment import load_models, prepare
     from ..paths import results_file, results_path
     from ..results import Results
@@ -295,7 +295,7 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
                       data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
                       mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
     """Per layer: quantize it alone / keep it alone FP32, plus activation SQNR; saved to layer_sensitivity.json."""
-    from ..configs import get_config
+    from ..backends import get_config
     from ..experiment import load_models, make_calibration, prepare
     from ..paths import results_path
     from ..studies import layer_sensitivity as per_layer

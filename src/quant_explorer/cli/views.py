@@ -91,7 +91,7 @@ def models(as_json: bool = JsonOpt) -> None:
 def configs(as_json: bool = JsonOpt, all_configs: bool = typer.Option(False, "--all", help="The full grid, not "
             "only the default sweep.")) -> None:
     """List the quantization configs (the default sweep, or the full grid with --all)."""
-    from ..configs import select_configs
+    from ..backends import select_configs
 
     chosen = select_configs(all_configs=all_configs)
     if as_json:

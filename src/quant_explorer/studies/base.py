@@ -35,7 +35,7 @@ class PoolStudy:
     config: str
 
     def identity(self, model, data) -> dict:
-        from ..configs import get_config
+        from ..backends import get_config
         from ..experiment import study_identity
 
         return study_identity(model, get_config(self.config), data)

@@ -15,7 +15,8 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..configs import CALIBRATION_N, QuantConfig, get_config
+from ..backends import get_config
+from ..configs import CALIBRATION_N, QuantConfig
 from ..data import MIN_CALIBRATION
 from ..errors import UserError
 from ..experiment import FP32, fp32_baseline, is_finished, make_calibration, row_key, run_config, study_identity

@@ -19,8 +19,8 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..backends import BACKENDS, Calibration, get_backend
-from ..configs import CALIBRATION_N, QuantConfig, get_config
+from ..backends import BACKENDS, Calibration, get_backend, get_config
+from ..configs import CALIBRATION_N, QuantConfig
 from ..errors import UserError
 from ..evaluate import evaluate
 from ..experiment import fp32_baseline, make_calibration, row_identity
