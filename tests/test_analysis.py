@@ -24,7 +24,7 @@ from quant_explorer.analysis.view import PooledRow, View
 from quant_explorer.backends import get_config
 from quant_explorer.data import CIFAR10_CLASSES
 from quant_explorer.errors import UserError
-from quant_explorer.experiment import make_calibration
+from quant_explorer.keys import make_calibration
 from quant_explorer.results import load_results
 from quant_explorer.studies import (
     STUDIES,

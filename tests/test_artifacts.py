@@ -116,7 +116,7 @@ main()
 @pytest.mark.process
 def test_a_run_killed_in_ort_calibration_leaves_its_scratch_where_the_next_start_removes_it(tmp_path, quantize_args,
                                                                                              monkeypatch):
-    from quant_explorer.experiment import prepare
+    from quant_explorer.preflight import prepare
 
     system_tmp, artifacts = tmp_path / "system-tmp", tmp_path / "a"
     system_tmp.mkdir()

@@ -15,7 +15,7 @@ from quant_explorer.backends.eager import module_checks, quantized_module
 from quant_explorer.backends.ort import onnx_checks
 from quant_explorer.backends.pt2e import convert, graph_checks, quantizer_for
 from quant_explorer.data import EvalData
-from quant_explorer.experiment import make_calibration
+from quant_explorer.keys import make_calibration
 from quant_explorer.models import load_model
 
 

@@ -359,8 +359,8 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
     `isa`: the returned model runs as a CPU of that class, emulated (as `explore`'s)."""
     from .backends import get_config
     from .backends import quantize as apply
-    from .experiment import build_identity, make_calibration, workdir_for
     from .identity import emulating
+    from .keys import build_identity, make_calibration, workdir_for
 
     chosen = get_config(config)
     loaded, data = prepare(model, calibration, calibration, name, preprocessing)
@@ -415,7 +415,7 @@ def evaluate(model, dataset, batch_size: int = 256, preprocessing: Preprocessing
         raise UserError(f"the model scores {scores} classes, the dataset has {len(names)}: pass data of its classes")
     data = ImageSet(images, labels, names, name)
     if loaded is not None:
-        from .experiment import check_fits
+        from .preflight import check_fits
 
         check_fits(loaded, data)
     metrics, _ = run(runner, data, prep, batch_size)

@@ -72,10 +72,10 @@ class Job:
         from .backends import select_configs
         from .bench import BenchSettings
         from .configs import CALIBRATION_N, DEFAULT_SEEDS
-        from .experiment import load_models, prepare
         from .identity import emulable
         from .models import SHIPPED
         from .paths import results_file
+        from .preflight import load_models, prepare
         from .studies import STUDIES
 
         seed_list = list(range(seeds or DEFAULT_SEEDS))

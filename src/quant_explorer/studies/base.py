@@ -36,7 +36,7 @@ class PoolStudy:
 
     def identity(self, model, data) -> dict:
         from ..backends import get_config
-        from ..experiment import study_identity
+        from ..keys import study_identity
 
         return study_identity(model, get_config(self.config), data)
 
