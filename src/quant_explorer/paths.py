@@ -1,4 +1,5 @@
-"""Where quant-explorer writes: ./artifacts unless $QUANT_EXPLORER_ARTIFACTS or --artifacts says otherwise."""
+"""Where quant-explorer writes: ./artifacts unless $QUANT_EXPLORER_ARTIFACTS says otherwise (the Python API's
+`artifacts_dir=` sets it for the call)."""
 
 from __future__ import annotations
 
