@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Iterable
 
 from .backends import get_backend, get_config
 from .configs import REFERENCE
-from .data import EvalData, ImageSet, cache_dir, calibration_indices, resolve_data_dir
+from .data import EvalData, ImageSet, calibration_indices, resolve_data_dir
 from .errors import UserError, did_you_mean
 from .files import remove_leftovers
-from .paths import artifacts_dir
+from .paths import artifacts_dir, cache_dir
 from .results import check_writable
 
 if TYPE_CHECKING:
