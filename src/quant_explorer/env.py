@@ -49,11 +49,15 @@ def versioned_libraries() -> tuple[str, ...]:
     return tuple(dict.fromkeys([*CORE, *(name for names, _ in _DECLARED.values() for name in names)]))
 
 
-def library_versions() -> dict:
-    """Python's version and every library's a row's environment records (None where it is not installed)."""
+def libraries() -> tuple[str, ...]:
+    """Every library a row's environment records: those in its identity, then those only read or diagnosed with."""
     recorded = [*CORE_RECORDED, *(name for _, names in _DECLARED.values() for name in names)]
-    return {"python": platform.python_version(),
-            **{name: _version(name) for name in dict.fromkeys([*versioned_libraries(), *recorded])}}
+    return tuple(dict.fromkeys([*versioned_libraries(), *recorded]))
+
+
+def library_versions() -> dict:
+    """Python's version and each library's a row's environment records (None where it is not installed)."""
+    return {"python": platform.python_version(), **{name: _version(name) for name in libraries()}}
 
 
 @functools.cache
