@@ -65,7 +65,8 @@ logits = session.run(None, {{session.get_inputs()[0].name: images}})[0]  # float
 def _fp32_in_ort(model: LoadedModel, workdir: Path) -> RuntimeBuild:
     from ..runtimes.onnx_runners import ort_runner
 
-    return RuntimeBuild(lambda threads: ort_runner(exported_onnx(model), threads))
+    path = exported_onnx(model)
+    return RuntimeBuild(lambda threads: ort_runner(path, threads))
 
 
 def _fp32_in_onnx2torch(model: LoadedModel, workdir: Path) -> RuntimeBuild | None:
@@ -75,7 +76,8 @@ def _fp32_in_onnx2torch(model: LoadedModel, workdir: Path) -> RuntimeBuild | Non
 
     if model.module is None:
         return None
-    return RuntimeBuild(lambda _: onnx2torch_runner(exported_onnx(model)), timed=False, cross_check=True)
+    path = exported_onnx(model)
+    return RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False, cross_check=True)
 
 
 ONNXRUNTIME = Runtime("onnxruntime", "ONNX Runtime's kernels", "onnxruntime", threads_at_build=True,
