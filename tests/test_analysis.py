@@ -21,10 +21,10 @@ from quant_explorer.analysis.explain import explain
 from quant_explorer.analysis.pareto import pareto_front, pareto_table
 from quant_explorer.analysis.summary import load_view
 from quant_explorer.analysis.view import PooledRow, View
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.data import CIFAR10_CLASSES
 from quant_explorer.errors import UserError
-from quant_explorer.experiment import make_calibration
+from quant_explorer.keys import make_calibration
 from quant_explorer.results import load_results
 from quant_explorer.studies import (
     STUDIES,
@@ -238,7 +238,7 @@ def test_studies_run_once_then_skip_until_the_weights_change(tiny_run):
 
 
 def test_report_studies_are_the_configs_and_models_it_explains():
-    from quant_explorer.configs import CONFIGS
+    from quant_explorer.backends import CONFIGS
     from quant_explorer.models import MODELS
 
     assert {s.model for s in STUDIES} == {"resnet8-mlperf", "resnet8"} <= set(MODELS)

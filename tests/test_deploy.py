@@ -132,7 +132,7 @@ def test_make_run_emulates_each_models_confidence_set_members_identical_recipes_
     import json
     from types import SimpleNamespace
 
-    from quant_explorer.configs import get_config
+    from quant_explorer.backends import get_config
     from quant_explorer.paths import results_file
     from quant_explorer.pipeline import Job, _members
 

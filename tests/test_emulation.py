@@ -11,9 +11,8 @@ import sys
 import pytest
 
 from quant_explorer import emulation, identity
-from quant_explorer.backends import Calibration, quantize
+from quant_explorer.backends import Calibration, get_config, quantize
 from quant_explorer.backends import emulation as method_of
-from quant_explorer.configs import get_config
 from quant_explorer.errors import NotApplicable, UserError
 
 from .conftest import SUBSET

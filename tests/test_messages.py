@@ -7,8 +7,8 @@ import numpy as np
 
 from quant_explorer.analysis.rows import size_vs_fp32
 from quant_explorer.cli.answers import print_answer, quantize_answer
-from quant_explorer.data import cache_dir, resolve_data_dir
-from quant_explorer.paths import artifacts_dir
+from quant_explorer.data import resolve_data_dir
+from quant_explorer.paths import artifacts_dir, cache_dir
 from quant_explorer.results import encode_classes
 from quant_explorer.row import Row
 

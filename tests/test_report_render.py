@@ -8,7 +8,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.report import build, find_chromium
 from quant_explorer.results import load_results, save_entries
 from quant_explorer.row import Row

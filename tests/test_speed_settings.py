@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from quant_explorer.analysis.summary import load_view
+from quant_explorer.backends import get_config
 from quant_explorer.bench import BenchSettings, bench_and_record, stored_bench
-from quant_explorer.configs import get_config
 from quant_explorer.data import EvalData
 from quant_explorer.models import load_model
 from tests.test_summary import model_rows, results
@@ -143,8 +143,8 @@ def test_the_api_says_how_to_load_a_quantized_model_and_that_code_gives_its_logi
 
 @pytest.mark.slow
 def test_the_aotinductor_load_code_runs_the_package_as_the_bench_times_it(tmp_path):
-    from quant_explorer.aot import aot_runner, compile_package
-    from quant_explorer.runtimes import AOTINDUCTOR
+    from quant_explorer.backends.pt2e import AOTINDUCTOR
+    from quant_explorer.runtimes.aot import aot_runner, compile_package
 
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),

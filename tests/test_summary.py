@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from quant_explorer.analysis.rows import this_environment
 from quant_explorer.analysis.summary import load_view
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.errors import UserError
 from quant_explorer.identity import cpu_class, identity_hash, versions
 from quant_explorer.results import SCHEMA_VERSION, encode_classes, load_results, save_labels

@@ -12,10 +12,11 @@ from typing import ClassVar
 import pytest
 from typer.testing import CliRunner
 
-from quant_explorer.configs import CALIBRATION_N, get_config
+from quant_explorer.backends import get_config
 from quant_explorer.data import EvalData
-from quant_explorer.experiment import FP32, fp32_baseline, is_finished, row_key
+from quant_explorer.experiment import FP32, fp32_baseline
 from quant_explorer.identity import identity_hash
+from quant_explorer.keys import is_finished, make_calibration, row_identity, row_key
 from quant_explorer.models import load_model
 from quant_explorer.paths import artifacts_dir, results_file
 from quant_explorer.results import Results, entry_key, load_results, save_entries
@@ -42,7 +43,7 @@ class ToyStudy(PoolStudy):
 
     def run(self, model, data, stored: dict[str, Row], log) -> dict:
         RUNS.append(model.name)
-        row = stored.get(row_key(model, FP32, data, CALIBRATION_N, 0))
+        row = stored.get(row_key(model, FP32, row_identity(model, FP32, data)))
         if not is_finished(row):
             _, row = fp32_baseline(model, data)
         identity = self.identity(model, data)
@@ -122,7 +123,8 @@ def test_calibration_size_takes_the_sweeps_rows_and_computes_only_the_rest(tiny_
     lines: list[str] = []
     entry = calibration_size.run(model, config, data, [10, 20], 2, lines.append, stored)
     assert [line.endswith("(the sweep's row)") for line in lines] == [False, False, True, True]
-    sweep = [stored[row_key(model, config, data, 20, seed)] for seed in (0, 1)]
+    sweep = [stored[row_key(model, config, row_identity(model, config, data, make_calibration(model, data, 20, seed)))]
+             for seed in (0, 1)]
     assert entry["sizes"][1]["accuracy"] == [r.accuracy for r in sweep]
     assert entry["sizes"][1]["calibration_images_sha256"] == [r.calibration["calibration_images_sha256"]
                                                                for r in sweep]

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .configs import REFERENCE, QuantConfig, select_configs
+from .backends import select_configs
+from .configs import REFERENCE, QuantConfig
 from .data import ImageSet
 from .errors import UserError, first_line
 from .models import LoadedModel, Preprocessing
@@ -231,7 +232,7 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
         the pick is a member of the confidence set on every one that measured it (`summary --deploy`).
     """
     from .analysis.summary import load_view
-    from .configs import get_config
+    from .backends import get_config
     from .experiment import FP32
     from .files import remove_leftovers
     from .identity import emulating
@@ -356,10 +357,10 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
     draw (`seed`) of `calibration_n` images of `calibration` (a Dataset of preprocessed (tensor, label) pairs, or
     an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply.
     `isa`: the returned model runs as a CPU of that class, emulated (as `explore`'s)."""
+    from .backends import get_config
     from .backends import quantize as apply
-    from .configs import get_config
-    from .experiment import build_identity, make_calibration, workdir_for
     from .identity import emulating
+    from .keys import build_identity, make_calibration, workdir_for
 
     chosen = get_config(config)
     loaded, data = prepare(model, calibration, calibration, name, preprocessing)
@@ -414,7 +415,7 @@ def evaluate(model, dataset, batch_size: int = 256, preprocessing: Preprocessing
         raise UserError(f"the model scores {scores} classes, the dataset has {len(names)}: pass data of its classes")
     data = ImageSet(images, labels, names, name)
     if loaded is not None:
-        from .experiment import check_fits
+        from .preflight import check_fits
 
         check_fits(loaded, data)
     metrics, _ = run(runner, data, prep, batch_size)

@@ -25,13 +25,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .backends import QuantizedModel, quantize, runtime_info
+from .backends import Calibration, QuantizedModel, quantize, runtime_info
 from .configs import QuantConfig
 from .data import EvalData
 from .env import environment
 from .errors import NotApplicable, one_line
 from .evaluate import evaluate
-from .experiment import FP32, is_finished, make_calibration, row_key, workdir_for
+from .experiment import FP32
+from .keys import is_finished, make_calibration, row_identity, row_key, workdir_for
 from .models import LoadedModel
 from .results import Results, decode_classes, update_rows, write_json_atomic
 from .row import Row
@@ -179,17 +180,16 @@ def bench_inputs(model: LoadedModel, data: EvalData, batch: int) -> tuple[torch.
 
 
 def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, rows: dict[str, tuple[str, Row]],
-              calibration_n: int, seed: int, settings: BenchSettings,
-              log: Callable[[str], None] = lambda s: None) -> dict:
+              calibration: Calibration, settings: BenchSettings, log: Callable[[str], None] = lambda s: None) -> dict:
     """Build each config's shipped runtimes (FP32 always included) and time them all side by side.
 
     `rows`: config name -> (its row key, its sweep row): the key's identity hash names the work directory (what the
-    sweep compiled there is loaded, not rebuilt); the row gives the float reference. Returns the bench document."""
+    sweep compiled there is loaded, not rebuilt); the row gives the float reference. `calibration`: the rows' sample
+    (static configs). Returns the bench document."""
     configs = [FP32, *[c for c in configs if c.name != FP32.name]]
     allocator = keep_freed_memory()
     labels = data.test.labels.numpy()
     with pinned_threads(settings.threads):
-        calibration = make_calibration(model, data, calibration_n, seed)
         targets, quantized, skipped, references = [], {}, {}, {}
         load_before = loadavg()
         for config in configs:
@@ -279,7 +279,8 @@ def bench_and_record(model: LoadedModel, configs: list[QuantConfig], data: EvalD
     to them (the speed of a config, whatever its calibration draw) and written whole to `bench_path`. A stored bench
     of the same rows, settings and CPU is reused (`force`: time again); its document then says `"reused": true`."""
     configs = [FP32, *[c for c in configs if c.name != FP32.name]]
-    keys = {c.name: row_key(model, c, data, calibration_n, seed) for c in configs}  # once per row
+    calibration = make_calibration(model, data, calibration_n, seed)  # drawn once, for every static config's row
+    keys = {c.name: row_key(model, c, row_identity(model, c, data, calibration)) for c in configs}
     existing = Results.load(results_path).rows
     if not all(is_finished(existing.get(key)) for key in keys.values()):
         for key, _row, skipped in run_sweep([model], configs, data, calibration_n, [seed], results_path, notify=log):
@@ -292,7 +293,7 @@ def bench_and_record(model: LoadedModel, configs: list[QuantConfig], data: EvalD
             attach_to_results(results_path, stored)
         return {**stored, "reused": True}
     rows = {c.name: (keys[c.name], existing.get(keys[c.name], Row())) for c in configs}
-    document = run_bench(model, configs, data, rows, calibration_n, seed, settings, log)
+    document = run_bench(model, configs, data, rows, calibration, settings, log)
     attach_to_results(results_path, document)
     write_json_atomic(bench_path, document)
     return document

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-ROW_VERSION = 2  # the row layout this code writes (results.SCHEMA_VERSION); a migrated row says its own in `schema`
-
 
 @dataclass
 class Row:
@@ -78,10 +76,6 @@ class Row:
         out = {**self.extra, **{k: v for k in _FIELDS if (v := getattr(self, k)) is not None}}
         rank = {k: i for i, k in enumerate(self._order)}
         return dict(sorted(out.items(), key=lambda item: rank.get(item[0], len(rank))))
-
-    @property
-    def version(self) -> int:
-        return self.schema or ROW_VERSION
 
     @property
     def scored(self) -> bool:

@@ -8,8 +8,7 @@ lose" at the recipe.
 
 from __future__ import annotations
 
-from ..backends import runtime_info
-from ..runtimes import Runtime
+from ..backends import Runtime, runtime_info
 from ..stats import level_text
 from . import fp32_rows, is_quantized
 from .comparisons import confusion_comparison, losers_text, pairs

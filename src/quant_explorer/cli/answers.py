@@ -30,7 +30,7 @@ def quantize_answer(row: Row, fp32: Row | None, stored: dict[str, Row], labels, 
     interval (over this seed's test images, or pooled over every stored seed of the same recipe), size, the saved
     artifact, the command's wall time; the raw row under `row`."""
     from ..analysis.rows import recipe_identity
-    from ..experiment import is_finished
+    from ..keys import is_finished
     from ..paths import results_file
     from ..report.answer import artifact_path, shown_path
     from ..results import decode_classes

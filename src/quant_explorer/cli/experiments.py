@@ -53,14 +53,16 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
     started = time.perf_counter()  # the command's wall time includes importing torch, which is seconds
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..configs import get_config
+    from ..backends import get_config
     from ..paths import results_file
 
     chosen = get_config(config)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task(f"{model}: loading torch, the data and the model")
-        from ..experiment import FP32, load_models, prepare, row_key
+        from ..experiment import FP32
+        from ..keys import row_identity, row_key
+        from ..preflight import load_models, prepare
         from ..results import Results
         from ..sweep import run_sweep
 
@@ -74,7 +76,7 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
                                          notify=lambda line: err_console.print(f"[yellow]warning:[/yellow] {line}",
                                                                                highlight=False, soft_wrap=True)))
         stored = Results.load(results_file()).rows
-        fp32 = stored.get(row_key(loaded[0], FP32, data, calibration_n, 0))
+        fp32 = stored.get(row_key(loaded[0], FP32, row_identity(loaded[0], FP32, data)))
     answer = quantize_answer(row, fp32, stored, data.test.labels.numpy(), time.perf_counter() - started)
     if as_json:
         print_json(answer)
@@ -114,11 +116,11 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     """
     import time
 
-    from ..configs import select_configs
+    from ..backends import select_configs
     from ..executors import make_executor
-    from ..experiment import load_models, prepare
     from ..models import SHIPPED
     from ..paths import results_file
+    from ..preflight import load_models, prepare
     from ..sweep import run_sweep, stage_seconds
 
     if isa != "native" and executor == "ray":  # a cluster's workers would not inherit the oneDNN cap
@@ -194,10 +196,10 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     stored bench when the same rows were timed alike here (say so with --force to time again)."""
     import torch
 
+    from ..backends import select_configs
     from ..bench import BenchSettings, bench_and_record, failures
-    from ..configs import select_configs
-    from ..experiment import load_models, prepare
     from ..paths import bench_file, results_file
+    from ..preflight import load_models, prepare
     from ..report.text import bench_table_rows
 
     chosen = select_configs(patterns(config_names))
@@ -265,9 +267,9 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
 
     A size and seed the sweep already measured alike (same key in full_results.json) is taken from there.
     """
-    from ..configs import get_config
-    from ..experiment import load_models, prepare
+    from ..backends import get_config
     from ..paths import results_file, results_path
+    from ..preflight import load_models, prepare
     from ..results import Results
     from ..studies.calibration_size import FILE, CalibrationSizeStudy, parse_sizes
     from .views import show_study
@@ -295,9 +297,10 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
                       data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
                       mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
     """Per layer: quantize it alone / keep it alone FP32, plus activation SQNR; saved to layer_sensitivity.json."""
-    from ..configs import get_config
-    from ..experiment import load_models, make_calibration, prepare
+    from ..backends import get_config
+    from ..keys import make_calibration
     from ..paths import results_path
+    from ..preflight import load_models, prepare
     from ..studies import layer_sensitivity as per_layer
     from .views import show_study
 
@@ -321,8 +324,8 @@ def analyze(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
             data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
     """Run the report's studies (calibration size, per layer: `studies.STUDIES`) that are missing or stale; skip the
     rest. A calibration-size point the sweep already stored alike is taken from full_results.json."""
-    from ..experiment import load_models, prepare
     from ..paths import results_file, results_path
+    from ..preflight import load_models, prepare
     from ..studies import STUDIES, run_studies
 
     studies = [s for s in STUDIES if not model or s.model in model]

@@ -91,7 +91,7 @@ def models(as_json: bool = JsonOpt) -> None:
 def configs(as_json: bool = JsonOpt, all_configs: bool = typer.Option(False, "--all", help="The full grid, not "
             "only the default sweep.")) -> None:
     """List the quantization configs (the default sweep, or the full grid with --all)."""
-    from ..configs import select_configs
+    from ..backends import select_configs
 
     chosen = select_configs(all_configs=all_configs)
     if as_json:
@@ -113,8 +113,9 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     with busy("loading torch"):
         from ..data import load_split, resolve_data_dir
         from ..evaluate import evaluate as run_eval
-        from ..experiment import check_fp32_runtime, folder_classes, folder_shape, fp32_runner, load_models
+        from ..experiment import fp32_runner
         from ..models import exported_onnx
+        from ..preflight import check_fp32_runtime, folder_classes, folder_shape, load_models
         from ..runtimes import onnx_opset
 
     check_fp32_runtime(runtime)

@@ -41,7 +41,7 @@ def shown_path(path: Path) -> str:
 def artifact_path(row: Row) -> tuple[str, bool]:
     """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per artifact identity), shown
     relative, and whether it is on this machine. A row made elsewhere names the folder a rerun would write."""
-    from ..experiment import artifact_hash
+    from ..keys import artifact_hash
     from ..paths import models_dir
     from ..provenance import is_bookkeeping
 

@@ -35,8 +35,8 @@ class PoolStudy:
     config: str
 
     def identity(self, model, data) -> dict:
-        from ..configs import get_config
-        from ..experiment import study_identity
+        from ..backends import get_config
+        from ..keys import study_identity
 
         return study_identity(model, get_config(self.config), data)
 

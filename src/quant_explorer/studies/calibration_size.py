@@ -2,7 +2,7 @@
 
 Each (size, seed) is a different stratified sample of the training split, quantized and scored on every test
 image exactly as the sweep does; the spread over seeds is how much the choice of images matters at that size.
-A (size, seed) the sweep already stored under the same identity (its key, `experiment.row_key`) is that row,
+A (size, seed) the sweep already stored under the same identity (its key, `keys.row_key`) is that row,
 taken from full_results.json rather than computed again. Results accumulate in calibration_size.json (one entry
 per model x config), beside full_results.json.
 """
@@ -15,11 +15,13 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..configs import CALIBRATION_N, QuantConfig, get_config
+from ..backends import get_config
+from ..configs import QuantConfig
 from ..data import MIN_CALIBRATION
 from ..errors import UserError
-from ..experiment import FP32, fp32_baseline, is_finished, make_calibration, row_key, run_config, study_identity
+from ..experiment import FP32, fp32_baseline, run_config
 from ..identity import identity_hash
+from ..keys import is_finished, make_calibration, row_identity, row_key, study_identity
 from ..results import entry_key, save_entries
 from ..row import Row
 from .base import PoolStudy
@@ -74,17 +76,18 @@ def run(model, config: QuantConfig, data, sizes: list[int], seeds: int,
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     stored = stored or {}
-    fp32_row = stored.get(row_key(model, FP32, data, CALIBRATION_N, 0))
+    fp32_row = stored.get(row_key(model, FP32, row_identity(model, FP32, data)))
     if not is_finished(fp32_row):
         _, fp32_row = fp32_baseline(model, data)
     runs: dict[int, dict[int, Row]] = {}
     for n in sizes:
         for seed in range(seeds):
-            row = stored.get(row_key(model, config, data, n, seed))
+            calibration = make_calibration(model, data, n, seed)
+            identity = row_identity(model, config, data, calibration)
+            row = stored.get(row_key(model, config, identity))
             reused = is_finished(row)
             if not reused:  # the study needs only the shipped accuracy: no baseline, no cross-checks
-                row, _ = run_config(model, config, data, make_calibration(model, data, n, seed), None,
-                                    with_cross_checks=False)
+                row, _ = run_config(model, config, data, calibration, None, with_cross_checks=False, identity=identity)
             runs.setdefault(n, {})[seed] = row
             log(f"n={n} seed={seed}: " + (f"{100 * row.accuracy:.2f}%" if row.accuracy is not None else "failed")
                 + (" (the sweep's row)" if reused else ""))

@@ -19,12 +19,13 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..backends import BACKENDS, Calibration, get_backend
-from ..configs import CALIBRATION_N, QuantConfig, get_config
+from ..backends import BACKENDS, Calibration, get_backend, get_config
+from ..configs import CALIBRATION_N, QuantConfig
 from ..errors import UserError
 from ..evaluate import evaluate
-from ..experiment import fp32_baseline, make_calibration, row_identity
+from ..experiment import fp32_baseline
 from ..identity import identity_hash
+from ..keys import make_calibration, row_identity
 from ..results import entry_key, save_entries
 from ..row import Row
 from .base import Delta, measured_alike
@@ -67,7 +68,7 @@ def run(model, config: QuantConfig, data, calibration: Calibration, layers: list
         sqnr = backend.sqnr(model.preprocessing(data.test.images[:SQNR_IMAGES]))
     for row in rows:
         row["weight_sqnr_db"] = sqnr["weights"].get(row["layer"])
-    identity = row_identity(model, config, data, len(calibration.images), calibration.seed)
+    identity = row_identity(model, config, data, calibration)
     return {"model": model.name, "model_weights_sha256": model.weights_sha256, "config_name": config.name,
             "config": config.to_dict(), "identity": identity, "identity_hash": identity_hash(identity),
             "calibration": calibration.describe(), "method": backend.method,
@@ -136,7 +137,8 @@ class LayerSensitivityStudy:
     figure: ClassVar[str] = "per-layer sensitivity"
 
     def identity(self, model, data) -> dict:
-        return row_identity(model, get_config(self.config), data, self.calibration_n, self.seed)
+        return row_identity(model, get_config(self.config), data,
+                            make_calibration(model, data, self.calibration_n, self.seed))
 
     def key(self, model, data) -> str:
         return entry_key(self.model, self.config, self.calibration_n, self.seed,
