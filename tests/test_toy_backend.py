@@ -69,9 +69,9 @@ def test_a_backend_registered_here_runs_through_sweep_summary_bench_and_report(t
     settings = BenchSettings(threads=1, runs=2, batch_runs=1, rounds=1, warmup=1, batch=4, compile=False)
     document = bench_and_record(model, [toy], data, 20, 0, settings, results_file(),
                                 results_file().with_name("bench_resnet8.json"))
-    entry = next(e for e in document["entries"].values() if e["config_name"] == toy.name)
-    assert entry["runtime"] == "passthrough" and entry["runtimes"]["passthrough"]["baseline"] == "fp32_baseline/torch"
-    assert entry["speedup_vs_fp32_b256"] > 0
+    entry = next(e for e in document.entries.values() if e.config_name == toy.name)
+    assert entry.runtime == "passthrough" and entry.runtimes["passthrough"].baseline == "fp32_baseline/torch"
+    assert entry.speedup_vs_fp32_b256 > 0
     assert "bench" in next(r for k, r in load_results(results_file())["entries"].items()
                            if r.get("config_name") == toy.name and "|seed=0|" in k)
 
