@@ -132,7 +132,7 @@ def current_pick(model: str) -> str | None:
     from quant_explorer.results import Results
 
     try:
-        return load_view(Results.load(results_file())).choices.get(model, {}).get("pick")
+        return getattr(load_view(Results.load(results_file())).choices.get(model), "pick", None)
     except Exception:  # no view here (no rows, another machine's): the goal names the fastest int8 instead
         return None
 

@@ -351,8 +351,9 @@ def main() -> None:
                              compile=not args.no_compile, time_eval=True)
     bench_path = results_file().with_name("bench.json")
     started = time.perf_counter()
-    document = bench_and_record(model, chosen, data, args.calibration_n, args.seed, settings, results_file(),
-                                bench_path, log=print)
+    timed = bench_and_record(model, chosen, data, args.calibration_n, args.seed, settings, results_file(), bench_path,
+                             log=print)
+    document = timed.to_dict()  # read as the JSON it is written as, with the analysis added
     macs = count_macs(model.fresh())
     peak = cpu_peak(settings.threads)
     dispatch = {} if args.no_profile else dispatch_records(model, document, data, settings, configs)
@@ -387,7 +388,7 @@ def main() -> None:
     document["analysis"] = analysis
     document["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(bench_path, document)
-    for row in bench_table_rows(document):
+    for row in bench_table_rows(timed):
         print(" | ".join(row))
     print(json.dumps(analysis["targets"], indent=1))
     print(json.dumps(analysis["eval_throughput_vs_bench"], indent=1))

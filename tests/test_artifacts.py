@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from quant_explorer.bench import BenchSettings, failures, stored_bench
+from quant_explorer.bench import BenchSettings, stored_bench
+from quant_explorer.bench_entry import BenchDocument
 from quant_explorer.env import environment
 from quant_explorer.provenance import RECORD_SUFFIX, is_bookkeeping, record_of, reuse_or_build
 
@@ -144,11 +145,13 @@ def test_a_bench_with_a_failure_is_failed_work_never_reused_as_stored(tmp_path):
                 "entries": {"m|fp32_baseline|h": entry}}
     path = tmp_path / "bench_m.json"
     path.write_text(json.dumps(document))
-    assert failures(document) == ["fp32_baseline [aotinductor]: RuntimeError: bad package"]
+    failed = BenchDocument.from_dict(document)
+    assert failed.failures() == ["fp32_baseline [aotinductor]: RuntimeError: bad package"]
     assert stored_bench(path, ["m|fp32_baseline|h"], settings) is None  # timed again, never shown as "stored"
     del entry["runtimes"]["aotinductor"]
     path.write_text(json.dumps(document))
-    assert failures(document) == [] and stored_bench(path, ["m|fp32_baseline|h"], settings) == document
+    stored = stored_bench(path, ["m|fp32_baseline|h"], settings)
+    assert stored.failures() == [] and stored.to_dict() == document
 
 
 @pytest.mark.parametrize("pt2", [None, "model.pt2"])  # the FP32 model's package, or a saved PT2E model's

@@ -27,7 +27,7 @@ def test_bench_records_numbers_in_sweep_rows_and_bench_json(tiny_env):
     results, bench_json = tiny_env / "artifacts/results/full_results.json", tiny_env / "artifacts/results/bench.json"
     settings = BenchSettings(threads=1, time_eval=True, **TINY)
     doc = bench_and_record(model, [get_config(n) for n in CONFIGS], EvalData.load(tiny_env / "data"), 20, 0,
-                           settings, results, bench_json)
+                           settings, results, bench_json).to_dict()
     assert json.loads(bench_json.read_text()) == doc
     assert doc["environment"]["threads"] == 1 and doc["environment"]["versions"]["onnxruntime"]
     assert doc["environment"]["allocator"].startswith("glibc, freed memory kept")  # Linux CI runs glibc

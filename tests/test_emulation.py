@@ -166,4 +166,4 @@ def test_the_python_api_explores_as_an_emulated_class_and_picks_for_it(tmp_path)
                           configs=["ort_u8_minmax_qdq_per_channel", "pt2e_u8_per_channel_minmax"],
                           artifacts_dir=tmp_path, deploy=["avx2"])
     assert not deployed.view.environment.startswith("avx2") and deployed.pick is not None
-    assert deployed.view.choices[deployed.model]["deploy"]["classes"] == ["avx2 (emulated)"]
+    assert deployed.view.choices[deployed.model].deploy.classes == ["avx2 (emulated)"]

@@ -96,8 +96,8 @@ def sweep_killing_one_worker(local_rows, executor, tmp_path, monkeypatch):
     for key, row in rows.items():
         assert row.error is None, row.error
         assert {f: getattr(row, f) for f in SAME} == {f: getattr(expected[key], f) for f in SAME}, key
-        alternates = {name: alt.get("accuracy") for name, alt in row.alternates.items()}
-        assert alternates == {name: alt.get("accuracy") for name, alt in expected[key].alternates.items()}
+        alternates = {name: alt.accuracy for name, alt in row.alternates.items()}
+        assert alternates == {name: alt.accuracy for name, alt in expected[key].alternates.items()}
         if "fp32" not in key:
             assert row.executor == executor.name
     return rows

@@ -86,8 +86,8 @@ def test_studies_on_worker_processes_give_the_entries_computed_here(tiny_run):
     model, data, results_dir = tiny_run["model"], tiny_run["data"], tiny_run["results"].parent
     study = CalibrationSizeStudy("resnet8", "ort_u8_minmax_qdq_per_tensor", sizes=(10, 20), seeds=2)
     [(_, pooled, skipped)] = run_studies([study], {"resnet8": model}, data, results_dir, executor=ProcessExecutor(2))
-    assert not skipped and [s["n"] for s in pooled["sizes"]] == [10, 20]
+    assert not skipped and [s.n for s in pooled.sizes] == [10, 20]
     [(_, here, _)] = run_studies([study], {"resnet8": model}, data, results_dir, force=True)
-    assert [s["accuracy"] for s in here["sizes"]] == [s["accuracy"] for s in pooled["sizes"]]
+    assert [s.accuracy for s in here.sizes] == [s.accuracy for s in pooled.sizes]
     [(_, stored, skipped)] = run_studies([study], {"resnet8": model}, data, results_dir, executor=ProcessExecutor(2))
     assert skipped and stored == here  # current: no worker started, the stored entry as it was saved

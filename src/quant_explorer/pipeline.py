@@ -95,7 +95,7 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
             notify: Callable[[str], None] = lambda line: None) -> JobResult:
     """Run every phase in order (see the module's docstring); `notify` gets one-line notices (why stored rows are
     not reused)."""
-    from .bench import bench_and_record, failures
+    from .bench import bench_and_record
     from .data import resolve_data_dir
     from .executors import LocalExecutor, ProcessExecutor
     from .paths import artifacts_dir, bench_file, results_file
@@ -130,7 +130,7 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
         for study, entry, skipped in entries:
             finished.append(study)
             what = f"{study.kind}: {study.model} / {study.config}"
-            _count(result, "studies", entry.get("error"), skipped, what)
+            _count(result, "studies", entry.error, skipped, what)
             on_step(Step("studies", len(finished), len(chosen), what))
 
     def speed() -> None:
@@ -138,8 +138,8 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
             on_step(Step("speed", done, len(job.models), f"timing {model.name}"))
             document = bench_and_record(model, job.configs, job.data, job.calibration_n, job.seeds[0], job.bench,
                                         results_file(), bench_file(model.name))
-            result.failed += [f"bench {model.name}: {line}" for line in failures(document)]
-            if not document.get("reused"):
+            result.failed += [f"bench {model.name}: {line}" for line in document.failures()]
+            if not document.reused:
                 result.computed["speed"] = result.computed.get("speed", 0) + 1
         on_step(Step("speed", len(job.models), len(job.models)))
 
@@ -187,7 +187,7 @@ def _members(job: Job) -> dict[str, list[str]]:
     view = load_view(Results.load(results_file()), dataset=job.data.test.fingerprint,
                      data_dir=resolve_data_dir(job.data_dir))
     names = {c.name for c in job.configs}
-    return {m.name: [c for c in view.choices.get(m.name, {}).get("best_set_with_identical", []) if c in names]
+    return {m.name: [c for c in getattr(view.choices.get(m.name), "best_set_with_identical", None) or [] if c in names]
             for m in job.models}
 
 

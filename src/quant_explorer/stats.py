@@ -184,10 +184,6 @@ def paired_delta(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, a
             "seed_se_pp": pp(np.sqrt(seed_var)), "df": round(float(df), 1), "seed_part": part}
 
 
-def excludes_zero(interval: list[float]) -> bool:
-    return interval[0] > 0 or interval[1] < 0
-
-
 def adjust(pvalues: list[float], alpha: float = ALPHA) -> list[tuple[bool, float]]:
     """(rejected, adjusted p) per test of one family, by `CORRECTION` (statsmodels' multipletests)."""
     if not pvalues:

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..bench_entry import POOLED, RuntimeSpeed
 from ..configs import REFERENCE
 from ..errors import first_line
 from ..row import Row
 from ..stats import adjust, align, paired_delta
 from .rows import this_environment
 
+if TYPE_CHECKING:
+    from .pick import Choice
+
 
 @dataclass
 class PooledRow(Row):
     """A config's record in the view (`summary._pool`): its first seed's row, with the seed means (accuracy,
     correct, delta_pp, ...) in the row's own fields and the statistics over seeds beside them; the pick fields
-    are `pick.choose`'s."""
+    are `pick.choose`'s. Computed, never stored."""
     key: str = ""  # the first seed's row
     first_seed_accuracy: float | None = None  # the cross-checks (alternates, reference) ran on the first seed
     accuracy_std: float = 0.0
@@ -32,20 +37,19 @@ class PooledRow(Row):
     accuracy_max: float | None = None
     reference_accuracy: float | None = None  # the float reference's, over seeds; None unless every seed has one
     seeds: list = field(default_factory=list)
-    per_seed: list[dict] = field(default_factory=list)  # `summary.PER_SEED_FIELDS` of each seed's row
+    per_seed: list[Row] = field(default_factory=list)  # each seed's row, in seed order
     delta_pp_ci: list[float] | None = None
     delta_stats: dict | None = None  # `stats.paired_delta`
-    speed: dict[str, float] = field(default_factory=dict)  # latency_ms_*, throughput_*: the bench's, any seed's
+    speed: RuntimeSpeed = field(default_factory=RuntimeSpeed)  # the bench's `bench_entry.POOLED`, any seed's
     in_best_set: bool | None = None
     beaten_by: str | None = None
     best_set_margin_pp: float | None = None
-    vs_best: dict | None = None
     identical_to: str | None = None  # the config whose predictions it repeats on every seed
     pick: bool = False
 
     def cost(self, name: str) -> float | None:
-        """A speed field (`speed`) or the size, by name: what the objectives and fronts compare."""
-        return self.speed[name] if name in self.speed else getattr(self, name, None)
+        """A speed field (`speed`) or the size, by name: what the fronts and their plots compare."""
+        return getattr(self.speed, name) if name in POOLED else getattr(self, name, None)
 
 
 IMAGES_ONLY = "images only"  # said beside an interval that leaves out the calibration draw's noise
@@ -82,7 +86,7 @@ class View:
     classes: list[str] = field(default_factory=list)
     labels: np.ndarray | None = None
     available: list[dict] = field(default_factory=list)  # every (environment, dataset) in the file
-    choices: dict[str, dict] = field(default_factory=dict)  # per model: the confidence set, the pick, the rule
+    choices: dict[str, Choice | None] = field(default_factory=dict)  # per model (None: no quantized config)
     set_aside: list[dict] = field(default_factory=list)  # {key, model, config, reason}: scored rows not in the view
     notes: list[str] = field(default_factory=list)  # one line each: why this view, what it lacks
     objective: str = "latency"

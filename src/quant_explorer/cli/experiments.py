@@ -79,7 +79,7 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
         fp32 = stored.get(row_key(loaded[0], FP32, row_identity(loaded[0], FP32, data)))
     answer = quantize_answer(row, fp32, stored, data.test.labels.numpy(), time.perf_counter() - started)
     if as_json:
-        print_json(answer)
+        print_json(answer.to_json())
     else:
         print_answer(answer)
         for warning in row.warnings or []:
@@ -197,7 +197,7 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     import torch
 
     from ..backends import select_configs
-    from ..bench import BenchSettings, bench_and_record, failures
+    from ..bench import BenchSettings, bench_and_record
     from ..paths import bench_file, results_file
     from ..preflight import load_models, prepare
     from ..report.text import bench_table_rows
@@ -208,20 +208,20 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     [loaded] = load_models([model], weights, input_scale, mean, std, data)
     document = bench_and_record(loaded, chosen, data, calibration_n, seed, settings, results_file(),
                                 bench_file(loaded.name), log=err_console.print, force=force)
+    failed = document.failures()
     if as_json:
-        print_json(document)
-        raise typer.Exit(1 if failures(document) else 0)
-    if document.get("reused"):
-        err_console.print(f"the same rows were timed alike on this CPU ({document['created']}): shown as stored; "
+        print_json(document.to_dict())
+        raise typer.Exit(1 if failed else 0)
+    if document.reused:
+        err_console.print(f"the same rows were timed alike on this CPU ({document.created}): shown as stored; "
                           "--force times them again", highlight=False)
     table = Table("config", "runtime", "latency b1 median (spread), ms", "threads b1", "latency b1 p90 (ms)",
                   "throughput b256 (images/s)", "× FP32", "size (KiB)", "accuracy as run", "reference accuracy",
                   title=f"{loaded.name}, {settings.threads} threads (batch 1: the fastest of "
-                        f"{', '.join(map(str, settings.latency_threads))}), {document['environment']['cpu']['model']}")
+                        f"{', '.join(map(str, settings.latency_threads))}), {document.environment['cpu']['model']}")
     for r in bench_table_rows(document):
         table.add_row(*r)
     print_table(table)
-    failed = failures(document)
     if failed:
         err_console.print(f"[red]error:[/red] {len(failed)} failed ({failed[0]}{', ...' if len(failed) > 1 else ''}); "
                           "saved with their errors, never reused: rerun to time them again", highlight=False,
@@ -283,7 +283,7 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
     entry = study.run(loaded, data, Results.load(results_file()).rows, quiet_or(as_json))
     study.save(out, entry)
     if as_json:
-        return print_json(entry)
+        return print_json(entry.to_dict())
     show_study(study, entry)
     console.print(f"saved to {out}")
 
@@ -312,9 +312,9 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
                           [name for name in layers.split(",") if name] if layers else None, log=quiet_or(as_json))
     per_layer.save(out, entry)
     if as_json:
-        return print_json(entry)
+        return print_json(entry.to_dict())
     show_study(per_layer.LayerSensitivityStudy, entry)
-    console.print(f"most recovered by keeping FP32: {', '.join(entry['ranking_by_recovery'][:3])}; saved to {out}")
+    console.print(f"most recovered by keeping FP32: {', '.join(entry.ranking_by_recovery[:3])}; saved to {out}")
 
 
 @app.command()
