@@ -12,24 +12,10 @@ bad is picked, and the answer says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import UserError
 from .classes import class_views, column, matrix
-from .pick import Choice, pick_among
-from .view import View
-
-
-@dataclass
-class Deployment:
-    """How a model's pick holds on the deployment classes (`apply`): the classes, the pick made here first, the
-    sentences said, and the pick's cell on each class (`classes.matrix`; None where not measured)."""
-
-    classes: list[str]
-    first: str
-    said: list[str]
-    cells: dict[str, dict | None]
-    here: str  # the class of the view the pick was made in
+from .pick import pick_among
+from .view import Choice, Deployment, View
 
 
 def class_of(name: str) -> str:

@@ -5,18 +5,15 @@ configs with identical predictions counted once, and from the set the config bes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 from ..bench_entry import BenchEntry
 from ..configs import REFERENCE
 from ..data import CIFAR10_CLASSES
 from ..stats import CORRECTION_NAME, FULL_CIFAR10_TEST, best_set, level_text, resolution
 from .rows import is_quantized, size_vs_fp32, speedup
-from .view import PooledRow, View, per_class
-
-if TYPE_CHECKING:
-    from .deploy import Deployment
+from .view import Choice, PooledRow, View, per_class
 
 
 @dataclass(frozen=True)
@@ -38,29 +35,6 @@ OBJECTIVES = {"latency": Objective(lambda r: r.speed.latency_ms_b1_median, -1, "
                                       lambda r: r.speed.throughput_b256_spread),
               "size": Objective(lambda r: r.size_bytes, -1, "the smallest file")}
 AT_BATCH = {1: OBJECTIVES["latency"], 256: OBJECTIVES["throughput"]}  # the speed at each batch size
-
-
-@dataclass
-class Choice:
-    """One model's answer to "which config" (`choose`): the confidence set for the best, the recipes with identical
-    predictions, the pick on the view's objective and the rule that picked it, in words."""
-
-    model: str
-    objective: str
-    identical: list[list[str]]  # configs giving identical predictions on every seed, the first standing for the rest
-    not_candidates: list[str]  # configs without per-image predictions
-    rule: str = ""
-    best: str | None = None  # the most accurate
-    best_set: list[str] = field(default_factory=list)  # one config per recipe
-    best_set_with_identical: list[str] | None = None  # every config of the set, twins included
-    pick: str | None = None
-    resolution: dict = field(default_factory=dict)  # `stats.resolution`
-    deploy: Deployment | None = None  # how the pick holds on each deployment class (`deploy.apply`)
-
-    @property
-    def identical_text(self) -> str:
-        return "; ".join(f"{', '.join(g)} give identical predictions on every seed: one recipe, counted once (as "
-                         f"{g[0]})" for g in self.identical)
 
 
 def identical_groups(view: View, model: str) -> list[list[str]]:

@@ -12,9 +12,9 @@ from ..configs import REFERENCE, QuantConfig
 from ..errors import first_line
 from ..record import document
 from ..stats import ALPHA, CORRECTION_NAME
-from .pick import Choice, choices
+from .pick import choices
 from .rows import is_quantized, speedup
-from .view import View
+from .view import Choice, View
 
 PER_SEED_FIELDS = ("accuracy", "correct", "changed_predictions", "fp32_right_quantized_wrong",
                    "fp32_wrong_quantized_right", "mcnemar_p")  # of each seed's row, as `per_seed` lists them

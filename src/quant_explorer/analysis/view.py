@@ -3,14 +3,15 @@
 A view holds only rows measured alike — the same CPU class and library versions (the environment) and the same
 evaluation images (the dataset, matched by fingerprint, never by path) — so no delta ever pairs rows of
 different data or machines. `summary.load_view` builds it; `delta` and `per_class` pair its rows on images and
-on their common calibration seeds (`stats.py`).
+on their common calibration seeds (`stats.py`). It also holds each model's pick (`Choice`, made by `pick.choose`)
+and how the pick holds on the deployment classes (`Deployment`, made by `deploy.apply`): records only, here so the
+modules that make them import the view, never each other in a loop.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,9 +21,6 @@ from ..errors import first_line
 from ..row import Row
 from ..stats import adjust, align, paired_delta
 from .rows import this_environment
-
-if TYPE_CHECKING:
-    from .pick import Choice
 
 
 @dataclass
@@ -70,6 +68,41 @@ class Problem(Row):
     def why(self) -> str:
         """One line: not applicable, or its error."""
         return self.not_applicable or first_line(self.error or "") or "no score"
+
+
+@dataclass
+class Deployment:
+    """How a model's pick holds on the deployment classes (`deploy.apply`): the classes, the pick made here first, the
+    sentences said, and the pick's cell on each class (`classes.matrix`; None where not measured)."""
+
+    classes: list[str]
+    first: str
+    said: list[str]
+    cells: dict[str, dict | None]
+    here: str  # the class of the view the pick was made in
+
+
+@dataclass
+class Choice:
+    """One model's answer to "which config" (`pick.choose`): the confidence set for the best, the recipes with identical
+    predictions, the pick on the view's objective and the rule that picked it, in words."""
+
+    model: str
+    objective: str
+    identical: list[list[str]]  # configs giving identical predictions on every seed, the first standing for the rest
+    not_candidates: list[str]  # configs without per-image predictions
+    rule: str = ""
+    best: str | None = None  # the most accurate
+    best_set: list[str] = field(default_factory=list)  # one config per recipe
+    best_set_with_identical: list[str] | None = None  # every config of the set, twins included
+    pick: str | None = None
+    resolution: dict = field(default_factory=dict)  # `stats.resolution`
+    deploy: Deployment | None = None  # how the pick holds on each deployment class (`deploy.apply`)
+
+    @property
+    def identical_text(self) -> str:
+        return "; ".join(f"{', '.join(g)} give identical predictions on every seed: one recipe, counted once (as "
+                         f"{g[0]})" for g in self.identical)
 
 
 @dataclass

@@ -170,7 +170,7 @@ def _preamble(view) -> None:
 
 
 def _pick_lines(choice) -> None:
-    """A model's pick (`analysis.pick.Choice`) in lines: identical recipes, the pick and its rule, the resolution,
+    """A model's pick (`analysis.view.Choice`) in lines: identical recipes, the pick and its rule, the resolution,
     the pick on each deployment class."""
     from ..analysis.deploy import classes_text
 
