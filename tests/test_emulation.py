@@ -11,9 +11,8 @@ import sys
 import pytest
 
 from quant_explorer import aarch64, emulation, identity
-from quant_explorer.backends import Calibration, quantize
+from quant_explorer.backends import Calibration, get_config, quantize
 from quant_explorer.backends import emulation as method_of
-from quant_explorer.configs import get_config
 from quant_explorer.errors import NotApplicable, UserError
 
 from .conftest import SUBSET
@@ -169,4 +168,4 @@ def test_the_python_api_explores_as_an_emulated_class_and_picks_for_it(tmp_path)
                           configs=["ort_u8_minmax_qdq_per_channel", "pt2e_u8_per_channel_minmax"],
                           artifacts_dir=tmp_path, deploy=["avx2"])
     assert not deployed.view.environment.startswith("avx2") and deployed.pick is not None
-    assert deployed.view.choices[deployed.model]["deploy"]["classes"] == ["avx2 (emulated)"]
+    assert deployed.view.choices[deployed.model].deploy.classes == ["avx2 (emulated)"]

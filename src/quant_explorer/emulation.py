@@ -209,8 +209,8 @@ def _memo(isa: str, load: str, artifact: Path, threads: int) -> Path:
     the class and its CPU model, the thread count and the library versions. Two configs that write the same bytes
     (ORT's `distribution` ranges are symmetric, so `ort_s8asym_distribution_qdq_per_channel` writes what
     `ort_s8_minmax_qdq_per_channel` does) are evaluated once, and a rerun with --force reads them back."""
-    from .data import cache_dir
     from .env import library_versions
+    from .paths import cache_dir
 
     digest = hashlib.sha256(Path(artifact).read_bytes())
     digest.update(json.dumps([isa, QEMU_CPU[isa], load, threads, library_versions()], sort_keys=True).encode())

@@ -26,16 +26,18 @@ import contextlib
 import hashlib
 import json
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from . import aarch64, emulation
 from .emulation import INSTALL, QEMU_CPU
-from .env import cpu_info, library_versions
+from .env import cpu_info, library_versions, versioned_libraries
 from .errors import UserError
 
-VERSIONED = ("onnxruntime", "torch", "torchao", "onnx", "numpy")  # the libraries that make the numbers
+if TYPE_CHECKING:  # listing configs and backends imports no torch
+    import torch
+
 # (class, the flags it needs): the first that the CPU has all flags of is its class
 CPU_CLASSES = (("amx", ("amx_int8",)), ("avx512-vnni", ("avx512_vnni",)), ("avx-vnni", ("avx_vnni",)),
                ("avx512", ("avx512bw",)), ("avx2", ("avx2",)), ("sse4", ("sse4_2",)),
@@ -135,9 +137,9 @@ def _emulable(isa: str) -> bool:
 
 
 def versions() -> dict:
-    """The library versions in an identity (`VERSIONED`)."""
+    """The library versions in an identity: those that make the numbers (`env.versioned_libraries`)."""
     found = library_versions()
-    return {name: found.get(name) for name in VERSIONED}
+    return {name: found.get(name) for name in versioned_libraries()}
 
 
 def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -189,7 +191,7 @@ def legacy_identity(entry: dict) -> dict:
     """What a schema-1 row tells of its identity: its CPU class, versions and weights (no data fingerprint)."""
     env = entry.get("environment") or {}
     return {"legacy": True, "cpu_class": cpu_class(env.get("cpu") or {}),
-            "versions": {k: (env.get("versions") or {}).get(k) for k in VERSIONED},
+            "versions": {k: (env.get("versions") or {}).get(k) for k in versioned_libraries()},
             "model_weights_sha256": entry.get("model_weights_sha256")}
 
 

@@ -1,47 +1,73 @@
 """The backend registry: one `Backend` record per way of quantizing, one module per backend.
 
-A backend module owns everything about its backend and registers it (`base.register`): how it quantizes, which
-configs it takes, the runtimes its artifacts run in (for evaluation, cross-checks and speed), which one a user
-ships, how per-layer sensitivity selects its layers, and how plots draw it. Everything else — sweep, bench,
-analyses, report, CLI — asks this registry (`get_backend`, `quantize`, `runtime_info`) and never compares backend
-names. The records live in `base`, which the backend modules import; this package imports them to register them.
+A backend module declares everything about its backend and registers it (`base.register`): how it quantizes, the
+configs it offers and what it takes, the libraries whose versions make its numbers, the runtimes its artifacts run in
+(for evaluation, cross-checks and speed; how each loads, and how the FP32 reference runs in it), which one a user
+ships, how per-layer sensitivity selects its layers, how plots draw it, and its recipe version. Everything else —
+sweep, bench, analyses, report, CLI — asks this registry (`get_backend`, `get_config`, `select_configs`, `quantize`,
+`runtime_info`) and never names a backend. The records live in `base`, which the backend modules import; this
+package imports them to register them, and so is where configs are looked up: every backend is registered by then.
+Importing it imports no torch (each backend imports its libraries when it runs).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib.util
 import os
+import pkgutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import aarch64
 from .. import emulation as emulator
-from ..configs import QuantConfig
+from ..configs import CONFIGS, QuantConfig
 from ..emulation import QEMU_CPU, emulated_runner, method
 from ..errors import NotApplicable
 from ..identity import CAP, ONEDNN_ISA, emulated_class
-from ..models import LoadedModel
-from ..runtimes import Runtime
-from . import eager, fp32, ort, pt2e  # noqa: F401  (each registers its backend; this order is the registry's)
 from .base import (
     BACKENDS,
     Backend,
     Calibration,
     LayerVariants,
     QuantizedModel,
+    Runtime,
     RuntimeBuild,
     get_backend,
     register,
     unregister,
 )
 
-__all__ = ["BACKENDS", "Backend", "Calibration", "LayerVariants", "QuantizedModel", "RuntimeBuild", "emulated_runtime",
-           "emulation", "get_backend", "quantize", "recipe", "recipe_source", "register", "runtime_info", "unregister"]
+# The registration line: importing a backend module registers its backends, in this order (the registry's).
+from . import fp32, eager, pt2e, ort  # noqa: F401  isort: skip
 
-# The modules every backend's numbers go through: the runtimes' code (not their records) and the evaluator.
-SHARED_RECIPE = ("quant_explorer.runtimes.export", "quant_explorer.runtimes.inductor_patches",
-                 "quant_explorer.runtimes.onnx_runners", "quant_explorer.runtimes.torch_runners",
-                 "quant_explorer.evaluate", "quant_explorer.models.preprocessing")
+if TYPE_CHECKING:
+    from ..models import LoadedModel
+
+__all__ = ["BACKENDS", "CONFIGS", "Backend", "Calibration", "LayerVariants", "QuantizedModel", "Runtime",
+           "RuntimeBuild", "emulated_runtime", "emulation", "get_backend", "get_config", "quantize", "recipe",
+           "recipe_source", "register", "runtime_info", "select_configs", "unregister"]
+
+# The modules every backend's numbers go through: the runtimes' code (each module of this package) and the evaluator.
+RUNTIMES_PACKAGE = "quant_explorer.runtimes"
+SHARED_RECIPE = ("quant_explorer.evaluate", "quant_explorer.models.preprocessing")
+
+
+def get_config(name: str) -> QuantConfig:
+    return CONFIGS.lookup(name)
+
+
+def select_configs(patterns: list[str] | None = None, all_configs: bool = False) -> list[QuantConfig]:
+    """Configs by name or glob (`*_u8_*`), else the full grid with `all_configs`, else the default sweep."""
+    if patterns:
+        chosen: dict[str, QuantConfig] = {}
+        for pattern in patterns:
+            matches = [c for n, c in CONFIGS.items() if fnmatch.fnmatchcase(n, pattern)]
+            for c in matches or [get_config(pattern)]:
+                chosen[c.name] = c
+        return list(chosen.values())
+    return [c for c in CONFIGS.values() if all_configs or c.default]
 
 
 def recipe(name: str) -> str:
@@ -50,12 +76,15 @@ def recipe(name: str) -> str:
 
 
 def recipe_source(name: str) -> str:
-    """sha256 (12 hex digits) of the source of a backend's module, its `recipe` modules and the shared ones:
-    tests/test_recipes.py holds it against the recorded one, so no change to them goes without a decision on
-    `recipe_version`."""
+    """sha256 (12 hex digits) of the source of a backend's module, its `recipe` modules, the modules that say how the
+    FP32 reference runs in its runtimes, and the shared ones: tests/test_recipes.py holds it against the recorded one,
+    so no change to them goes without a decision on `recipe_version`."""
     backend = get_backend(name)
     digest = hashlib.sha256()
-    for module in sorted({backend.quantize.__module__, *backend.recipe, *SHARED_RECIPE}):
+    runs_fp32 = (r.fp32.__module__ for r in backend.runtimes if r.fp32)
+    runtimes = importlib.util.find_spec(RUNTIMES_PACKAGE).submodule_search_locations  # not imported: torch
+    runtime_code = (f"{RUNTIMES_PACKAGE}.{m.name}" for m in pkgutil.iter_modules(runtimes))
+    for module in sorted({backend.quantize.__module__, *backend.recipe, *runs_fp32, *runtime_code, *SHARED_RECIPE}):
         digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
     return digest.hexdigest()[:12]
 
