@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from quant_explorer import aarch64, emulation, identity
-from quant_explorer.backends import Calibration, quantize
+from quant_explorer.backends import Calibration, get_config, quantize
 from quant_explorer.backends import emulation as method_of
-from quant_explorer.configs import get_config
 from quant_explorer.errors import NotApplicable
 
 from .test_emulation import host  # noqa: F401  (the fixture: an AVX-512 VNNI host with qemu-user)
