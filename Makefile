@@ -6,7 +6,7 @@ SHARED ?= ../shared
 export QUANT_EXPLORER_DATA ?= $(abspath $(SHARED)/data/cifar10-subset)
 export QUANT_EXPLORER_MLPERF_WEIGHTS ?= $(abspath $(SHARED)/models/mlperf-tiny-resnet8/pretrainedResnet.h5)
 
-.PHONY: install run test bench classes qemu
+.PHONY: install run test bench classes qemu arm
 
 install: $(VENV)/.installed qemu
 
@@ -20,6 +20,13 @@ qemu:
 	      || echo "qemu-user could not be installed (apt-get install qemu-user): emulated ONNX Runtime and eager rows will say not measured"; \
 	  else echo "qemu-user is not installed: run 'sudo apt-get install qemu-user' to score ONNX Runtime and eager configs as avx2 and sse4 CPUs"; fi; }
 
+# ARM CPU classes (arm64, arm64-dotprod: `--isa`, and `make classes` once built): an arm64 Python with numpy and
+# ONNX Runtime (Debian bookworm's arm64 packages and the aarch64 wheels of this venv's versions) and qemu-aarch64 10
+# (bookworm-backports, unpacked, unless the system's is 10+) in .arm (git-ignored). Not part of install: about
+# 120 MB downloaded, 215 MB on disk, a minute or two. Without it, ONNX Runtime's rows on those classes say "not measured".
+arm: $(VENV)/.installed
+	sh tools/aarch64_env.sh .arm $(PY)
+
 # torch 2.14.1 / torchvision 0.29.1 wheels come from local disk with plain pip (not uv/poetry).
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,9 +38,11 @@ SHIPPED := resnet8 resnet8-mlperf cifar_cnn
 # The lower CPU classes this CPU can emulate (qemu-user: avx2, sse4; oneDNN's cap: the AVX-512 classes below AMX):
 # `make classes` sweeps each, avx2 first, every config and seed (`make classes ISAS=avx2` for one). sse4 is left to
 # `make classes ISAS=sse4`: qemu's Nehalem runs ONNX Runtime 2-4x slower than its Haswell (25-100 ms an image against
-# 14-38), about 1.5 hours more on 2 cores.
+# 14-38), about 1.5 hours more on 2 cores. So are the ARM classes (once `make arm` built their environment):
+# `make classes ISAS="arm64-dotprod arm64"`, about 0.5 and 2.5 hours on 2 cores (ONNX Runtime and FP32 only).
 EMULABLE = $(shell $(QE) cpu --emulable 2>/dev/null)
-ISAS ?= $(filter avx2,$(EMULABLE)) $(filter-out avx2 sse4,$(EMULABLE))
+ARM_CLASSES := arm64-dotprod arm64
+ISAS ?= $(filter avx2,$(EMULABLE)) $(filter-out avx2 sse4 $(ARM_CLASSES),$(EMULABLE))
 
 # `quant-explorer run`, under one progress display: a first answer in minutes (one calibration draw per config, then
 # pareto.md and the report), then every seed (the first reused), the report's studies, each shipped model's speed
@@ -48,6 +57,9 @@ run: install
 classes: install
 	@if echo " $(EMULABLE) " | grep -q " sse4 " && ! echo " $(ISAS) " | grep -q " sse4 "; then echo "left out: sse4 \
 	(qemu Nehalem: ONNX Runtime 2-4x slower than as avx2, about 1.5 hours more on 2 cores): make classes ISAS=sse4"; fi
+	@if echo " $(EMULABLE) " | grep -q " arm64 " && ! echo " $(ISAS) " | grep -q " arm64"; then echo "left out: \
+	arm64-dotprod, arm64 (qemu-aarch64: ONNX Runtime and FP32, about 0.5 and 2.5 hours on 2 cores): \
+	make classes ISAS=\"arm64-dotprod arm64\""; fi
 	for isa in $(ISAS); do $(QE) sweep --isa $$isa --executor processes || exit 1; done
 	$(QE) report
 

@@ -39,11 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant_explorer.aot import aot_runner
-from quant_explorer.configs import REFERENCE, get_config
+from quant_explorer.backends import get_config
+from quant_explorer.configs import REFERENCE
 from quant_explorer.paths import results_file
 from quant_explorer.results import write_json_atomic
 from quant_explorer.runtimes import ort_session
+from quant_explorer.runtimes.aot import aot_runner
 from quant_explorer.timing import SETTLE_SECONDS, keep_freed_memory, pinned_threads, spread, timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -131,7 +132,7 @@ def current_pick(model: str) -> str | None:
     from quant_explorer.results import Results
 
     try:
-        return load_view(Results.load(results_file())).choices.get(model, {}).get("pick")
+        return getattr(load_view(Results.load(results_file())).choices.get(model), "pick", None)
     except Exception:  # no view here (no rows, another machine's): the goal names the fastest int8 instead
         return None
 

@@ -16,11 +16,11 @@ from unittest import mock
 import numpy as np
 import torch
 
-from quant_explorer import aot
-from quant_explorer.aot import aot_runner
+from quant_explorer.backends import get_config
 from quant_explorer.backends.pt2e import load_pt2
-from quant_explorer.configs import REFERENCE, get_config
-from quant_explorer.runtimes import inductor_runner, ort_session, torch_runner
+from quant_explorer.configs import REFERENCE
+from quant_explorer.runtimes import aot, inductor_runner, ort_session, torch_runner
+from quant_explorer.runtimes.aot import aot_runner
 from quant_explorer.timing import pinned_threads, timed
 
 CALLS = 300  # back-to-back calls behind each median

@@ -28,22 +28,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant_explorer.aot import aot_runner
-from quant_explorer.backends.pt2e import in_eval_mode, load_pt2
+from quant_explorer.backends import select_configs
+from quant_explorer.backends.ort import ONNXRUNTIME
+from quant_explorer.backends.pt2e import AOTINDUCTOR, INDUCTOR, in_eval_mode, load_pt2
 from quant_explorer.bench import BenchSettings, bench_and_record, bench_inputs
-from quant_explorer.configs import CALIBRATION_N, REFERENCE, select_configs
+from quant_explorer.configs import CALIBRATION_N, REFERENCE
 from quant_explorer.data import EvalData, resolve_data_dir
 from quant_explorer.errors import one_line
-from quant_explorer.experiment import row_key
 from quant_explorer.files import write_text_atomic
+from quant_explorer.keys import row_identity, row_key
 from quant_explorer.models import load_model
 from quant_explorer.paths import results_file
 from quant_explorer.report.text import bench_table_rows
 from quant_explorer.results import write_json_atomic
 from quant_explorer.runtimes import (
-    AOTINDUCTOR,
-    INDUCTOR,
-    ONNXRUNTIME,
+    aot_runner,
     inductor_runner,
     ort_runner,
     ort_session,
@@ -352,12 +351,14 @@ def main() -> None:
                              compile=not args.no_compile, time_eval=True)
     bench_path = results_file().with_name("bench.json")
     started = time.perf_counter()
-    document = bench_and_record(model, chosen, data, args.calibration_n, args.seed, settings, results_file(),
-                                bench_path, log=print)
+    timed = bench_and_record(model, chosen, data, args.calibration_n, args.seed, settings, results_file(), bench_path,
+                             log=print)
+    document = timed.to_dict()  # read as the JSON it is written as, with the analysis added
     macs = count_macs(model.fresh())
     peak = cpu_peak(settings.threads)
     dispatch = {} if args.no_profile else dispatch_records(model, document, data, settings, configs)
-    fp32_entry = document["entries"][row_key(model, configs["fp32_baseline"], data, args.calibration_n, args.seed)]
+    fp32 = configs["fp32_baseline"]
+    fp32_entry = document["entries"][row_key(model, fp32, row_identity(model, fp32, data))]
     analysis = {
         "macs": macs, "peak": peak,
         "dispatch": {f"{name}/{runtime}": record for (name, runtime), record in dispatch.items()},
@@ -387,7 +388,7 @@ def main() -> None:
     document["analysis"] = analysis
     document["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(bench_path, document)
-    for row in bench_table_rows(document):
+    for row in bench_table_rows(timed):
         print(" | ".join(row))
     print(json.dumps(analysis["targets"], indent=1))
     print(json.dumps(analysis["eval_throughput_vs_bench"], indent=1))

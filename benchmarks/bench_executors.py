@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from quant_explorer.configs import select_configs
+from quant_explorer.backends import select_configs
 from quant_explorer.data import EvalData, resolve_data_dir
 from quant_explorer.env import cpu_info, library_versions
 from quant_explorer.errors import UserError

@@ -151,7 +151,7 @@ TINY_CONFIGS = ("fp32_baseline", "ort_u8_minmax_qdq_per_tensor", "ort_u8_minmax_
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory) -> dict:
     """A real results file, made once per session: TINY_CONFIGS on a random ResNet8, tiny folders, seeds 0 and 1."""
-    from quant_explorer.configs import get_config
+    from quant_explorer.backends import get_config
     from quant_explorer.data import EvalData
     from quant_explorer.sweep import run_sweep
 

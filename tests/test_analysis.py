@@ -21,15 +21,17 @@ from quant_explorer.analysis.explain import explain
 from quant_explorer.analysis.pareto import pareto_front, pareto_table
 from quant_explorer.analysis.summary import load_view
 from quant_explorer.analysis.view import PooledRow, View
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
+from quant_explorer.bench_entry import RuntimeSpeed
 from quant_explorer.data import CIFAR10_CLASSES
 from quant_explorer.errors import UserError
-from quant_explorer.experiment import make_calibration
-from quant_explorer.results import load_results
+from quant_explorer.keys import make_calibration
+from quant_explorer.results import Results, load_results
 from quant_explorer.studies import (
     STUDIES,
     CalibrationSizeStudy,
     LayerSensitivityStudy,
+    StudyEntry,
     calibration_size,
     layer_sensitivity,
     run_studies,
@@ -42,7 +44,7 @@ from .conftest import TINY_CONFIGS
 def row(config: str, accuracy: float, size: int, model: str = "m", latency: float | None = None) -> PooledRow:
     backend = "fp32" if config == "fp32_baseline" else "ort"
     return PooledRow(model=model, config_name=config, config={"backend": backend}, accuracy=accuracy, size_bytes=size,
-                     n_images=100, speed={} if latency is None else {"latency_ms_b1_median": latency})
+                     n_images=100, speed=RuntimeSpeed(latency_ms_b1_median=latency))
 
 
 def test_pareto_front_marks_exactly_the_undominated_points():
@@ -54,10 +56,10 @@ def test_pareto_table_marks_fronts_per_model():
     rows = [row("fp32_baseline", 0.90, 400, latency=2.0), row("a", 0.89, 100, latency=1.0),
             row("b", 0.85, 90, latency=3.0), row("c", 0.84, 95, latency=0.5), row("d", 0.80, 150, latency=4.0),
             row("fp32_baseline", 0.70, 400, model="other"), row("e", 0.69, 100, model="other")]
-    table = {(t["model"], t["config"]): t for t in pareto_table(rows)}
-    assert {k[1] for k, t in table.items() if t["pareto_size"] and k[0] == "m"} == {"fp32_baseline", "a", "b"}
-    assert {k[1] for k, t in table.items() if t["pareto_latency"] and k[0] == "m"} == {"fp32_baseline", "a", "c"}
-    assert table[("other", "e")]["pareto_latency"] is None  # no latency measured for that model
+    table = {(t.row.model, t.row.config_name): t for t in pareto_table(rows)}
+    assert {k[1] for k, t in table.items() if t.on_size and k[0] == "m"} == {"fp32_baseline", "a", "b"}
+    assert {k[1] for k, t in table.items() if t.on_latency and k[0] == "m"} == {"fp32_baseline", "a", "c"}
+    assert table[("other", "e")].on_latency is None  # no latency measured for that model
 
 
 def cm_row(name: str, cm: np.ndarray, **extra) -> PooledRow:
@@ -106,7 +108,7 @@ def test_explain_blames_the_kernels_when_exact_simulation_keeps_the_accuracy():
 # ---- the real results file -----------------------------------------------------------------------------------
 
 def test_pairs_from_a_real_sweep_differ_in_exactly_one_field(tiny_run):
-    view = load_view(load_results(tiny_run["results"]))
+    view = load_view(Results.load(tiny_run["results"]))
     rows = view.rows
     assert not view.problems and len(rows) == len(TINY_CONFIGS)
     assert all(r.seeds == [0, 1] for r in rows if r.config_name != "fp32_baseline")
@@ -151,19 +153,19 @@ def test_calibration_size_runs_each_seed_on_its_own_sample(tiny_run):
     model, data = tiny_run["model"], tiny_run["data"]
     config = get_config("ort_u8_minmax_qdq_per_tensor")
     entry = calibration_size.run(model, config, data, [10, 20], 3)
-    assert [s["n"] for s in entry["sizes"]] == [10, 20]
-    for s in entry["sizes"]:
-        assert s["seeds"] == [0, 1, 2] and not s["errors"]
-        want = [make_calibration(model, data, s["n"], seed).describe()["calibration_images_sha256"]
-                for seed in range(3)]
-        assert s["calibration_images_sha256"] == want and len(set(want)) == 3
-        assert s["mean"] == pytest.approx(np.mean(s["accuracy"]))
-        assert s["std"] == pytest.approx(np.std(s["accuracy"], ddof=1))
-        assert s["min"] == min(s["accuracy"]) and s["max"] == max(s["accuracy"])
+    assert [s.n for s in entry.sizes] == [10, 20]
+    for s in entry.sizes:
+        assert s.seeds == [0, 1, 2] and not s.errors
+        want = [make_calibration(model, data, s.n, seed).describe()["calibration_images_sha256"] for seed in range(3)]
+        assert s.calibration_images_sha256 == want and len(set(want)) == 3
+        assert s.mean == pytest.approx(np.mean(s.accuracy))
+        assert s.std == pytest.approx(np.std(s.accuracy, ddof=1))
+        assert s.min == min(s.accuracy) and s.max == max(s.accuracy)
     path = tiny_run["results"].with_name("calibration_size.json")
     calibration_size.save(path, entry)
-    [key] = load_results(path)["entries"]
-    assert key == f"resnet8|ort_u8_minmax_qdq_per_tensor|{entry['identity_hash']}"
+    [(key, stored)] = load_results(path)["entries"].items()
+    assert key == f"resnet8|ort_u8_minmax_qdq_per_tensor|{entry.identity_hash}"
+    assert calibration_size.CalibrationSizeEntry.from_dict(stored) == entry  # read back as written
     with pytest.raises(UserError, match="uses no calibration"):
         calibration_size.run(model, get_config("dynamic_int8"), data, [10], 1)
 
@@ -199,19 +201,18 @@ def test_layer_sensitivity_costs_recoveries_and_sqnr(tiny_run, config, layers):
     model, data = tiny_run["model"], tiny_run["data"]
     entry = layer_sensitivity.run(model, get_config(config), data, make_calibration(model, data, 10, 0), layers)
     expected = layers
-    assert [r["layer"] for r in entry["layers"]] == expected
-    for r in entry["layers"]:
-        assert r["cost_pp"] == pytest.approx(100 * (entry["fp32_accuracy"] - r["only_this_quantized"]["accuracy"]),
-                                             abs=1e-3)
-        assert r["recovery_pp"] == pytest.approx(
-            100 * (r["all_but_this_quantized"]["accuracy"] - entry["quantized_accuracy"]), abs=1e-3)
-    assert sorted(entry["ranking_by_cost"]) == sorted(expected)
-    assert entry["ranking_by_cost"] == sorted(
-        expected, key=lambda n: -next(r["cost_pp"] for r in entry["layers"] if r["layer"] == n))
-    sqnr = [a["sqnr_db"] for a in entry["sqnr"]["activations"]]
+    assert [r.layer for r in entry.layers] == expected
+    for r in entry.layers:
+        assert r.cost_pp == pytest.approx(100 * (entry.fp32_accuracy - r.only_this_quantized.accuracy), abs=1e-3)
+        assert r.recovery_pp == pytest.approx(100 * (r.all_but_this_quantized.accuracy - entry.quantized_accuracy),
+                                              abs=1e-3)
+    assert sorted(entry.ranking_by_cost) == sorted(expected)
+    assert entry.ranking_by_cost == sorted(expected, key=lambda n: -next(r.cost_pp for r in entry.layers
+                                                                         if r.layer == n))
+    sqnr = [a["sqnr_db"] for a in entry.sqnr["activations"]]
     assert len(sqnr) >= 5 and all(np.isfinite(sqnr)) and np.median(sqnr) > 5  # 8 bits: well above noise level
     if config.startswith("ort"):
-        assert all(r["weight_sqnr_db"] > 20 for r in entry["layers"])  # int8 weights: about 6 dB per bit
+        assert all(r.weight_sqnr_db > 20 for r in entry.layers)  # int8 weights: about 6 dB per bit
     with pytest.raises(UserError, match="unknown layers"):
         layer_sensitivity.run(model, get_config(config), data, make_calibration(model, data, 20, 0), ["nope"])
 
@@ -225,7 +226,7 @@ def test_studies_run_once_then_skip_until_the_weights_change(tiny_run):
                LayerSensitivityStudy("resnet8", "ort_u8_minmax_qdq_per_tensor", calibration_n=10)]
     first = list(run_studies(studies, {"resnet8": model}, data, results_dir))
     assert [skipped for _, _, skipped in first] == [False, False]
-    assert [s["n"] for s in first[0][1]["sizes"]] == [10, 20] and first[1][1]["layers"]
+    assert [s.n for s in first[0][1].sizes] == [10, 20] and first[1][1].layers
     files = {p: p.read_bytes() for p in results_dir.glob("*.json")}
     again = list(run_studies(studies, {"resnet8": model}, data, results_dir))
     assert [skipped for _, _, skipped in again] == [True, True]
@@ -234,11 +235,11 @@ def test_studies_run_once_then_skip_until_the_weights_change(tiny_run):
     more_seeds = replace(studies[0], seeds=3)
     rerun = list(run_studies([more_seeds, studies[1]], {"resnet8": retrained}, data, results_dir))
     assert [skipped for _, _, skipped in rerun] == [False, False]
-    assert rerun[0][1]["sizes"][0]["seeds"] == [0, 1, 2] and rerun[1][1]["model_weights_sha256"] == "1" * 64
+    assert rerun[0][1].sizes[0].seeds == [0, 1, 2] and rerun[1][1].model_weights_sha256 == "1" * 64
 
 
 def test_report_studies_are_the_configs_and_models_it_explains():
-    from quant_explorer.configs import CONFIGS
+    from quant_explorer.backends import CONFIGS
     from quant_explorer.models import MODELS
 
     assert {s.model for s in STUDIES} == {"resnet8-mlperf", "resnet8"} <= set(MODELS)
@@ -257,10 +258,10 @@ def test_analyze_command_refuses_a_model_without_studies(image_folder_dir):
 def test_report_drops_studies_measured_on_other_weights_data_or_machines():
     ident = {"cpu_class": "avx2", "versions": {"torch": "1"}, "dataset": {"fingerprint": "d", "n_images": 1}}
     rows = [PooledRow(model="m", config_name="fp32_baseline", model_weights_sha256="new", identity=ident)]
-    entries = {"m|a": {"model": "m", "model_weights_sha256": "new", "identity": ident},
-               "m|b": {"model": "m", "model_weights_sha256": "old", "identity": ident},
-               "m|c": {"model": "m", "model_weights_sha256": "new", "identity": {**ident, "cpu_class": "amx"}},
-               "m|d": {"model": "m", "model_weights_sha256": "new",
-                       "identity": {**ident, "dataset": {"fingerprint": "e", "n_images": 1}}},
-               "other|a": {"model": "other", "model_weights_sha256": "x", "identity": ident}}
+    entries = {"m|a": StudyEntry(model="m", model_weights_sha256="new", identity=ident),
+               "m|b": StudyEntry(model="m", model_weights_sha256="old", identity=ident),
+               "m|c": StudyEntry(model="m", model_weights_sha256="new", identity={**ident, "cpu_class": "amx"}),
+               "m|d": StudyEntry(model="m", model_weights_sha256="new",
+                                 identity={**ident, "dataset": {"fingerprint": "e", "n_images": 1}}),
+               "other|a": StudyEntry(model="other", model_weights_sha256="x", identity=ident)}
     assert list(current_studies(entries, rows)) == ["m|a"]

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from quant_explorer.aot import aot_runner, compile_package, package_info
 from quant_explorer.runtimes import inductor_runner
+from quant_explorer.runtimes.aot import aot_runner, compile_package, package_info
 
 
 class Tiny(nn.Module):

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from quant_explorer.bench import BenchSettings, failures, stored_bench
+from quant_explorer.bench import BenchSettings, stored_bench
+from quant_explorer.bench_entry import BenchDocument
 from quant_explorer.env import environment
 from quant_explorer.provenance import RECORD_SUFFIX, is_bookkeeping, record_of, reuse_or_build
 
@@ -102,12 +103,12 @@ def test_damaged_artifacts_are_made_again_alike_and_a_failed_recompute_keeps_the
 KILLED_IN_CALIBRATION = """
 import os, signal
 from quant_explorer.backends import ort
-reader = ort._reader
+reader = ort.calibration_reader
 def killing_reader(batches, name):
     inner = reader(batches, name)
     inner.get_next = lambda: os.kill(os.getpid(), signal.SIGKILL)
     return inner
-ort._reader = killing_reader
+ort.calibration_reader = killing_reader
 from quant_explorer.cli import main
 main()
 """
@@ -116,7 +117,7 @@ main()
 @pytest.mark.process
 def test_a_run_killed_in_ort_calibration_leaves_its_scratch_where_the_next_start_removes_it(tmp_path, quantize_args,
                                                                                              monkeypatch):
-    from quant_explorer.experiment import prepare
+    from quant_explorer.preflight import prepare
 
     system_tmp, artifacts = tmp_path / "system-tmp", tmp_path / "a"
     system_tmp.mkdir()
@@ -144,25 +145,29 @@ def test_a_bench_with_a_failure_is_failed_work_never_reused_as_stored(tmp_path):
                 "entries": {"m|fp32_baseline|h": entry}}
     path = tmp_path / "bench_m.json"
     path.write_text(json.dumps(document))
-    assert failures(document) == ["fp32_baseline [aotinductor]: RuntimeError: bad package"]
+    failed = BenchDocument.from_dict(document)
+    assert failed.failures() == ["fp32_baseline [aotinductor]: RuntimeError: bad package"]
     assert stored_bench(path, ["m|fp32_baseline|h"], settings) is None  # timed again, never shown as "stored"
     del entry["runtimes"]["aotinductor"]
     path.write_text(json.dumps(document))
-    assert failures(document) == [] and stored_bench(path, ["m|fp32_baseline|h"], settings) == document
+    stored = stored_bench(path, ["m|fp32_baseline|h"], settings)
+    assert stored.failures() == [] and stored.to_dict() == document
 
 
-@pytest.mark.parametrize("backend", ["fp32", "pt2e"])
-def test_a_damaged_compiled_package_is_set_aside_and_compiled_again(backend, tiny, tmp_path, monkeypatch, capfd):
+@pytest.mark.parametrize("pt2", [None, "model.pt2"])  # the FP32 model's package, or a saved PT2E model's
+def test_a_damaged_compiled_package_is_set_aside_and_compiled_again(pt2, tiny, tmp_path, monkeypatch, capfd):
     """The AOTInductor packages go through the same proof (the compiler itself is replaced by a stand-in that
     writes bytes: a real compile takes a minute, and what is tested is which package is reused)."""
-    from quant_explorer.backends import fp32, pt2e
+    from quant_explorer.backends import pt2e
     from quant_explorer.models import load_model
+    from quant_explorer.runtimes import aot
 
-    module, compiled = {"fp32": (fp32, lambda m, p: fp32.compiled(m, p)),
-                        "pt2e": (pt2e, lambda m, p: pt2e.compiled(m, p.with_name("model.pt2"), p))}[backend]
+    def compiled(model, package):
+        return pt2e.compiled(model, package, package.with_name(pt2) if pt2 else None)
+
     compiles = []
-    monkeypatch.setattr(module, "compile_package", lambda source, path, example: (compiles.append(path),
-                                                                                   path.write_bytes(b"package"))[0])
+    monkeypatch.setattr(aot, "compile_package", lambda source, path, example: (compiles.append(path),
+                                                                                path.write_bytes(b"package"))[0])
     monkeypatch.setattr(pt2e, "load_pt2", lambda path: None)
     model = load_model("resnet8", tiny / "resnet8.pt")
     package = tmp_path / "models" / "n20-s0-abc" / "model.aoti.pt2"

@@ -5,12 +5,11 @@ import onnx
 import pytest
 import torch
 
-from quant_explorer.backends import get_backend
+from quant_explorer.backends import get_backend, get_config
 from quant_explorer.backends import ort as ort_backend
 from quant_explorer.backends.ort import pad_narrow_conv_inputs, preprocessed_onnx, quantize_onnx
-from quant_explorer.configs import get_config
 from quant_explorer.data import EvalData
-from quant_explorer.experiment import make_calibration
+from quant_explorer.keys import make_calibration
 from quant_explorer.models import load_model
 from quant_explorer.runtimes import ort_runner
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from quant_explorer.backends import Calibration, eager, get_backend, quantize
+from quant_explorer.backends import Calibration, eager, get_backend, get_config, quantize
 from quant_explorer.backends.pt2e import quantization_config
-from quant_explorer.configs import QuantConfig, get_config
+from quant_explorer.configs import QuantConfig
 from quant_explorer.data import CIFAR10_CLASSES, ImageSet, calibration_set, load_split
 from quant_explorer.errors import NotApplicable
 from quant_explorer.evaluate import evaluate

@@ -87,7 +87,7 @@ def test_version_and_flags_without_a_value_type():
 
 @pytest.mark.process
 def test_config_names_are_never_cut_in_an_80_column_terminal():
-    from quant_explorer.configs import CONFIGS
+    from quant_explorer.backends import CONFIGS
 
     out = run("configs", "--all", env={"COLUMNS": "80"}).stdout
     assert all(name in out for name in CONFIGS) and "…" not in out

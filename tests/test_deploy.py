@@ -48,15 +48,15 @@ def avx2(qdq_lost: int = 100, older: bool = False) -> list:
 
 def test_the_pick_that_loses_a_deployment_class_is_not_picked_and_the_answer_says_so_with_numbers():
     document = results(*here(), *avx2())
-    view = load_view(document)
-    assert view.choices["m"]["pick"] == U8  # on this machine alone
+    view = load_view(Results.of(document))
+    assert view.choices["m"].pick == U8  # on this machine alone
     table = deployment(view, Results.of(document))
     choice = view.choices["m"]
-    assert choice["pick"] == U8_QOP and next(r for r in view.rows if r.pick).config_name == U8_QOP
+    assert choice.pick == U8_QOP and next(r for r in view.rows if r.pick).config_name == U8_QOP
     assert f"{U8}: -0.75 pp here, -20.25 pp on avx2 (emulated): not picked (out of the confidence set there)" \
-        in choice["rule"]
-    assert "1 of the 2 members are in the set on every deployment class (avx2 (emulated))" in choice["rule"]
-    cell = choice["deploy"]["cells"]["avx2 (emulated)"]
+        in choice.rule
+    assert "1 of the 2 members are in the set on every deployment class (avx2 (emulated))" in choice.rule
+    cell = choice.deploy.cells["avx2 (emulated)"]
     assert (cell["delta_pp"], cell["in_set"], cell["method"]) == (pytest.approx(-0.5), True, "qemu Haswell-v4")
     assert classes_text(choice).startswith(f"{U8_QOP} on each deployment class: avx2 (emulated) -0.50 pp [")
     assert table["m"]["configs"][U8]["depends_on_class"]
@@ -64,23 +64,23 @@ def test_the_pick_that_loses_a_deployment_class_is_not_picked_and_the_answer_say
 
 def test_deploying_to_this_class_alone_keeps_this_machines_pick_and_an_unknown_class_is_refused():
     document = results(*here(), *avx2())
-    view = load_view(document)
+    view = load_view(Results.of(document))
     deployment(view, Results.of(document), [HERE])
-    assert view.choices["m"]["pick"] == U8 and "deploy" not in view.choices["m"]
+    assert view.choices["m"].pick == U8 and view.choices["m"].deploy is None
     with pytest.raises(UserError, match=r"--deploy sse4: no results for that class here \(the results hold avx2, "):
-        deployment(load_view(document), Results.of(document), ["sse4"])
+        deployment(load_view(Results.of(document)), Results.of(document), ["sse4"])
 
 
 def test_when_no_member_holds_on_every_class_the_one_that_loses_least_is_picked_and_said():
     document = results(*here(), *avx2())
-    view = load_view(document)
+    view = load_view(Results.of(document))
     table = matrix(class_views(Results.of(document), view.dataset))
     table["m"]["configs"][U8_QOP]["avx2 (emulated)"]["in_set"] = False  # both out of avx2's set
     apply(view, table)
     choice = view.choices["m"]
-    assert choice["pick"] == U8_QOP  # worst Δ -0.50 pp against the QDQ one's -20.25
+    assert choice.pick == U8_QOP  # worst Δ -0.50 pp against the QDQ one's -20.25
     assert "no member is in the set on every deployment class (avx2 (emulated)): " \
-           f"{U8_QOP} loses least (worst Δ -0.50 pp)" in choice["rule"]
+           f"{U8_QOP} loses least (worst Δ -0.50 pp)" in choice.rule
 
 
 def test_an_older_quant_explorers_native_rows_are_a_column_of_their_own_marked_where_not_todays_runtime():
@@ -132,7 +132,7 @@ def test_make_run_emulates_each_models_confidence_set_members_identical_recipes_
     import json
     from types import SimpleNamespace
 
-    from quant_explorer.configs import get_config
+    from quant_explorer.backends import get_config
     from quant_explorer.paths import results_file
     from quant_explorer.pipeline import Job, _members
 

@@ -10,10 +10,9 @@ import sys
 
 import pytest
 
-from quant_explorer import emulation, identity
-from quant_explorer.backends import Calibration, quantize
+from quant_explorer import aarch64, emulation, identity
+from quant_explorer.backends import Calibration, get_config, quantize
 from quant_explorer.backends import emulation as method_of
-from quant_explorer.configs import get_config
 from quant_explorer.errors import NotApplicable, UserError
 
 from .conftest import SUBSET
@@ -25,9 +24,11 @@ needs_qemu = pytest.mark.skipif(QEMU is None, reason=f"qemu-user is not installe
 
 @pytest.fixture
 def host(monkeypatch):
-    """An AVX-512 VNNI host with qemu-user, whatever this machine is; the emulation variables restored afterwards."""
+    """An AVX-512 VNNI host with qemu-user (without the aarch64 environment), whatever this machine is; the emulation
+    variables restored afterwards."""
     monkeypatch.setattr(identity, "cpu_info", lambda: AVX512_VNNI_HOST)
     monkeypatch.setattr(emulation, "qemu_path", lambda: "/usr/bin/qemu-x86_64")
+    monkeypatch.setattr(aarch64, "ready", lambda: None)  # ARM's environment (`make arm`): tests/test_aarch64.py
     for name in (identity.ISA_ENV, "ONEDNN_MAX_CPU_ISA"):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
@@ -167,4 +168,4 @@ def test_the_python_api_explores_as_an_emulated_class_and_picks_for_it(tmp_path)
                           configs=["ort_u8_minmax_qdq_per_channel", "pt2e_u8_per_channel_minmax"],
                           artifacts_dir=tmp_path, deploy=["avx2"])
     assert not deployed.view.environment.startswith("avx2") and deployed.pick is not None
-    assert deployed.view.choices[deployed.model]["deploy"]["classes"] == ["avx2 (emulated)"]
+    assert deployed.view.choices[deployed.model].deploy.classes == ["avx2 (emulated)"]

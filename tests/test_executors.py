@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.data import EvalData
 from quant_explorer.errors import UserError
-from quant_explorer.executors import LocalExecutor, ProcessExecutor, make_executor
+from quant_explorer.executors import LocalExecutor, ProcessExecutor, TaskFailed, in_fresh_process, make_executor
 from quant_explorer.models import load_model
 from quant_explorer.results import load_results
 from quant_explorer.sweep import run_sweep
@@ -39,6 +39,33 @@ class DieOnce:
 
     def map_unordered(self, fn, tasks, shared):
         return self.inner.map_unordered(partial(_die_once, str(self.marker), fn), tasks, shared)
+
+
+def _yields(values: list, fail: str | None = None, die: bool = False):
+    """Run in a fresh process: its pid, then `values`, then a failure (`fail`), or its death (`die`), or forever."""
+    yield os.getpid()
+    yield from values
+    if fail:
+        raise UserError(fail)
+    while die or values == ["forever"]:
+        os.kill(os.getpid(), signal.SIGKILL) if die else signal.pause()
+
+
+@pytest.mark.process
+def test_a_fresh_process_hands_back_what_it_yields_as_it_yields_and_its_failure_in_one_line():
+    pid, *values = in_fresh_process(_yields, [1, "two", {"three": 3}])
+    assert pid != os.getpid() and values == [1, "two", {"three": 3}]
+    seen = []
+    with pytest.raises(TaskFailed, match="^UserError: no data here$"):
+        seen.extend(in_fresh_process(_yields, [1], "no data here"))
+    assert seen[1:] == [1]  # what it yielded before it failed came back as it came
+    with pytest.raises(TaskFailed, match=r"its process died \(exit -9\)"):
+        list(in_fresh_process(_yields, [], None, True))
+    forever = in_fresh_process(_yields, ["forever"])
+    pid = next(forever)
+    forever.close()  # the caller stops early: the process is ended, not left behind
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +96,8 @@ def sweep_killing_one_worker(local_rows, executor, tmp_path, monkeypatch):
     for key, row in rows.items():
         assert row.error is None, row.error
         assert {f: getattr(row, f) for f in SAME} == {f: getattr(expected[key], f) for f in SAME}, key
-        alternates = {name: alt.get("accuracy") for name, alt in row.alternates.items()}
-        assert alternates == {name: alt.get("accuracy") for name, alt in expected[key].alternates.items()}
+        alternates = {name: alt.accuracy for name, alt in row.alternates.items()}
+        assert alternates == {name: alt.accuracy for name, alt in expected[key].alternates.items()}
         if "fp32" not in key:
             assert row.executor == executor.name
     return rows

@@ -93,8 +93,8 @@ def test_a_read_only_cache_costs_a_warning_not_the_run(tmp_path, tiny, capfd):
 
 
 def test_temporary_files_of_killed_runs_are_removed_at_the_next_start_and_live_writers_keep_theirs(isolated_dirs, tiny):
-    from quant_explorer.experiment import prepare
     from quant_explorer.files import HOST, atomic_path
+    from quant_explorer.preflight import prepare
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     folder = isolated_dirs / "artifacts" / "models" / "resnet8-0123" / "ort_u8" / "n20-s0"

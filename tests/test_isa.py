@@ -69,9 +69,11 @@ EMULATED_ROW = """
 import json, sys
 from quant_explorer import identity
 identity.emulate("avx2")
-from quant_explorer.configs import CALIBRATION_N, get_config
+from quant_explorer.configs import CALIBRATION_N
+from quant_explorer.backends import get_config
 from quant_explorer.data import EvalData
-from quant_explorer.experiment import make_calibration, run_config
+from quant_explorer.keys import make_calibration
+from quant_explorer.experiment import run_config
 from quant_explorer.models import load_model
 model, data = load_model(sys.argv[1]), EvalData.load(sys.argv[2])
 row, _ = run_config(model, get_config(sys.argv[3]), data, make_calibration(model, data, CALIBRATION_N, 0), None,

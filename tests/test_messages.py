@@ -7,8 +7,8 @@ import numpy as np
 
 from quant_explorer.analysis.rows import size_vs_fp32
 from quant_explorer.cli.answers import print_answer, quantize_answer
-from quant_explorer.data import cache_dir, resolve_data_dir
-from quant_explorer.paths import artifacts_dir
+from quant_explorer.data import resolve_data_dir
+from quant_explorer.paths import artifacts_dir, cache_dir
 from quant_explorer.results import encode_classes
 from quant_explorer.row import Row
 
@@ -51,7 +51,7 @@ def test_ten_images_on_which_both_models_agree_are_too_few_for_an_interval(capsy
     fp32 = _row("fp32_baseline", same, None, size_bytes=7000)
     row = _row("ort_u8_minmax_qdq_per_tensor", same, 0, delta_pp=0.0, size_bytes=7300)
     answer = quantize_answer(row, fp32, {}, labels, 1.0)
-    assert answer["interval"]["ci_pp"] is None
+    assert answer.interval["ci_pp"] is None
     print_answer(answer)
     text = " ".join(capsys.readouterr().out.split())
     assert "Δ vs FP32 +0.00 pp; no interval: FP32 and the quantized model disagree on none of the 10 test images, " \

@@ -12,6 +12,7 @@ from quant_explorer.analysis.summary import load_view
 from quant_explorer.paths import results_file
 from quant_explorer.report.answer import answers
 from quant_explorer.report.markdown import markdown
+from quant_explorer.results import Results
 
 from .conftest import run_main
 from .test_summary import HERE, entry, preds, results
@@ -29,16 +30,16 @@ def rows(qop_seeds: int) -> list:
 
 def test_one_draw_and_no_other_stored_draw_is_marked_images_only_wherever_shown(capfd):
     file = results(*rows(1))
-    view = load_view(file, objective="size")
+    view = load_view(Results.of(file), objective="size")
     qdq = next(r for r in view.rows if r.config_name == QDQ)
     assert qdq.delta_stats["seed_part"] == "none"
     assert any("2 configs calibrated on one draw, and no other stored draw of the model" in n for n in view.notes)
-    records = {r["config"]: r for r in summary_records(view)}
-    assert records[QDQ]["delta_pp_seed_part"] == "none" and records["fp32_baseline"]["delta_pp_seed_part"] is None
+    records = {r.config: r for r in summary_records(view)}
+    assert records[QDQ].delta_pp_seed_part == "none" and records["fp32_baseline"].delta_pp_seed_part is None
     text = markdown(view)
     assert f"| `{QDQ}` | onnxruntime | " in text and "] images only |" in text
     assert "their intervals cover the test images only" in text
-    assert answers(view)["m"]["delta_seed_part"] == "none"
+    assert answers(view)["m"].delta_seed_part == "none"
     # `summary` prints the mark beside the interval
     results_file().parent.mkdir(parents=True)
     results_file().write_text(json.dumps(file))
@@ -48,13 +49,13 @@ def test_one_draw_and_no_other_stored_draw_is_marked_images_only_wherever_shown(
 
 
 def test_one_draw_borrows_the_models_pooled_draw_variance_from_its_other_stored_draws():
-    view = load_view(results(*rows(3)), objective="size")
+    view = load_view(Results.of(results(*rows(3))), objective="size")
     qdq, qop = (next(r for r in view.rows if r.config_name == name) for name in (QDQ, QOP))
     assert qdq.delta_stats["seed_part"] == "pooled" and qdq.delta_stats["seed_se_pp"] > 1.0  # QOP's 3-4 pp spread
     assert qop.delta_stats["seed_part"] == "own"
     assert any("1 config calibrated on one draw: its intervals take the calibration-draw variance pooled" in n
                for n in view.notes)
     # summary --seeds 0: every config on one draw, the variance still pooled over every stored draw
-    first = load_view(results(*rows(3)), seeds={0}, objective="size")
+    first = load_view(Results.of(results(*rows(3))), seeds={0}, objective="size")
     assert {r.config_name: (r.delta_stats or {}).get("seed_part") for r in first.rows} == {
         "fp32_baseline": None, QDQ: "pooled", QOP: "pooled"}

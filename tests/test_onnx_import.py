@@ -17,8 +17,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from quant_explorer.backends import Calibration, quantize
-from quant_explorer.configs import get_config
+from quant_explorer.backends import Calibration, get_config, quantize
 from quant_explorer.data import CIFAR10_CLASSES, ImageSet
 from quant_explorer.errors import NotApplicable, UserError
 from quant_explorer.models import exported_onnx, file_sha256, load_model
@@ -245,7 +244,8 @@ def _contrib_op_model(path: Path) -> Path:
 
 def test_a_graph_onnx2torch_cannot_convert_still_runs_every_onnx_runtime_config(tmp_path):
     from quant_explorer.data import EvalData
-    from quant_explorer.experiment import fp32_baseline, make_calibration, run_config
+    from quant_explorer.experiment import fp32_baseline, run_config
+    from quant_explorer.keys import make_calibration
 
     from .conftest import write_image_folder
 

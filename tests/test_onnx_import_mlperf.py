@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quant_explorer.backends import Calibration, quantize
-from quant_explorer.configs import get_config
+from quant_explorer.backends import Calibration, get_config, quantize
 from quant_explorer.data import calibration_set, load_split
 from quant_explorer.evaluate import evaluate
 from quant_explorer.models import load_model

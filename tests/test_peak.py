@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.env import cpu_info
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -1,11 +1,13 @@
-"""`run` (make run): the first answer before the rest, every phase in order, and a rerun that computes nothing."""
+"""`run` (make run): the first answer before the rest, every phase in order, a rerun that computes nothing, and a
+lower CPU class swept by the library in a process of its own."""
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
+from quant_explorer.backends import get_config
 from quant_explorer.bench import BenchSettings
-from quant_explorer.configs import get_config
 from quant_explorer.data import EvalData
 from quant_explorer.models import load_model
 from quant_explorer.paths import artifacts_dir
@@ -42,6 +44,34 @@ def test_job_answers_first_then_everything_and_a_rerun_computes_nothing(tiny_env
     assert json.loads((artifacts_dir() / "results" / "bench_resnet8.json").read_text()) == bench
 
 
+@pytest.mark.process
+def test_a_cpu_class_is_swept_by_the_library_in_a_fresh_process_its_rows_coming_back_as_data(tiny_env):
+    """The emulated phase: a model's members, FP32 beside them, swept as a lower class by `sweep_as` in a fresh
+    process (the job's own weights, not the shipped ones); each row counted as it arrives, none parsed from text."""
+    from quant_explorer.emulation import QEMU_CPU
+    from quant_explorer.identity import emulable
+    from quant_explorer.paths import results_file
+    from quant_explorer.pipeline import JobResult, _emulated_sweep
+    from quant_explorer.results import Results
+
+    isa = next((c for c in emulable() if c not in QEMU_CPU), None)  # oneDNN's cap alone: no minute-long qemu rows
+    if isa is None:
+        pytest.skip("no class below this CPU's that oneDNN's cap alone emulates (an AVX2 or AVX-512 CPU)")
+    model = load_model("resnet8", tiny_env / "resnet8.pt")
+    job = Job([model], [get_config(c) for c in CONFIGS], EvalData.load(tiny_env / "data"), [0], calibration_n=20,
+              data_dir=tiny_env / "data", workers=1)
+    steps, result = [], JobResult()
+    _emulated_sweep(isa, job, {model.name: list(CONFIGS[1:])}, steps.append, result)
+    assert not result.failed and result.computed == {"CPU classes": len(CONFIGS)}
+    assert steps[-1].phase == f"CPU classes ({isa}, emulated)" and steps[-1].done == steps[-1].total == len(CONFIGS)
+    rows = {r.config_name: r for r in Results.load(results_file()).rows.values() if r.identity["cpu_class"] == isa}
+    assert set(rows) == set(CONFIGS) and all(r.identity["emulated"] for r in rows.values())
+    assert rows["fp32_baseline"].model_weights_sha256 == model.weights_sha256
+    assert rows["fp32_baseline"].accuracy is not None and rows["fp32_baseline"].runtime == "torch"  # a capped one
+    # what neither oneDNN's cap nor qemu reaches on this class says so, never a guess
+    assert all(r.not_applicable.startswith(f"not measured on {isa}") for n, r in rows.items() if n != "fp32_baseline")
+
+
 def test_run_help_says_what_it_does():
     from quant_explorer.cli import app
 
@@ -56,8 +86,8 @@ def test_studies_on_worker_processes_give_the_entries_computed_here(tiny_run):
     model, data, results_dir = tiny_run["model"], tiny_run["data"], tiny_run["results"].parent
     study = CalibrationSizeStudy("resnet8", "ort_u8_minmax_qdq_per_tensor", sizes=(10, 20), seeds=2)
     [(_, pooled, skipped)] = run_studies([study], {"resnet8": model}, data, results_dir, executor=ProcessExecutor(2))
-    assert not skipped and [s["n"] for s in pooled["sizes"]] == [10, 20]
+    assert not skipped and [s.n for s in pooled.sizes] == [10, 20]
     [(_, here, _)] = run_studies([study], {"resnet8": model}, data, results_dir, force=True)
-    assert [s["accuracy"] for s in here["sizes"]] == [s["accuracy"] for s in pooled["sizes"]]
+    assert [s.accuracy for s in here.sizes] == [s.accuracy for s in pooled.sizes]
     [(_, stored, skipped)] = run_studies([study], {"resnet8": model}, data, results_dir, executor=ProcessExecutor(2))
     assert skipped and stored == here  # current: no worker started, the stored entry as it was saved

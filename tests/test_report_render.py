@@ -8,7 +8,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.report import build, find_chromium
 from quant_explorer.results import load_results, save_entries
 from quant_explorer.row import Row
@@ -32,8 +32,10 @@ def add_analyses(results_dir) -> None:
     entry = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_tensor"), 0.8, runs)
     stale = calibration_size.summarize("resnet8", get_config("ort_u8_minmax_qdq_per_channel"), 0.8, runs)
     save_entries(results_dir / "calibration_size.json",
-                 {"resnet8|ort_u8_minmax_qdq_per_tensor": {**entry, "model_weights_sha256": TINY_SHA, **ident},
-                  "resnet8|ort_u8_minmax_qdq_per_channel": {**stale, "model_weights_sha256": "f" * 64, **ident}})
+                 {"resnet8|ort_u8_minmax_qdq_per_tensor": {**entry.to_dict(), "model_weights_sha256": TINY_SHA,
+                                                           **ident},
+                  "resnet8|ort_u8_minmax_qdq_per_channel": {**stale.to_dict(), "model_weights_sha256": "f" * 64,
+                                                            **ident}})
     layers = [{"layer": name, "node": name, "op_type": "Conv", "cost_pp": cost, "recovery_pp": cost / 2,
                "only_this_quantized": {"accuracy": 0.8 - cost / 100}, "all_but_this_quantized": {"accuracy": 0.75},
                "weight_sqnr_db": 42.0} for name, cost in (("conv", 2.0), ("stack1.conv1", 0.5), ("fc", -0.1))]

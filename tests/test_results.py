@@ -5,7 +5,8 @@ import os
 import pytest
 
 from quant_explorer.errors import UserError
-from quant_explorer.results import SCHEMA_VERSION, entry_key, load_results, locked, save_entries
+from quant_explorer.files import locked
+from quant_explorer.results import SCHEMA_VERSION, entry_key, load_results, save_entries
 
 
 def test_entries_merge_and_survive_reload(tmp_path):

@@ -10,13 +10,12 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from quant_explorer.backends import quantize
+from quant_explorer.backends import get_config, quantize
 from quant_explorer.backends.eager import module_checks, quantized_module
 from quant_explorer.backends.ort import onnx_checks
 from quant_explorer.backends.pt2e import convert, graph_checks, quantizer_for
-from quant_explorer.configs import get_config
 from quant_explorer.data import EvalData
-from quant_explorer.experiment import make_calibration
+from quant_explorer.keys import make_calibration
 from quant_explorer.models import load_model
 
 

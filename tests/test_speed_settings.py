@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from quant_explorer.analysis.summary import load_view
+from quant_explorer.backends import get_config
 from quant_explorer.bench import BenchSettings, bench_and_record, stored_bench
-from quant_explorer.configs import get_config
 from quant_explorer.data import EvalData
 from quant_explorer.models import load_model
+from quant_explorer.results import Results
 from tests.test_summary import model_rows, results
 
 ORT, EAGER = "ort_u8_minmax_qoperator_per_channel_rr", "static_int8_per_tensor"
@@ -30,7 +31,7 @@ def benched(tiny):
         paths = tiny / "artifacts/results/full_results.json", tiny / "artifacts/results/bench_speed.json"
         settings = BenchSettings(threads=1, b1_threads=(1, 2), **TINY)
         document = bench_and_record(model, [get_config(ORT), get_config(EAGER)], data, 20, 0, settings, *paths)
-        yield model, data, settings, paths, document
+        yield model, data, settings, paths, document.to_dict()  # as written
 
 
 def test_each_runtime_is_timed_at_every_thread_count_and_the_fastest_is_recorded_with_its_spread(benched):
@@ -90,16 +91,16 @@ def test_medians_within_the_run_to_run_spread_tie_and_the_more_accurate_is_picke
                                 load={"setting": "1 intra-op thread"}, latency_speedup_vs_fastest_fp32_b1=1.5,
                                 latency_speedup_vs_fastest_fp32_b1_iqr=[1.4, 1.6], fastest_fp32_b1="onnxruntime",
                                 fastest_fp32_b1_setting="2 intra-op threads")
-    choice = load_view(results(*rows.items())).choices["m"]
-    assert choice["pick"] == qop and "tie on speed" in choice["rule"] and f"{qdq}, {qop} tie" in choice["rule"]
-    assert "the most accurate of them" in choice["rule"]
-    assert "with 1 intra-op thread" in choice["rule"] and "run-to-run spread 0.05 ms" in choice["rule"]
-    assert "1.50x (1.40-1.60 over rounds) the fastest FP32 (onnxruntime with 2 intra-op threads)" in choice["rule"]
+    choice = load_view(Results.of(results(*rows.items()))).choices["m"]
+    assert choice.pick == qop and "tie on speed" in choice.rule and f"{qdq}, {qop} tie" in choice.rule
+    assert "the most accurate of them" in choice.rule
+    assert "with 1 intra-op thread" in choice.rule and "run-to-run spread 0.05 ms" in choice.rule
+    assert "1.50x (1.40-1.60 over rounds) the fastest FP32 (onnxruntime with 2 intra-op threads)" in choice.rule
     for row in rows.values():  # the same medians measured tighter: no tie, the faster one
         if "bench" in row and row["config_name"] in (qdq, qop):
             row["bench"]["latency_ms_b1_spread"] = 0.005
-    choice = load_view(results(*rows.items())).choices["m"]
-    assert choice["pick"] == qdq and "tie" not in choice["rule"]
+    choice = load_view(Results.of(results(*rows.items()))).choices["m"]
+    assert choice.pick == qdq and "tie" not in choice.rule
 
 
 def test_quantize_prints_how_to_load_the_artifact_as_the_bench_timed_it_or_how_to_time_it(benched, tiny, monkeypatch):
@@ -143,8 +144,8 @@ def test_the_api_says_how_to_load_a_quantized_model_and_that_code_gives_its_logi
 
 @pytest.mark.slow
 def test_the_aotinductor_load_code_runs_the_package_as_the_bench_times_it(tmp_path):
-    from quant_explorer.aot import aot_runner, compile_package
-    from quant_explorer.runtimes import AOTINDUCTOR
+    from quant_explorer.backends.pt2e import AOTINDUCTOR
+    from quant_explorer.runtimes.aot import aot_runner, compile_package
 
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
@@ -166,9 +167,9 @@ def test_a_row_benched_in_the_older_shape_is_read_as_what_it_is():
     for row in rows.values():  # one thread count, no spread, no load code: what schema-1 benches stored
         if "bench" in row:
             row["bench"].update(threads=2, latency_speedup_vs_fastest_fp32_b1=1.5, fastest_fp32_b1="onnxruntime")
-    choice = load_view(results(*rows.items())).choices["m"]
-    assert choice["pick"] == "ort_u8_minmax_qdq_per_channel" and "tie" not in choice["rule"]
-    assert "0.4 ms in onnxruntime with 2 threads, 1.50x the fastest FP32 (onnxruntime)" in choice["rule"]
+    choice = load_view(Results.of(results(*rows.items()))).choices["m"]
+    assert choice.pick == "ort_u8_minmax_qdq_per_channel" and "tie" not in choice.rule
+    assert "0.4 ms in onnxruntime with 2 threads, 1.50x the fastest FP32 (onnxruntime)" in choice.rule
 
 
 def test_a_slow_config_measured_noisily_ties_with_nothing():
@@ -178,5 +179,5 @@ def test_a_slow_config_measured_noisily_ties_with_nothing():
         if "bench" in row and row["config_name"] in (qdq, qop):
             fast = row["config_name"] == qdq
             row["bench"].update(latency_ms_b1_median=0.40 if fast else 1.4, latency_ms_b1_spread=0.01 if fast else 2.5)
-    choice = load_view(results(*rows.items())).choices["m"]
-    assert choice["pick"] == qdq and "tie" not in choice["rule"]
+    choice = load_view(Results.of(results(*rows.items()))).choices["m"]
+    assert choice.pick == qdq and "tie" not in choice.rule

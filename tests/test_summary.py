@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from quant_explorer.analysis.rows import this_environment
 from quant_explorer.analysis.summary import load_view
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.errors import UserError
 from quant_explorer.identity import cpu_class, identity_hash, versions
-from quant_explorer.results import SCHEMA_VERSION, encode_classes, load_results, save_labels
+from quant_explorer.results import SCHEMA_VERSION, Results, encode_classes, load_results, save_labels
+from quant_explorer.row import Row
 
 N = 400
 LABELS = np.arange(N) % 10
@@ -84,15 +85,15 @@ def model_rows(cpu: str = HERE, bench_it: bool = True, dataset: str = "ds1") -> 
 
 
 def test_the_confidence_set_for_the_best_holds_what_noise_cannot_separate_and_the_pick_is_fastest_at_batch_1():
-    view = load_view(results(*model_rows()))
+    view = load_view(Results.of(results(*model_rows())))
     choice = view.choices["m"]
-    assert choice["best"] == "ort_u8_minmax_qoperator_per_channel"  # 21-23 lost vs 22-24: inside the noise
-    assert set(choice["best_set"]) == {"ort_u8_minmax_qdq_per_channel", "ort_u8_minmax_qoperator_per_channel"}
-    assert choice["alpha"] == 0.05 and choice["correction"] == "Holm" and choice["objective"] == "latency"
+    assert choice.best == "ort_u8_minmax_qoperator_per_channel"  # 21-23 lost vs 22-24: inside the noise
+    assert set(choice.best_set) == {"ort_u8_minmax_qdq_per_channel", "ort_u8_minmax_qoperator_per_channel"}
+    assert choice.objective == "latency"
     # s8 loses 60 more images on every seed: out of the set, however fast it is
-    assert choice["pick"] == "ort_u8_minmax_qdq_per_channel" and "lowest batch-1 median latency" in choice["rule"]
-    assert "1.50x the fastest FP32 (onnxruntime)" in choice["rule"]  # the bench's ratio against the fastest FP32
-    assert "at batch 256 the fastest of the set is ort_u8_minmax_qdq_per_channel" not in choice["rule"]
+    assert choice.pick == "ort_u8_minmax_qdq_per_channel" and "lowest batch-1 median latency" in choice.rule
+    assert "1.50x the fastest FP32 (onnxruntime)" in choice.rule  # the bench's ratio against the fastest FP32
+    assert "at batch 256 the fastest of the set is ort_u8_minmax_qdq_per_channel" not in choice.rule
     rows = {r.config_name: r for r in view.rows}
     s8 = rows["ort_s8_minmax_qdq_per_channel"]
     assert s8.delta_pp == pytest.approx(-100 * (61 / N), abs=1e-6) and s8.delta_pp_ci[1] < 0
@@ -112,28 +113,28 @@ def test_a_set_member_that_loses_a_class_detectably_is_not_picked_while_another_
                           **(bench(4000.0, 0.4) if first else {})))
         rows.append(entry("m", "ort_u8_minmax_qoperator_per_channel", lossy, seed, HERE, size=90,
                           **(bench(9000.0, 0.1) if first else {})))  # as accurate overall, and faster
-    choice = load_view(results(*rows)).choices["m"]
-    assert set(choice["best_set"]) == {"ort_u8_minmax_qdq_per_channel", "ort_u8_minmax_qoperator_per_channel"}
-    assert choice["pick"] == "ort_u8_minmax_qdq_per_channel"
+    choice = load_view(Results.of(results(*rows))).choices["m"]
+    assert set(choice.best_set) == {"ort_u8_minmax_qdq_per_channel", "ort_u8_minmax_qoperator_per_channel"}
+    assert choice.pick == "ort_u8_minmax_qdq_per_channel"
     assert "1 of them loses a class detectably (Holm over the classes) and is not picked: " \
-           "ort_u8_minmax_qoperator_per_channel (c3)" in choice["rule"]
+           "ort_u8_minmax_qoperator_per_channel (c3)" in choice.rule
 
 
 def test_the_objective_chooses_the_pick_and_names_the_fastest_at_the_other_batch_size():
     data = results(*model_rows())
-    throughput = load_view(data, objective="throughput").choices["m"]
-    assert throughput["pick"] == "ort_u8_minmax_qdq_per_channel"  # 4,000 images/s against 3,000
-    size = load_view(data, objective="size").choices["m"]
-    assert size["pick"] == "ort_u8_minmax_qoperator_per_channel" and "4.4x smaller than FP32" in size["rule"]
+    throughput = load_view(Results.of(data), objective="throughput").choices["m"]
+    assert throughput.pick == "ort_u8_minmax_qdq_per_channel"  # 4,000 images/s against 3,000
+    size = load_view(Results.of(data), objective="size").choices["m"]
+    assert size.pick == "ort_u8_minmax_qoperator_per_channel" and "4.4x smaller than FP32" in size.rule
     rows = dict(model_rows())
     for row in rows.values():  # the qdq config now fastest at batch 256 only
         if row["config_name"] == "ort_u8_minmax_qdq_per_channel" and "bench" in row:
             row["bench"].update(latency_ms_b1_median=0.9, latency_speedup_vs_fastest_fp32_b1=0.67)
-    latency = load_view(results(*rows.items())).choices["m"]
-    assert latency["pick"] == "ort_u8_minmax_qoperator_per_channel"
-    assert "at batch 256 the fastest of the set is ort_u8_minmax_qdq_per_channel (4,000 images/s" in latency["rule"]
+    latency = load_view(Results.of(results(*rows.items()))).choices["m"]
+    assert latency.pick == "ort_u8_minmax_qoperator_per_channel"
+    assert "at batch 256 the fastest of the set is ort_u8_minmax_qdq_per_channel (4,000 images/s" in latency.rule
     with pytest.raises(UserError, match="--objective"):
-        load_view(data, objective="speed")
+        load_view(Results.of(data), objective="speed")
 
 
 def test_when_no_int8_config_beats_fp32_the_rule_says_what_int8_still_buys():
@@ -141,30 +142,30 @@ def test_when_no_int8_config_beats_fp32_the_rule_says_what_int8_still_buys():
     for row in rows.values():
         if "bench" in row and row["config_name"] != "fp32_baseline":
             row["bench"].update(latency_speedup_vs_fastest_fp32_b1=0.8, fastest_fp32_b1="onnxruntime")
-    choice = load_view(results(*rows.items())).choices["m"]
-    assert "no int8 config in the set beats FP32 at batch 1 (the fastest FP32 (onnxruntime))" in choice["rule"]
-    assert "what int8 still buys here is size" in choice["rule"]
+    choice = load_view(Results.of(results(*rows.items()))).choices["m"]
+    assert "no int8 config in the set beats FP32 at batch 1 (the fastest FP32 (onnxruntime))" in choice.rule
+    assert "what int8 still buys here is size" in choice.rule
 
 
 def test_without_speed_the_smallest_config_of_the_set_is_picked_and_the_rule_says_so():
-    view = load_view(results(*model_rows(bench_it=False)))
-    assert view.choices["m"]["pick"] == "ort_u8_minmax_qoperator_per_channel"  # 90 bytes < 120
-    assert "run `quant-explorer bench`), so the smallest" in view.choices["m"]["rule"]
+    view = load_view(Results.of(results(*model_rows(bench_it=False))))
+    assert view.choices["m"].pick == "ort_u8_minmax_qoperator_per_channel"  # 90 bytes < 120
+    assert "run `quant-explorer bench`), so the smallest" in view.choices["m"].rule
 
 
 def test_identical_recipes_are_one_finding_counted_once():
     twins = [entry("m", "ort_s8asym_minmax_qdq_per_channel", preds(21 + seed, 50 * seed), seed, HERE, size=95)
              for seed in range(3)]  # the qoperator config's predictions, seed for seed
-    view = load_view(results(*model_rows(), *twins))
+    view = load_view(Results.of(results(*model_rows(), *twins)))
     choice = view.choices["m"]
-    assert choice["identical"] == [["ort_s8asym_minmax_qdq_per_channel", "ort_u8_minmax_qoperator_per_channel"]]
-    assert "give identical predictions on every seed" in choice["identical_text"]
-    assert "ort_u8_minmax_qoperator_per_channel" not in choice["best_set"]  # counted once, as the first by name
-    assert "2 of 3 recipes (3 of 4 configs, those with identical predictions counted as one recipe)" in choice["rule"]
+    assert choice.identical == [["ort_s8asym_minmax_qdq_per_channel", "ort_u8_minmax_qoperator_per_channel"]]
+    assert "give identical predictions on every seed" in choice.identical_text
+    assert "ort_u8_minmax_qoperator_per_channel" not in choice.best_set  # counted once, as the first by name
+    assert "2 of 3 recipes (3 of 4 configs, those with identical predictions counted as one recipe)" in choice.rule
     rows = {r.config_name: r for r in view.rows}
     assert rows["ort_u8_minmax_qoperator_per_channel"].identical_to == "ort_s8asym_minmax_qdq_per_channel"
     assert rows["ort_u8_minmax_qoperator_per_channel"].in_best_set
-    assert choice["best_set_with_identical"] == ["ort_s8asym_minmax_qdq_per_channel", "ort_u8_minmax_qdq_per_channel",
+    assert choice.best_set_with_identical == ["ort_s8asym_minmax_qdq_per_channel", "ort_u8_minmax_qdq_per_channel",
                                                  "ort_u8_minmax_qoperator_per_channel"]
 
 
@@ -175,11 +176,11 @@ def test_a_twin_in_the_set_can_be_the_pick_and_the_smallest_of_the_set():
 
     twins = [entry("m", "ort_s8asym_minmax_qdq_per_channel", preds(21 + seed, 50 * seed), seed, HERE, size=95)
              for seed in range(3)]
-    view = load_view(results(*model_rows(bench_it=False), *twins), objective="size")
+    view = load_view(Results.of(results(*model_rows(bench_it=False), *twins)), objective="size")
     choice = view.choices["m"]
-    assert choice["pick"] == "ort_u8_minmax_qoperator_per_channel" and "has the smallest file (0 KiB" in choice["rule"]
-    smallest = next(p for p in picks(view) if p["criterion"] == "smallest of the set")
-    assert smallest["config"] == "ort_u8_minmax_qoperator_per_channel" and "of the 3 configs" in smallest["rule"]
+    assert choice.pick == "ort_u8_minmax_qoperator_per_channel" and "has the smallest file (0 KiB" in choice.rule
+    smallest = next(p for p in picks(view) if p.criterion == "smallest of the set")
+    assert smallest.row.config_name == "ort_u8_minmax_qoperator_per_channel" and "of the 3 configs" in smallest.rule
 
 
 def test_the_view_shows_one_environment_and_one_dataset_never_a_mix():
@@ -189,29 +190,29 @@ def test_the_view_shows_one_environment_and_one_dataset_never_a_mix():
     file["entries"] = {k: {**r, "created": "2026-11-01T00:00:00+00:00"}
                        if r["identity"]["dataset"]["fingerprint"] == "ds1" else r
                        for k, r in file["entries"].items()}
-    view = load_view(file)
+    view = load_view(Results.of(file))
     assert view.environment == this_environment() and view.this_machine and not view.notes
     assert view.dataset == "ds2"  # as full as ds1, and newer
     assert len(view.rows) == 4 and {len(view.available)} == {3}
-    first = load_view(file, dataset="ds1")
+    first = load_view(Results.of(file), dataset="ds1")
     assert all(r.identity["dataset"]["fingerprint"] == "ds1" for r in first.rows)
-    theirs = load_view(file, environment=OTHER)
+    theirs = load_view(Results.of(file), environment=OTHER)
     assert not theirs.this_machine and all(r.accuracy == pytest.approx(0.1) for r in theirs.rows)
     assert f"Environment: {OTHER}" in theirs.banner() and "not this machine's" in theirs.banner()
     with pytest.raises(UserError, match="no results for environment"):
-        load_view(file, environment="sse9")
+        load_view(Results.of(file), environment="sse9")
 
 
 def test_a_quantize_of_a_few_configs_never_replaces_a_full_sweep_and_another_cpu_class_is_said():
     newer = {"created": "2026-12-05T00:00:00+00:00", "identity_extra": {"versions": {**versions(), "torch": "9.9"}}}
     few = [entry("m", "fp32_baseline", preds(20), None, HERE, **newer),
            entry("m", "ort_u8_minmax_qdq_per_channel", preds(22), 0, HERE, **newer)]
-    view = load_view(results(*model_rows(), *few))
+    view = load_view(Results.of(results(*model_rows(), *few)))
     assert len(view.rows) == 4 and "torch 9.9" not in view.environment  # the fuller view, not the newest
-    elsewhere = load_view(results(*model_rows(cpu=OTHER)))
+    elsewhere = load_view(Results.of(results(*model_rows(cpu=OTHER))))
     assert elsewhere.notes == [f"no results computed on {HERE} yet; showing {OTHER} from 2026-12-01; `make run` "
                                "computes them here"]
-    assert elsewhere.choices["m"]["pick"]
+    assert elsewhere.choices["m"].pick
 
 
 def test_each_config_keeps_one_identity_and_one_fp32_row_the_rest_set_aside_once_with_the_reason():
@@ -219,7 +220,7 @@ def test_each_config_keeps_one_identity_and_one_fp32_row_the_rest_set_aside_once
     stale = [entry("m", "ort_u8_minmax_qdq_per_channel", preds(200), seed, HERE, **older) for seed in range(5)]
     fp32_old = entry("m", "fp32_baseline", preds(300), None, HERE, created="2026-11-01T00:00:00+00:00",
                      identity_extra={"preprocessing": {"input_scale": "raw255"}})
-    view = load_view(results(*model_rows(), *stale, fp32_old))
+    view = load_view(Results.of(results(*model_rows(), *stale, fp32_old)))
     rows = {r.config_name: r for r in view.rows}
     assert rows["ort_u8_minmax_qdq_per_channel"].seeds == [0, 1, 2]  # the newest identity's seeds only
     assert rows["fp32_baseline"].accuracy == pytest.approx(380 / N)
@@ -234,14 +235,14 @@ def test_without_a_label_cache_the_view_reads_the_labels_from_the_evaluation_set
     import pickle
 
     data = results(*model_rows(), cache_labels=False)
-    assert load_view(data).labels is None and "no intervals" in load_view(data).notes[-1]
+    assert load_view(Results.of(data)).labels is None and "no intervals" in load_view(Results.of(data)).notes[-1]
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     (folder / "test_batch").write_bytes(pickle.dumps({"labels": LABELS.tolist()}))
-    view = load_view(data, data_dir=tmp_path)
-    assert (view.labels == LABELS).all() and view.choices["m"]["best_set"] and not view.notes
+    view = load_view(Results.of(data), data_dir=tmp_path)
+    assert (view.labels == LABELS).all() and view.choices["m"].best_set and not view.notes
     (folder / "test_batch").write_bytes(pickle.dumps({"labels": np.roll(LABELS, 1).tolist()}))
-    wrong = load_view(data, data_dir=tmp_path)  # other images' labels never score stored predictions
+    wrong = load_view(Results.of(data), data_dir=tmp_path)  # other images' labels never score stored predictions
     assert wrong.labels is None and "does not score the stored predictions as stored" in wrong.notes[-1]
 
 
@@ -256,9 +257,9 @@ def test_per_class_losses_are_called_losing_only_when_they_survive_the_correctio
 
     lossy = LABELS.copy()
     lossy[LABELS == 3] = 5  # class 3 (40 images) all now called c5
-    view = load_view(results(entry("m", "fp32_baseline", LABELS, None, HERE),
+    view = load_view(Results.of(results(entry("m", "fp32_baseline", LABELS, None, HERE),
                              entry("m", "dynamic_int8", lossy, None, HERE),
-                             entry("m", "ort_u8_minmax_qdq_per_channel", preds(2), 0, HERE)))
+                             entry("m", "ort_u8_minmax_qdq_per_channel", preds(2), 0, HERE))))
     by_config = {c["config"]: c for c in all_confusions(view)}
     lost = by_config["dynamic_int8"]["most_lost"]
     assert [c["class"] for c in lost] == ["c3"] and lost[0]["mostly_to"] == "c5" and lost[0]["lost_images"] == 40
@@ -299,7 +300,7 @@ def test_reference_accuracy_is_the_mean_of_the_rows_float_reference():
     for row in rows.values():
         if row["config_name"] == "ort_u8_minmax_qdq_per_channel":
             row["reference"] = {"runtime": "onnx2torch", "accuracy": 0.9 + row["calibration"]["calibration_seed"] / 100}
-    view = load_view(results(*rows.items()))
+    view = load_view(Results.of(results(*rows.items())))
     assert next(r for r in view.rows if r.config_name == "ort_u8_minmax_qdq_per_channel").reference_accuracy \
         == pytest.approx(0.91)
 
@@ -312,7 +313,7 @@ def test_schema_1_files_are_migrated_on_read_and_keep_every_row(tmp_path):
     path.write_text(json.dumps({"schema_version": 1, "entries": {"m|fp32_baseline": old}}))
     data = load_results(path)
     assert data["schema_version"] == SCHEMA_VERSION and data["entries"] == {"m|fp32_baseline": {**old, "schema": 1}}
-    view = load_view(data)  # shown (its own environment), without intervals: it has no predictions
+    view = load_view(Results.of(data))  # shown (its own environment), without intervals: it has no predictions
     assert view.environment.startswith("avx2") and view.rows[0].accuracy == 0.9 and not view.correct
     assert "no per-image predictions" in view.notes[0]
 
@@ -321,16 +322,16 @@ def test_legacy_rows_are_never_the_basis_of_a_set_or_a_pick():
     legacy = {"model": "m", "config_name": "dynamic_int8", "config": get_config("dynamic_int8").to_dict(),
               "accuracy": 0.99, "n_images": N, "dataset": "d", "size_bytes": 1, "confusion_matrix": [[1]],
               "per_class_accuracy": {"a": 0.99}, "environment": {"cpu": {"flags": {"avx2": True}}, "versions": {}}}
-    view = load_view({"schema_version": SCHEMA_VERSION, "datasets": {}, "entries": {"m|dynamic_int8": legacy}})
+    view = load_view(Results({"m|dynamic_int8": Row.from_dict(legacy)}, {}))
     choice = view.choices["m"]
-    assert choice["pick"] is None and choice["best_set"] == [] and "no confidence set and no pick" in choice["rule"]
+    assert choice.pick is None and choice.best_set == [] and "no confidence set and no pick" in choice.rule
 
 
 def test_a_view_can_pool_a_subset_of_seeds_and_keeps_speed_from_the_benched_seed():
-    view = load_view(results(*model_rows()), seeds={1, 2})
+    view = load_view(Results.of(results(*model_rows())), seeds={1, 2})
     rows = {r.config_name: r for r in view.rows}
     assert rows["ort_u8_minmax_qdq_per_channel"].seeds == [1, 2] and "fp32_baseline" in rows
-    assert rows["ort_u8_minmax_qoperator_per_channel"].speed["throughput_b256"] == 3000.0  # benched on seed 0
+    assert rows["ort_u8_minmax_qoperator_per_channel"].speed.throughput_b256 == 3000.0  # benched on seed 0
 
 
 def test_rows_on_other_weights_or_calibration_sizes_are_set_aside_with_a_reason():
@@ -340,8 +341,8 @@ def test_rows_on_other_weights_or_calibration_sizes_are_set_aside_with_a_reason(
     big = {**big, "calibration": {"calibration_n": 1024, "calibration_seed": 0}}
     failed = {k: v for k, v in entry("m", "ort_s8_minmax_qdq_per_channel", preds(1), 0, HERE)[1].items()
               if k != "accuracy"}
-    view = load_view(results(*model_rows(), (key + "x", old), (key2 + "y", big),
-                             ("m|failed", {**failed, "error": "boom"})))
+    view = load_view(Results.of(results(*model_rows(), (key + "x", old), (key2 + "y", big),
+                             ("m|failed", {**failed, "error": "boom"}))))
     reasons = {s["key"]: s["reason"] for s in view.set_aside}
     assert reasons == {key + "x": "measured with other weights of the model (older) than its FP32 row",
                        key2 + "y": "calibrated on 1024 images (this view: 256)"}
@@ -355,8 +356,8 @@ def test_a_config_that_failed_is_said_beside_the_pick_not_only_among_unscored_ro
     failed = {k: v for k, v in failed.items() if k in ("model", "config_name", "config", "model_weights_sha256",
                                                       "identity", "calibration", "created")}
     failed["error"] = "AssertionError: expected size 16==16, stride 1==64 at dim=1"
-    view = load_view(results(*model_rows(), (key, failed)))
+    view = load_view(Results.of(results(*model_rows(), (key, failed))))
     said = "not scored, so not candidates: pt2e_u8_per_channel_minmax (AssertionError: expected size 16==16"
-    assert said in view.choices["m"]["rule"]
-    assert answers(view)["m"]["not_scored"] == ["pt2e_u8_per_channel_minmax (AssertionError: expected size 16==16, "
+    assert said in view.choices["m"].rule
+    assert answers(view)["m"].not_scored == ["pt2e_u8_per_channel_minmax (AssertionError: expected size 16==16, "
                                                 "stride 1==64 at dim=1)"]

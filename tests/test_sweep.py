@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from quant_explorer.configs import get_config
+from quant_explorer.backends import get_config
 from quant_explorer.data import EvalData, load_split
 from quant_explorer.env import cpu_info
-from quant_explorer.experiment import make_calibration, run_config
+from quant_explorer.experiment import run_config
 from quant_explorer.identity import cpu_class
+from quant_explorer.keys import make_calibration
 from quant_explorer.models import load_model
 from quant_explorer.results import decode_classes, load_labels, load_results
 from quant_explorer.sweep import run_sweep
@@ -84,7 +85,7 @@ def test_a_result_is_reused_only_where_everything_that_could_change_it_is_the_sa
     assert key != first and not skipped
     assert notices == ["1 row was computed on another evaluation set; computing it here"]
 
-    monkeypatch.setattr("quant_explorer.experiment.recipe", lambda backend: f"{backend} v2")
+    monkeypatch.setattr("quant_explorer.keys.recipe", lambda backend: f"{backend} v2")
     notices = []
     [(key, skipped)] = _sweep_keys(model, data, path, notices)
     assert key != first and not skipped and "by another version of its backend's code" in notices[0]

@@ -5,25 +5,31 @@ points the sweep already stored alike instead of computing them again."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
 
-from quant_explorer.configs import CALIBRATION_N, get_config
+from quant_explorer.backends import get_config
 from quant_explorer.data import EvalData
-from quant_explorer.experiment import FP32, fp32_baseline, is_finished, row_key
+from quant_explorer.experiment import FP32, fp32_baseline
 from quant_explorer.identity import identity_hash
+from quant_explorer.keys import is_finished, make_calibration, row_identity, row_key
 from quant_explorer.models import load_model
 from quant_explorer.paths import artifacts_dir, results_file
 from quant_explorer.results import Results, entry_key, load_results, save_entries
 from quant_explorer.row import Row
-from quant_explorer.studies import PoolStudy, calibration_size, register, unregister
+from quant_explorer.studies import PoolStudy, StudyEntry, calibration_size, register, unregister
 from quant_explorer.sweep import run_sweep
 
 RUNS: list[str] = []  # the models ToyStudy.run was called for, in order
+
+
+@dataclass
+class ToyEntry(StudyEntry):
+    per_class_accuracy: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -39,39 +45,40 @@ class ToyStudy(PoolStudy):
     anchor: ClassVar[str] = "toy"
     intro: ClassVar[str] = "The test's own study."
     figure: ClassVar[str] = "per-class bars"
+    entry_type: ClassVar[type[StudyEntry]] = ToyEntry
 
-    def run(self, model, data, stored: dict[str, Row], log) -> dict:
+    def run(self, model, data, stored: dict[str, Row], log) -> ToyEntry:
         RUNS.append(model.name)
-        row = stored.get(row_key(model, FP32, data, CALIBRATION_N, 0))
+        row = stored.get(row_key(model, FP32, row_identity(model, FP32, data)))
         if not is_finished(row):
             _, row = fp32_baseline(model, data)
         identity = self.identity(model, data)
-        return {"model": model.name, "config_name": self.config, "model_weights_sha256": model.weights_sha256,
-                "identity": identity, "identity_hash": identity_hash(identity),
-                "per_class_accuracy": row.per_class_accuracy}
+        return ToyEntry(model=model.name, config_name=self.config, model_weights_sha256=model.weights_sha256,
+                        identity=identity, identity_hash=identity_hash(identity),
+                        per_class_accuracy=row.per_class_accuracy)
 
-    def save(self, path: Path, entry: dict) -> None:
-        key = entry_key(entry["model"], entry["config_name"], identity_hash=entry["identity_hash"])
-        save_entries(path, {key: entry})
-
-    @staticmethod
-    def heading(entry: dict) -> str:
-        return f"{entry['model']}: FP32 accuracy per class"
+    def save(self, path: Path, entry: ToyEntry) -> None:
+        key = entry_key(entry.model, entry.config_name, identity_hash=entry.identity_hash)
+        save_entries(path, {key: entry.to_dict()})
 
     @staticmethod
-    def text(entry: dict) -> str:
-        return f"{len(entry['per_class_accuracy'])} classes"
+    def heading(entry: ToyEntry) -> str:
+        return f"{entry.model}: FP32 accuracy per class"
 
     @staticmethod
-    def table(entry: dict) -> tuple[list[str], list[list]]:
-        return ["class", "accuracy"], [[c, f"{100 * a:.1f}%"] for c, a in entry["per_class_accuracy"].items()]
+    def text(entry: ToyEntry) -> str:
+        return f"{len(entry.per_class_accuracy)} classes"
 
     @staticmethod
-    def plot(entry: dict) -> bytes:
-        from quant_explorer.report.plots import png, pyplot
+    def table(entry: ToyEntry) -> tuple[list[str], list[list]]:
+        return ["class", "accuracy"], [[c, f"{100 * a:.1f}%"] for c, a in entry.per_class_accuracy.items()]
+
+    @staticmethod
+    def plot(entry: ToyEntry) -> bytes:
+        from quant_explorer.figures import png, pyplot
 
         fig, ax = pyplot().subplots(figsize=(6, 3))
-        ax.bar(list(entry["per_class_accuracy"]), list(entry["per_class_accuracy"].values()))
+        ax.bar(list(entry.per_class_accuracy), list(entry.per_class_accuracy.values()))
         return png(fig)
 
 
@@ -122,8 +129,8 @@ def test_calibration_size_takes_the_sweeps_rows_and_computes_only_the_rest(tiny_
     lines: list[str] = []
     entry = calibration_size.run(model, config, data, [10, 20], 2, lines.append, stored)
     assert [line.endswith("(the sweep's row)") for line in lines] == [False, False, True, True]
-    sweep = [stored[row_key(model, config, data, 20, seed)] for seed in (0, 1)]
-    assert entry["sizes"][1]["accuracy"] == [r.accuracy for r in sweep]
-    assert entry["sizes"][1]["calibration_images_sha256"] == [r.calibration["calibration_images_sha256"]
-                                                               for r in sweep]
+    sweep = [stored[row_key(model, config, row_identity(model, config, data, make_calibration(model, data, 20, seed)))]
+             for seed in (0, 1)]
+    assert entry.sizes[1].accuracy == [r.accuracy for r in sweep]
+    assert entry.sizes[1].calibration_images_sha256 == [r.calibration["calibration_images_sha256"] for r in sweep]
     assert calibration_size.run(model, config, data, [10, 20], 2) == entry  # computing every point: the same entry

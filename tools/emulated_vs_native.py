@@ -60,7 +60,8 @@ def compare(native: dict[str, Row], emulated: dict[str, Row], isa: str) -> list[
             entry["images"] += len(pa)
             entry["equal"] += int((pa == pb).sum()) if len(pa) == len(pb) else 0
         else:  # an older row scored its float reference: the AVX2 CPU's own run of b's runtime is in its bench
-            native_correct = ((a.bench or {}).get("runtimes", {}).get(b.runtime) or {}).get("correct")
+            benched = ((a.bench and a.bench.runtimes) or {}).get(b.runtime)
+            native_correct = benched.correct if benched else None
             if native_correct is None:
                 continue  # not benched (the bench times the first seed)
         entry["seeds"] += 1

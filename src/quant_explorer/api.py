@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .configs import REFERENCE, QuantConfig, select_configs
+from .backends import select_configs
+from .configs import REFERENCE
 from .data import ImageSet
 from .errors import UserError, first_line
 from .models import LoadedModel, Preprocessing
@@ -99,10 +100,6 @@ def _row_text(row: Row) -> str:
 # --- explore -------------------------------------------------------------------------------------------------
 
 
-SPEED_FIELDS = ("bench_runtime", "latency_ms_b1", "latency_ms_b1_spread", "throughput_b256", "speedup_b1",
-                "speedup_b256", "load")
-
-
 @dataclass
 class Exploration:
     """What `explore` found: the pick, one row per config, and the view they come from (`analysis.view.View`)."""
@@ -137,21 +134,25 @@ class Exploration:
         return written
 
     def __str__(self) -> str:
-        lines = [self.view.banner(), "pick: " + (f"{self.pick['config']} ({self.pick['runtime']}), "
-                                                  f"{_pct(self.pick['accuracy'])}, {_delta(self.pick)}; "
-                                                  f"{self.pick['rule']}" if self.pick else "none")]
-        load = (self.pick or {}).get("load") or {}
-        if load.get("code"):
-            lines.append(f"load it as timed (in {load['runtime']} with {load['setting']}):\n{load['code']}")
+        from .analysis.records import summary_records
+
+        scored = {r.config: r for r in summary_records(self.view) if r.model == self.model}
+        pick = scored.get(self.pick["config"]) if self.pick else None
+        lines = [self.view.banner(), "pick: " + (f"{pick.config} ({pick.runtime}), {_pct(pick.accuracy)}, "
+                                                  f"{_delta(pick)}; {self.pick['rule']}" if pick else "none")]
+        load = pick.load if pick and pick.load else None
+        if load and load.code:
+            lines.append(f"load it as timed (in {load.runtime} with {load.setting}):\n{load.code}")
         width = max(len(r["config"]) for r in self.rows)
-        for r in self.rows:
-            if r["accuracy"] is None:
-                lines.append(f"  {r['config']:<{width}}  {r.get('not_applicable') or r.get('error')}")
+        for row in self.rows:
+            r = scored.get(row["config"])
+            if r is None:  # not applicable, or failed
+                lines.append(f"  {row['config']:<{width}}  {row.get('not_applicable') or row.get('error')}")
                 continue
-            speed = f"  {r['latency_ms_b1']:.3f} ms b1" if r.get("latency_ms_b1") else ""
-            lines.append(f"  {r['config']:<{width}}  {r['runtime']:<12} {_pct(r['accuracy'])}  {_delta(r):<28} "
-                         f"{r['size_bytes'] / 1024:>7.0f} KiB  seeds {len(r['seeds']) or '-'}{speed}"
-                         + ("  <- pick" if r["pick"] else ""))
+            speed = f"  {r.latency_ms_b1:.3f} ms b1" if r.latency_ms_b1 else ""
+            lines.append(f"  {r.config:<{width}}  {r.runtime:<12} {_pct(r.accuracy)}  {_delta(r):<28} "
+                         f"{r.size_bytes / 1024:>7.0f} KiB  seeds {len(r.seeds) or '-'}{speed}"
+                         + ("  <- pick" if r.pick else ""))
         return "\n".join(lines)
 
 
@@ -159,46 +160,14 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def _delta(row: dict) -> str:
-    if row["config"] == REFERENCE:
+def _delta(row) -> str:
+    """A summary record's Δ vs FP32 with its interval; 'reference' for FP32."""
+    if row.config == REFERENCE:
         return "reference"
     from .analysis.view import scope
 
-    ci = row.get("ci95")
-    return f"{row['delta_pp']:+.2f} pp" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]{scope(row.get('ci95_seed_part'))}" if ci
-                                           else "")
-
-
-def _rows(view, model: str, configs: list[QuantConfig]) -> list[dict]:
-    """One flat dict per config (FP32 first), from `summary_records` (what `summary --json` prints)."""
-    from .analysis.records import summary_records
-
-    scored = {r["config"]: r for r in summary_records(view) if r["model"] == model}
-    problems = {p.config_name: p for p in view.problems if p.model == model}
-    out = []
-    for config in configs:
-        r = scored.get(config.name)
-        if r is None:
-            p = problems.get(config.name)
-            out.append({"config": config.name, "backend": config.backend, "runtime": None, "accuracy": None,
-                        "delta_pp": None, "ci95": None, "seeds": [], "size_bytes": None, "pick": False,
-                        **({"not_applicable": p.not_applicable} if p and p.not_applicable is not None else
-                           {"error": first_line(p and p.error or "no row")})})
-            continue
-        fp32 = config.name == REFERENCE
-        row = {"config": config.name, "backend": r["backend"], "runtime": r["runtime"],
-               "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"],
-               "accuracy_min": r["accuracy_min"], "accuracy_max": r["accuracy_max"],
-               "delta_pp": 0.0 if fp32 else r["delta_pp_mean"], "ci95": None if fp32 else r["delta_pp_ci"],
-               "p": None if fp32 else r["delta_pp_p"], "seeds": r["seeds"], "size_bytes": r["size_bytes"],
-               # where ci95's calibration-draw part comes from: "own" seeds, "pooled" over the model's other draws,
-               # "none" (one draw: it covers the test images only), None (nothing calibrated)
-               "ci95_seed_part": None if fp32 else r["delta_pp_seed_part"],
-               "reference_accuracy": r["reference_accuracy"], "in_best_set": r["in_best_set"],
-               "identical_to": r["identical_to"], "pick": r["pick"], "n_images": r["n_images"]}
-        row.update({k: r[k] for k in SPEED_FIELDS if r.get(k) is not None})
-        out.append(row)
-    return out
+    ci = row.delta_pp_ci
+    return f"{row.delta_pp:+.2f} pp" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]{scope(row.delta_pp_seed_part)}" if ci else "")
 
 
 @quietly
@@ -230,8 +199,9 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
     deploy: CPU classes the pick must hold on (e.g. ["avx2"]): each is also explored, emulated as with `isa`, and
         the pick is a member of the confidence set on every one that measured it (`summary --deploy`).
     """
+    from .analysis.records import explore_rows
     from .analysis.summary import load_view
-    from .configs import get_config
+    from .backends import get_config
     from .experiment import FP32
     from .files import remove_leftovers
     from .identity import emulating
@@ -288,14 +258,14 @@ def explore(model, calibration, evaluation, configs: str | Iterable[str] | None 
             from .analysis.deploy import deployment
 
             deployment(view, subset, deploy)
-    rows = _rows(view, loaded.name, chosen)
-    choice = view.choices.get(loaded.name) or {}
+    rows = explore_rows(view, loaded.name, chosen)
+    choice = view.choices.get(loaded.name)
     pick = None
-    if choice.get("pick"):
-        pick = {**next(r for r in rows if r["config"] == choice["pick"]), "model": loaded.name,
-                "rule": choice["rule"], "best": choice["best"], "best_set": choice["best_set"],
-                "resolution_pp": (choice.get("resolution") or {}).get("resolution_pp"),
-                "description": get_config(choice["pick"]).description}
+    if choice and choice.pick:
+        pick = {**next(r for r in rows if r["config"] == choice.pick), "model": loaded.name,
+                "rule": choice.rule, "best": choice.best, "best_set": choice.best_set,
+                "resolution_pp": choice.resolution.get("resolution_pp"),
+                "description": get_config(choice.pick).description}
     return Exploration(loaded.name, pick, rows, view, results, list(dict.fromkeys(keys)))
 
 
@@ -345,7 +315,7 @@ class Quantized:
         threads = threads or torch.get_num_threads()
         if build.artifact is not None and not build.artifact.exists():
             build.build(threads)  # writes the package
-        return load_record(shipped, Path(build.artifact or self.artifact).resolve(), threads)
+        return load_record(shipped, Path(build.artifact or self.artifact).resolve(), threads).to_dict()
 
 
 @quietly
@@ -356,10 +326,10 @@ def quantize(model, config: str, calibration, seed: int = 0, calibration_n: int 
     draw (`seed`) of `calibration_n` images of `calibration` (a Dataset of preprocessed (tensor, label) pairs, or
     an image-folder path). Raises UserError for bad input and NotApplicable where the config cannot apply.
     `isa`: the returned model runs as a CPU of that class, emulated (as `explore`'s)."""
+    from .backends import get_config
     from .backends import quantize as apply
-    from .configs import get_config
-    from .experiment import build_identity, make_calibration, workdir_for
     from .identity import emulating
+    from .keys import build_identity, make_calibration, workdir_for
 
     chosen = get_config(config)
     loaded, data = prepare(model, calibration, calibration, name, preprocessing)
@@ -414,7 +384,7 @@ def evaluate(model, dataset, batch_size: int = 256, preprocessing: Preprocessing
         raise UserError(f"the model scores {scores} classes, the dataset has {len(names)}: pass data of its classes")
     data = ImageSet(images, labels, names, name)
     if loaded is not None:
-        from .experiment import check_fits
+        from .preflight import check_fits
 
         check_fits(loaded, data)
     metrics, _ = run(runner, data, prep, batch_size)

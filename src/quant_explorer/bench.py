@@ -25,13 +25,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .backends import QuantizedModel, quantize, runtime_info
+from .backends import Calibration, QuantizedModel, quantize, runtime_info
+from .bench_entry import HEADLINE, BenchDocument, BenchEntry, LoadRecord, RuntimeSpeed
 from .configs import QuantConfig
 from .data import EvalData
 from .env import environment
 from .errors import NotApplicable, one_line
 from .evaluate import evaluate
-from .experiment import FP32, is_finished, make_calibration, row_key, workdir_for
+from .experiment import FP32
+from .identity import identity_hash
+from .keys import is_finished, make_calibration, row_identity, row_key, workdir_for
 from .models import LoadedModel
 from .results import Results, decode_classes, update_rows, write_json_atomic
 from .row import Row
@@ -49,11 +52,6 @@ from .timing import (
 )
 
 SCHEMA_VERSION = 2  # 2: batch-1 latency at the fastest of several thread counts, with its spread and load code
-# The headline runtime's numbers, copied flat into its entry (what the sweep row's `bench` and the pick read).
-HEADLINE_FIELDS = ("latency_ms_b1_median", "latency_ms_b1_p90", "latency_ms_b1_spread", "latency_b1_threads",
-                   "throughput_b256", "throughput_b256_spread", "throughput_threads", "speedup_vs_fp32_b256",
-                   "latency_speedup_vs_fp32_b1", "accuracy", "latency_speedup_vs_fastest_fp32_b1",
-                   "latency_speedup_vs_fastest_fp32_b1_iqr", "speedup_vs_fastest_fp32_b256", "error")
 
 
 def targets_for(config: QuantConfig, quantized: QuantizedModel, settings: BenchSettings) -> list[Target]:
@@ -71,7 +69,7 @@ def _build(target: Target, data: EvalData, model: LoadedModel, settings: BenchSe
     started = time.perf_counter()
     try:
         target.runner = target.build(settings.threads)
-        metrics, preds = evaluate(target.runner, data.test, model.preprocessing)
+        _, preds = evaluate(target.runner, data.test, model.preprocessing)
         target.b1_runners = {n: target.build(n) if target.threads_at_build and n != settings.threads else target.runner
                              for n in settings.latency_threads}
     except Exception as e:  # a runtime that cannot run this model is a finding, not a crash
@@ -79,10 +77,11 @@ def _build(target: Target, data: EvalData, model: LoadedModel, settings: BenchSe
         log(f"  {target.config.name} [{target.runtime}]: {target.error}")
         return
     target.correct = preds == data.test.labels.numpy()
-    target.metrics = {"accuracy": metrics["accuracy"], "correct": metrics["correct"], "n_images": metrics["n_images"],
-                      "build_and_eval_seconds": round(time.perf_counter() - started, 2)}
+    target.metrics = RuntimeSpeed(accuracy=float(target.correct.mean()), correct=int(target.correct.sum()),
+                                  n_images=len(preds), build_and_eval_seconds=round(time.perf_counter() - started, 2))
     if target.artifact is not None:
-        target.metrics.update(artifact=str(target.artifact), artifact_bytes=target.artifact.stat().st_size)
+        target.metrics = replace(target.metrics, artifact=str(target.artifact),
+                                 artifact_bytes=target.artifact.stat().st_size)
 
 
 def as_run_vs_reference(head: np.ndarray, reference: np.ndarray) -> dict:
@@ -97,78 +96,77 @@ def as_run_vs_reference(head: np.ndarray, reference: np.ndarray) -> dict:
 
 
 def summarize(targets: list[Target], quantized: dict[str, QuantizedModel], settings: BenchSettings,
-              n_eval_images: int, references: dict[str, dict] | None = None) -> dict[str, dict]:
+              n_eval_images: int, references: dict[str, tuple] | None = None) -> dict[str, BenchEntry]:
     """config name -> its bench entry: per-runtime numbers and ratios, and the headline runtime's flat.
 
-    `references`: config name -> its float reference as the sweep row scored it (runtime, accuracy, correct
-    per test image), set beside the runtime as run."""
+    `references`: config name -> its float reference as the sweep row scored it (`RuntimeScore`) and whether it got
+    each test image right, set beside the runtime as run."""
     references = references or {}
     fp32_targets = {t.runtime: t for t in targets if t.config is FP32 and t.latencies}
     fp32 = {name: numbers(t, settings) for name, t in fp32_targets.items()}
     # The FP32 a user would otherwise ship: the fastest runtime at each batch size, which every speed-up answers to.
-    fastest_b1 = min(fp32, key=lambda r: fp32[r]["latency_ms_b1_median"], default=None)
-    fastest_b256 = max(fp32, key=lambda r: fp32[r]["throughput_b256"], default=None)
-    by_config: dict[str, dict] = {}
+    fastest_b1 = min(fp32, key=lambda r: fp32[r].latency_ms_b1_median, default=None)
+    fastest_b256 = max(fp32, key=lambda r: fp32[r].throughput_b256, default=None)
+    by_config: dict[str, dict[str, RuntimeSpeed]] = {}
     for t in targets:
-        entry = by_config.setdefault(t.config.name, {"runtimes": {}})
-        row: dict = {**t.metrics} if t.error is None else {"error": t.error}
+        speed = RuntimeSpeed(error=t.error) if t.error is not None else numbers(t, settings) if t.latencies \
+            else t.metrics
         if t.latencies:
-            row.update(numbers(t, settings))
             baseline = runtime_info(t.runtime).baseline
             base = fp32.get(baseline)
-            row["baseline"] = f"{FP32.name}/{baseline}"
+            speed.baseline = f"{FP32.name}/{baseline}"
             if base:
-                row["speedup_vs_fp32_b256"] = round(row["throughput_b256"] / base["throughput_b256"], 3)
-                row["latency_speedup_vs_fp32_b1"] = round(base["latency_ms_b1_median"] / row["latency_ms_b1_median"], 3)
+                speed.speedup_vs_fp32_b256 = round(speed.throughput_b256 / base.throughput_b256, 3)
+                speed.latency_speedup_vs_fp32_b1 = round(base.latency_ms_b1_median / speed.latency_ms_b1_median, 3)
             if fastest_b1:
-                row["latency_speedup_vs_fastest_fp32_b1"] = round(
-                    fp32[fastest_b1]["latency_ms_b1_median"] / row["latency_ms_b1_median"], 3)
-                row["latency_speedup_vs_fastest_fp32_b1_iqr"] = round_ratios(fp32_targets[fastest_b1], t)
-                row["speedup_vs_fastest_fp32_b256"] = round(
-                    row["throughput_b256"] / fp32[fastest_b256]["throughput_b256"], 3)
+                speed.latency_speedup_vs_fastest_fp32_b1 = round(
+                    fp32[fastest_b1].latency_ms_b1_median / speed.latency_ms_b1_median, 3)
+                speed.latency_speedup_vs_fastest_fp32_b1_iqr = round_ratios(fp32_targets[fastest_b1], t)
+                speed.speedup_vs_fastest_fp32_b256 = round(
+                    speed.throughput_b256 / fp32[fastest_b256].throughput_b256, 3)
             if t.eval_times:
                 ips = n_eval_images / float(np.median(t.eval_times))
-                row["eval_images_per_second"] = round(ips, 1)
-                row["eval_fraction_of_b256"] = round(ips / row["throughput_b256"], 3)
-        entry["runtimes"][t.runtime] = row
-    for name, entry in by_config.items():
+                speed.eval_images_per_second = round(ips, 1)
+                speed.eval_fraction_of_b256 = round(ips / speed.throughput_b256, 3)
+        by_config.setdefault(t.config.name, {})[t.runtime] = speed
+    entries = {}
+    for name, runtimes in by_config.items():
         model = quantized[name]
         headline, reference = model.headline or model.runtime, model.reference
-        runtimes = entry["runtimes"]
-        if "latency_ms_b1_median" not in runtimes.get(headline, {}):  # e.g. --no-compile: the first timed one
-            headline = next((r for r, v in runtimes.items() if "latency_ms_b1_median" in v), headline)
-        head = runtimes.get(headline, {})
-        entry.update({"runtime": headline, "threads": settings.threads, "size_bytes": model.size_bytes,
-                      **{k: head[k] for k in HEADLINE_FIELDS if k in head},
-                      "fastest_fp32_b1": fastest_b1, "fastest_fp32_b256": fastest_b256,
-                      **({"fastest_fp32_b1_setting": runtime_info(fastest_b1).threads_text(
-                          fp32[fastest_b1]["latency_b1_threads"])} if fastest_b1 else {})})
-        if "latency_b1_threads" in head:
-            entry["load"] = load_record(headline, head.get("artifact", model.path), head["latency_b1_threads"])
-        if FP32.name in quantized:
-            entry["size_ratio_vs_fp32"] = round(model.size_bytes / quantized[FP32.name].size_bytes, 4)
+        timed = [r for r, v in runtimes.items() if v.latency_ms_b1_median is not None]
+        if headline not in timed:  # e.g. --no-compile: the first timed one
+            headline = next(iter(timed), headline)
+        head = runtimes.get(headline, RuntimeSpeed())
         scored = {t.runtime: t.correct for t in targets if t.config.name == name and t.correct is not None}
-        ref = references.get(name)
-        if ref and ref["runtime"] == reference and reference not in runtimes:
-            runtimes[reference] = {"accuracy": ref["accuracy"], "correct": int(ref["correct"].sum()),
-                                   "n_images": len(ref["correct"]), "scored_by": "the sweep row"}
-            scored.setdefault(reference, ref["correct"])
-        if reference and "accuracy" in runtimes.get(reference, {}):
-            entry["reference_runtime"] = reference
-            entry["reference_accuracy"] = runtimes[reference]["accuracy"]
+        if name in references:
+            ref, correct = references[name]
+            if ref.runtime == reference and reference not in runtimes:
+                runtimes[reference] = RuntimeSpeed(accuracy=ref.accuracy, correct=int(correct.sum()),
+                                                   n_images=len(correct), scored_by="the sweep row")
+                scored.setdefault(reference, correct)
+        entry = BenchEntry(config_name=name, runtime=headline, threads=settings.threads, size_bytes=model.size_bytes,
+                           **{k: getattr(head, k) for k in HEADLINE}, fastest_fp32_b1=fastest_b1,
+                           fastest_fp32_b256=fastest_b256, artifact=str(model.path), runtimes=runtimes)
+        if fastest_b1:
+            entry.fastest_fp32_b1_setting = runtime_info(fastest_b1).threads_text(fp32[fastest_b1].latency_b1_threads)
+        if head.latency_b1_threads is not None:
+            entry.load = load_record(headline, head.artifact or model.path, head.latency_b1_threads)
+        if FP32.name in quantized:
+            entry.size_ratio_vs_fp32 = round(model.size_bytes / quantized[FP32.name].size_bytes, 4)
+        if reference in runtimes and runtimes[reference].accuracy is not None:
+            entry.reference_runtime, entry.reference_accuracy = reference, runtimes[reference].accuracy
             if headline in scored and headline != reference:
-                entry["as_run_vs_reference"] = as_run_vs_reference(scored[headline], scored[reference])
-        entry["artifact"] = str(model.path)
-        entry["runtimes"] = entry.pop("runtimes")  # after the headline fields, for reading
-    return by_config
+                entry.as_run_vs_reference = as_run_vs_reference(scored[headline], scored[reference])
+        entries[name] = entry
+    return entries
 
 
-def load_record(runtime: str, artifact, threads: int) -> dict:
+def load_record(runtime: str, artifact, threads: int) -> LoadRecord:
     """How to load the shipped artifact as the bench timed it at batch 1: runtime, artifact, threads, the code."""
     info = runtime_info(runtime)
-    return {"runtime": runtime, "artifact": str(artifact), "threads": threads,
-            "setting": info.threads_text(threads) if info else f"{threads} threads",
-            "code": info.load_code(str(artifact), threads) if info else None}
+    return LoadRecord(runtime=runtime, artifact=str(artifact), threads=threads,
+                      setting=info.threads_text(threads) if info else f"{threads} threads",
+                      code=info.load_code(str(artifact), threads) if info else None)
 
 
 def bench_inputs(model: LoadedModel, data: EvalData, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,17 +177,17 @@ def bench_inputs(model: LoadedModel, data: EvalData, batch: int) -> tuple[torch.
 
 
 def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, rows: dict[str, tuple[str, Row]],
-              calibration_n: int, seed: int, settings: BenchSettings,
-              log: Callable[[str], None] = lambda s: None) -> dict:
+              calibration: Calibration, settings: BenchSettings,
+              log: Callable[[str], None] = lambda s: None) -> BenchDocument:
     """Build each config's shipped runtimes (FP32 always included) and time them all side by side.
 
-    `rows`: config name -> (its row key, its sweep row): the key's identity hash names the work directory (what the
-    sweep compiled there is loaded, not rebuilt); the row gives the float reference. Returns the bench document."""
+    `rows`: config name -> its row key and its sweep row, found by the row's identity (`bench_and_record`): the
+    identity names the work directory (what the sweep compiled there is loaded, not rebuilt), the row gives the
+    float reference. `calibration`: the rows' sample (static configs). Returns the bench document, by row key."""
     configs = [FP32, *[c for c in configs if c.name != FP32.name]]
     allocator = keep_freed_memory()
     labels = data.test.labels.numpy()
     with pinned_threads(settings.threads):
-        calibration = make_calibration(model, data, calibration_n, seed)
         targets, quantized, skipped, references = [], {}, {}, {}
         load_before = loadavg()
         for config in configs:
@@ -198,15 +196,15 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ro
             try:  # the row's identity names its work directory: what the sweep built there is loaded
                 quantized[config.name] = quantize(model, config, cal, workdir_for(model, config, cal, row.identity))
             except NotApplicable as e:
-                skipped[config.name] = {"not_applicable": str(e)}
+                skipped[config.name] = BenchEntry(config_name=config.name, not_applicable=str(e))
                 continue
             except Exception as e:
-                skipped[config.name] = {"error": one_line(e), "traceback": traceback.format_exc(limit=4)}
-                log(f"  {config.name}: {skipped[config.name]['error']}")
+                skipped[config.name] = BenchEntry(config_name=config.name, error=one_line(e),
+                                                  traceback=traceback.format_exc(limit=4))
+                log(f"  {config.name}: {skipped[config.name].error}")
                 continue
-            if "predictions" in (row.reference or {}):
-                references[config.name] = {**row.reference,
-                                           "correct": decode_classes(row.reference["predictions"]) == labels}
+            if row.reference is not None and row.reference.predictions is not None:
+                references[config.name] = (row.reference, decode_classes(row.reference.predictions) == labels)
             for target in targets_for(config, quantized[config.name], settings):
                 _build(target, data, model, settings, log)
                 targets.append(target)
@@ -221,65 +219,50 @@ def run_bench(model: LoadedModel, configs: list[QuantConfig], data: EvalData, ro
         entries.update(skipped)
         env = {**environment(settings.threads), "allocator": allocator, "load_average_before": load_before,
                "load_average_after": loadavg()}
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": model.name, "model_weights_sha256": model.weights_sha256,
-        "environment": env, "settings": settings.record(),
-        "entries": {rows[c.name][0]: {"config_name": c.name, **entries[c.name]} for c in configs if c.name in entries},
-    }
+    return BenchDocument(
+        schema_version=SCHEMA_VERSION, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=model.name, model_weights_sha256=model.weights_sha256, environment=env, settings=settings.record(),
+        entries={rows[c.name][0]: entries[c.name] for c in configs if c.name in entries})
 
 
-def attach_to_results(path: Path, document: dict) -> list[str]:
+def attach_to_results(path: Path, document: BenchDocument) -> list[str]:
     """Put each bench entry under `bench` in its sweep row, under the results lock (read, merge, write), so a
     sweep writing at the same time keeps its rows. Returns the keys that have no sweep row (not written)."""
-    env = {"environment": document["environment"], "created": document["created"]}
-
     def attach(rows: dict[str, Row]) -> dict[str, Row]:
-        return {key: replace(rows[key], bench={**entry, **env}) for key, entry in document["entries"].items()
-                if key in rows}
+        return {key: replace(rows[key], bench=replace(entry, environment=document.environment,
+                                                      created=document.created))
+                for key, entry in document.entries.items() if key in rows}
 
     written = update_rows(path, attach)
-    return [k for k in document["entries"] if k not in written]
+    return [k for k in document.entries if k not in written]
 
 
-def failures(document: dict) -> list[str]:
-    """'config [runtime]: error' for each config or runtime of a bench document that failed (not a config that does
-    not apply): failed work, never reused as a stored bench."""
-    out = []
-    for entry in document.get("entries", {}).values():
-        if entry.get("error"):
-            out.append(f"{entry.get('config_name')}: {entry['error']}")
-        out += [f"{entry.get('config_name')} [{runtime}]: {r['error']}"
-                for runtime, r in (entry.get("runtimes") or {}).items() if r.get("error")]
-    return out
-
-
-def stored_bench(bench_path: Path, keys: list[str], settings: BenchSettings) -> dict | None:
+def stored_bench(bench_path: Path, keys: list[str], settings: BenchSettings) -> BenchDocument | None:
     """The bench document at `bench_path` when it timed exactly these rows (their keys carry their identities: data,
     calibration sample, config, weights, CPU class, versions) with the same settings on the same CPU model, and
     nothing in it failed; else None. A rerun with nothing changed re-times nothing."""
     try:
-        document = json.loads(bench_path.read_text())
-    except (OSError, ValueError):
+        document = BenchDocument.from_dict(json.loads(bench_path.read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):  # unreadable, or not a document of this shape
         return None
     here = environment(settings.threads)
-    same_machine = all(document.get("environment", {}).get(k) == here[k] for k in ("cpu", "threads", "versions"))
-    if (same_machine and document.get("schema_version") == SCHEMA_VERSION
-            and document.get("settings") == settings.record() and sorted(document.get("entries", {})) == sorted(keys)
-            and not failures(document)):
+    same_machine = all((document.environment or {}).get(k) == here[k] for k in ("cpu", "threads", "versions"))
+    if (same_machine and document.schema_version == SCHEMA_VERSION and document.settings == settings.record()
+            and sorted(document.entries) == sorted(keys) and not document.failures()):
         return document
     return None
 
 
 def bench_and_record(model: LoadedModel, configs: list[QuantConfig], data: EvalData, calibration_n: int, seed: int,
                      settings: BenchSettings, results_path: Path, bench_path: Path,
-                     log: Callable[[str], None] = lambda s: None, force: bool = False) -> dict:
+                     log: Callable[[str], None] = lambda s: None, force: bool = False) -> BenchDocument:
     """The sweep rows of this seed first (resumable: only missing ones are computed), then the bench, attached
     to them (the speed of a config, whatever its calibration draw) and written whole to `bench_path`. A stored bench
-    of the same rows, settings and CPU is reused (`force`: time again); its document then says `"reused": true`."""
+    of the same rows, settings and CPU is reused (`force`: time again); it is then marked `reused`."""
     configs = [FP32, *[c for c in configs if c.name != FP32.name]]
-    keys = {c.name: row_key(model, c, data, calibration_n, seed) for c in configs}  # once per row
+    calibration = make_calibration(model, data, calibration_n, seed)  # drawn once, for every static config's row
+    identities = {c.name: row_identity(model, c, data, calibration) for c in configs}  # once per row
+    keys = {c.name: row_key(model, c, identities[c.name]) for c in configs}
     existing = Results.load(results_path).rows
     if not all(is_finished(existing.get(key)) for key in keys.values()):
         for key, _row, skipped in run_sweep([model], configs, data, calibration_n, [seed], results_path, notify=log):
@@ -288,11 +271,20 @@ def bench_and_record(model: LoadedModel, configs: list[QuantConfig], data: EvalD
         existing = Results.load(results_path).rows
     stored = None if force else stored_bench(bench_path, list(keys.values()), settings)
     if stored is not None:
-        if any(existing[key].bench is None for key in stored["entries"] if key in existing):
+        if any(existing[key].bench is None for key in stored.entries if key in existing):
             attach_to_results(results_path, stored)
-        return {**stored, "reused": True}
-    rows = {c.name: (keys[c.name], existing.get(keys[c.name], Row())) for c in configs}
-    document = run_bench(model, configs, data, rows, calibration_n, seed, settings, log)
+        return replace(stored, reused=True)
+    # Each config's sweep row, found by its identity; one the sweep could not store is timed under that identity.
+    rows = {c.name: (keys[c.name], _row_of(existing, identities[c.name], c.name)) for c in configs}
+    document = run_bench(model, configs, data, rows, calibration, settings, log)
     attach_to_results(results_path, document)
-    write_json_atomic(bench_path, document)
+    write_json_atomic(bench_path, document.to_dict())
     return document
+
+
+def _row_of(rows: dict[str, Row], identity: dict, config_name: str) -> Row:
+    """The stored row measured under `identity` (its hash, as the row records it), else a row of that identity
+    without a score."""
+    hashed = identity_hash(identity)
+    found = next((r for r in rows.values() if r.identity_hash == hashed), None)
+    return found or Row(config_name=config_name, identity=identity, identity_hash=hashed)

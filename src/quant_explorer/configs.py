@@ -1,17 +1,15 @@
 """Every quantization recipe as a named, declarative record, in one registry.
 
-A config is data only; the backend registry (`backends.get_backend(config.backend)`) holds the code that applies
-it, and `CAPABILITIES` what each backend takes, so a config is checked when it is made without importing any
-backend. `register_config` adds one (a test's own, or a user's), refusing a name already taken.
-Names are systematic so a user can read the recipe off them:
-  ort_<act>_<calibration>_<format>_<granularity>[_rr]   e.g. ort_u8_minmax_qdq_per_channel_rr
-  pt2e_<act>_<granularity>_<observer>[_rr]              e.g. pt2e_u8_per_channel_histogram
-with act u8 = uint8 asymmetric, s8 = int8 symmetric, s8asym = int8 asymmetric activations.
+A config is data only. Each backend declares the configs it offers and what it takes (`Capabilities`) in its own
+module (`backends/`); registering the backend adds both here, where a config is checked as it is made. Look configs
+up through `backends` (`get_config`, `select_configs`), which registers every backend first; `register_config` adds
+one of a backend's own (a test's, a user's), refusing a name already taken. Names are systematic so a user can read
+the recipe off them: <backend>_<act>_..., each backend's grammar in its module's docstring, with act u8 = uint8
+asymmetric, s8 = int8 symmetric, s8asym = int8 asymmetric activations (`ACTIVATIONS`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import asdict, dataclass, fields
 
 from .registry import Registry
@@ -20,27 +18,16 @@ REFERENCE = "fp32_baseline"  # the config every delta is measured against
 CALIBRATION_N = 256  # calibration images per static config: a stratified draw from the training split
 DEFAULT_SEEDS = 5  # calibration draws per static config: one draw moves a recipe by up to ~2 points
 MAX_SEED = 2**31 - 1  # the largest calibration seed any flag takes (a 32-bit signed integer, as every RNG takes)
-ORT_CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
-ORT_FORMATS = ("qdq", "qoperator")
-CALIBRATION_NOTES = {"distribution": " (symmetric ranges, whatever the activations: see backends.ort)",
-                     "entropy": " (KL search over 2048 histogram bins, 128 quantized bins)",
-                     "percentile": " (99.999th percentile of 2048 histogram bins)"}
-# ORT's histogram calibrations, as configs record them. Entropy with ORT's default 128/128 bins leaves the KL
-# search one candidate threshold, the full range, so it returned MinMax's ranges; TensorRT's 2048 histogram bins
-# over 128 quantized bins give it 15 candidates per tensor. Percentile: ORT's defaults, written down.
-HISTOGRAMS = {"entropy": {"calibration_bins": 2048, "quantized_bins": 128},
-              "percentile": {"calibration_bins": 2048, "percentile": 99.999}}
 DESCRIPTIVE = ("description", "default")  # words and sweep membership: they change no number
-TORCH_OBSERVERS = ("minmax", "moving_average_minmax", "histogram")
+# the activations token of a config name -> (dtype, symmetric)
 ACTIVATIONS = {"u8": ("uint8", False), "s8": ("int8", True), "s8asym": ("int8", False)}
-OBSERVER_TOKENS = {"minmax": "minmax", "movavg": "moving_average_minmax", "histogram": "histogram"}
 GRANULARITIES = ("per_tensor", "per_channel")
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend takes in a config. Declared here, where configs are checked as they are made, so that
-    listing them imports no backend (torch, onnxruntime); each `Backend` record carries its backend's."""
+    """What a backend takes in a config, declared with the backend and registered here with it (`backends.register`),
+    so that a config is checked as it is made."""
 
     name: str  # the backend's
     calibrations: tuple[str, ...] = ()  # the calibration methods (or activation observers) it implements
@@ -48,16 +35,8 @@ class Capabilities:
     calibrated: bool = True  # quantized activations take calibration data (False: dynamic, ranges per batch)
 
 
-# The built-in backends'; `backends.register` adds those of a backend declared elsewhere (a test's, a user's).
+# Every registered backend's (`backends.register` adds them, `backends.unregister` takes them away).
 CAPABILITIES: Registry[Capabilities] = Registry("backend", lambda r: f"known: {', '.join(r)}")
-for _capabilities in (
-    Capabilities("fp32"),
-    Capabilities("ort", calibrations=ORT_CALIBRATIONS, formats=ORT_FORMATS),
-    Capabilities("pt2e", calibrations=TORCH_OBSERVERS),
-    Capabilities("eager_static", calibrations=("minmax",)),  # backends.eager.qconfig: MinMax activations
-    Capabilities("eager_dynamic", calibrated=False),
-):
-    CAPABILITIES.register(_capabilities)
 
 
 @dataclass(frozen=True)
@@ -69,12 +48,12 @@ class QuantConfig:
     symmetric_activations: bool = False
     weight_dtype: str | None = None  # "int8"
     granularity: str | None = None  # weights: "per_tensor" | "per_channel"
-    calibration: str | None = None  # ORT calibration method, or torch activation observer
-    format: str | None = None  # ORT: "qdq" | "qoperator"
+    calibration: str | None = None  # the calibration method or activation observer (`Capabilities.calibrations`)
+    format: str | None = None  # the ONNX format written (`Capabilities.formats`): "qdq" | "qoperator"
     reduce_range: bool = False
-    calibration_bins: int | None = None  # ORT histogram calibrations: bins of the collected histogram
-    quantized_bins: int | None = None  # ORT entropy: quantized bins the KL search compares
-    percentile: float | None = None  # ORT percentile: the share of |x| the range keeps
+    calibration_bins: int | None = None  # histogram calibrations: bins of the collected histogram
+    quantized_bins: int | None = None  # entropy calibration: quantized bins the KL search compares
+    percentile: float | None = None  # percentile calibration: the share of |x| the range keeps
     default: bool = False  # part of the default sweep
 
     def __post_init__(self) -> None:
@@ -108,87 +87,7 @@ class QuantConfig:
                 if f.name not in DESCRIPTIVE and getattr(self, f.name) != f.default}
 
 
-def _ort_configs() -> list[QuantConfig]:
-    defaults = {
-        "ort_s8_minmax_qdq_per_channel", "ort_s8_minmax_qoperator_per_channel",
-        "ort_s8asym_minmax_qdq_per_channel", "ort_s8asym_minmax_qdq_per_tensor",
-        "ort_s8asym_minmax_qoperator_per_channel", "ort_s8asym_entropy_qdq_per_channel",
-        "ort_s8asym_percentile_qdq_per_channel", "ort_s8asym_distribution_qdq_per_channel",
-        "ort_u8_minmax_qdq_per_channel", "ort_u8_minmax_qdq_per_channel_rr",
-        "ort_u8_minmax_qoperator_per_channel", "ort_u8_minmax_qoperator_per_channel_rr",
-    }
-    out = []
-    for act, (dtype, symmetric) in ACTIVATIONS.items():
-        for calibration in ORT_CALIBRATIONS:
-            for fmt in ORT_FORMATS:
-                for granularity in GRANULARITIES:
-                    for rr in (False, True):
-                        name = f"ort_{act}_{calibration}_{fmt}_{granularity}" + ("_rr" if rr else "")
-                        out.append(QuantConfig(
-                            name, "ort",
-                            f"ONNX Runtime quantize_static: {dtype} {'symmetric' if symmetric else 'asymmetric'} "
-                            f"activations, int8 {granularity.replace('_', '-')} weights, {calibration} "
-                            f"calibration{CALIBRATION_NOTES.get(calibration, '')}, {fmt.upper()}"
-                            + (", reduce_range" if rr else ""),
-                            activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
-                            granularity=granularity, calibration=calibration, format=fmt, reduce_range=rr,
-                            **HISTOGRAMS.get(calibration, {}), default=name in defaults))
-    return out
-
-
-def _pt2e_configs() -> list[QuantConfig]:
-    defaults = {"pt2e_u8_per_channel_histogram", "pt2e_u8_per_channel_minmax", "pt2e_u8_per_tensor_minmax",
-                "pt2e_u8_per_channel_movavg", "pt2e_u8_per_channel_minmax_rr"}
-    out = []
-    for act, (dtype, symmetric) in ACTIVATIONS.items():
-        for granularity in GRANULARITIES:
-            for token, observer in OBSERVER_TOKENS.items():
-                # reduce_range (7-bit uint8 activations, X86InductorQuantizer's remedy for CPUs without VNNI)
-                for rr in (False, True) if act == "u8" else (False,):
-                    name = f"pt2e_{act}_{granularity}_{token}" + ("_rr" if rr else "")
-                    out.append(QuantConfig(
-                        name, "pt2e",
-                        f"PT2E (torch.export + torchao): {dtype} {'symmetric' if symmetric else 'asymmetric'} "
-                        f"activations ({observer} observer), int8 {granularity.replace('_', '-')} weights"
-                        + (", reduce_range (7-bit activations)" if rr else ""),
-                        activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
-                        granularity=granularity, calibration=observer, reduce_range=rr, default=name in defaults))
-    return out
-
-
+# Every registered backend's configs, in registration order (`backends.register`); read them through `backends`.
 CONFIGS: Registry[QuantConfig] = Registry("config", lambda r: f"`quant-explorer configs` lists all {len(r)}")
 register_config, unregister_config = CONFIGS.register, CONFIGS.unregister
 
-for _config in (
-    QuantConfig(REFERENCE, "fp32", "no quantization: the reference every delta is computed against", default=True),
-    QuantConfig("dynamic_int8", "eager_dynamic",
-                "torch quantize_dynamic on nn.Linear only: a control that barely touches a conv net",
-                weight_dtype="int8", granularity="per_tensor", default=True),
-    QuantConfig("static_int8_per_tensor", "eager_static",
-                "eager static PTQ: fused Conv-BN-ReLU, MinMax activations, per-tensor int8 weights",
-                activation_dtype="uint8", weight_dtype="int8", granularity="per_tensor", calibration="minmax",
-                default=True),
-    QuantConfig("static_int8_per_channel", "eager_static",
-                "eager static PTQ: fused Conv-BN-ReLU, MinMax activations, per-channel int8 weights",
-                activation_dtype="uint8", weight_dtype="int8", granularity="per_channel", calibration="minmax",
-                default=True),
-    *_pt2e_configs(),
-    *_ort_configs(),
-):
-    register_config(_config)
-
-
-def get_config(name: str) -> QuantConfig:
-    return CONFIGS.lookup(name)
-
-
-def select_configs(patterns: list[str] | None = None, all_configs: bool = False) -> list[QuantConfig]:
-    """Configs by name or glob (`ort_s8_*`), else the full grid with `all_configs`, else the default sweep."""
-    if patterns:
-        chosen: dict[str, QuantConfig] = {}
-        for pattern in patterns:
-            matches = [c for n, c in CONFIGS.items() if fnmatch.fnmatchcase(n, pattern)]
-            for c in matches or [get_config(pattern)]:
-                chosen[c.name] = c
-        return list(chosen.values())
-    return [c for c in CONFIGS.values() if all_configs or c.default]

@@ -21,11 +21,10 @@ import torch
 
 from .errors import UserError, warn
 from .identity import fingerprint
-from .paths import env_path
+from .paths import cache_dir, env_path
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_ENV = "QUANT_EXPLORER_DATA"
-CACHE_ENV = "QUANT_EXPLORER_CACHE"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 CIFAR_PYTHON_DIR = "cifar-10-batches-py"
 MIN_CALIBRATION = 10
@@ -36,11 +35,6 @@ LAYOUT_HELP = (
     "batches.meta; `quant-explorer data fetch DIR` downloads them) or image folders "
     "DIR/train/<class>/*.png and DIR/test/<class>/*.png"
 )
-
-
-def cache_dir() -> Path:
-    """Where decoded tensors and downloads live: $QUANT_EXPLORER_CACHE or ~/.cache/quant-explorer."""
-    return env_path(CACHE_ENV, env_path("XDG_CACHE_HOME", Path.home() / ".cache") / "quant-explorer")
 
 
 def resolve_data_dir(data_dir: Path | None) -> Path:

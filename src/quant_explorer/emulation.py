@@ -4,7 +4,8 @@ Why: ONNX Runtime (MLAS) and the eager x86 engine (FBGEMM) pick their int8 kerne
 like oneDNN's. qemu-user runs this very interpreter and virtual environment as an older CPU model, and every
 library in that process reads the model's CPUID: MLAS, FBGEMM and oneDNN all dispatch as on that CPU (avx2:
 `Haswell-v4`, AVX2 and FMA without AVX-512 or VNNI; sse4: `Nehalem`). Neither qemu 7.2 nor 10 emulates AVX-512 or
-VNNI, so those classes stay with oneDNN's cap (`identity.ONEDNN_ISA`).
+VNNI, so those classes stay with oneDNN's cap (`identity.ONEDNN_ISA`). ARM classes run the same way in an arm64
+interpreter under qemu-aarch64 (`aarch64.py`), with numpy and ONNX Runtime only.
 
 How: one emulated process per worker and class (`Server`), started on first use, serves every row that worker
 computes. It loads torch and the runtimes once; each row hands it the artifact (the Runtime record's `loader` says
@@ -41,16 +42,19 @@ from pathlib import Path
 
 import numpy as np
 
+from . import aarch64
 from .errors import NotApplicable, UserError, one_line
 
 QEMU = "qemu-x86_64"
 INSTALL = "apt-get install qemu-user"  # Debian and Ubuntu; `make install` does it where apt can run as root
-QEMU_CPU = {"avx2": "Haswell-v4", "sse4": "Nehalem"}  # class -> the qemu CPU model that is one (and nothing more)
+QEMU_CPU = {"avx2": "Haswell-v4", "sse4": "Nehalem",  # class -> the qemu CPU model that is one (and nothing more)
+            **aarch64.CLASSES}
 # OpenBLAS (numpy's) reads qemu's Nehalem as a newer core and takes AVX kernels (SIGILL); a real Nehalem is found.
 QEMU_ENV = {"sse4": {"OPENBLAS_CORETYPE": "Nehalem"}}
 # numpy's name of the feature that makes each class, highest first (it has none for AVX-VNNI or AMX: qemu emulates
 # neither, so no emulated process can be them); and torch's ATen capability on a CPU of the class.
-NUMPY_FEATURES = (("avx512-vnni", "AVX512VNNI"), ("avx512", "AVX512BW"), ("avx2", "AVX2"), ("sse4", "SSE42"))
+NUMPY_FEATURES = (("avx512-vnni", "AVX512VNNI"), ("avx512", "AVX512BW"), ("avx2", "AVX2"), ("sse4", "SSE42"),
+                  ("arm64-dotprod", "ASIMDDP"), ("arm64", "ASIMD"))
 ATEN_CAPABILITY = {"avx2": "AVX2", "sse4": "DEFAULT"}
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -63,9 +67,34 @@ def qemu_path() -> str | None:
     return shutil.which(QEMU)
 
 
+def available(isa: str) -> str | None:
+    """The qemu that runs class `isa` here (for ARM: where `make arm` built its environment), else None."""
+    return aarch64.ready() if isa in aarch64.CLASSES else qemu_path()
+
+
+def missing(isa: str) -> str:
+    """Why `available(isa)` is None, and the one command that changes it."""
+    return aarch64.missing() if isa in aarch64.CLASSES else f"qemu-user is not installed ({INSTALL})"
+
+
+def loader(isa: str, runtime) -> str | None:
+    """How a Runtime record's artifact loads in the emulated process of class `isa` (None: it does not load there):
+    its `loader`, or on ARM that loader's torch-free twin (`aarch64.LOADERS`: ONNX Runtime only)."""
+    if runtime is None or runtime.loader is None:
+        return None
+    return aarch64.LOADERS.get(runtime.loader) if isa in aarch64.CLASSES else runtime.loader
+
+
 def method(isa: str) -> str:
-    """How a row says it ran: 'qemu Haswell-v4'."""
-    return f"qemu {QEMU_CPU[isa]}"
+    """How a row says it ran: 'qemu Haswell-v4', 'qemu-aarch64 neoverse-n1'."""
+    return f"{'qemu-aarch64' if isa in aarch64.CLASSES else 'qemu'} {QEMU_CPU[isa]}"
+
+
+def _command(isa: str) -> list[str]:
+    """The interpreter as a CPU of class `isa`: this one under qemu-x86_64, or the arm64 one under qemu-aarch64."""
+    if isa in aarch64.CLASSES:
+        return aarch64.command(QEMU_CPU[isa])
+    return [qemu_path() or QEMU, "-cpu", QEMU_CPU[isa], sys.executable]
 
 
 def cpuid_class(features: dict[str, bool] | None = None) -> str:
@@ -78,24 +107,24 @@ def cpuid_class(features: dict[str, bool] | None = None) -> str:
 def probe(isa: str) -> None:
     """Start the interpreter under qemu as class `isa` and check it is that class (about a second): the pre-flight of
     `--isa`, before any model work. An EmulationError in one line otherwise."""
-    command = [qemu_path() or QEMU, "-cpu", QEMU_CPU[isa], sys.executable, "-c",
-               "from quant_explorer.emulation import cpuid_class; print(cpuid_class())"]
+    command = [*_command(isa), "-c", "from quant_explorer.emulation import cpuid_class; print(cpuid_class())"]
     try:
         run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env(isa))
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise EmulationError(f"{' '.join(command[:3])} could not run Python: {e}") from None
+        raise EmulationError(f"{method(isa)} could not run Python: {e}") from None
     found = run.stdout.strip().splitlines()[-1:] or [f"nothing (exit {run.returncode}: {_last(run.stderr)})"]
     _check(isa, "numpy", found[0])
 
 
 def _check(isa: str, who: str, found: str) -> None:
     if found != (ATEN_CAPABILITY[isa] if who == "torch" else isa):
-        raise EmulationError(f"{QEMU} -cpu {QEMU_CPU[isa]} runs as {found} ({who}'s CPUID detection), not {isa}: "
+        qemu = f"qemu-aarch64 -cpu {QEMU_CPU[isa]}" if isa in aarch64.CLASSES else f"{QEMU} -cpu {QEMU_CPU[isa]}"
+        raise EmulationError(f"{qemu} runs as {found} ({who}'s CPUID detection), not {isa}: "
                              "its rows would not be that class's, so none is computed")
 
 
 def _env(isa: str) -> dict[str, str]:
-    return {**os.environ, **QEMU_ENV.get(isa, {})}
+    return aarch64.environ() if isa in aarch64.CLASSES else {**os.environ, **QEMU_ENV.get(isa, {})}
 
 
 def _last(log: str) -> str:
@@ -112,12 +141,11 @@ class Server:
     """One emulated process of class `isa`: loads artifacts in their runtimes and runs batches through them."""
 
     def __init__(self, isa: str):
-        if qemu_path() is None:
-            raise EmulationError(f"{QEMU} is not installed ({INSTALL}): class {isa} cannot be emulated here")
+        if available(isa) is None:
+            raise EmulationError(f"{missing(isa)}: class {isa} cannot be emulated here")
         self.isa, self.log = isa, tempfile.TemporaryFile(mode="w+")
         ours, theirs = socket.socketpair()
-        command = [qemu_path(), "-cpu", QEMU_CPU[isa], sys.executable, "-m", "quant_explorer.emulation",
-                   str(theirs.fileno())]
+        command = [*_command(isa), "-m", "quant_explorer.emulation", str(theirs.fileno())]
         self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                                         stdout=self.log, stderr=self.log, env=_env(isa), preexec_fn=_die_with_parent)
         theirs.close()
@@ -125,7 +153,9 @@ class Server:
         self.loaded: str | None = None
         hello = self._receive()
         _check(isa, "numpy", hello["numpy"])
-        _check(isa, "torch", hello["torch"])
+        if isa in ATEN_CAPABILITY:
+            _check(isa, "torch", hello["torch"])
+        _same_versions(isa, hello["versions"])
 
     def _receive(self):
         try:
@@ -133,7 +163,7 @@ class Server:
         except (EOFError, OSError):
             self.process.wait()
             self.log.seek(0)
-            raise EmulationError(f"the emulated {self.isa} process ({QEMU} -cpu {QEMU_CPU[self.isa]}) died "
+            raise EmulationError(f"the emulated {self.isa} process ({method(self.isa)}) died "
                                  f"(exit {self.process.returncode}): {_last(self.log.read())}") from None
 
     def call(self, *request):
@@ -162,13 +192,25 @@ class Server:
             self.process.kill()
 
 
+def _same_versions(isa: str, found: dict) -> None:
+    """The emulated process's numpy and onnxruntime are the ones a row's identity records (this process's): else its
+    rows would be another version's, so none is computed."""
+    from .env import library_versions
+
+    ours = library_versions()
+    differ = [f"{name} {found[name]} (here {ours.get(name)})" for name in found if found[name] != ours.get(name)]
+    if differ:
+        raise EmulationError(f"the emulated {isa} process has {', '.join(differ)}: its rows would not be this "
+                             f"environment's{f'; rebuild it: {aarch64.BUILD}' if isa in aarch64.CLASSES else ''}")
+
+
 def _memo(isa: str, load: str, artifact: Path, threads: int) -> Path:
     """The folder of an emulated artifact's logits, keyed by all they depend on: the artifact's bytes, how it loads,
     the class and its CPU model, the thread count and the library versions. Two configs that write the same bytes
     (ORT's `distribution` ranges are symmetric, so `ort_s8asym_distribution_qdq_per_channel` writes what
     `ort_s8_minmax_qdq_per_channel` does) are evaluated once, and a rerun with --force reads them back."""
-    from .data import cache_dir
     from .env import library_versions
+    from .paths import cache_dir
 
     digest = hashlib.sha256(Path(artifact).read_bytes())
     digest.update(json.dumps([isa, QEMU_CPU[isa], load, threads, library_versions()], sort_keys=True).encode())
@@ -216,11 +258,17 @@ def _close_servers() -> None:
 
 
 def _serve(fd: int) -> None:
-    """The emulated process: say what CPUID makes it, then load and run what the driver asks, one reply each."""
-    import torch
+    """The emulated process: say what CPUID makes it and its runtimes' versions, then load and run what the driver
+    asks, one reply each. Without torch (the arm64 environment) batches reach the runner as numpy arrays."""
+    from importlib import metadata
 
+    try:
+        import torch
+    except ImportError:
+        torch = None
     conn = Connection(fd)
-    conn.send({"numpy": cpuid_class(), "torch": torch.backends.cpu.get_cpu_capability()})
+    found = {name: metadata.version(name) for name in ("numpy", "onnxruntime")}
+    conn.send({"numpy": cpuid_class(), "torch": torch and torch.backends.cpu.get_cpu_capability(), "versions": found})
     runner = None
     while True:
         try:
@@ -235,7 +283,7 @@ def _serve(fd: int) -> None:
                 runner = getattr(importlib.import_module(module), name)(Path(path), threads)
                 reply = ("ok", None)
             else:
-                reply = ("ok", np.asarray(runner(torch.from_numpy(request[1]))))
+                reply = ("ok", np.asarray(runner(torch.from_numpy(request[1]) if torch else request[1])))
         except NotApplicable as e:
             reply = ("not_applicable", str(e))
         except Exception as e:  # the driver makes it the row's error

@@ -9,7 +9,11 @@ from pathlib import Path
 
 SIMD_FLAGS = ("sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
               "amx_bf16")
-LIBRARIES = ("torch", "torchvision", "torchao", "onnx", "onnxruntime", "onnx2torch", "numpy")
+# The libraries every row goes through whatever its backend: its numbers (decoding, preprocessing, evaluation), then
+# what only reads the data. Each backend adds its own when it is registered (`declare`).
+CORE = ("torch", "numpy")
+CORE_RECORDED = ("torchvision",)
+_DECLARED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # backend -> (its versioned, its recorded)
 
 
 @functools.cache
@@ -28,15 +32,40 @@ def cpu_info() -> dict:
             "vnni": present["avx512_vnni"] or present["avx_vnni"]}
 
 
-@functools.cache
+def declare(owner: str, versioned: tuple[str, ...] = (), recorded: tuple[str, ...] = ()) -> None:
+    """The libraries backend `owner` adds: `versioned`, whose versions make its numbers (every row's identity holds
+    them: `identity.versions`), and `recorded`, which only a diagnostic of its rows depends on (kept in each row's
+    environment, never in its identity)."""
+    _DECLARED[owner] = (tuple(versioned), tuple(recorded))
+
+
+def withdraw(owner: str) -> None:
+    """For a test's own backend: the libraries as they were before it was declared."""
+    _DECLARED.pop(owner, None)
+
+
+def versioned_libraries() -> tuple[str, ...]:
+    """Every library whose version is part of a row's identity: the core's and every registered backend's."""
+    return tuple(dict.fromkeys([*CORE, *(name for names, _ in _DECLARED.values() for name in names)]))
+
+
+def libraries() -> tuple[str, ...]:
+    """Every library a row's environment records: those in its identity, then those only read or diagnosed with."""
+    recorded = [*CORE_RECORDED, *(name for _, names in _DECLARED.values() for name in names)]
+    return tuple(dict.fromkeys([*versioned_libraries(), *recorded]))
+
+
 def library_versions() -> dict:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """Python's version and each library's a row's environment records (None where it is not installed)."""
+    return {"python": platform.python_version(), **{name: _version(name) for name in libraries()}}
+
+
+@functools.cache
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def environment(threads: int) -> dict:

@@ -7,7 +7,8 @@ pool hands it to each worker's initializer, Ray puts it in the object store once
 keeps the copy it fetched. A worker that dies mid-task is replaced and its task rerun, up to `retries`
 times; a task that still gets no result yields a `TaskFailed` in place of its result, and the rest go on.
 Nothing outlives the driver: pool workers die with it, whatever killed it (`_die_with`), and Ray ends the tasks
-of a driver that is gone.
+of a driver that is gone. Work that needs a process of its own from its start (an emulated CPU class: oneDNN reads
+its cap once per process) runs in one with `in_fresh_process`, which hands back what it yields, as data.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections import Counter, deque
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 EXECUTORS = ("local", "processes", "ray")
 RAY_MISSING = "--executor ray needs Ray: pip install 'quant-explorer[ray]'"
@@ -142,6 +143,47 @@ class ProcessExecutor:
                 raise
             finally:
                 pool.shutdown(wait=not running, cancel_futures=True)
+
+
+def in_fresh_process(fn: Callable[..., Iterator], *args: Any) -> Iterator:
+    """Run the generator function `fn(*args)` in a fresh spawned process and yield what it yields, as it yields it.
+    `fn` and `args` must pickle, and import nothing heavy on the way in: the process is fresh for `fn`'s first line
+    (which may set its environment up). What fails in it raises TaskFailed here with its one-line why; it dies with
+    this process, and is ended when the caller stops early."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(target=_stream, args=(fn, args, writer, os.getpid()))  # not daemonic: it may pool
+    process.start()
+    writer.close()  # the child's copy is the only one left: its end is our EOF
+    try:
+        while True:
+            try:
+                kind, value = reader.recv()
+            except EOFError:
+                process.join()
+                raise TaskFailed(f"its process died (exit {process.exitcode})") from None
+            if kind == "failed":
+                raise TaskFailed(value)
+            if kind == "done":
+                return
+            yield value
+    finally:
+        reader.close()
+        if process.is_alive():
+            process.terminate()
+        process.join()
+
+
+def _stream(fn: Callable[..., Iterator], args: tuple, conn, driver: int) -> None:
+    _die_with(driver)
+    try:
+        for item in fn(*args):
+            conn.send(("item", item))
+        conn.send(("done", None))
+    except Exception as e:  # told to the caller in one line; a signal just ends the process (EOF there)
+        conn.send(("failed", one_line(e)))
 
 
 def ray_available() -> bool:

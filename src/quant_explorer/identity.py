@@ -26,19 +26,22 @@ import contextlib
 import hashlib
 import json
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from . import emulation
+from . import aarch64, emulation
 from .emulation import INSTALL, QEMU_CPU
-from .env import cpu_info, library_versions
+from .env import cpu_info, library_versions, versioned_libraries
 from .errors import UserError
 
-VERSIONED = ("onnxruntime", "torch", "torchao", "onnx", "numpy")  # the libraries that make the numbers
+if TYPE_CHECKING:  # listing configs and backends imports no torch
+    import torch
+
 # (class, the flags it needs): the first that the CPU has all flags of is its class
 CPU_CLASSES = (("amx", ("amx_int8",)), ("avx512-vnni", ("avx512_vnni",)), ("avx-vnni", ("avx_vnni",)),
-               ("avx512", ("avx512bw",)), ("avx2", ("avx2",)), ("sse4", ("sse4_2",)))
+               ("avx512", ("avx512bw",)), ("avx2", ("avx2",)), ("sse4", ("sse4_2",)),
+               ("arm64-dotprod", ("asimddp",)), ("arm64", ("asimd",)))  # ARM: emulated from any x86 class (qemu)
 # identity field -> how a mismatch is said ("computed on another CPU class (avx2)"), in the order they are told
 FIELD_WORDS = {"cpu_class": "on another CPU class", "emulated": "on an emulated CPU class",
                "emulation": "by another emulation method",
@@ -79,9 +82,10 @@ def below(host: str) -> tuple[str, ...]:
 
 
 def emulable(host: str | None = None) -> tuple[str, ...]:
-    """The classes this machine can emulate (`host`: its class): qemu's only where qemu-user is installed."""
+    """The classes this machine can emulate (`host`: its class): qemu's only where qemu-user is installed (ARM's
+    where `make arm` built the aarch64 environment)."""
     host = host or cpu_class(cpu_info())
-    return tuple(c for c in below(host) if c in CAPPED.get(host, ()) or emulation.qemu_path())
+    return tuple(c for c in below(host) if c in CAPPED.get(host, ()) or emulation.available(c))
 
 
 def emulate(isa: str, check: bool = False) -> str | None:
@@ -90,7 +94,7 @@ def emulate(isa: str, check: bool = False) -> str | None:
     (`emulation.probe`, a second). Returns the emulated class, or None."""
     if not _emulable(isa):
         return None
-    if check and isa in QEMU_CPU and emulation.qemu_path():
+    if check and isa in QEMU_CPU and emulation.available(isa):
         emulation.probe(isa)
     if isa in ONEDNN_ISA:
         os.environ["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA[isa]
@@ -127,15 +131,15 @@ def _emulable(isa: str) -> bool:
         lower = ", ".join(emulable(host)) or "none"
         raise UserError(f"--isa {isa} is not below this CPU's class ({host}): a CPU runs only instructions it has "
                         f"(and qemu emulates no AVX-512 or VNNI CPU); classes it can emulate: {lower}")
-    if isa not in emulable(host):
+    if isa not in emulable(host) and isa not in aarch64.CLASSES:  # ARM rows say "not measured: ... make arm"
         raise UserError(f"--isa {isa} is emulated by qemu-user, which is not installed: {INSTALL}")
     return True
 
 
 def versions() -> dict:
-    """The library versions in an identity (`VERSIONED`)."""
+    """The library versions in an identity: those that make the numbers (`env.versioned_libraries`)."""
     found = library_versions()
-    return {name: found.get(name) for name in VERSIONED}
+    return {name: found.get(name) for name in versioned_libraries()}
 
 
 def fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -187,7 +191,7 @@ def legacy_identity(entry: dict) -> dict:
     """What a schema-1 row tells of its identity: its CPU class, versions and weights (no data fingerprint)."""
     env = entry.get("environment") or {}
     return {"legacy": True, "cpu_class": cpu_class(env.get("cpu") or {}),
-            "versions": {k: (env.get("versions") or {}).get(k) for k in VERSIONED},
+            "versions": {k: (env.get("versions") or {}).get(k) for k in versioned_libraries()},
             "model_weights_sha256": entry.get("model_weights_sha256")}
 
 

@@ -1,4 +1,5 @@
-"""Where quant-explorer writes: ./artifacts unless $QUANT_EXPLORER_ARTIFACTS or --artifacts says otherwise."""
+"""Where quant-explorer writes: ./artifacts unless $QUANT_EXPLORER_ARTIFACTS says otherwise (the Python API's
+`artifacts_dir=` sets it for the call)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 ARTIFACTS_ENV = "QUANT_EXPLORER_ARTIFACTS"
+CACHE_ENV = "QUANT_EXPLORER_CACHE"
 
 
 def env_path(name: str, default: Path | str) -> Path:
@@ -17,6 +19,12 @@ def env_path(name: str, default: Path | str) -> Path:
 def artifacts_dir() -> Path:
     """$QUANT_EXPLORER_ARTIFACTS, unless unset or empty (which would write into the working directory)."""
     return env_path(ARTIFACTS_ENV, "artifacts")
+
+
+def cache_dir() -> Path:
+    """Where decoded tensors, downloads and emulated runs' logits live: $QUANT_EXPLORER_CACHE or
+    ~/.cache/quant-explorer."""
+    return env_path(CACHE_ENV, env_path("XDG_CACHE_HOME", Path.home() / ".cache") / "quant-explorer")
 
 
 def results_file() -> Path:

@@ -6,9 +6,9 @@
 3. studies: the report's calibration-size and per-layer studies, one per worker (they reuse the sweep's rows);
 4. speed: each shipped model's bench (reused when the same rows were timed alike on this CPU);
 5. CPU classes: avx2, where this CPU is above it, so the answer speaks for the CPUs without VNNI that int8 loses
-   most on: each model's confidence-set members (FP32 beside them) on the first calibration draw, in a child process
-   per model (oneDNN reads its cap once per process; ONNX Runtime and the eager engine run under qemu). `make
-   classes` adds the other seeds, every config and every other class this CPU can emulate;
+   most on: each model's confidence-set members (FP32 beside them) on the first calibration draw, swept in a fresh
+   process per model (`sweep_as`: oneDNN reads its cap once per process; ONNX Runtime and the eager engine run under
+   qemu). `make classes` adds the other seeds, every config and every other class this CPU can emulate;
 6. report: pareto.md and the report again, from everything.
 
 Every phase reuses what is stored and current, so a rerun with nothing changed only checks. Rows run in a pool
@@ -18,13 +18,10 @@ sweep sooner than one process with two threads. Phases report `Step`s to a callb
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 PHASES = ("first answer", "every seed", "studies", "speed", "CPU classes", "report")
 # `make run`'s bench: 100 batch-1 and 10 batch-256 runs per target over 10 interleaved rounds (the bench command
@@ -69,12 +66,13 @@ class Job:
                 classes: bool = True) -> "Job":
         """Every shipped model, the default configs and seeds, the report's studies, benches as BENCH says,
         and avx2 where this CPU can emulate it (`CLASSES`)."""
+        from .backends import select_configs
         from .bench import BenchSettings
-        from .configs import CALIBRATION_N, DEFAULT_SEEDS, select_configs
-        from .experiment import load_models, prepare
+        from .configs import CALIBRATION_N, DEFAULT_SEEDS
         from .identity import emulable
         from .models import SHIPPED
         from .paths import results_file
+        from .preflight import load_models, prepare
         from .studies import STUDIES
 
         seed_list = list(range(seeds or DEFAULT_SEEDS))
@@ -97,7 +95,7 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
             notify: Callable[[str], None] = lambda line: None) -> JobResult:
     """Run every phase in order (see the module's docstring); `notify` gets one-line notices (why stored rows are
     not reused)."""
-    from .bench import bench_and_record, failures
+    from .bench import bench_and_record
     from .data import resolve_data_dir
     from .executors import LocalExecutor, ProcessExecutor
     from .paths import artifacts_dir, bench_file, results_file
@@ -132,7 +130,7 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
         for study, entry, skipped in entries:
             finished.append(study)
             what = f"{study.kind}: {study.model} / {study.config}"
-            _count(result, "studies", entry.get("error"), skipped, what)
+            _count(result, "studies", entry.error, skipped, what)
             on_step(Step("studies", len(finished), len(chosen), what))
 
     def speed() -> None:
@@ -140,8 +138,8 @@ def run_job(job: Job, on_step: Callable[[Step], None] = lambda step: None,
             on_step(Step("speed", done, len(job.models), f"timing {model.name}"))
             document = bench_and_record(model, job.configs, job.data, job.calibration_n, job.seeds[0], job.bench,
                                         results_file(), bench_file(model.name))
-            result.failed += [f"bench {model.name}: {line}" for line in failures(document)]
-            if not document.get("reused"):
+            result.failed += [f"bench {model.name}: {line}" for line in document.failures()]
+            if not document.reused:
                 result.computed["speed"] = result.computed.get("speed", 0) + 1
         on_step(Step("speed", len(job.models), len(job.models)))
 
@@ -189,37 +187,51 @@ def _members(job: Job) -> dict[str, list[str]]:
     view = load_view(Results.load(results_file()), dataset=job.data.test.fingerprint,
                      data_dir=resolve_data_dir(job.data_dir))
     names = {c.name for c in job.configs}
-    return {m.name: [c for c in view.choices.get(m.name, {}).get("best_set_with_identical", []) if c in names]
+    return {m.name: [c for c in getattr(view.choices.get(m.name), "best_set_with_identical", None) or [] if c in names]
             for m in job.models}
 
 
 def _emulated_sweep(isa: str, job: Job, plan: dict[str, list[str]], on_step: Callable[[Step], None],
                     result: JobResult) -> None:
     """Each model's configs of `plan` (with FP32) as CPU class `isa` on the first calibration draw (an emulated row
-    costs 20-70 s of CPU: every seed of every member is `make classes`'s), in a child process per model (oneDNN reads
-    its cap once per process; ONNX Runtime and the eager engine run in its emulated process); each line it prints is
-    a row done."""
+    costs 20-70 s of CPU: every seed of every member is `make classes`'s), swept in a fresh process per model
+    (`sweep_as`), whose rows come back as they finish."""
     from .configs import REFERENCE
+    from .executors import TaskFailed, in_fresh_process
 
     total = sum(1 + len(names) for names in plan.values() if names)  # FP32 and each member, the first seed
     phase, done = f"CPU classes ({isa}, emulated)", 0
     on_step(Step(phase, 0, total))
-    for model, names in plan.items():
-        if not names:
+    for model in job.models:
+        if not plan.get(model.name):
             continue
-        command = [sys.executable, "-m", "quant_explorer", "sweep", "--isa", isa, "--seeds", "1",
-                   "--first-seed", str(job.seeds[0]),
-                   "--calibration-n", str(job.calibration_n), "--executor", "processes", "--model", model,
-                   "--configs", ",".join([REFERENCE, *names]),
-                   *(["--workers", str(job.workers)] if job.workers else []),
-                   *(["--data-dir", str(job.data_dir)] if job.data_dir else [])]
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env={**os.environ, "COLUMNS": "200"})
-        for line in child.stdout:
-            if line.strip() and not line.startswith("seconds per stage"):
+        source = (str(model.weights_path), None) if model.is_imported else (model.name, model.weights_path)
+        try:
+            for key, error, skipped in in_fresh_process(sweep_as, isa, *source, [REFERENCE, *plan[model.name]],
+                                                        job.seeds[:1], job.calibration_n, job.data_dir, job.workers):
                 done += 1
-                on_step(Step(phase, min(done, total), total, line.split("  ")[0].strip()))
-        errors = child.stderr.read().strip()
-        if child.wait() != 0:
-            result.failed.append(f"sweep --isa {isa} --model {model}: "
-                                 f"{errors.splitlines()[-1] if errors else f'exit {child.returncode}'}")
+                _count(result, "CPU classes", error, skipped, f"{key.rsplit('|', 1)[0]} as {isa}")
+                on_step(Step(phase, min(done, total), total, key.rsplit("|", 1)[0]))
+        except TaskFailed as e:
+            result.failed.append(f"{model.name} as {isa}: {e}")
+
+
+def sweep_as(isa: str, model: str, weights: Path | None, configs: list[str], seeds: list[int], calibration_n: int,
+             data_dir: Path | None, workers: int | None) -> Iterator[tuple[str, str | None, bool]]:
+    """`configs` on `model` (a name, or an .onnx path) as CPU class `isa`, emulated: (key, error, skipped) per row as
+    it finishes. For a fresh process (`executors.in_fresh_process`): oneDNN reads its cap once, so the class is set
+    before any model work, and the sweep's workers inherit it."""
+    from .identity import emulate
+
+    emulate(isa, check=True)
+    from .backends import select_configs
+    from .executors import ProcessExecutor
+    from .paths import results_file
+    from .preflight import load_models, prepare
+    from .sweep import run_sweep
+
+    data = prepare(data_dir, [results_file()], calibration_n, seeds, [model])
+    rows = run_sweep(load_models([model], weights, data=data), select_configs(configs), data, calibration_n, seeds,
+                     results_file(), executor=ProcessExecutor(workers))
+    for key, row, skipped in rows:
+        yield key, row.error, skipped

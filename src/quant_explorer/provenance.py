@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import warn
-from .files import file_sha256, write_text_atomic
+from .files import file_sha256, locked, write_text_atomic
 
 RECORD_SUFFIX = ".record.json"
 SET_ASIDE = ".set-aside-"
@@ -106,8 +106,6 @@ def reuse_or_build(path: Path, made_from: dict, build: Callable[[Path], object],
     """`path` where its record proves it was made from `made_from`; else `build(path)` writes it (whole or not at
     all: `files.atomic_path`), then its record. Under a lock on `path`, so that parallel workers make it once and
     the others reuse it. `what` names it in messages ("quantized model")."""
-    from .results import locked
-
     path = Path(path)
     with locked(path, tell=False):
         if not proven(path, made_from, what):

@@ -1,7 +1,8 @@
 """Third-party noise kept off the user's terminal while the Python API works, as the CLI keeps it off its own.
 
-torch, torchao and ONNX Runtime talk on three channels: Python warnings, their Python loggers, and C++ code
-writing to file descriptor 2 (c10's `[W ...]` lines, which no Python setting reaches once torch is imported).
+The libraries (torch, and each backend's: `env.libraries`) talk on three channels: Python warnings, their Python
+loggers, and C++ code writing to file descriptor 2 (c10's `[W ...]` lines, which no Python setting reaches once torch
+is imported).
 `quiet()` closes all three for the duration of one call and restores them afterwards; what the project itself
 writes to `sys.stderr` (a `warning:` line, `progress=True`) still reaches the caller's stderr.
 """
@@ -15,15 +16,16 @@ import os
 import sys
 import warnings
 
+from .env import libraries
+
 THIRD_PARTY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning)
-LOGGERS = ("torch", "torchao", "onnxruntime", "onnx2torch")
 
 
 @contextlib.contextmanager
 def quiet():
     """Within: third-party Python warnings ignored, their loggers at ERROR, and file descriptor 2 sent to
     /dev/null while `sys.stderr` still writes where it did (`_descriptor_2_muted`)."""
-    loggers = [logging.getLogger(name) for name in LOGGERS]
+    loggers = [logging.getLogger(name) for name in libraries()]
     levels = [logger.level for logger in loggers]
     with warnings.catch_warnings(), _descriptor_2_muted():
         for category in THIRD_PARTY_WARNINGS:

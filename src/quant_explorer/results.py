@@ -16,15 +16,10 @@ share the layout and are read as plain entries (`load_results`).
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
-import os
 import signal
-import socket
-import sys
 import tempfile
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,17 +27,14 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UserError, warn
-from .files import cannot_write, write_target, write_text_atomic
+from .errors import UserError
+from .files import cannot_write, locked, write_target, write_text_atomic
 from .paths import labels_dir
 from .row import Row
 
 SCHEMA_VERSION = 2
 MIGRATES = {1}  # older schema versions read (and rewritten) as this one
 SCORED_ROW_FIELDS = ("model", "n_images", "confusion_matrix", "per_class_accuracy")  # beside config_name, accuracy
-LOCK_TIMEOUT_ENV = "QUANT_EXPLORER_LOCK_TIMEOUT"
-DEFAULT_LOCK_TIMEOUT = 600
-MAX_LOCK_TIMEOUT = 86_400  # a day: a save holds the lock for a second, so no run waits that long for a live one
 
 
 def entry_key(model: str, config: str, calibration_n: int | None = None, seed: int | None = None,
@@ -166,67 +158,6 @@ def load_results(path: Path) -> dict:
 def write_json_atomic(path: Path, data) -> None:
     """Write beside the file, fsync, rename (`files.atomic_path`): a reader sees old or new, never half."""
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
-
-
-def lock_timeout() -> float:
-    """How long a run waits for another's lock: $QUANT_EXPLORER_LOCK_TIMEOUT seconds, default 10 minutes."""
-    text = os.environ.get(LOCK_TIMEOUT_ENV) or str(DEFAULT_LOCK_TIMEOUT)
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1
-    if not 0 <= seconds <= MAX_LOCK_TIMEOUT:  # NaN and inf too: a wait must end
-        raise UserError(f"${LOCK_TIMEOUT_ENV} must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT:,}, got {text!r}")
-    return seconds
-
-
-def _holder(lock: Path) -> str:
-    """Who holds `lock`, as its holder wrote it there: pid, host, command and since when."""
-    try:
-        return lock.read_text().strip() or "another quant-explorer run"
-    except OSError:
-        return "another quant-explorer run"
-
-
-@contextmanager
-def locked(path: Path, tell: bool = True):
-    """Hold `path`.lock (an exclusive flock; the holder writes who it is into it). A wait says who holds it (unless
-    not `tell`: a worker waiting for another to build a shared artifact), and gives up after `lock_timeout()` in one
-    line; a folder or lock file that cannot hold it is a UserError."""
-    target = Path(path).resolve()  # one lock per file, however it is named (symlinks)
-    folder, lock = target.parent, Path(f"{target}.lock")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except IsADirectoryError:
-        raise UserError(f"lock file {lock} is a directory; remove it (`rmdir {lock}`) and rerun") from None
-    except OSError as e:
-        raise cannot_write(folder, e) from None
-    try:
-        started, timeout, told = time.monotonic(), lock_timeout(), False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - started
-                if waited >= timeout:
-                    raise UserError(f"{path} is locked by {_holder(lock)}; gave up after waiting {waited:.0f} s: "
-                                    f"rerun when it finishes, raise ${LOCK_TIMEOUT_ENV} (seconds), or delete {lock} "
-                                    f"if no run is active") from None
-                if tell and not told and waited >= 1:
-                    warn(f"waiting for {path}, locked by {_holder(lock)} (up to {timeout:.0f} s)")
-                    told = True
-                time.sleep(0.05)
-        try:  # who holds it, for those who wait; a full disk costs only that
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[1:3]) or 'python'}), "
-                          f"since {time.strftime('%H:%M:%S')}\n".encode(errors="backslashreplace"), 0)
-        except OSError:
-            pass
-        yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 def check_writable(path: Path) -> None:

@@ -4,20 +4,39 @@ A row is one (model, config, calibration draw) measured once (`experiment.run_co
 not apply there (`not_applicable`), or one that failed (`error`). Every field is optional because rows of each
 kind, and rows of older schemas (`schema`: the version a row was migrated from), hold different subsets; a
 field that is None is not stored. `from_dict` / `to_dict` round-trip a stored row exactly, key order included;
-keys this version does not know (a row written by a newer one) are kept in `extra` and written back.
-Nested records (identity, config, calibration, reference, alternates, bench, environment, checks) stay dicts.
+keys this version does not know (a row written by a newer one) are kept in `extra` and written back
+(`record.Record`). Its runs elsewhere (`reference`, `alternates`) and its speed (`bench`) are typed records; the
+other nested ones (identity, config, calibration, environment, checks) stay dicts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
-ROW_VERSION = 2  # the row layout this code writes (results.SCHEMA_VERSION); a migrated row says its own in `schema`
+from .bench_entry import BenchEntry
+from .record import Record
 
 
 @dataclass
-class Row:
-    # what was measured: the model, the recipe, its identity and where it ran (`experiment.run_config`)
+class RuntimeScore(Record):
+    """A model scored on every test image in one runtime, or why it could not run: the row's quantized model run
+    another way (`experiment.cross_checks`), a layer study's variant."""
+
+    runtime: str | None = None  # a float reference's; an alternate is named by its key
+    accuracy: float | None = None
+    correct: int | None = None
+    agreement: float | None = None  # with the row's own predictions
+    images_per_second: float | None = None
+    predictions: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Measured(Record):
+    """What every stored measurement says of itself (a row, a study entry): the model and its weights, the recipe,
+    the identity it was measured under and where it ran, so rows and studies measured alike are told apart alike
+    (`analysis.rows`)."""
+
     model: str | None = None
     model_weights_sha256: str | None = None
     config_name: str | None = None
@@ -25,6 +44,11 @@ class Row:
     identity: dict | None = None  # everything that can change the numbers (`identity.make_identity`)
     identity_hash: str | None = None
     environment: dict | None = None  # CPU, threads, library versions (`env.environment`)
+
+
+@dataclass
+class Row(Measured):
+    # what was measured (`Measured`), and when (`experiment.run_config`)
     created: str | None = None  # ISO time, UTC
     calibration: dict | None = None  # the calibration draw (static configs): calibration_n, calibration_seed...
     quantize_seconds: float | None = None
@@ -53,8 +77,8 @@ class Row:
     mcnemar_p: float | None = None
     size_ratio_vs_fp32: float | None = None
     # the same quantized model run another way (`experiment.cross_checks`)
-    reference: dict | None = None  # the recipe's float simulation: {runtime, accuracy, agreement, ...} or {error}
-    alternates: dict[str, dict] | None = None
+    reference: RuntimeScore | None = None  # the recipe's float simulation
+    alternates: dict[str, RuntimeScore] | None = None
     seconds: float | None = None  # the whole row: quantize, evaluate, cross-checks
     # rows without a score
     not_applicable: str | None = None
@@ -62,26 +86,10 @@ class Row:
     traceback: str | None = None
     # added after the row is computed
     executor: str | None = None  # where it was computed (`executors.py`)
-    bench: dict | None = None  # its speed (`bench.attach_to_results`)
+    bench: BenchEntry | None = None  # its speed (`bench.attach_to_results`)
     schema: int | None = None  # the schema version of a row migrated from an older file
-    extra: dict = field(default_factory=dict)  # keys of a newer version, kept as they were
-    _order: tuple[str, ...] = field(default=(), repr=False, compare=False)  # the stored key order
 
-    @classmethod
-    def from_dict(cls, stored: dict) -> Row:
-        known = {k: v for k, v in stored.items() if k in _FIELDS and v is not None}
-        extra = {k: v for k, v in stored.items() if k not in known}  # unknown keys, and a null stored as null
-        return cls(**known, extra=extra, _order=tuple(stored))
-
-    def to_dict(self) -> dict:
-        """The row as stored: set fields (then `extra`) in the order it was read in, new fields after."""
-        out = {**self.extra, **{k: v for k in _FIELDS if (v := getattr(self, k)) is not None}}
-        rank = {k: i for i, k in enumerate(self._order)}
-        return dict(sorted(out.items(), key=lambda item: rank.get(item[0], len(rank))))
-
-    @property
-    def version(self) -> int:
-        return self.schema or ROW_VERSION
+    NESTED = {"bench": BenchEntry, "reference": RuntimeScore, "alternates": (dict, RuntimeScore)}
 
     @property
     def scored(self) -> bool:
@@ -96,6 +104,3 @@ class Row:
     @property
     def calibration_n(self) -> int | None:
         return (self.calibration or {}).get("calibration_n")
-
-
-_FIELDS = tuple(f.name for f in fields(Row) if f.name not in ("extra", "_order"))

@@ -184,10 +184,6 @@ def paired_delta(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, a
             "seed_se_pp": pp(np.sqrt(seed_var)), "df": round(float(df), 1), "seed_part": part}
 
 
-def excludes_zero(interval: list[float]) -> bool:
-    return interval[0] > 0 or interval[1] < 0
-
-
 def adjust(pvalues: list[float], alpha: float = ALPHA) -> list[tuple[bool, float]]:
     """(rejected, adjusted p) per test of one family, by `CORRECTION` (statsmodels' multipletests)."""
     if not pvalues:
@@ -280,10 +276,10 @@ def best_set(matrices: list[np.ndarray], seeds: list[list], alpha: float = ALPHA
     over all pairs and the seed part of each standard error pooled over configs on the same seeds (`_pairs`).
     `matrices`: [seeds, images] correctness per config; `seeds`: their seed ids (empty: none).
     Returns `members` (bool per config), `beaten_by` (the config that excludes it, else None), `margin_pp` (how
-    far the strongest rival's lead exceeds what noise allows; <= 0 inside), `critical` and `level`."""
+    far the strongest rival's lead exceeds what noise allows; <= 0 inside)."""
     c = len(matrices)
     if c < 2:
-        return {"members": [True] * c, "beaten_by": [None] * c, "margin_pp": [0.0] * c, "critical": 0.0, "level": alpha}
+        return {"members": [True] * c, "beaten_by": [None] * c, "margin_pp": [0.0] * c}
     point = np.array([m.mean() for m in matrices], dtype=np.float64)
     worst = _max_deviation(_resampled_accuracy(matrices, seeds), point)
     lead, se, df = _pairs(matrices, seeds)
@@ -295,8 +291,7 @@ def best_set(matrices: list[np.ndarray], seeds: list[list], alpha: float = ALPHA
     worst_margin = margin.max(axis=0)
     inside = worst_margin <= 0
     return {"members": inside.tolist(), "beaten_by": [None if ok else int(i) for ok, i in zip(inside, beaten)],
-            "margin_pp": [round(100 * float(m), 4) for m in worst_margin], "critical": round(critical, 4),
-            "level": level}
+            "margin_pp": [round(100 * float(m), 4) for m in worst_margin]}
 
 
 def mcnemar(reference_correct: np.ndarray, other_correct: np.ndarray) -> dict:

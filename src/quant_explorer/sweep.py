@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .backends import Calibration
 from .configs import QuantConfig
 from .data import EvalData
 from .errors import first_line
 from .executors import Executor, LocalExecutor, TaskFailed
-from .experiment import FP32, Baseline, fp32_baseline, is_finished, make_calibration, row_identity, row_key, run_config
+from .experiment import FP32, Baseline, fp32_baseline, run_config
 from .identity import differences, legacy_identity
+from .keys import is_finished, make_calibration, row_identity, row_key
 from .models import LoadedModel
 from .paths import ARTIFACTS_ENV, artifacts_dir
 from .results import Results, decode_classes, save_labels, save_rows
@@ -62,8 +64,7 @@ class ConfigTask:
     key: str
     model: str
     config: QuantConfig
-    calibration_n: int
-    seed: int
+    calibration: Calibration | None  # the sample, drawn once by the driver (its hash is in the key); None: dynamic
     identity: dict  # computed once, by the driver, for the row's key
     first_seed: bool = True  # the row that also runs the cross-check runtimes
 
@@ -82,11 +83,9 @@ def run_task(task: ConfigTask, shared: SweepShared) -> Row:
     """A worker's job: one config on one model, compared with the baseline the driver computed."""
     if artifacts_dir().resolve() != shared.artifacts:
         os.environ[ARTIFACTS_ENV] = str(shared.artifacts)
-    model = shared.models[task.model]
-    calibration = make_calibration(model, shared.data, task.calibration_n, task.seed) if task.config.is_static else None
     # The cross-checks (onnx2torch simulation...) describe the recipe, not the draw: the first seed has them.
-    row, _ = run_config(model, task.config, shared.data, calibration, shared.baselines[task.model], task.first_seed,
-                        task.identity)
+    row, _ = run_config(shared.models[task.model], task.config, shared.data, task.calibration,
+                        shared.baselines[task.model], task.first_seed, task.identity)
     return row
 
 
@@ -98,7 +97,8 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
     Static configs run once per calibration seed, the others once. A stored row is reused only where its
     identity (data, sample, config record, weights, CPU class, versions) is this run's; `notify` is told
     in one line per reason why other stored rows of the same config are not. The driver (this process)
-    computes each model's FP32 baseline and alone writes the results file; the executor runs the rest.
+    computes each model's FP32 baseline, draws each calibration sample once (for the key, and for the task that
+    computes the row) and alone writes the results file; the executor runs the rest.
     """
     executor = executor or LocalExecutor()
     existing = Results.load(results_path).rows
@@ -106,7 +106,7 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
     save_labels(data.test.fingerprint, data.test.labels.numpy())
     baselines, tasks, wanted = {}, [], []
     for model in models:
-        fp32_key = row_key(model, FP32, data, calibration_n, 0)
+        fp32_key = row_key(model, FP32, row_identity(model, FP32, data))
         fp32_reused = not force and is_finished(existing.get(fp32_key))
         if fp32_reused:  # its stored predictions are the baseline: same identity, same numbers
             fp32_row = existing[fp32_key]
@@ -115,10 +115,13 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
             baseline, fp32_row = fp32_baseline(model, data)
             save_rows(results_path, {fp32_key: fp32_row}, datasets)
         baselines[model.name] = baseline
+        draws = {seed: make_calibration(model, data, calibration_n, seed) for seed in seeds} if any(
+            c.is_static for c in configs) else {}  # every static config of a model calibrates on the same draws
         for config in configs:
             for seed in seeds if config.is_static else seeds[:1]:
-                identity = row_identity(model, config, data, calibration_n, seed)  # once per row
-                key = row_key(model, config, data, calibration_n, seed, identity)
+                calibration = draws[seed] if config.is_static else None
+                identity = row_identity(model, config, data, calibration)  # once per row
+                key = row_key(model, config, identity)
                 if config is FP32:
                     yield key, fp32_row, fp32_reused
                 elif not force and is_finished(existing.get(key)):
@@ -126,7 +129,7 @@ def run_sweep(models: list[LoadedModel], configs: list[QuantConfig], data: EvalD
                 else:
                     n = calibration_n if config.is_static else None
                     wanted.append(((model.name, config.name, n, seed if config.is_static else None), identity))
-                    tasks.append(ConfigTask(key, model.name, config, calibration_n, seed, identity, seed == seeds[0]))
+                    tasks.append(ConfigTask(key, model.name, config, calibration, identity, seed == seeds[0]))
     for line in reuse_notices(existing, wanted):
         notify(line)
     shared = SweepShared(data, {m.name: m for m in models}, baselines, artifacts_dir().resolve())

@@ -8,13 +8,14 @@ import gc
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from .bench_entry import RuntimeSpeed
 from .configs import REFERENCE, QuantConfig
 from .evaluate import Runner
 
@@ -62,7 +63,7 @@ class Target:
     b1_runners: dict[int, Runner] = field(default_factory=dict)  # thread count -> runner timed at batch 1
     correct: np.ndarray | None = None  # per test image, as this runtime ran it: paired against the reference
     error: str | None = None
-    metrics: dict = field(default_factory=dict)
+    metrics: RuntimeSpeed = field(default_factory=RuntimeSpeed)  # scored on every test image as built
     latencies: dict[int, list[float]] = field(default_factory=dict)  # per thread count
     round_medians: dict[int, list[float]] = field(default_factory=dict)  # per thread count, one per round (nan: none)
     batch_times: list[float] = field(default_factory=list)
@@ -169,25 +170,23 @@ def fastest_threads(t: Target) -> int:
     return min(t.latencies, key=lambda n: (float(np.median(t.latencies[n])), n))
 
 
-def numbers(t: Target, settings: BenchSettings) -> dict:
-    """A target's numbers: batch 1 at its fastest thread count (each count tried beside it), batch 256 at
-    `settings.threads` (its spread: the interquartile range of the runs' images/s)."""
+def numbers(t: Target, settings: BenchSettings) -> RuntimeSpeed:
+    """A target's numbers beside its scores: batch 1 at its fastest thread count (each count tried beside it), batch
+    256 at `settings.threads` (its spread: the interquartile range of the runs' images/s)."""
     by_threads = {n: np.array(v) * 1e3 for n, v in t.latencies.items()}
     best = fastest_threads(t)
     lat, ms = by_threads[best], 1e3 * np.array(t.round_medians[best])
     throughput = settings.batch / np.array(t.batch_times)
-    return {"latency_ms_b1_median": round(float(np.median(lat)), 4),
-            "latency_ms_b1_p90": round(float(np.percentile(lat, 90)), 4),
-            "latency_ms_b1_spread": round(spread(ms), 4),
-            "latency_b1_threads": best,
-            "latency_ms_b1_by_threads": {str(n): {"median": round(float(np.median(v)), 4),
-                                                  "spread": round(spread(1e3 * np.array(t.round_medians[n])), 4)}
-                                         for n, v in by_threads.items()},
-            "throughput_b256": round(float(np.median(throughput)), 1),
-            "throughput_b256_best": round(float(throughput.max()), 1),  # the least disturbed run
-            "throughput_b256_spread": round(float(np.percentile(throughput, 75) - np.percentile(throughput, 25)), 1),
-            "throughput_threads": settings.threads,
-            "latency_runs": len(lat), "batch_runs": len(t.batch_times)}
+    return replace(t.metrics, latency_ms_b1_median=round(float(np.median(lat)), 4),
+                   latency_ms_b1_p90=round(float(np.percentile(lat, 90)), 4),
+                   latency_ms_b1_spread=round(spread(ms), 4), latency_b1_threads=best,
+                   latency_ms_b1_by_threads={str(n): {"median": round(float(np.median(v)), 4),
+                                                      "spread": round(spread(1e3 * np.array(t.round_medians[n])), 4)}
+                                             for n, v in by_threads.items()},
+                   throughput_b256=round(float(np.median(throughput)), 1),
+                   throughput_b256_best=round(float(throughput.max()), 1),  # the least disturbed run
+                   throughput_b256_spread=round(float(np.subtract(*np.percentile(throughput, [75, 25]))), 1),
+                   throughput_threads=settings.threads, latency_runs=len(lat), batch_runs=len(t.batch_times))
 
 
 def round_ratios(baseline: Target, target: Target) -> list[float]:

@@ -189,8 +189,8 @@ def prepare(model, calibration, evaluation, name: str | None,
             preprocessing: Preprocessing | None) -> tuple[LoadedModel, EvalData]:
     """The model and the data as every row takes them, checked against each other: images of the size the model
     takes, as many classes as it scores."""
-    from .experiment import check_fits
     from .models.loaded import private_copy
+    from .preflight import check_fits
 
     # Checked and copied before anything else: the user's module is never run, so never changed.
     module = private_copy(model) if isinstance(model, nn.Module) else None
@@ -217,7 +217,7 @@ def prepare(model, calibration, evaluation, name: str | None,
 
 def check_calibration(data: EvalData, n: int, seeds: list[int]) -> None:
     """Every seed's stratified sample drawable, said in the API's words (`calibration_n`, not --calibration-n)."""
-    from .experiment import check_draws
+    from .preflight import check_draws
 
     try:
         check_draws(data, n, seeds)

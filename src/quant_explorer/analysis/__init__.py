@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..configs import REFERENCE
 from ..row import Row
-from .rows import SPEED_PREFIXES, is_quantized  # noqa: F401  (the names every analysis uses)
+from .rows import is_quantized  # noqa: F401  (the name every analysis uses)
 
 
 def fp32_rows(records: list[Row]) -> dict[str, Row]:
@@ -17,20 +17,14 @@ def fp32_rows(records: list[Row]) -> dict[str, Row]:
     return {r.model: r for r in records if r.config_name == REFERENCE}
 
 
-def current_studies(entries: dict[str, dict], records: list[Row]) -> dict[str, dict]:
-    """The study entries (calibration size, per layer) measured alike to the view's records: a model of the view,
-    its current weights, the same environment and the same evaluation set. (A study entry carries a row's model,
-    weights, identity and evaluation-set fields, so it is read as one.)"""
+def current_studies(entries: dict, records: list[Row]) -> dict:
+    """The study entries (`studies.StudyEntry`: calibration size, per layer) measured alike to the view's records: a
+    model of the view, its current weights, the same environment and the same evaluation set. (A study entry carries
+    a row's model, weights, identity and evaluation-set fields, so it is told apart as a row is.)"""
     from .rows import row_dataset, row_environment
 
-    def measured(row: Row) -> tuple:
+    def measured(row) -> tuple:
         return row.model_weights_sha256, row_environment(row), row_dataset(row)
 
     current = {model: measured(record) for model, record in fp32_rows(records).items()}
-    out = {}
-    for key, e in entries.items():
-        study = Row.from_dict(e)
-        mine = current.get(study.model)
-        if mine and study.model_weights_sha256 == mine[0] and measured(study) == mine:
-            out[key] = e
-    return out
+    return {key: e for key, e in entries.items() if current.get(e.model) and measured(e) == current[e.model]}

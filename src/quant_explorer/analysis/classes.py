@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from ..configs import CONFIGS, DESCRIPTIVE
+from ..backends import CONFIGS
+from ..configs import DESCRIPTIVE
 from ..errors import UserError
 from ..identity import emulation_of
 from ..results import Results

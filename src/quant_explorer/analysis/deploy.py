@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..errors import UserError
 from .classes import class_views, column, matrix
 from .pick import pick_among
-from .view import View
+from .view import Choice, Deployment, View
 
 
 def class_of(name: str) -> str:
@@ -60,20 +60,18 @@ def _worst(row, cells: dict, cols: list[str]) -> float:
 
 def apply(view: View, table: dict[str, dict], deploy: list[str] | None = None) -> None:
     """Make each model's pick in `view` (`view.choices`) hold on the deployment classes of `table` (`classes.matrix`),
-    adding to each choice `deploy`: the classes, the pick's cell on each ({delta_pp, ci_pp, kind, method, in_set},
-    None where not measured) and the sentences said."""
+    setting each choice's `deploy` (`Deployment`)."""
     here = column(view)
     for model, choice in view.choices.items():
-        if choice.get("pick") and model in table:
+        if choice and choice.pick and model in table:
             cols = [c for c in columns_for(table[model]["classes"], deploy) if c != here]
             if cols:
-                _hold(view, model, choice, table[model]["configs"], cols)
-                choice["deploy"]["here"] = here
+                _hold(view, model, choice, table[model]["configs"], cols, here)
 
 
-def _hold(view: View, model: str, choice: dict, cells: dict, cols: list[str]) -> None:
-    members = [r for r in view.rows if r.model == model and r.config_name in choice["best_set_with_identical"]]
-    first, said = choice["pick"], []
+def _hold(view: View, model: str, choice: Choice, cells: dict, cols: list[str], here: str) -> None:
+    members = [r for r in view.rows if r.model == model and r.config_name in choice.best_set_with_identical]
+    first, said = choice.pick, []
     losses = [c for c in cols if _measured(cells[first], c) and not cells[first][c]["in_set"]]
     if losses:
         mine = next(r for r in members if r.config_name == first)
@@ -91,13 +89,12 @@ def _hold(view: View, model: str, choice: dict, cells: dict, cols: list[str]) ->
         for r in view.rows:
             if r.model == model:
                 r.pick = r is pick
-        choice["pick"] = pick.config_name
-        choice["rule"] += "; " + "; ".join(said)
-    unmeasured = [c for c in cols if not _measured(cells[choice["pick"]], c)]
+        choice.pick = pick.config_name
+        choice.rule += "; " + "; ".join(said)
+    unmeasured = [c for c in cols if not _measured(cells[choice.pick], c)]
     if unmeasured:
-        said.append(f"{choice['pick']} is not measured on {', '.join(unmeasured)}")
-    choice["deploy"] = {"classes": cols, "first": first, "said": said,
-                        "cells": {c: _measured(cells[choice["pick"]], c) for c in cols}}
+        said.append(f"{choice.pick} is not measured on {', '.join(unmeasured)}")
+    choice.deploy = Deployment(cols, first, said, {c: _measured(cells[choice.pick], c) for c in cols}, here)
 
 
 def deployment(view: View, results, deploy: list[str] | None = None, data_dir=None) -> dict[str, dict]:
@@ -108,14 +105,13 @@ def deployment(view: View, results, deploy: list[str] | None = None, data_dir=No
     return table
 
 
-def classes_text(choice: dict) -> str | None:
+def classes_text(choice: Choice | None) -> str | None:
     """The pick on each deployment class, in one line: 'on each deployment class: avx2 (emulated) -0.30 pp
     [-1.12, +0.52] (qemu Haswell-v4), in the set; avx512 (emulated) not measured'; None without classes."""
-    deploy = choice.get("deploy")
-    if not deploy:
+    if not choice or not choice.deploy:
         return None
     parts = []
-    for name, cell in deploy["cells"].items():
+    for name, cell in choice.deploy.cells.items():
         if not cell:
             parts.append(f"{name} not measured")
             continue
@@ -123,4 +119,4 @@ def classes_text(choice: dict) -> str | None:
         parts.append(f"{name} {cell['delta_pp']:+.2f} pp [{low:+.2f}, {high:+.2f}]"
                      + (f" ({cell['method']})" if cell.get("method") else "")
                      + (", in the set" if cell["in_set"] else ", out of the set"))
-    return f"{choice['pick']} on each deployment class: " + "; ".join(parts)
+    return f"{choice.pick} on each deployment class: " + "; ".join(parts)

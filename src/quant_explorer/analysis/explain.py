@@ -8,8 +8,8 @@ lose" at the recipe.
 
 from __future__ import annotations
 
-from ..backends import runtime_info
-from ..runtimes import Runtime
+from ..backends import Runtime, runtime_info
+from ..row import RuntimeScore
 from ..stats import level_text
 from . import fp32_rows, is_quantized
 from .comparisons import confusion_comparison, losers_text, pairs
@@ -22,12 +22,12 @@ def _pp(accuracy: float, reference: float) -> float:
     return 100 * (accuracy - reference)
 
 
-def _alternates(row: PooledRow) -> dict[str, tuple[Runtime, dict]]:
+def _alternates(row: PooledRow) -> dict[str, tuple[Runtime, RuntimeScore]]:
     """The other runs of this model: the sweep's cross-checks, plus runtimes a benchmark scored (`bench`), each
     with what its backend says that runtime is."""
-    benched = {n: {"accuracy": r["accuracy"]} for n, r in (row.bench or {}).get("runtimes", {}).items()
-               if "accuracy" in r}
-    reference = {row.reference["runtime"]: row.reference} if row.reference is not None else {}
+    benched = {n: RuntimeScore(accuracy=r.accuracy) for n, r in ((row.bench and row.bench.runtimes) or {}).items()
+               if r.accuracy is not None}
+    reference = {row.reference.runtime: row.reference} if row.reference is not None else {}
     runs = {n: (runtime_info(n), a) for n, a in {**benched, **(row.alternates or {}), **reference}.items()
             if n != row.runtime}
     return {n: run for n, run in runs.items() if run[0] is not None}
@@ -50,29 +50,28 @@ def _alternate_sentences(row: PooledRow, fp32_acc: float, main_loses: bool, twin
     out = []
     for runtime, alt in _alternates(row).values():
         what, exact = runtime.description, runtime.exact
-        if "accuracy" not in alt:
+        if alt.accuracy is None:
             if main_loses:  # a missing cross-check is worth saying only where it would have explained something
-                out.append(f"Run as {what} it could not be measured ({alt.get('error', 'no result')}).")
+                out.append(f"Run as {what} it could not be measured ({alt.error or 'no result'}).")
             continue
-        gap = _pp(row.first_seed_accuracy, alt["accuracy"])  # main run minus this run
-        said = (f"Run as {what} it scores {100 * alt['accuracy']:.2f}% "
-                f"({_pp(alt['accuracy'], fp32_acc):+.2f} pp vs FP32)")
+        gap = _pp(row.first_seed_accuracy, alt.accuracy)  # main run minus this run
+        said = f"Run as {what} it scores {100 * alt.accuracy:.2f}% ({_pp(alt.accuracy, fp32_acc):+.2f} pp vs FP32)"
         if exact and main_loses:
-            out.append(_split(row, fp32_acc, alt["accuracy"], f"Run as {what} it"))
+            out.append(_split(row, fp32_acc, alt.accuracy, f"Run as {what} it"))
         elif not exact and gap > LOSS_PP:
             out.append(f"{said}: the recipe is fine ({100 * row.accuracy:.2f}% computed exactly), those kernels "
                        f"lose {gap:.2f} pp.")
         elif abs(gap) > LOSS_PP:
             out.append(f"{said}.")
-    simulated = any(runtime.exact and "accuracy" in a for runtime, a in _alternates(row).values())
+    simulated = any(runtime.exact and a.accuracy is not None for runtime, a in _alternates(row).values())
     if main_loses and not simulated:
         by_name = {r.config_name: r for r in rows if r.model == row.model}
         for p in twins:  # no simulation of its own (QOperator): its QDQ twin has the same scales
             other = p["reference_config"] if p["config"] == row.config_name else p["config"]
             if p["field"] == "format" and row.config_name in (p["config"], p["reference_config"]):
-                sim = next((a for runtime, a in _alternates(by_name[other]).values() if runtime.exact), {})
-                if "accuracy" in sim:
-                    out.append(_split(row, fp32_acc, sim["accuracy"], f"Its QDQ twin `{other}` (same recipe and "
+                sim = next((a for runtime, a in _alternates(by_name[other]).values() if runtime.exact), None)
+                if sim is not None and sim.accuracy is not None:
+                    out.append(_split(row, fp32_acc, sim.accuracy, f"Its QDQ twin `{other}` (same recipe and "
                                       "scales) run as exact simulated quantization"))
     return out
 

@@ -5,16 +5,36 @@ configs with identical predictions counted once, and from the set the config bes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
+from ..bench_entry import BenchEntry
 from ..configs import REFERENCE
 from ..data import CIFAR10_CLASSES
-from ..stats import ALPHA, CORRECTION_NAME, FULL_CIFAR10_TEST, best_set, level_text, resolution
+from ..stats import CORRECTION_NAME, FULL_CIFAR10_TEST, best_set, level_text, resolution
 from .rows import is_quantized, size_vs_fp32, speedup
-from .view import PooledRow, View, delta, per_class
+from .view import Choice, PooledRow, View, per_class
 
-# objective -> (row field, +1 when more is better, -1 when less is, words)
-OBJECTIVES = {"latency": ("latency_ms_b1_median", -1, "the lowest batch-1 median latency"),
-              "throughput": ("throughput_b256", 1, "the highest batch-256 throughput"),
-              "size": ("size_bytes", -1, "the smallest file")}
+
+@dataclass(frozen=True)
+class Objective:
+    """What the pick optimizes among the set: a cost read off a view's record, +1 when more is better (-1 when less
+    is), in words; a speed also has its batch size and the bench's run-to-run spread of it (medians closer than
+    that are a tie: `speed_ties`)."""
+
+    cost: Callable[[PooledRow], float | None]
+    sign: int
+    words: str
+    batch: int | None = None
+    spread: Callable[[PooledRow], float | None] = lambda row: None
+
+
+OBJECTIVES = {"latency": Objective(lambda r: r.speed.latency_ms_b1_median, -1, "the lowest batch-1 median latency", 1,
+                                   lambda r: r.speed.latency_ms_b1_spread),
+              "throughput": Objective(lambda r: r.speed.throughput_b256, 1, "the highest batch-256 throughput", 256,
+                                      lambda r: r.speed.throughput_b256_spread),
+              "size": Objective(lambda r: r.size_bytes, -1, "the smallest file")}
+AT_BATCH = {1: OBJECTIVES["latency"], 256: OBJECTIVES["throughput"]}  # the speed at each batch size
 
 
 def identical_groups(view: View, model: str) -> list[list[str]]:
@@ -34,62 +54,60 @@ def identical_groups(view: View, model: str) -> list[list[str]]:
     return [g for g in groups if len(g) > 1]
 
 
-# objective field -> the bench's run-to-run spread of it: medians closer than this are a tie (`speed_ties`)
-SPREADS = {"latency_ms_b1_median": "latency_ms_b1_spread", "throughput_b256": "throughput_b256_spread"}
-
-
 def _speed_words(row: PooledRow, batch: int) -> str:
     """'0.073 ms (run-to-run spread 0.002 ms) in onnxruntime with 1 intra-op thread, 1.71x (1.65-1.76 over rounds)
     the fastest FP32 (onnxruntime with 2 intra-op threads)' (batch 1), or the images/s (batch 256). A bench
     entry of the older shape (one thread count, no spread) says only what it has."""
-    bench = row.bench or {}
-    runtime = bench.get("runtime", "its runtime")
+    bench = row.bench or BenchEntry()
+    runtime = bench.runtime or "its runtime"
     if batch == 1:
-        value = f"{row.speed['latency_ms_b1_median']:.3g} ms"
-        if isinstance(row.speed.get("latency_ms_b1_spread"), (int, float)):
-            value += f" (run-to-run spread {row.speed['latency_ms_b1_spread']:.2g} ms)"
-        setting = (bench.get("load") or {}).get("setting") or (f"{bench['threads']} threads" if "threads" in bench
-                                                                 else None)
+        value = f"{row.speed.latency_ms_b1_median:.3g} ms"
+        if isinstance(row.speed.latency_ms_b1_spread, (int, float)):
+            value += f" (run-to-run spread {row.speed.latency_ms_b1_spread:.2g} ms)"
+        setting = (bench.load.setting if bench.load else None) or (
+            f"{bench.threads} threads" if bench.threads is not None else None)
         runtime += f" with {setting}" if setting else ""
     else:
-        value = f"{row.speed['throughput_b256']:,.0f} images/s"
+        value = f"{row.speed.throughput_b256:,.0f} images/s"
     ratio, against = speedup(row, batch)
-    iqr = bench.get("latency_speedup_vs_fastest_fp32_b1_iqr") if batch == 1 else None
+    iqr = bench.latency_speedup_vs_fastest_fp32_b1_iqr if batch == 1 else None
     spread = f" ({iqr[0]:.2f}-{iqr[1]:.2f} over rounds)" if iqr and "fastest" in against else ""
-    if batch == 1 and bench.get("fastest_fp32_b1_setting") and "fastest" in against:
-        against = against.removesuffix(")") + f" with {bench['fastest_fp32_b1_setting']})"
+    if batch == 1 and bench.fastest_fp32_b1_setting and "fastest" in against:
+        against = against.removesuffix(")") + f" with {bench.fastest_fp32_b1_setting})"
     return f"{value} in {runtime}" + (f", {ratio:.2f}x{spread} {against}" if ratio else "")
 
 
-def speed_ties(timed: list[PooledRow], key: str, sign: int) -> list[PooledRow]:
-    """The members tied on `key` with the fastest (fastest first): their medians differ by less than the
-    run-to-run spread the bench measured on each of the two (the smaller: a noisy, slow measurement ties with
+def speed_ties(timed: list[PooledRow], objective: Objective) -> list[PooledRow]:
+    """The members tied on the objective's speed with the fastest (fastest first): their medians differ by less than
+    the run-to-run spread the bench measured on each of the two (the smaller: a noisy, slow measurement ties with
     nothing). Without a recorded spread nothing ties."""
-    fastest = max(timed, key=lambda r: (sign * r.cost(key), -r.size_bytes))
+    cost = objective.cost
+    fastest = max(timed, key=lambda r: (objective.sign * cost(r), -r.size_bytes))
 
     def spread(r: PooledRow) -> float:
-        value = r.speed.get(SPREADS.get(key, ""))
+        value = objective.spread(r)
         return value if isinstance(value, (int, float)) and value == value else 0.0
 
     return [fastest, *(r for r in timed if r is not fastest
-                       and abs(r.cost(key) - fastest.cost(key)) < min(spread(r), spread(fastest)))]
+                       and abs(cost(r) - cost(fastest)) < min(spread(r), spread(fastest)))]
 
 
 def _pick(members: list[PooledRow], objective: str, fp32: PooledRow | None) -> tuple[PooledRow, list[str]]:
     """The member best on the objective (then the smallest), and the sentences that say why and what else."""
-    key, sign, words = OBJECTIVES[objective]
-    timed = [r for r in members if isinstance(r.cost(key), (int, float))]
+    goal = OBJECTIVES[objective]
+    words = goal.words
+    timed = [r for r in members if isinstance(goal.cost(r), (int, float))]
     if not timed:
         pick = min(members, key=lambda r: (r.size_bytes, -r.accuracy))
         return pick, [f"none has {words.removeprefix('the ')} measured (run `quant-explorer bench`), so the smallest: "
                       f"{pick.config_name}, {pick.size_bytes / 1024:.0f} KiB"]
-    if objective == "size":
-        pick = max(timed, key=lambda r: (sign * r.cost(key), -r.size_bytes))
+    if goal.batch is None:
+        pick = max(timed, key=lambda r: (goal.sign * goal.cost(r), -r.size_bytes))
         said = [f"of those {pick.config_name} has the smallest file ({pick.size_bytes / 1024:.0f} KiB"
                 + (f", {size_vs_fp32(pick.size_bytes, fp32.size_bytes)})" if fp32 else ")")]
         return pick, said
-    batch, other = (1, 256) if objective == "latency" else (256, 1)
-    tied = speed_ties(timed, key, sign)
+    batch, other = (1, 256) if goal.batch == 1 else (256, 1)
+    tied = speed_ties(timed, goal)
     pick = max(tied, key=lambda r: (r.accuracy, -r.size_bytes))  # the more accurate, then the smaller
     if len(tied) == 1:
         said = [f"of those {pick.config_name} has {words} ({_speed_words(pick, batch)})"]
@@ -104,11 +122,10 @@ def _pick(members: list[PooledRow], objective: str, fp32: PooledRow | None) -> t
         smaller = f", {size_vs_fp32(pick.size_bytes, fp32.size_bytes)}" if fp32 else ""
         said.append(f"no int8 config in the set beats FP32 at batch {batch} ({against}): what int8 still buys here "
                     f"is size ({pick.size_bytes / 1024:.0f} KiB{smaller})")
-    other_key = "latency_ms_b1_median" if other == 1 else "throughput_b256"
-    other_sign = -1 if other == 1 else 1
-    timed_other = [r for r in members if isinstance(r.speed.get(other_key), (int, float))]
+    there = AT_BATCH[other]
+    timed_other = [r for r in members if isinstance(there.cost(r), (int, float))]
     if timed_other:
-        fastest = max(timed_other, key=lambda r: (other_sign * r.speed[other_key], -r.size_bytes))
+        fastest = max(timed_other, key=lambda r: (there.sign * there.cost(r), -r.size_bytes))
         if fastest is not pick:
             said.append(f"at batch {other} the fastest of the set is {fastest.config_name} "
                         f"({_speed_words(fastest, other)})")
@@ -130,32 +147,27 @@ def pick_among(view: View, members: list[PooledRow]) -> tuple[PooledRow, list[st
                      f"{'; '.join(set_aside)}"] if set_aside else []), *said]
 
 
-def choose(view: View, model: str) -> dict:
+def choose(view: View, model: str) -> Choice | None:
     """One model's confidence set for the best, its identical recipes, the pick on the view's objective and the
-    rule in words."""
+    rule in words; None for a model without a quantized config."""
     rows = [r for r in view.rows if r.model == model and is_quantized(r)]
     if not rows:
-        return {}
+        return None
     groups = identical_groups(view, model)
     twin_of = {twin: g[0] for g in groups for twin in g[1:]}
     scored = [r for r in rows if (model, r.config_name) in view.correct and r.config_name not in twin_of]
     unscored = [r.config_name for r in rows if (model, r.config_name) not in view.correct]
-    base = {"model": model, "alpha": ALPHA, "level": level_text(), "correction": CORRECTION_NAME,
-            "objective": view.objective, "identical": groups,
-            "identical_text": "; ".join(f"{', '.join(g)} give identical predictions on every seed: one recipe, "
-                                        f"counted once (as {g[0]})" for g in groups),
-            "not_candidates": unscored}
+    choice = Choice(model, view.objective, groups, unscored)
     if not scored:
-        return {**base, "best": None, "best_set": [], "pick": None, "resolution": {},
-                "rule": "no confidence set and no pick: no config of this model has per-image predictions scored "
-                        "here (rows of an older quant-explorer, or no labels)"}
+        choice.rule = ("no confidence set and no pick: no config of this model has per-image predictions scored "
+                       "here (rows of an older quant-explorer, or no labels)")
+        return choice
     found = best_set([view.correct[(model, r.config_name)] for r in scored],
                      [view.seeds[(model, r.config_name)] for r in scored])
     best = max(scored, key=lambda r: r.accuracy)
     for r, inside, by, margin in zip(scored, found["members"], found["beaten_by"], found["margin_pp"]):
         r.in_best_set, r.best_set_margin_pp = inside, margin
         r.beaten_by = None if by is None else scored[by].config_name
-        r.vs_best = delta(view, model, r.config_name, best.config_name)
     by_name = {r.config_name: r for r in rows}
     for twin, first in twin_of.items():
         mine, theirs = by_name[twin], by_name[first]
@@ -184,10 +196,11 @@ def choose(view: View, model: str) -> dict:
     deltas = [r.delta_stats for r in rows if r.delta_stats is not None]
     k = max((len(r.seeds) for r in rows), default=0) or 1
     cifar10 = tuple(view.classes or CIFAR10_CLASSES) == CIFAR10_CLASSES  # older files named no classes: all CIFAR-10
-    return {**base, "best": best.config_name, "best_set": [r.config_name for r in members],
-            "best_set_with_identical": [r.config_name for r in rows if r.in_best_set],
-            "pick": pick.config_name, "rule": "; ".join(rule), "critical": found["critical"],
-            "resolution": resolution(deltas, view.n_images, k, FULL_CIFAR10_TEST if cifar10 else None)}
+    choice.best, choice.best_set, choice.pick = best.config_name, [r.config_name for r in members], pick.config_name
+    choice.best_set_with_identical = [r.config_name for r in rows if r.in_best_set]
+    choice.rule = "; ".join(rule)
+    choice.resolution = resolution(deltas, view.n_images, k, FULL_CIFAR10_TEST if cifar10 else None)
+    return choice
 
 
 def not_scored(view: View, model: str) -> list[str]:
@@ -196,6 +209,6 @@ def not_scored(view: View, model: str) -> list[str]:
     return [f"{p.config_name} ({p.why})" for p in view.problems if p.model == model and p.error]
 
 
-def choices(view: View) -> dict[str, dict]:
+def choices(view: View) -> dict[str, Choice | None]:
     """Per model: `choose`'s answer (computed once, when the view is loaded)."""
     return view.choices

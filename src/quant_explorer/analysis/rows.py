@@ -8,15 +8,12 @@ machines, data or recipes are told apart the same way everywhere.
 
 from __future__ import annotations
 
+from ..bench_entry import BenchEntry
 from ..configs import REFERENCE
 from ..identity import cpu_class, environment_id, legacy_identity, versions
 from ..row import Row
 
-SPEED_PREFIXES = ("latency_ms_", "throughput_")
 SEED_FIELDS = ("calibration_sample",)  # identity fields that are the calibration draw (besides the seed itself)
-# batch -> (ratio against the fastest FP32 runtime, that runtime's name, the older ratio against FP32 in one runtime)
-RATIOS = {1: ("latency_speedup_vs_fastest_fp32_b1", "fastest_fp32_b1", "latency_speedup_vs_fp32_b1"),
-          256: ("speedup_vs_fastest_fp32_b256", "fastest_fp32_b256", "speedup_vs_fp32_b256")}
 
 
 def _identity(row: Row) -> dict:
@@ -67,12 +64,15 @@ def is_quantized(row: Row) -> bool:
 def speedup(row: Row, batch: int) -> tuple[float | None, str]:
     """A config's speed ratio at batch 1 (latency) or 256 (throughput) and what it is against: the fastest FP32
     runtime where the bench recorded it, else FP32 in the same runtime."""
-    fastest, name, same = RATIOS[batch]
-    bench = row.bench or {}
-    if isinstance(bench.get(fastest), (int, float)):
-        return bench[fastest], f"the fastest FP32 ({bench.get(name, 'its runtime')})"
-    if isinstance(bench.get(same), (int, float)):
-        return bench[same], f"FP32 in {bench.get('runtime', 'the same runtime')}"
+    bench = row.bench or BenchEntry()
+    # against the fastest FP32 runtime, that runtime's name, and the older ratio against FP32 in one runtime
+    fastest, name, same = ((bench.latency_speedup_vs_fastest_fp32_b1, bench.fastest_fp32_b1,
+                            bench.latency_speedup_vs_fp32_b1) if batch == 1 else
+                           (bench.speedup_vs_fastest_fp32_b256, bench.fastest_fp32_b256, bench.speedup_vs_fp32_b256))
+    if isinstance(fastest, (int, float)):
+        return fastest, f"the fastest FP32 ({name or 'its runtime'})"
+    if isinstance(same, (int, float)):
+        return same, f"FP32 in {bench.runtime or 'the same runtime'}"
     return None, ""
 
 

@@ -18,24 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench_entry import POOLED
 from ..configs import MAX_SEED, REFERENCE
 from ..errors import UserError
 from ..results import Results, decode_classes
 from ..row import Row
 from ..stats import correct, paired_delta, seed_variance
 from .pick import OBJECTIVES, choose
-from .rows import SPEED_PREFIXES, row_dataset, row_environment
+from .rows import row_dataset, row_environment
 from .selection import available_views, choose_view, evaluation_labels, one_identity
 from .view import IMAGES_ONLY, PooledRow, Problem, View
 
-PER_SEED_FIELDS = ("accuracy", "correct", "changed_predictions", "fp32_right_quantized_wrong",
-                   "fp32_wrong_quantized_right", "mcnemar_p")
 MEAN_FIELDS = ("accuracy", "correct", "delta_pp", "agreement_with_fp32", "changed_predictions")
-
-
-def _speed(row: Row) -> dict:
-    return {k: v for k, v in (row.bench or {}).items()
-            if (k.startswith(SPEED_PREFIXES) or k == "speedup_vs_fp32_b256") and isinstance(v, (int, float))}
 
 
 def _pool(key: str, members: list[Row], labels: np.ndarray | None, fp32: np.ndarray | None,
@@ -47,13 +41,12 @@ def _pool(key: str, members: list[Row], labels: np.ndarray | None, fp32: np.ndar
     first = members[0]
     acc = np.array([m.accuracy for m in members])
     # A float reference that could not run (e.g. onnx2torch lacks an op) has an error instead of an accuracy.
-    reference = [m.reference["accuracy"] for m in members if "accuracy" in (m.reference or {})]
+    reference = [m.reference.accuracy for m in members if m.reference and m.reference.accuracy is not None]
     row = PooledRow(**vars(first), key=key, first_seed_accuracy=first.accuracy,
                     accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0, accuracy_min=float(acc.min()),
                     accuracy_max=float(acc.max()),
                     reference_accuracy=float(np.mean(reference)) if len(reference) == len(members) else None,
-                    seeds=[m.seed for m in members if m.calibration],
-                    per_seed=[{k: getattr(m, k) for k in PER_SEED_FIELDS} for m in members])
+                    seeds=[m.seed for m in members if m.calibration], per_seed=members)
     for name in MEAN_FIELDS:
         values = [v for m in members if isinstance(v := getattr(m, name), (int, float))]
         if values:
@@ -61,8 +54,11 @@ def _pool(key: str, members: list[Row], labels: np.ndarray | None, fp32: np.ndar
     row.confusion_matrix = np.mean([m.confusion_matrix for m in members], axis=0).round(2).tolist()
     row.per_class_accuracy = {c: float(np.mean([m.per_class_accuracy[c] for m in members]))
                               for c in first.per_class_accuracy}
-    for m in benched:
-        row.speed.update({k: v for k, v in _speed(m).items() if k not in row.speed})
+    for m in (m for m in benched if m.bench is not None):
+        for name in POOLED:  # the first benched seed's number, where it has one
+            value = getattr(m.bench, name)
+            if getattr(row.speed, name) is None and isinstance(value, (int, float)):
+                setattr(row.speed, name, value)
         if row.bench is None:  # how it ran there (runtime, accuracy as run), whichever seed was benched
             row.bench = m.bench
     matrix = None
@@ -98,18 +94,16 @@ def superseded_out(problems: list[Problem], scored: dict[str, Row]) -> list[Prob
     return [p for p in problems if (p.created or "") >= newest[(p.model, p.config_name, p.seed)]]
 
 
-def load_view(results: Results | dict, environment: str | None = None, dataset: str | None = None,
+def load_view(results: Results, environment: str | None = None, dataset: str | None = None,
               seeds: Seeds | set[int] | None = None, objective: str = "latency",
               data_dir: Path | None = None) -> View:
-    """The view of a results file's rows (`results.Results`, or a document from `results.load_results`, read as
-    its rows) for one environment and dataset;
+    """The view of a results file's rows (`results.Results`) for one environment and dataset;
     `seeds`: pool only these calibration seeds (e.g. to check that a pick survives another set of draws; none of
     them stored is a UserError, none of some configs' a note);
     `objective`: what the pick optimizes (`OBJECTIVES`); `data_dir`: where to read the evaluation set's labels
     when this machine has not cached them."""
     if objective not in OBJECTIVES:
         raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    results = Results.of(results) if isinstance(results, dict) else results
     available = available_views(results.rows)
     if not available:
         raise UserError("no scored rows in the results file: run `quant-explorer sweep` first")

@@ -3,7 +3,9 @@
 A view holds only rows measured alike — the same CPU class and library versions (the environment) and the same
 evaluation images (the dataset, matched by fingerprint, never by path) — so no delta ever pairs rows of
 different data or machines. `summary.load_view` builds it; `delta` and `per_class` pair its rows on images and
-on their common calibration seeds (`stats.py`).
+on their common calibration seeds (`stats.py`). It also holds each model's pick (`Choice`, made by `pick.choose`)
+and how the pick holds on the deployment classes (`Deployment`, made by `deploy.apply`): records only, here so the
+modules that make them import the view, never each other in a loop.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..bench_entry import POOLED, RuntimeSpeed
 from ..configs import REFERENCE
 from ..errors import first_line
 from ..row import Row
@@ -24,7 +27,7 @@ from .rows import this_environment
 class PooledRow(Row):
     """A config's record in the view (`summary._pool`): its first seed's row, with the seed means (accuracy,
     correct, delta_pp, ...) in the row's own fields and the statistics over seeds beside them; the pick fields
-    are `pick.choose`'s."""
+    are `pick.choose`'s. Computed, never stored."""
     key: str = ""  # the first seed's row
     first_seed_accuracy: float | None = None  # the cross-checks (alternates, reference) ran on the first seed
     accuracy_std: float = 0.0
@@ -32,20 +35,19 @@ class PooledRow(Row):
     accuracy_max: float | None = None
     reference_accuracy: float | None = None  # the float reference's, over seeds; None unless every seed has one
     seeds: list = field(default_factory=list)
-    per_seed: list[dict] = field(default_factory=list)  # `summary.PER_SEED_FIELDS` of each seed's row
+    per_seed: list[Row] = field(default_factory=list)  # each seed's row, in seed order
     delta_pp_ci: list[float] | None = None
     delta_stats: dict | None = None  # `stats.paired_delta`
-    speed: dict[str, float] = field(default_factory=dict)  # latency_ms_*, throughput_*: the bench's, any seed's
+    speed: RuntimeSpeed = field(default_factory=RuntimeSpeed)  # the bench's `bench_entry.POOLED`, any seed's
     in_best_set: bool | None = None
     beaten_by: str | None = None
     best_set_margin_pp: float | None = None
-    vs_best: dict | None = None
     identical_to: str | None = None  # the config whose predictions it repeats on every seed
     pick: bool = False
 
     def cost(self, name: str) -> float | None:
-        """A speed field (`speed`) or the size, by name: what the objectives and fronts compare."""
-        return self.speed[name] if name in self.speed else getattr(self, name, None)
+        """A speed field (`speed`) or the size, by name: what the fronts and their plots compare."""
+        return getattr(self.speed, name) if name in POOLED else getattr(self, name, None)
 
 
 IMAGES_ONLY = "images only"  # said beside an interval that leaves out the calibration draw's noise
@@ -69,6 +71,41 @@ class Problem(Row):
 
 
 @dataclass
+class Deployment:
+    """How a model's pick holds on the deployment classes (`deploy.apply`): the classes, the pick made here first, the
+    sentences said, and the pick's cell on each class (`classes.matrix`; None where not measured)."""
+
+    classes: list[str]
+    first: str
+    said: list[str]
+    cells: dict[str, dict | None]
+    here: str  # the class of the view the pick was made in
+
+
+@dataclass
+class Choice:
+    """One model's answer to "which config" (`pick.choose`): the confidence set for the best, the recipes with identical
+    predictions, the pick on the view's objective and the rule that picked it, in words."""
+
+    model: str
+    objective: str
+    identical: list[list[str]]  # configs giving identical predictions on every seed, the first standing for the rest
+    not_candidates: list[str]  # configs without per-image predictions
+    rule: str = ""
+    best: str | None = None  # the most accurate
+    best_set: list[str] = field(default_factory=list)  # one config per recipe
+    best_set_with_identical: list[str] | None = None  # every config of the set, twins included
+    pick: str | None = None
+    resolution: dict = field(default_factory=dict)  # `stats.resolution`
+    deploy: Deployment | None = None  # how the pick holds on each deployment class (`deploy.apply`)
+
+    @property
+    def identical_text(self) -> str:
+        return "; ".join(f"{', '.join(g)} give identical predictions on every seed: one recipe, counted once (as "
+                         f"{g[0]})" for g in self.identical)
+
+
+@dataclass
 class View:
     environment: str
     dataset: str  # fingerprint (or a schema-1 row's dataset name)
@@ -82,7 +119,7 @@ class View:
     classes: list[str] = field(default_factory=list)
     labels: np.ndarray | None = None
     available: list[dict] = field(default_factory=list)  # every (environment, dataset) in the file
-    choices: dict[str, dict] = field(default_factory=dict)  # per model: the confidence set, the pick, the rule
+    choices: dict[str, Choice | None] = field(default_factory=dict)  # per model (None: no quantized config)
     set_aside: list[dict] = field(default_factory=list)  # {key, model, config, reason}: scored rows not in the view
     notes: list[str] = field(default_factory=list)  # one line each: why this view, what it lacks
     objective: str = "latency"

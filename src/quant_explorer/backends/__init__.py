@@ -1,46 +1,73 @@
 """The backend registry: one `Backend` record per way of quantizing, one module per backend.
 
-A backend module owns everything about its backend and registers it (`base.register`): how it quantizes, which
-configs it takes, the runtimes its artifacts run in (for evaluation, cross-checks and speed), which one a user
-ships, how per-layer sensitivity selects its layers, and how plots draw it. Everything else — sweep, bench,
-analyses, report, CLI — asks this registry (`get_backend`, `quantize`, `runtime_info`) and never compares backend
-names. The records live in `base`, which the backend modules import; this package imports them to register them.
+A backend module declares everything about its backend and registers it (`base.register`): how it quantizes, the
+configs it offers and what it takes, the libraries whose versions make its numbers, the runtimes its artifacts run in
+(for evaluation, cross-checks and speed; how each loads, and how the FP32 reference runs in it), which one a user
+ships, how per-layer sensitivity selects its layers, how plots draw it, and its recipe version. Everything else —
+sweep, bench, analyses, report, CLI — asks this registry (`get_backend`, `get_config`, `select_configs`, `quantize`,
+`runtime_info`) and never names a backend. The records live in `base`, which the backend modules import; this
+package imports them to register them, and so is where configs are looked up: every backend is registered by then.
+Importing it imports no torch (each backend imports its libraries when it runs).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib.util
 import os
+import pkgutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .. import aarch64
 from .. import emulation as emulator
-from ..configs import QuantConfig
-from ..emulation import INSTALL, QEMU_CPU, emulated_runner, method
+from ..configs import CONFIGS, QuantConfig
+from ..emulation import QEMU_CPU, emulated_runner, method
 from ..errors import NotApplicable
 from ..identity import CAP, ONEDNN_ISA, emulated_class
-from ..models import LoadedModel
-from ..runtimes import Runtime
-from . import eager, fp32, ort, pt2e  # noqa: F401  (each registers its backend; this order is the registry's)
 from .base import (
     BACKENDS,
     Backend,
     Calibration,
     LayerVariants,
     QuantizedModel,
+    Runtime,
     RuntimeBuild,
     get_backend,
     register,
     unregister,
 )
 
-__all__ = ["BACKENDS", "Backend", "Calibration", "LayerVariants", "QuantizedModel", "RuntimeBuild", "emulated_runtime",
-           "emulation", "get_backend", "quantize", "recipe", "recipe_source", "register", "runtime_info", "unregister"]
+# The registration line: importing a backend module registers its backends, in this order (the registry's).
+from . import fp32, eager, pt2e, ort  # noqa: F401  isort: skip
 
-# The modules every backend's numbers go through: the runtimes' code (not their records) and the evaluator.
-SHARED_RECIPE = ("quant_explorer.runtimes.export", "quant_explorer.runtimes.inductor_patches",
-                 "quant_explorer.runtimes.onnx_runners", "quant_explorer.runtimes.torch_runners",
-                 "quant_explorer.evaluate", "quant_explorer.models.preprocessing")
+if TYPE_CHECKING:
+    from ..models import LoadedModel
+
+__all__ = ["BACKENDS", "CONFIGS", "Backend", "Calibration", "LayerVariants", "QuantizedModel", "Runtime",
+           "RuntimeBuild", "emulated_runtime", "emulation", "get_backend", "get_config", "quantize", "recipe",
+           "recipe_source", "register", "runtime_info", "select_configs", "unregister"]
+
+# The modules every backend's numbers go through: the runtimes' code (each module of this package) and the evaluator.
+RUNTIMES_PACKAGE = "quant_explorer.runtimes"
+SHARED_RECIPE = ("quant_explorer.evaluate", "quant_explorer.models.preprocessing")
+
+
+def get_config(name: str) -> QuantConfig:
+    return CONFIGS.lookup(name)
+
+
+def select_configs(patterns: list[str] | None = None, all_configs: bool = False) -> list[QuantConfig]:
+    """Configs by name or glob (`*_u8_*`), else the full grid with `all_configs`, else the default sweep."""
+    if patterns:
+        chosen: dict[str, QuantConfig] = {}
+        for pattern in patterns:
+            matches = [c for n, c in CONFIGS.items() if fnmatch.fnmatchcase(n, pattern)]
+            for c in matches or [get_config(pattern)]:
+                chosen[c.name] = c
+        return list(chosen.values())
+    return [c for c in CONFIGS.values() if all_configs or c.default]
 
 
 def recipe(name: str) -> str:
@@ -49,12 +76,15 @@ def recipe(name: str) -> str:
 
 
 def recipe_source(name: str) -> str:
-    """sha256 (12 hex digits) of the source of a backend's module, its `recipe` modules and the shared ones:
-    tests/test_recipes.py holds it against the recorded one, so no change to them goes without a decision on
-    `recipe_version`."""
+    """sha256 (12 hex digits) of the source of a backend's module, its `recipe` modules, the modules that say how the
+    FP32 reference runs in its runtimes, and the shared ones: tests/test_recipes.py holds it against the recorded one,
+    so no change to them goes without a decision on `recipe_version`."""
     backend = get_backend(name)
     digest = hashlib.sha256()
-    for module in sorted({backend.quantize.__module__, *backend.recipe, *SHARED_RECIPE}):
+    runs_fp32 = (r.fp32.__module__ for r in backend.runtimes if r.fp32)
+    runtimes = importlib.util.find_spec(RUNTIMES_PACKAGE).submodule_search_locations  # not imported: torch
+    runtime_code = (f"{RUNTIMES_PACKAGE}.{m.name}" for m in pkgutil.iter_modules(runtimes))
+    for module in sorted({backend.quantize.__module__, *backend.recipe, *runs_fp32, *runtime_code, *SHARED_RECIPE}):
         digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -70,12 +100,12 @@ def emulation(name: str) -> str | None:
     FP32 in eager PyTorch, whose predictions no class changes: 0 of 1,017 differ between AVX2, AVX-512 VNNI and the
     capped run on each shipped model), which needs no emulator; else qemu's CPU model of the class, where it has one,
     qemu-user is installed and a runtime of the backend loads its artifact there (`Runtime.loader`: ONNX Runtime, the
-    eager x86 engine; FP32 on sse4, which oneDNN's cap has no level for)."""
+    eager x86 engine; FP32 on sse4, which oneDNN's cap has no level for; on ARM, ONNX Runtime and FP32 in it only)."""
     isa, runtimes = emulated_class(), get_backend(name).runtimes
     if isa in ONEDNN_ISA and os.environ.get("ONEDNN_MAX_CPU_ISA") == ONEDNN_ISA[isa] and any(
             r.isa_capped for r in runtimes):  # set by `identity.emulate` before oneDNN ran, or by whoever started us
         return CAP
-    if isa in QEMU_CPU and emulator.qemu_path() and any(r.loader for r in runtimes):
+    if isa in QEMU_CPU and emulator.available(isa) and any(emulator.loader(isa, r) for r in runtimes):
         return method(isa)
     return None
 
@@ -97,8 +127,11 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
 
 def _not_measured(backend: Backend) -> str:
     isa, runtimes = emulated_class(), ", ".join(r.name for r in backend.runtimes)
-    if isa in QEMU_CPU and any(r.loader for r in backend.runtimes):
-        return f"not measured: qemu-user is not installed ({INSTALL}), and {runtimes} run as {isa} only in it"
+    if isa in QEMU_CPU and any(emulator.loader(isa, r) for r in backend.runtimes):
+        return f"not measured: {emulator.missing(isa)}, and {runtimes} run as {isa} only in it"
+    if isa in aarch64.CLASSES:
+        return (f"not measured on {isa}: {runtimes} need torch, which the aarch64 environment does not have (it runs "
+                "ONNX Runtime only; never guessed)")
     if isa in QEMU_CPU and isa not in ONEDNN_ISA:
         return (f"not measured on {isa}: {runtimes} load in no emulated process, and oneDNN's cap has no {isa} level "
                 "(never guessed)")
@@ -115,12 +148,12 @@ def emulated_runtime(quantized: QuantizedModel, how: str) -> str:
     else the first other shipped-kind (timed) runtime that does (FP32: eager PyTorch); none: not measured."""
     isa = emulated_class()
     if how != CAP:
-        record, build = runtime_info(quantized.runtime), quantized.runtimes[quantized.runtime]
-        if record is None or record.loader is None:
+        build, load = quantized.runtimes[quantized.runtime], emulator.loader(isa, runtime_info(quantized.runtime))
+        if load is None:
             raise NotApplicable(f"not measured on {isa}: {quantized.runtime} does not load in an emulated process")
         artifact = build.artifact or quantized.path
         quantized.runtimes[quantized.runtime] = RuntimeBuild(
-            lambda threads: emulated_runner(isa, record.loader, artifact, threads), timed=False)
+            lambda threads: emulated_runner(isa, load, artifact, threads), timed=False)
         return quantized.runtime
     capped = [name for name, build in quantized.runtimes.items()
               if build.timed and getattr(runtime_info(name), "isa_capped", False)]

@@ -1,51 +1,46 @@
-"""The FP32 reference: the exported ONNX model run in ONNX Runtime, the baseline every delta uses; also the FP32
-speed every runtime's speed-up is measured against (eager PyTorch, Inductor, an AOTInductor package, ONNX
-Runtime), so each int8 model is compared like with like."""
+"""The FP32 reference: the model unquantized, its ONNX export the artifact (its size is FP32's), run in every
+runtime a registered backend says it runs in (`Runtime.fp32`): scored in the one that says so (every delta is paired
+against those predictions), timed in each other runtime's baseline, so each int8 model is compared like with like,
+and cross-checked in the rest. This module names none of them: a backend registered later brings its own."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
-from ..aot import aot_runner, compile_package
-from ..configs import CAPABILITIES, QuantConfig
-from ..models import LoadedModel, exported_onnx
-from ..provenance import reuse_or_build
-from ..runtimes import (
-    AOTINDUCTOR,
-    INDUCTOR,
-    ONNX2TORCH,
-    ONNXRUNTIME,
-    TORCH,
-    inductor_runner,
-    onnx2torch_runner,
-    ort_runner,
-    torch_runner,
-)
-from .base import Backend, Calibration, QuantizedModel, RuntimeBuild, register
+from ..configs import REFERENCE, Capabilities, QuantConfig
+from ..models import exported_onnx
+from .base import BACKENDS, Backend, Calibration, QuantizedModel, Runtime, register
+
+if TYPE_CHECKING:
+    from ..models import LoadedModel
+
+
+class References(Sequence[Runtime]):
+    """The runtimes FP32 runs in, read from the registry when asked: the one it is scored in first, then the others
+    in registration order."""
+
+    def _now(self) -> tuple[Runtime, ...]:
+        found = dict.fromkeys(r for b in BACKENDS.values() if b.runtimes is not self for r in b.runtimes if r.fp32)
+        return tuple(sorted(found, key=lambda r: not r.scores_fp32))
+
+    def __getitem__(self, index):
+        return self._now()[index]
+
+    def __len__(self) -> int:
+        return len(self._now())
 
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
-    path, package = exported_onnx(model), workdir / "model.aoti.pt2"
-    runtimes = {ONNXRUNTIME.name: RuntimeBuild(lambda threads: ort_runner(path, threads))}
-    if model.module is not None:  # an imported graph onnx2torch cannot convert runs in ONNX Runtime only
-        runtimes.update({
-            TORCH.name: RuntimeBuild(lambda _: torch_runner(model.module), cross_check=True),
-            INDUCTOR.name: RuntimeBuild(lambda _: inductor_runner(model.fresh()), compiles=True),
-            AOTINDUCTOR.name: RuntimeBuild(lambda _: aot_runner(compiled(model, package)), compiles=True,
-                                           artifact=package),
-            ONNX2TORCH.name: RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False, cross_check=True),
-        })
-    return QuantizedModel(path, ONNXRUNTIME.name, runtimes)
+    references = BACKEND.runtimes[:]
+    runtimes = {r.name: build for r in references if (build := r.fp32(model, workdir)) is not None}
+    return QuantizedModel(exported_onnx(model), next(r.name for r in references if r.scores_fp32), runtimes)
 
 
-def compiled(model: LoadedModel, package: Path) -> Path:
-    """The FP32 model's AOTInductor package: compiled once per workdir (one row identity), then reused while its
-    record proves it (`provenance`)."""
-    return reuse_or_build(package, {"row": package.parent.name, "weights_sha256": model.weights_sha256},
-                          lambda out: compile_package(model.fresh(), out, model.example), "compiled FP32 package")
+def configs() -> list[QuantConfig]:
+    return [QuantConfig(REFERENCE, "fp32", "no quantization: the reference every delta is computed against",
+                        default=True)]
 
 
-BACKEND = register(Backend("fp32", "no quantization: the FP32 reference", quantize,
-                           (ONNXRUNTIME, TORCH, INDUCTOR, AOTINDUCTOR, ONNX2TORCH), color="black",
-                           recipe=("quant_explorer.aot", "quant_explorer.onnx2torch_ops"),
-                           capabilities=CAPABILITIES["fp32"]))
+BACKEND = register(Backend("fp32", "no quantization: the FP32 reference", quantize, References(), color="black",
+                           capabilities=Capabilities("fp32"), configs=configs))

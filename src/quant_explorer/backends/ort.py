@@ -1,9 +1,10 @@
 """ONNX Runtime static quantization: quant_pre_process, then quantize_static over the calibration set.
 
-Its artifacts run in ONNX Runtime (what users ship); a QDQ model also runs as exact simulated quantization
-through onnx2torch, the float reference that splits a loss into the recipe's share and the int8 kernels'.
-Per-layer sensitivity selects layers with quantize_static's nodes_to_quantize / nodes_to_exclude and measures
-SQNR with onnxruntime's qdq_loss_debug.
+Its artifacts run in ONNX Runtime (what users ship; the FP32 reference is scored there too); a QDQ model also runs
+as exact simulated quantization through onnx2torch, the float reference that splits a loss into the recipe's share
+and the int8 kernels'. Per-layer sensitivity selects layers with quantize_static's nodes_to_quantize /
+nodes_to_exclude and measures SQNR with onnxruntime's qdq_loss_debug. Its configs are named
+ort_<act>_<calibration>_<format>_<granularity>[_rr], e.g. ort_u8_minmax_qdq_per_channel_rr.
 """
 
 from __future__ import annotations
@@ -14,44 +15,97 @@ import logging
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ..configs import CAPABILITIES, QuantConfig
+from ..configs import ACTIVATIONS, GRANULARITIES, Capabilities, QuantConfig
 from ..env import u8s8_saturation_warning
-from ..evaluate import Runner
 from ..files import atomic_path, scratch_dir
-from ..models import LoadedModel, exported_onnx
+from ..models import exported_onnx
 from ..provenance import reuse_or_build
-from ..runtimes import ONNX2TORCH, ONNXRUNTIME, onnx2torch_runner, ort_runner
-from .base import Backend, Calibration, QuantizedModel, RuntimeBuild, register
+from .base import Backend, Calibration, QuantizedModel, Runtime, RuntimeBuild, register
+from .ort_graph import calibration_reader, onnx_checks, onnx_layers, ort_sqnr, symmetric_activations
 
-WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")  # the ops per-layer sensitivity calls layers
+if TYPE_CHECKING:
+    import torch
+
+    from ..evaluate import Runner
+    from ..models import LoadedModel
 
 CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile",
                        "distribution": "Distribution"}  # config name -> onnxruntime's CalibrationMethod member
+FORMATS = ("qdq", "qoperator")
+CALIBRATION_NOTES = {"distribution": " (symmetric ranges, whatever the activations: see backends.ort)",
+                     "entropy": " (KL search over 2048 histogram bins, 128 quantized bins)",
+                     "percentile": " (99.999th percentile of 2048 histogram bins)"}
+# The histogram calibrations, as configs record them. Entropy with ORT's default 128/128 bins leaves the KL search
+# one candidate threshold, the full range, so it returned MinMax's ranges; TensorRT's 2048 histogram bins over 128
+# quantized bins give it 15 candidates per tensor. Percentile: ORT's defaults, written down.
+HISTOGRAMS = {"entropy": {"calibration_bins": 2048, "quantized_bins": 128},
+              "percentile": {"calibration_bins": 2048, "percentile": 99.999}}
+DEFAULTS = {  # the default sweep's
+    "ort_s8_minmax_qdq_per_channel", "ort_s8_minmax_qoperator_per_channel",
+    "ort_s8asym_minmax_qdq_per_channel", "ort_s8asym_minmax_qdq_per_tensor",
+    "ort_s8asym_minmax_qoperator_per_channel", "ort_s8asym_entropy_qdq_per_channel",
+    "ort_s8asym_percentile_qdq_per_channel", "ort_s8asym_distribution_qdq_per_channel",
+    "ort_u8_minmax_qdq_per_channel", "ort_u8_minmax_qdq_per_channel_rr",
+    "ort_u8_minmax_qoperator_per_channel", "ort_u8_minmax_qoperator_per_channel_rr",
+}
+# How a user loads a quantized model as the bench timed it ({artifact} and {threads} filled in by `load_code`).
+LOAD = """import onnxruntime as ort
+options = ort.SessionOptions()
+options.intra_op_num_threads = {threads}
+options.inter_op_num_threads = 1
+options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+session = ort.InferenceSession({artifact!r}, options, providers=["CPUExecutionProvider"])
+logits = session.run(None, {{session.get_inputs()[0].name: images}})[0]  # float32 NCHW numpy"""
 
 
-def _reader(batches: Iterable[torch.Tensor], input_name: str):
-    """ORT's calibration protocol over any batches (calibration images, or test images for SQNR): one feed
-    dict per batch, then None."""
-    from onnxruntime.quantization import CalibrationDataReader
+def _fp32_in_ort(model: LoadedModel, workdir: Path) -> RuntimeBuild:
+    from ..runtimes.onnx_runners import ort_runner
 
-    feeds = [{input_name: np.ascontiguousarray(batch.numpy())} for batch in batches]
+    path = exported_onnx(model)
+    return RuntimeBuild(lambda threads: ort_runner(path, threads))
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._feeds = iter(feeds)
 
-        def get_next(self):
-            return next(self._feeds, None)
+def _fp32_in_onnx2torch(model: LoadedModel, workdir: Path) -> RuntimeBuild | None:
+    """The FP32 export converted back to PyTorch: a cross-check of the converter (not of an imported graph, which
+    runs in ONNX Runtime only)."""
+    from ..runtimes.onnx_runners import onnx2torch_runner
 
-        def __len__(self) -> int:
-            return len(feeds)
+    if model.module is None:
+        return None
+    path = exported_onnx(model)
+    return RuntimeBuild(lambda _: onnx2torch_runner(path), timed=False, cross_check=True)
 
-    return Reader()
+
+ONNXRUNTIME = Runtime("onnxruntime", "ONNX Runtime's kernels", "onnxruntime", threads_at_build=True,
+                      threads_word="intra-op thread", load=LOAD, fp32=_fp32_in_ort, scores_fp32=True,
+                      loader="quant_explorer.runtimes.onnx_runners:ort_runner")
+ONNX2TORCH = Runtime("onnx2torch", "exact simulated quantization (the same QDQ model converted to PyTorch)", None,
+                     exact=True, fp32=_fp32_in_onnx2torch, libraries=("onnx2torch",))
+
+
+def configs() -> list[QuantConfig]:
+    """Every activation dtype x calibration x format x granularity x reduce_range."""
+    out = []
+    for act, (dtype, symmetric) in ACTIVATIONS.items():
+        for calibration in CALIBRATION_METHODS:
+            for fmt in FORMATS:
+                for granularity in GRANULARITIES:
+                    for rr in (False, True):
+                        name = f"ort_{act}_{calibration}_{fmt}_{granularity}" + ("_rr" if rr else "")
+                        out.append(QuantConfig(
+                            name, "ort",
+                            f"ONNX Runtime quantize_static: {dtype} {'symmetric' if symmetric else 'asymmetric'} "
+                            f"activations, int8 {granularity.replace('_', '-')} weights, {calibration} "
+                            f"calibration{CALIBRATION_NOTES.get(calibration, '')}, {fmt.upper()}"
+                            + (", reduce_range" if rr else ""),
+                            activation_dtype=dtype, symmetric_activations=symmetric, weight_dtype="int8",
+                            granularity=granularity, calibration=calibration, format=fmt, reduce_range=rr,
+                            **HISTOGRAMS.get(calibration, {}), default=name in DEFAULTS))
+    return out
 
 
 @contextlib.contextmanager
@@ -158,14 +212,6 @@ def pad_narrow_conv_inputs(model, channels: int = 4) -> list[str]:
     return changed
 
 
-def symmetric_activations(config: QuantConfig) -> bool:
-    """Distribution calibration's ranges are symmetric whatever the config asks: ORT histograms every tensor over
-    [-max|x|, max|x|] and takes the histogram's edges as the range. Declared asymmetric, ORT drops each ReLU
-    whose input it quantizes, trusting a range that starts at 0 to clip the negatives, and the model falls to
-    chance (10% measured on all three models); declared symmetric, the ReLUs stay."""
-    return config.symmetric_activations or config.calibration == "distribution"
-
-
 def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: Calibration,
                   nodes_to_exclude: list[str] | None = None, nodes_to_quantize: list[str] | None = None) -> Path:
     """quantize_static with the config's dtypes, method, format and granularity; used by per-layer analysis too."""
@@ -176,7 +222,7 @@ def quantize_onnx(source: Path, output: Path, config: QuantConfig, calibration: 
     proto = onnx.load(str(source))
     if config.reduce_range:
         pad_narrow_conv_inputs(proto)
-    reader = _reader(calibration.batches(), proto.graph.input[0].name)
+    reader = calibration_reader(calibration.batches(), proto.graph.input[0].name)
     # ORT's own temporary folders go in the scratch folder too: a run killed mid-calibration leaves them where the
     # next start removes them (`files.remove_leftovers`), never in the system's temporary directory.
     with _quiet(), scratch_dir(Path(output).parent, "qe-ort") as scratch, atomic_path(output, ".onnx") as tmp:
@@ -225,6 +271,8 @@ def histogram_ranges(proto, config: QuantConfig, reader, scratch: Path):
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
     # Quantized once per workdir (one row identity; the file is written whole or not at all), then reused while its
     # record proves it: the bench and a repeated `quantize` load the sweep's model instead of calibrating it again.
+    from ..runtimes.onnx_runners import onnx2torch_runner, ort_runner
+
     source = preprocessed_onnx(model)
     path = reuse_or_build(workdir / "model.onnx", {"row": workdir.name, "source": source.name},
                           lambda out: quantize_onnx(source, out, config, calibration), "quantized model")
@@ -241,117 +289,6 @@ def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration |
                           warnings=[w for w in warnings if w])
 
 
-QUANTIZED_OPS = {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QGemm", "QLinearAveragePool",
-                 "QLinearGlobalAveragePool", "QLinearMul", "ConvInteger", "MatMulInteger"}
-
-
-# QOperator ops carry their output's (scale, zero point) as inputs at these positions.
-OUTPUT_QPARAMS = {"QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QLinearAdd": (6, 7), "QLinearMul": (6, 7),
-                  "QLinearAveragePool": (3, 4), "QLinearGlobalAveragePool": (3, 4), "QGemm": (7, 8)}
-
-
-def onnx_checks(path: Path, config: QuantConfig) -> dict:
-    """What the quantized graph holds, and whether every activation's quantization is the one the config asked
-    for and represents 0.0 exactly.
-
-    Per activation: its zero point has the config's dtype (ONNX reads a missing one as uint8 0); with symmetric
-    activations it sits at the middle of the range (0 for int8, 128 for uint8); the scale is positive and
-    finite. Then quantize(0.0) = zp and dequantize(zp) = 0.0, and ReLU's zeros and padding stay exact.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(path)).graph
-    init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    ops = Counter(node.op_type for node in graph.node)
-    expected = np.dtype(config.activation_dtype)
-    symmetric_zp = 0 if expected == np.int8 else 128
-    checked, dtypes, bad = 0, set(), []
-    for node in graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] not in init:  # weights are not activations
-            scale_at, zp_at = 1, 2
-        elif node.op_type in OUTPUT_QPARAMS:
-            scale_at, zp_at = OUTPUT_QPARAMS[node.op_type]
-        else:
-            continue
-        scale = init.get(node.input[scale_at])
-        zp = init.get(node.input[zp_at]) if len(node.input) > zp_at else np.zeros((), np.uint8)
-        checked += 1
-        dtypes.add(str(zp.dtype) if zp is not None else "unknown")
-        zp_ok = zp is not None and zp.dtype == expected and (not symmetric_activations(config)
-                                                             or bool(np.all(zp == symmetric_zp)))
-        scale_ok = scale is not None and bool(np.all(np.isfinite(scale) & (scale > 0)))
-        if not (zp_ok and scale_ok):
-            bad.append(node.input[0])
-    return {
-        "quantized_ops": {k: v for k, v in sorted(ops.items()) if k in QUANTIZED_OPS or k == "DequantizeLinear"},
-        "activation_dtypes": sorted(dtypes),
-        "activation_tensors_checked": checked,
-        "zero_point_exact_zero": not bad,
-        "zero_point_failures": bad,
-    }
-
-
-def onnx_layers(path: Path) -> list[dict]:
-    """Weighted nodes of an ONNX graph in graph order: layer (the weight's name minus '.weight'), node, op."""
-    import onnx
-
-    graph = onnx.load(str(path)).graph
-    weights = {t.name for t in graph.initializer}
-    out = []
-    for node in graph.node:
-        weight = next((i for i in node.input[1:2] if i in weights), None)
-        if node.op_type in WEIGHT_OPS and weight:
-            out.append({"layer": weight.removesuffix(".weight"), "node": node.name, "op_type": node.op_type})
-    return out
-
-
-def _tensor_labels(path: Path) -> dict[str, str]:
-    """Tensor name -> readable label: the layer producing it, or 'Relu after stack1.conv1'."""
-    import onnx
-
-    graph = onnx.load(str(path)).graph
-    weights = {t.name for t in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    labels: dict[str, str] = {graph.input[0].name: "input"}
-
-    def layer_of(tensor: str, hops: int = 0) -> str | None:
-        node = producer.get(tensor)
-        if node is None or hops > 20:
-            return None
-        weight = next((i for i in node.input[1:2] if i in weights), None)
-        if node.op_type in WEIGHT_OPS and weight:
-            return weight.removesuffix(".weight")
-        return layer_of(node.input[0], hops + 1)
-
-    for tensor, node in producer.items():
-        layer = layer_of(tensor)
-        direct = node.op_type in WEIGHT_OPS and layer and node.input[1].removesuffix(".weight") == layer
-        labels[tensor] = layer if direct else f"{node.op_type} after {layer}" if layer else node.op_type
-    return labels
-
-
-def ort_sqnr(source: Path, quantized_qdq: Path, images: torch.Tensor, workdir: Path) -> tuple[list[dict], dict]:
-    """Per-tensor SQNR (dB) of the QDQ model's activations against the FP32 model's, and per-layer weight SQNR."""
-    import onnx
-    from onnxruntime.quantization import qdq_loss_debug as qdq
-
-    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
-    acts = {}
-    for name, path in (("float", source), ("qdq", quantized_qdq)):
-        augmented = workdir / f"{name}.augmented.onnx"
-        qdq.modify_model_output_intermediate_tensors(str(path), str(augmented))
-        acts[name] = qdq.collect_activations(str(augmented), _reader([images], input_name))
-    errors = qdq.compute_activation_error(qdq.create_activation_matching(acts["qdq"], acts["float"]))
-    labels = _tensor_labels(source)
-    order = {t: i for i, t in enumerate(labels)}
-    activations = [{"tensor": t, "label": labels.get(t, t), "sqnr_db": round(float(e["xmodel_err"]), 3)}
-                   for t, e in errors.items() if "xmodel_err" in e and t in order and labels.get(t) != "input"]
-    weights = qdq.compute_weight_error(qdq.create_weight_matching(str(source), str(quantized_qdq)))
-    weight_sqnr = {n.removesuffix(".weight"): round(float(v), 3) for n, v in weights.items() if n.endswith(".weight")}
-    return sorted(activations, key=lambda a: order[a["tensor"]]), weight_sqnr
-
-
 class OrtLayerVariants:
     """quantize_static restricted to some nodes; SQNR from the QDQ form of the same recipe."""
 
@@ -363,6 +300,8 @@ class OrtLayerVariants:
         self.layers = onnx_layers(self.source)
 
     def build(self, only: str | None = None, skip: str | None = None) -> Runner:
+        from ..runtimes.onnx_runners import ort_runner
+
         path = quantize_onnx(self.source, self.workdir / "variant.onnx", self.config, self.calibration,
                              nodes_to_exclude=[skip] if skip else None, nodes_to_quantize=[only] if only else None)
         return ort_runner(path)
@@ -393,5 +332,7 @@ class OrtLayerVariants:
 
 
 BACKEND = register(Backend("ort", "ONNX Runtime quantize_static", quantize, (ONNXRUNTIME, ONNX2TORCH),
-                           color="tab:blue", layer_variants=OrtLayerVariants, recipe=("quant_explorer.onnx2torch_ops",),
-                           capabilities=CAPABILITIES["ort"]))
+                           color="tab:blue", layer_variants=OrtLayerVariants,
+                           recipe=("quant_explorer.backends.ort_graph",),
+                           capabilities=Capabilities("ort", calibrations=tuple(CALIBRATION_METHODS), formats=FORMATS),
+                           configs=configs, libraries=("onnxruntime", "onnx")))

@@ -53,14 +53,16 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
     started = time.perf_counter()  # the command's wall time includes importing torch, which is seconds
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..configs import get_config
+    from ..backends import get_config
     from ..paths import results_file
 
     chosen = get_config(config)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task(f"{model}: loading torch, the data and the model")
-        from ..experiment import FP32, load_models, prepare, row_key
+        from ..experiment import FP32
+        from ..keys import row_identity, row_key
+        from ..preflight import load_models, prepare
         from ..results import Results
         from ..sweep import run_sweep
 
@@ -74,10 +76,10 @@ def quantize(config: str = typer.Option(..., "--config", "-c", help="Config name
                                          notify=lambda line: err_console.print(f"[yellow]warning:[/yellow] {line}",
                                                                                highlight=False, soft_wrap=True)))
         stored = Results.load(results_file()).rows
-        fp32 = stored.get(row_key(loaded[0], FP32, data, calibration_n, 0))
+        fp32 = stored.get(row_key(loaded[0], FP32, row_identity(loaded[0], FP32, data)))
     answer = quantize_answer(row, fp32, stored, data.test.labels.numpy(), time.perf_counter() - started)
     if as_json:
-        print_json(answer)
+        print_json(answer.to_json())
     else:
         print_answer(answer)
         for warning in row.warnings or []:
@@ -114,11 +116,11 @@ def sweep(model: list[str] = typer.Option(None, "--model", "-m", help="Models to
     """
     import time
 
-    from ..configs import select_configs
+    from ..backends import select_configs
     from ..executors import make_executor
-    from ..experiment import load_models, prepare
     from ..models import SHIPPED
     from ..paths import results_file
+    from ..preflight import load_models, prepare
     from ..sweep import run_sweep, stage_seconds
 
     if isa != "native" and executor == "ray":  # a cluster's workers would not inherit the oneDNN cap
@@ -194,10 +196,10 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     stored bench when the same rows were timed alike here (say so with --force to time again)."""
     import torch
 
-    from ..bench import BenchSettings, bench_and_record, failures
-    from ..configs import select_configs
-    from ..experiment import load_models, prepare
+    from ..backends import select_configs
+    from ..bench import BenchSettings, bench_and_record
     from ..paths import bench_file, results_file
+    from ..preflight import load_models, prepare
     from ..report.text import bench_table_rows
 
     chosen = select_configs(patterns(config_names))
@@ -206,20 +208,20 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     [loaded] = load_models([model], weights, input_scale, mean, std, data)
     document = bench_and_record(loaded, chosen, data, calibration_n, seed, settings, results_file(),
                                 bench_file(loaded.name), log=err_console.print, force=force)
+    failed = document.failures()
     if as_json:
-        print_json(document)
-        raise typer.Exit(1 if failures(document) else 0)
-    if document.get("reused"):
-        err_console.print(f"the same rows were timed alike on this CPU ({document['created']}): shown as stored; "
+        print_json(document.to_dict())
+        raise typer.Exit(1 if failed else 0)
+    if document.reused:
+        err_console.print(f"the same rows were timed alike on this CPU ({document.created}): shown as stored; "
                           "--force times them again", highlight=False)
     table = Table("config", "runtime", "latency b1 median (spread), ms", "threads b1", "latency b1 p90 (ms)",
                   "throughput b256 (images/s)", "× FP32", "size (KiB)", "accuracy as run", "reference accuracy",
                   title=f"{loaded.name}, {settings.threads} threads (batch 1: the fastest of "
-                        f"{', '.join(map(str, settings.latency_threads))}), {document['environment']['cpu']['model']}")
+                        f"{', '.join(map(str, settings.latency_threads))}), {document.environment['cpu']['model']}")
     for r in bench_table_rows(document):
         table.add_row(*r)
     print_table(table)
-    failed = failures(document)
     if failed:
         err_console.print(f"[red]error:[/red] {len(failed)} failed ({failed[0]}{', ...' if len(failed) > 1 else ''}); "
                           "saved with their errors, never reused: rerun to time them again", highlight=False,
@@ -265,9 +267,9 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
 
     A size and seed the sweep already measured alike (same key in full_results.json) is taken from there.
     """
-    from ..configs import get_config
-    from ..experiment import load_models, prepare
+    from ..backends import get_config
     from ..paths import results_file, results_path
+    from ..preflight import load_models, prepare
     from ..results import Results
     from ..studies.calibration_size import FILE, CalibrationSizeStudy, parse_sizes
     from .views import show_study
@@ -281,7 +283,7 @@ def calib_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
     entry = study.run(loaded, data, Results.load(results_file()).rows, quiet_or(as_json))
     study.save(out, entry)
     if as_json:
-        return print_json(entry)
+        return print_json(entry.to_dict())
     show_study(study, entry)
     console.print(f"saved to {out}")
 
@@ -295,9 +297,10 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
                       data_dir: Optional[Path] = DataDir, input_scale: Optional[str] = InputScale,
                       mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt, as_json: bool = JsonOpt) -> None:
     """Per layer: quantize it alone / keep it alone FP32, plus activation SQNR; saved to layer_sensitivity.json."""
-    from ..configs import get_config
-    from ..experiment import load_models, make_calibration, prepare
+    from ..backends import get_config
+    from ..keys import make_calibration
     from ..paths import results_path
+    from ..preflight import load_models, prepare
     from ..studies import layer_sensitivity as per_layer
     from .views import show_study
 
@@ -309,9 +312,9 @@ def layer_sensitivity(config: str = typer.Option(..., "--config", "-c", help="A 
                           [name for name in layers.split(",") if name] if layers else None, log=quiet_or(as_json))
     per_layer.save(out, entry)
     if as_json:
-        return print_json(entry)
+        return print_json(entry.to_dict())
     show_study(per_layer.LayerSensitivityStudy, entry)
-    console.print(f"most recovered by keeping FP32: {', '.join(entry['ranking_by_recovery'][:3])}; saved to {out}")
+    console.print(f"most recovered by keeping FP32: {', '.join(entry.ranking_by_recovery[:3])}; saved to {out}")
 
 
 @app.command()
@@ -321,8 +324,8 @@ def analyze(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
             data_dir: Optional[Path] = DataDir, as_json: bool = JsonOpt) -> None:
     """Run the report's studies (calibration size, per layer: `studies.STUDIES`) that are missing or stale; skip the
     rest. A calibration-size point the sweep already stored alike is taken from full_results.json."""
-    from ..experiment import load_models, prepare
     from ..paths import results_file, results_path
+    from ..preflight import load_models, prepare
     from ..studies import STUDIES, run_studies
 
     studies = [s for s in STUDIES if not model or s.model in model]

@@ -63,7 +63,7 @@ def show(head: list[str], rows: list[list[str]], labels: list[str], title: str =
         console.print(Padding(Text(rest), (0, 0, 0, 4)))
 
 
-def show_study(kind, entry: dict) -> None:
+def show_study(kind, entry) -> None:
     """One study entry as its kind formats it for the report too (`studies.Study`): heading, table, text."""
     head, rows = kind.table(entry)
     show(head, [[str(v) for v in row] for row in rows], [f"{h}: " for h in head[1:]], title=kind.heading(entry))
@@ -91,7 +91,7 @@ def models(as_json: bool = JsonOpt) -> None:
 def configs(as_json: bool = JsonOpt, all_configs: bool = typer.Option(False, "--all", help="The full grid, not "
             "only the default sweep.")) -> None:
     """List the quantization configs (the default sweep, or the full grid with --all)."""
-    from ..configs import select_configs
+    from ..backends import select_configs
 
     chosen = select_configs(all_configs=all_configs)
     if as_json:
@@ -113,8 +113,9 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     with busy("loading torch"):
         from ..data import load_split, resolve_data_dir
         from ..evaluate import evaluate as run_eval
-        from ..experiment import check_fp32_runtime, folder_classes, folder_shape, fp32_runner, load_models
+        from ..experiment import fp32_runner
         from ..models import exported_onnx
+        from ..preflight import check_fp32_runtime, folder_classes, folder_shape, load_models
         from ..runtimes import onnx_opset
 
     check_fp32_runtime(runtime)
@@ -168,15 +169,17 @@ def _preamble(view) -> None:
         console.print(line, markup=False, highlight=False)  # wrapped at spaces: a config name is never cut
 
 
-def _pick_lines(choice: dict) -> None:
+def _pick_lines(choice) -> None:
+    """A model's pick (`analysis.view.Choice`) in lines: identical recipes, the pick and its rule, the resolution,
+    the pick on each deployment class."""
     from ..analysis.deploy import classes_text
 
-    if choice.get("identical_text"):
-        console.print(f"identical recipes: {choice['identical_text']}.", markup=False, highlight=False)
-    console.print(f"pick ({choice['objective']}): {choice['pick'] or 'none'} — {choice['rule']}.", markup=False,
+    if choice.identical:
+        console.print(f"identical recipes: {choice.identical_text}.", markup=False, highlight=False)
+    console.print(f"pick ({choice.objective}): {choice.pick or 'none'} — {choice.rule}.", markup=False,
                   highlight=False)
-    if choice.get("resolution"):
-        console.print(choice["resolution"]["text"] + ".", markup=False, highlight=False)
+    if choice.resolution:
+        console.print(choice.resolution["text"] + ".", markup=False, highlight=False)
     if classes_text(choice):
         console.print(classes_text(choice) + ".", markup=False, highlight=False)
 
@@ -221,12 +224,13 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
     if model and not document["rows"]:
         raise UserError(f"no results for {', '.join(model)} in {view.environment} / {view.dataset_name}")
     if as_json:  # the answer first (per model: the pick, its numbers, its rule, what was set aside), then the rows
+        from ..record import document as document_of
         from ..report.answer import answers
 
-        found = {m: a for m, a in answers(view).items() if not model or m in model}
+        found = {m: document_of(a) for m, a in answers(view).items() if not model or m in model}
         return print_json({"answer": found, **document})
     _preamble(view)
-    key, _, _ = OBJECTIVES[objective]
+    cost = OBJECTIVES[objective].cost
     batch = 256 if objective == "throughput" else 1
     unit = {"latency": "latency (ms, batch 1)", "throughput": "images/s, batch 256", "size": "size (bytes)"}[objective]
     for name, choice in choices(view).items():
@@ -235,7 +239,7 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
         rows = []
         for r in (r for r in view.rows if r.model == name):
             ratio = speedup(r, batch)[0]
-            cost = r.cost(key)
+            value = cost(r)
             rows.append([r.config_name + (" ◀" if r.pick else ""), r.runtime or "—",
                          str(len(r.seeds)) if r.seeds else "—",
                          f"{100 * r.accuracy:.2f} ± {100 * r.accuracy_std:.2f}",
@@ -243,7 +247,7 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
                          interval(r.delta_pp_ci) + scope((r.delta_stats or {}).get("seed_part")),
                          ({True: "yes", False: "no", None: "—"}[r.in_best_set]
                           + (f" (= {r.identical_to})" if r.identical_to else "")) if is_quantized(r) else "",
-                         f"{cost:,.4g}" if isinstance(cost, (int, float)) else "—",
+                         f"{value:,.4g}" if isinstance(value, (int, float)) else "—",
                          f"{ratio:.2f}x" if ratio else "—"])
         show(["config", "runtime", "seeds", "accuracy % ± sd", "Δ pp", f"{level_text()} interval", "in set", unit,
               f"× fastest FP32, batch {batch}"], rows,
@@ -252,9 +256,9 @@ def summary(model: list[str] = typer.Option(None, "--model", "-m", help="Only th
                    f"{level_text()} confidence set for the best; ◀ the pick")
         if choice:
             _pick_lines(choice)
-            depends = classes.get(name, {}).get("configs", {}).get(choice.get("pick"), {}).get("depends_on_class")
+            depends = classes.get(name, {}).get("configs", {}).get(choice.pick, {}).get("depends_on_class")
             if depends:
-                console.print(f"warning: {choice['pick']}'s accuracy depends on the CPU class (its intervals on two "
+                console.print(f"warning: {choice.pick}'s accuracy depends on the CPU class (its intervals on two "
                               "classes do not overlap): see the CPU-class matrix below", markup=False, highlight=False)
     for name, table in classes.items():
         if len(table["classes"]) > 1:
@@ -372,15 +376,18 @@ def cpu(emulable: bool = typer.Option(False, "--emulable", help="Print only the 
         as_json: bool = JsonOpt) -> None:
     """This CPU's int8-kernel class, the lower classes `--isa` can emulate on it and how (qemu-user's CPU models for
     ONNX Runtime, the eager engine and FP32; oneDNN's cap for PT2E)."""
-    from ..emulation import INSTALL, QEMU_CPU, method, qemu_path
+    from ..emulation import QEMU_CPU, available, method, missing, qemu_path
     from ..env import cpu_info
     from ..identity import CAP, CAPPED, below, cpu_class
     from ..identity import emulable as classes
 
     here = cpu_class(cpu_info())
-    methods = {c: [*([method(c)] if c in QEMU_CPU and qemu_path() else []),
+    methods = {c: [*([method(c)] if c in QEMU_CPU and available(c) else []),
                    *([CAP] if c in CAPPED.get(here, ()) else [])] for c in classes(here)}
-    missing = [c for c in below(here) if c in QEMU_CPU] if not qemu_path() else []
+    absent: dict[str, list[str]] = {}  # why qemu cannot run them -> the classes
+    for c in below(here):
+        if c in QEMU_CPU and not available(c):
+            absent.setdefault(missing(c), []).append(c)
     info = {"model": cpu_info()["model"], "cpu_class": here, "emulates": list(methods), "methods": methods,
             "qemu": qemu_path()}
     if as_json:
@@ -388,6 +395,6 @@ def cpu(emulable: bool = typer.Option(False, "--emulable", help="Print only the 
     if emulable:
         return print(" ".join(info["emulates"]))
     said = ", ".join(f"{c} ({' and '.join(m)})" for c, m in methods.items()) or "nothing lower"
-    console.print(f"{info['model']}: {here}; can emulate: {said}" + (
-        f"; without qemu-user, ONNX Runtime and the eager engine are not measured on {', '.join(missing)} "
-        f"({INSTALL})" if missing else ""), highlight=False)
+    console.print(f"{info['model']}: {here}; can emulate: {said}" + "".join(
+        f"; not measured in qemu on {', '.join(isas)}: {why}" for why, isas in absent.items()),
+        highlight=False)

@@ -64,7 +64,7 @@ def convert(model, fixed_batch: int | None) -> nn.Module:
     torch.export, i.e. PT2E), flattened to torch ops and nn layers when it traces (for TorchScript)."""
     from onnx2torch import convert as onnx2torch_convert
 
-    from .. import onnx2torch_ops  # noqa: F401  (registers ReduceMean-18 and Pad-18: what torch.onnx writes)
+    from ..runtimes import onnx2torch_ops  # noqa: F401  (registers ReduceMean-18 and Pad-18: what torch.onnx writes)
 
     graph = _tidy(onnx2torch_convert(model))
     try:

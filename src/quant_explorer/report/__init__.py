@@ -18,8 +18,8 @@ from ..analysis import current_studies
 from ..analysis.deploy import deployment
 from ..analysis.summary import load_view
 from ..files import write_text_atomic
-from ..results import Results, load_results
-from ..studies import kinds
+from ..results import Results
+from ..studies import kinds, read_entries
 from .html import render_html
 from .markdown import markdown
 from .render_check import find_chromium, render_check
@@ -35,7 +35,7 @@ def build(results_dir: Path, report_dir: Path, environment: str | None = None, d
     `data_dir` where not cached)."""
     results = Results.load(results_dir / "full_results.json")
     view = load_view(results, environment, dataset, objective=objective, data_dir=data_dir)
-    studies = [(kind, current_studies(load_results(results_dir / kind.file)["entries"], view.rows))
+    studies = [(kind, current_studies(read_entries(results_dir / kind.file, kind), view.rows))
                for kind in kinds()]  # each registered kind's entries measured alike to the view
     classes = {m: t for m, t in deployment(view, results, deploy, data_dir).items()
                if len(t["classes"]) > 1}  # a matrix only where the file holds more than one CPU class

@@ -10,6 +10,7 @@ machine's directories.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..analysis.deploy import classes_text
 from ..analysis.pick import choices, not_scored
 from ..analysis.rows import speedup
 from ..analysis.view import PooledRow, View, per_class
+from ..bench_entry import LoadRecord
 from ..models import MODELS
 from ..paths import ARTIFACTS_ENV, artifacts_dir
 from ..row import Row
@@ -41,7 +43,7 @@ def shown_path(path: Path) -> str:
 def artifact_path(row: Row) -> tuple[str, bool]:
     """Where a row's saved quantized model is (`experiment.workdir_for`: one folder per artifact identity), shown
     relative, and whether it is on this machine. A row made elsewhere names the folder a rerun would write."""
-    from ..experiment import artifact_hash
+    from ..keys import artifact_hash
     from ..paths import models_dir
     from ..provenance import is_bookkeeping
 
@@ -97,18 +99,66 @@ def today() -> str:
     return datetime.now().strftime("%Y-%m-%d")
 
 
-def answers(view: View) -> dict[str, dict]:
-    """Per model: the pick and everything the answer block shows; {} for a model without a pick."""
+@dataclass
+class NoAnswer:
+    """A model without a pick, and why (`answers`)."""
+
+    pick: None
+    not_scored: list[str]  # 'config (why)' of each config whose row failed
+    rule: str | None
+
+
+@dataclass
+class Answer:
+    """One model's answer block: the pick, what it costs (Δ vs FP32 with its interval, the classes that lose
+    detectably) and buys (speed against the fastest FP32 runtime, size), how to reproduce and load it, and where its
+    saved model is. In `summary --json` as `record.document` writes it."""
+
+    pick: str
+    runtime: str | None
+    objective: str
+    accuracy: float
+    accuracy_std: float
+    seeds: list
+    fp32_accuracy: float | None
+    fp32_runtime: str | None
+    delta_pp: float | None
+    delta_pp_ci: list[float] | None
+    delta_seed_part: str | None
+    latency_ms_b1: float | None
+    speedup_b1: float | None
+    speedup_b1_against: str
+    latency_ms_b1_spread: float | None
+    load: LoadRecord | None  # the setting it was timed with at batch 1, and its load code
+    throughput_b256: float | None
+    speedup_b256: float | None
+    speedup_b256_against: str
+    size_bytes: int
+    fp32_size_bytes: int | None
+    losing_classes: list[dict]  # {class, delta_pp, ci_pp, mostly_to}
+    reproduce: str
+    artifact: str
+    artifact_here: bool
+    rule: str
+    best_set: list[str]
+    classes: dict  # the pick's cell on each deployment class
+    classes_text: str | None
+    set_aside: list[str]  # configs with rows set aside from the view
+    not_scored: list[str]
+
+
+def answers(view: View) -> dict[str, Answer | NoAnswer]:
+    """Per model: the pick and everything the answer block shows, or why there is none."""
     out = {}
     fp32 = fp32_rows(view.rows)
     for model, choice in choices(view).items():
-        if not choice or not choice.get("pick"):
+        if not choice or not choice.pick:
             failed = not_scored(view, model)
-            out[model] = {"pick": None, "not_scored": failed, "rule": choice.get("rule") if choice else
-                          f"no quantized config scored: {'; '.join(failed)}" if failed else
-                          f"no quantized config of it in this view yet (`quant-explorer sweep --model {model}`)"}
+            why = (choice.rule if choice else f"no quantized config scored: {'; '.join(failed)}" if failed else
+                   f"no quantized config of it in this view yet (`quant-explorer sweep --model {model}`)")
+            out[model] = NoAnswer(None, failed, why)
             continue
-        row = next(r for r in view.rows if r.model == model and r.config_name == choice["pick"])
+        row = next(r for r in view.rows if r.model == model and r.config_name == choice.pick)
         classes = per_class(view, row)
         losing = []
         if model in fp32 and row.confusion_matrix is not None:
@@ -117,26 +167,22 @@ def answers(view: View) -> dict[str, dict]:
         ratio_256, against_256 = speedup(row, 256)
         path, present = artifact_path(row)
         reference = fp32.get(model)
-        out[model] = {
-            "pick": row.config_name, "runtime": row.runtime, "objective": choice["objective"],
-            "accuracy": row.accuracy, "accuracy_std": row.accuracy_std, "seeds": row.seeds,
-            "fp32_accuracy": reference.accuracy if reference else None,
-            "fp32_runtime": reference.runtime if reference else None,
-            "delta_pp": row.delta_pp, "delta_pp_ci": row.delta_pp_ci,
-            "delta_seed_part": (row.delta_stats or {}).get("seed_part"),
-            "latency_ms_b1": row.speed.get("latency_ms_b1_median"), "speedup_b1": ratio_1,
-            "speedup_b1_against": against_1, "latency_ms_b1_spread": row.speed.get("latency_ms_b1_spread"),
-            "load": (row.bench or {}).get("load"),  # the setting it was timed with at batch 1, and its load code
-            "throughput_b256": row.speed.get("throughput_b256"), "speedup_b256": ratio_256,
-            "speedup_b256_against": against_256,
-            "size_bytes": row.size_bytes, "fp32_size_bytes": reference.size_bytes if reference else None,
-            "losing_classes": [{"class": c["class"], "delta_pp": c["delta_pp"], "ci_pp": c["ci_pp"],
-                                "mostly_to": c["mostly_to"]} for c in losing],
-            "reproduce": reproduce(row), "artifact": path, "artifact_here": present,
-            "rule": choice["rule"], "best_set": choice.get("best_set", []),
-            "classes": (choice.get("deploy") or {}).get("cells", {}),  # the pick on each deployment class
-            "classes_text": classes_text(choice),
-            "set_aside": sorted({s["config"] for s in view.set_aside if s["model"] == model}),
-            "not_scored": not_scored(view, model),
-        }
+        out[model] = Answer(
+            pick=row.config_name, runtime=row.runtime, objective=choice.objective,
+            accuracy=row.accuracy, accuracy_std=row.accuracy_std, seeds=row.seeds,
+            fp32_accuracy=reference.accuracy if reference else None,
+            fp32_runtime=reference.runtime if reference else None,
+            delta_pp=row.delta_pp, delta_pp_ci=row.delta_pp_ci,
+            delta_seed_part=(row.delta_stats or {}).get("seed_part"),
+            latency_ms_b1=row.speed.latency_ms_b1_median, speedup_b1=ratio_1, speedup_b1_against=against_1,
+            latency_ms_b1_spread=row.speed.latency_ms_b1_spread, load=row.bench.load if row.bench else None,
+            throughput_b256=row.speed.throughput_b256, speedup_b256=ratio_256, speedup_b256_against=against_256,
+            size_bytes=row.size_bytes, fp32_size_bytes=reference.size_bytes if reference else None,
+            losing_classes=[{"class": c["class"], "delta_pp": c["delta_pp"], "ci_pp": c["ci_pp"],
+                             "mostly_to": c["mostly_to"]} for c in losing],
+            reproduce=reproduce(row), artifact=path, artifact_here=present, rule=choice.rule,
+            best_set=choice.best_set, classes=choice.deploy.cells if choice.deploy else {},
+            classes_text=classes_text(choice),
+            set_aside=sorted({s["config"] for s in view.set_aside if s["model"] == model}),
+            not_scored=not_scored(view, model))
     return out

@@ -24,11 +24,12 @@ from ..analysis.pareto import latency_column, pareto_table, picks, speed_columns
 from ..analysis.pick import choices
 from ..analysis.rows import size_vs_fp32
 from ..analysis.view import View, scope
+from ..bench_entry import WORDS, LoadRecord
 from ..stats import ALPHA, CORRECTION_NAME, level_text
-from ..studies.base import Delta, Study
-from .answer import answers, dataset_label, made_on, today
+from ..studies.base import Delta, Study, StudyEntry
+from .answer import Answer, NoAnswer, answers, dataset_label, made_on, today
 from .plots import plot_class_deltas, plot_confusion, plot_forest, plot_tradeoff
-from .text import SPEED_WORDS, accuracy_text, delta_text, in_set_text, speed_text, speedup_text
+from .text import accuracy_text, delta_text, in_set_text, speed_text, speedup_text
 
 DETAIL_PER_MODEL = 3  # confusion heatmaps and class bars: this many worst configs per model, plus the best
 NUMERIC = re.compile(r"^([-+−]?[\d.,]+ ?(%|pp)?|—|★)$")
@@ -71,20 +72,20 @@ def _lead_section(view: View, model: str) -> str:
     choice = choices(view)[model]
     if not choice:
         return ""
-    mine = [p for p in picks(view) if p["model"] == model]
     table = _table(["", "config", "runtime", "accuracy ± sd over seeds", f"Δ vs FP32 pp [{level_text()}]",
                     "size KiB", "batch 1 (× fastest FP32)", "batch 256 (× fastest FP32)"],
-                   [[p["criterion"], p["config"], p["runtime"] or "—", accuracy_text(p), delta_text(p),
-                     f"{p['size_bytes'] / 1024:.1f}", _speed_cell(p["latency_ms_b1_median"], speedup_text(p, 1), "ms"),
-                     _speed_cell(p["throughput_b256"], speedup_text(p), "img/s")] for p in mine])
-    identical = f"<p>{html.escape(choice['identical_text'])}.</p>" if choice.get("identical_text") else ""
-    resolution = choice["resolution"].get("text", "") if choice.get("resolution") else ""
+                   [[p.criterion, r.config_name, r.runtime or "—", accuracy_text(r), delta_text(r),
+                     f"{r.size_bytes / 1024:.1f}", _speed_cell(r.speed.latency_ms_b1_median, speedup_text(r, 1), "ms"),
+                     _speed_cell(r.speed.throughput_b256, speedup_text(r), "img/s")]
+                    for p in picks(view) if p.model == model for r in [p.row]])
+    identical = f"<p>{html.escape(choice.identical_text)}.</p>" if choice.identical else ""
+    resolution = choice.resolution.get("text", "")
     forest = _img(plot_forest(view, model), f"{model} forest plot") if any(
         r.delta_pp is not None for r in view.rows if r.model == model and is_quantized(r)) else ""
     return "\n".join([f'<h2 id="model-{html.escape(model)}">{html.escape(model)}: every config against FP32</h2>',
                       forest,
-                      f"<p><b>Pick ({html.escape(choice['objective'])}): {html.escape(choice['pick'] or 'none')}</b>. "
-                      f"{html.escape(choice['rule'])}.</p>", identical,
+                      f"<p><b>Pick ({html.escape(choice.objective)}): {html.escape(choice.pick or 'none')}</b>. "
+                      f"{html.escape(choice.rule)}.</p>", identical,
                       table, f"<p>{html.escape(resolution)}.</p>" if resolution else ""])
 
 
@@ -95,19 +96,18 @@ def _breakable(text: str) -> str:
                     html.escape(t).replace("_", "_<wbr>").replace("/", "/<wbr>") for t in text.split(" "))
 
 
-def _answer_block(model: str, a: dict) -> str:
+def _answer_block(model: str, a: Answer | NoAnswer) -> str:
     """One model's answer: what to ship and what it costs and buys, the command and the saved model."""
-    if not a.get("pick"):
+    if not isinstance(a, Answer):
         return (f'<section class="answer" id="answer-{html.escape(model)}"><h2>{html.escape(model)}</h2>'
-                f"<p>No pick: {html.escape(a.get('rule') or '')}.</p></section>")
-    ci = a.get("delta_pp_ci")
-    delta = "—" if a["delta_pp"] is None else (f"<b>{a['delta_pp']:+.2f} pp</b>" + (
-        f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {level_text()} interval{scope(a.get('delta_seed_part'))}" if ci else ""))
-    seeds = len(a["seeds"])
-    accuracy = f"{100 * a['accuracy']:.2f}%" + (f" ± {100 * a['accuracy_std']:.2f} over {seeds} seeds"
-                                                 if seeds > 1 else "")
-    fp32 = (f" vs FP32 {100 * a['fp32_accuracy']:.2f}% in {html.escape(a['fp32_runtime'] or '?')}"
-            if a.get("fp32_accuracy") is not None else "")
+                f"<p>No pick: {html.escape(a.rule or '')}.</p></section>")
+    ci = a.delta_pp_ci
+    delta = "—" if a.delta_pp is None else (f"<b>{a.delta_pp:+.2f} pp</b>" + (
+        f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {level_text()} interval{scope(a.delta_seed_part)}" if ci else ""))
+    seeds = len(a.seeds)
+    accuracy = f"{100 * a.accuracy:.2f}%" + (f" ± {100 * a.accuracy_std:.2f} over {seeds} seeds" if seeds > 1 else "")
+    fp32 = (f" vs FP32 {100 * a.fp32_accuracy:.2f}% in {html.escape(a.fp32_runtime or '?')}"
+            if a.fp32_accuracy is not None else "")
 
     def speed(value, ratio, against, unit):
         if value is None:
@@ -115,31 +115,29 @@ def _answer_block(model: str, a: dict) -> str:
         said = f"{speed_text(value)} {unit}"
         return said + (f", <b>{ratio:.2f}x</b> vs {html.escape(against.removeprefix('the '))}" if ratio else "")
 
-    smaller = f" ({size_vs_fp32(a['size_bytes'], a['fp32_size_bytes'])})" if a.get("fp32_size_bytes") else ""
+    smaller = f" ({size_vs_fp32(a.size_bytes, a.fp32_size_bytes)})" if a.fp32_size_bytes else ""
     losing = ", ".join(f"{html.escape(c['class'])} {c['delta_pp']:+.1f} pp [{c['ci_pp'][0]:+.1f}, {c['ci_pp'][1]:+.1f}]"
                        + (f" (mostly now {html.escape(c['mostly_to'])})" if c.get("mostly_to") else "")
-                       for c in a["losing_classes"]) or f"none ({CORRECTION_NAME} over the classes, α = {ALPHA:g})"
-    where = "" if a["artifact_here"] else " <small>(not in this artifacts folder: the command writes it)</small>"
-    load = a.get("load") or {}
-    batch1 = speed(a["latency_ms_b1"], a["speedup_b1"], a["speedup_b1_against"], "ms") + (
-        f" <small>(run-to-run spread {a['latency_ms_b1_spread']:.2g} ms)</small>"
-        if a.get("latency_ms_b1_spread") is not None and a["latency_ms_b1"] is not None else "") + (
-        f" with {html.escape(load['setting'])}" if load.get("setting") else "")
+                       for c in a.losing_classes) or f"none ({CORRECTION_NAME} over the classes, α = {ALPHA:g})"
+    where = "" if a.artifact_here else " <small>(not in this artifacts folder: the command writes it)</small>"
+    load = a.load or LoadRecord()
+    batch1 = speed(a.latency_ms_b1, a.speedup_b1, a.speedup_b1_against, "ms") + (
+        f" <small>(run-to-run spread {a.latency_ms_b1_spread:.2g} ms)</small>"
+        if a.latency_ms_b1_spread is not None and a.latency_ms_b1 is not None else "") + (
+        f" with {html.escape(load.setting)}" if load.setting else "")
     items = [("Δ accuracy", f"{delta}<br><small>{accuracy}{fp32}</small>"),
              ("batch 1", batch1),
-             ("batch 256", speed(a["throughput_b256"], a["speedup_b256"], a["speedup_b256_against"], "images/s")),
-             ("size", f"{a['size_bytes'] / 1024:,.0f} KiB{smaller}"),
+             ("batch 256", speed(a.throughput_b256, a.speedup_b256, a.speedup_b256_against, "images/s")),
+             ("size", f"{a.size_bytes / 1024:,.0f} KiB{smaller}"),
              ("classes losing detectably", losing),
-             *([("on each CPU class", html.escape(a["classes_text"].split(": ", 1)[1]))] if a.get("classes_text")
-               else []),
-             ("reproduce", f"<code>{_breakable(a['reproduce'])}</code>"),
-             ("saved model", f"<code>{_breakable(a['artifact'])}</code>{where}"),
-             *([("not scored", "; ".join(html.escape(c) for c in a["not_scored"]))] if a.get("not_scored") else []),
-             *([("load it as timed", f"<pre><code>{html.escape(load['code'])}</code></pre>")] if load.get("code")
-               else [])]
+             *([("on each CPU class", html.escape(a.classes_text.split(": ", 1)[1]))] if a.classes_text else []),
+             ("reproduce", f"<code>{_breakable(a.reproduce)}</code>"),
+             ("saved model", f"<code>{_breakable(a.artifact)}</code>{where}"),
+             *([("not scored", "; ".join(html.escape(c) for c in a.not_scored))] if a.not_scored else []),
+             *([("load it as timed", f"<pre><code>{html.escape(load.code)}</code></pre>")] if load.code else [])]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items)
     return (f'<section class="answer" id="answer-{html.escape(model)}"><h2>{html.escape(model)}: ship '
-            f'<span class="pick">{_breakable(a["pick"])}</span> in {html.escape(a["runtime"] or "?")}</h2>'
+            f'<span class="pick">{_breakable(a.pick)}</span> in {html.escape(a.runtime or "?")}</h2>'
             f'<table class="kv">{rows}</table>'
             f'<p class="why"><a href="#model-{html.escape(model)}">why this one</a></p></section>')
 
@@ -153,20 +151,19 @@ def _configs_section(view: View) -> str:
     speed = speed_columns(rows)
     latency = latency_column(rows)
     out = ["<p>★ size: no other row of the model is at least as accurate (mean over seeds) and as small, and better "
-           "in one; ★ latency likewise against " + html.escape(SPEED_WORDS.get(latency, "latency (not measured yet: "
-                                                                                   "run the benchmark)")) + ".</p>"]
+           "in one; ★ latency likewise against " + html.escape(WORDS.get(latency, "latency (not measured yet: run "
+                                                                             "the benchmark)")) + ".</p>"]
     out.append(_table(["model", "config", "backend", "runtime", "accuracy, mean ± std over seeds",
                        f"Δ vs FP32 (pp) [{level_text()} interval]", "in the set for the best", "size (KiB)",
-                       *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"],
-                      [[t["model"], t["config"], t["backend"], t["runtime"] or "—", accuracy_text(t), delta_text(t),
-                        in_set_text(t),
-                        f"{t['size_bytes'] / 1024:.1f}", *(speed_text(t[c]) for c in speed),
-                        "★" if t["pareto_size"] else "", "★" if t["pareto_latency"] else ""]
-                       for t in pareto_table(rows)]))
+                       *(WORDS[c] for c in speed), "★ size", "★ latency"],
+                      [[r.model, r.config_name, r.config["backend"], r.runtime or "—", accuracy_text(r), delta_text(r),
+                        in_set_text(r), f"{r.size_bytes / 1024:.1f}", *(speed_text(getattr(r.speed, c)) for c in speed),
+                        "★" if t.on_size else "", "★" if t.on_latency else ""]
+                       for t in pareto_table(rows) for r in [t.row]]))
     for model in sorted({r.model for r in rows}):
         out.append(_img(plot_tradeoff(rows, "size_bytes", "model file size (KiB)", model), f"{model} accuracy vs size"))
-        if latency and any(isinstance(r.speed.get(latency), (int, float)) for r in rows if r.model == model):
-            out.append(_img(plot_tradeoff(rows, latency, SPEED_WORDS[latency], model),
+        if latency and any(isinstance(r.cost(latency), (int, float)) for r in rows if r.model == model):
+            out.append(_img(plot_tradeoff(rows, latency, WORDS[latency], model),
                             f"{model} accuracy vs {latency}"))
     return "\n".join(out)
 
@@ -183,10 +180,9 @@ def _seeds_section(view: View) -> str:
         if not is_quantized(r):
             continue
         seeds = r.per_seed
-        mean = lambda k, seeds=seeds: sum(s.get(k) or 0 for s in seeds) / max(len(seeds), 1)  # noqa: E731
-        ps = [s["mcnemar_p"] for s in seeds if s.get("mcnemar_p") is not None]
-        rows.append([r.model, r.config_name, len(seeds),
-                     f"{100 * min(s['accuracy'] for s in seeds):.2f}–{100 * max(s['accuracy'] for s in seeds):.2f}",
+        mean = lambda k, seeds=seeds: sum(getattr(s, k) or 0 for s in seeds) / max(len(seeds), 1)  # noqa: E731
+        ps = [s.mcnemar_p for s in seeds if s.mcnemar_p is not None]
+        rows.append([r.model, r.config_name, len(seeds), f"{100 * r.accuracy_min:.2f}–{100 * r.accuracy_max:.2f}",
                      f"{mean('changed_predictions'):.1f}", f"{mean('fp32_right_quantized_wrong'):.1f}",
                      f"{mean('fp32_wrong_quantized_right'):.1f}",
                      f"{sum(p < ALPHA for p in ps)} of {len(ps)}" if ps else "—", _p_text(min(ps) if ps else None)])
@@ -252,7 +248,7 @@ def _classes_section(view: View) -> str:
     return "\n".join(out)
 
 
-def _study_section(kind: type[Study], entries: dict) -> str:
+def _study_section(kind: type[Study], entries: dict[str, StudyEntry]) -> str:
     """A study kind's section: its intro, then per current entry its heading, text, table and plot."""
     if not entries:
         return ""
@@ -263,7 +259,7 @@ def _study_section(kind: type[Study], entries: dict) -> str:
         plot = kind.plot(entry)
         out += [f"<h3>{html.escape(kind.heading(entry))}</h3>", f"<p>{html.escape(text)}.</p>" if text else "",
                 _table(head, [[_heat(v) if isinstance(v, Delta) else v for v in row] for row in rows], "small"),
-                _img(plot, f"{entry['model']} {entry['config_name']} {kind.figure}") if plot else ""]
+                _img(plot, f"{entry.model} {entry.config_name} {kind.figure}") if plot else ""]
     return "\n".join(part for part in out if part)
 
 
@@ -329,7 +325,8 @@ def _cpu_classes_section(classes: dict) -> str:
                    for model, t in classes.items())
 
 
-def render_html(view: View, studies: Sequence[tuple[type[Study], dict]] = (), classes: dict | None = None) -> str:
+def render_html(view: View, studies: Sequence[tuple[type[Study], dict[str, StudyEntry]]] = (),
+                classes: dict | None = None) -> str:
     """The whole page for one view, each study kind with its entries measured alike to the view (`studies`, in
     section order) and the CPU-class matrix (`analysis.classes`)."""
     models = sorted({r.model for r in view.rows})
@@ -349,7 +346,7 @@ def render_html(view: View, studies: Sequence[tuple[type[Study], dict]] = (), cl
         f"{view.n_images:,} test images ({html.escape(dataset_label(view.dataset_name))}). Accuracy is each "
         "config's in the runtime it ships in; Δ negative = a loss."
         + "".join(f" <b>{html.escape(note)}.</b>" for note in view.notes) + "</p>",
-        '<div class="answers">' + "".join(_answer_block(m, found.get(m, {})) for m in models) + "</div>",
+        '<div class="answers">' + "".join(_answer_block(m, found[m]) for m in models) + "</div>",
         f'<nav class="toc"><b>Contents</b>{toc}</nav>',
         *(f'<p class="note">{html.escape(line)}.</p>' for line in view.set_aside_lines()),
         f"<p>{quantized} quantized configs and {len(models)} FP32 references. Every accuracy is top-1 on the whole "

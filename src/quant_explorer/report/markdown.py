@@ -7,9 +7,10 @@ from ..analysis.deploy import classes_text
 from ..analysis.pareto import pareto_table, picks, speed_columns
 from ..analysis.pick import choices
 from ..analysis.view import View
+from ..bench_entry import WORDS
 from ..stats import level_text
 from .answer import dataset_label, made_on
-from .text import SPEED_WORDS, accuracy_text, delta_text, in_set_text, speed_text, speedup_text
+from .text import accuracy_text, delta_text, in_set_text, speed_text, speedup_text
 
 
 def markdown(view: View, classes: dict | None = None) -> str:
@@ -37,29 +38,30 @@ def markdown(view: View, classes: dict | None = None) -> str:
               "| size (KiB) | latency, batch 1 (ms) | × fastest FP32, batch 1 | throughput, batch 256 (images/s) | "
               "× fastest FP32, batch 256 | rule |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in picks(view):
-        lines.append(f"| {p['model']} | {p['criterion']} | `{p['config']}` | {p['runtime'] or '—'} | "
-                     f"{accuracy_text(p)} | "
-                     f"{delta_text(p)} | {p['size_bytes'] / 1024:.1f} | {speed_text(p['latency_ms_b1_median'])} | "
-                     f"{speedup_text(p, 1)} | {speed_text(p['throughput_b256'])} | {speedup_text(p)} | {p['rule']} |")
+        r = p.row
+        lines.append(f"| {p.model} | {p.criterion} | `{r.config_name}` | {r.runtime or '—'} | {accuracy_text(r)} | "
+                     f"{delta_text(r)} | {r.size_bytes / 1024:.1f} | {speed_text(r.speed.latency_ms_b1_median)} | "
+                     f"{speedup_text(r, 1)} | {speed_text(r.speed.throughput_b256)} | {speedup_text(r)} | {p.rule} |")
     lines.append("")
     for model, choice in picked.items():
-        if choice.get("identical_text"):
-            lines.append(f"- {model}: {choice['identical_text']}.")
-        if choice.get("resolution"):
-            lines.append(f"- {model}: {choice['resolution']['text'][0].lower()}{choice['resolution']['text'][1:]}.")
-        if choice and not choice["pick"]:
-            lines.append(f"- {model}: {choice['rule']}.")
+        if choice and choice.identical:
+            lines.append(f"- {model}: {choice.identical_text}.")
+        if choice and choice.resolution:
+            lines.append(f"- {model}: {choice.resolution['text'][0].lower()}{choice.resolution['text'][1:]}.")
+        if choice and not choice.pick:
+            lines.append(f"- {model}: {choice.rule}.")
         if classes_text(choice):
             lines.append(f"- {model}: {classes_text(choice)}.")
     head = ["model", "config", "runtime", "accuracy", f"Δ pp [{level_text()} interval]", "in the set for the best",
             "size (KiB)",
-            *(SPEED_WORDS[c] for c in speed), "★ size", "★ latency"]
+            *(WORDS[c] for c in speed), "★ size", "★ latency"]
     lines += ["", "## Every config", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in table:
-        cells = [t["model"], f"`{t['config']}`", t["runtime"] or "—", accuracy_text(t), delta_text(t), in_set_text(t),
-                 f"{t['size_bytes'] / 1024:.1f}",
-                 *(speed_text(t[c]) for c in speed), "★" if t["pareto_size"] else "",
-                 "★" if t["pareto_latency"] else ("—" if t["pareto_latency"] is None else "")]
+        r = t.row
+        cells = [r.model, f"`{r.config_name}`", r.runtime or "—", accuracy_text(r), delta_text(r), in_set_text(r),
+                 f"{r.size_bytes / 1024:.1f}",
+                 *(speed_text(getattr(r.speed, c)) for c in speed), "★" if t.on_size else "",
+                 "★" if t.on_latency else ("—" if t.on_latency is None else "")]
         lines.append("| " + " | ".join(cells) + " |")
     for model, t in (classes or {}).items():
         lines += ["", f"## {model} on each CPU class: Δ pp vs FP32 [{level_text()} interval]", "",

@@ -1,14 +1,11 @@
 """The report's plots, each returned as PNG bytes for the HTML to embed.
 
-They live apart from the HTML because they are the only part that needs matplotlib (imported lazily, with the
-Agg backend, so `build` works headless and the rest of the package never pays for the import) and because each
-one draws data the analysis already computed: nothing here decides what is shown, only how. A study draws its
-own plot (`studies`), with `pyplot` and `png` from here.
+They live apart from the HTML because they are the only part that needs matplotlib (`figures.py`, shared with the
+studies' own plots) and because each one draws data the analysis already computed: nothing here decides what is
+shown, only how.
 """
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 
@@ -17,37 +14,16 @@ from ..analysis.pareto import pareto_front
 from ..analysis.pick import choices
 from ..analysis.view import PooledRow, View
 from ..backends import BACKENDS
+from ..figures import FONT, png, pyplot
 from ..stats import level_text
 
 ZOOM_PP = 8  # accuracy plots show this many points below the best row; rows further down sit on the floor
-FONT = 10  # points; figures are at most ~13 in wide at 100 dpi, so text stays >= 10 px on a 1024 px page
 FOREST_MARGIN_PP = 1.0  # the forest plot shows the confidence set's intervals, 0, and this much around them
 
 
 def _color(backend: str) -> str:
     """The backend's own colour; a row of a backend no longer registered is drawn gray."""
     return BACKENDS[backend].color if backend in BACKENDS else "tab:gray"
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": FONT, "legend.fontsize": FONT, "xtick.labelsize": FONT,
-                         "ytick.labelsize": FONT})
-    return plt
-
-
-def png(fig) -> bytes:
-    """The figure as PNG bytes at 100 dpi, closed."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def plot_tradeoff(rows: list[PooledRow], cost: str, xlabel: str, model: str) -> bytes:
@@ -118,11 +94,11 @@ def plot_forest(view: View, model: str) -> bytes:
             ax.annotate(text, (low, y), xytext=(8, 0), textcoords="offset points", va="center", color=color)
         else:
             ax.plot([r.delta_pp], [y], "o", color=color, ms=6)
-        if r.config_name == choice.get("pick"):
+        if r.config_name == choice.pick:
             ax.plot([max(r.delta_pp, low)], [y], marker="*", color="gold", ms=18, mec="black", zorder=5)
     ax.axvline(0, color="black", lw=1)
     ax.set_xlim(low, high)
-    ax.set_yticks(range(len(rows)), [r.config_name + ("  ◀ pick" if r.config_name == choice.get("pick") else "")
+    ax.set_yticks(range(len(rows)), [r.config_name + ("  ◀ pick" if r.config_name == choice.pick else "")
                                      for r in rows])
     handles = [plt.Line2D([], [], color=_color(b), marker="o", label=b)
                for b in sorted({r.config["backend"] for r in rows})]

@@ -51,7 +51,7 @@ def onnx2torch_runner(path: Path):
     import onnx
     from onnx2torch import convert
 
-    from ..onnx2torch_ops import fold_weight_dequantize  # also registers the missing converters
+    from .onnx2torch_ops import fold_weight_dequantize  # also registers the missing converters
 
     model = onnx.load(str(path))
     dims = model.graph.input[0].type.tensor_type.shape.dim

@@ -16,14 +16,14 @@ from typing import Callable, Iterator
 
 from ..executors import Executor
 from ..identity import legacy_identity, mismatch
-from ..results import Results, load_results
+from ..results import Results
 from ..row import Row
-from .base import Delta, PoolStudy, Study, measured_alike
+from .base import Delta, PoolStudy, Study, StudyEntry, measured_alike, read_entries
 from .calibration_size import CalibrationSizeStudy
 from .layer_sensitivity import LayerSensitivityStudy
 
-__all__ = ["STUDIES", "CalibrationSizeStudy", "Delta", "LayerSensitivityStudy", "PoolStudy", "Study", "kinds",
-           "measured_alike", "register", "run_studies", "unregister"]
+__all__ = ["STUDIES", "CalibrationSizeStudy", "Delta", "LayerSensitivityStudy", "PoolStudy", "Study", "StudyEntry",
+           "kinds", "measured_alike", "read_entries", "register", "run_studies", "unregister"]
 
 STUDIES: list[Study] = []
 
@@ -57,19 +57,20 @@ for _model in ("resnet8-mlperf", "resnet8"):
     register(LayerSensitivityStudy(_model, "pt2e_u8_per_channel_minmax"))
 
 
-def _why_not_reused(entries: dict, study: Study, model, data) -> str:
+def _why_not_reused(entries: dict[str, StudyEntry], study: Study, model, data) -> str:
     """' (the stored entry was computed on another CPU class (avx512-vnni))', or '' when there is none."""
-    others = [e for e in entries.values() if e.get("model") == study.model and e.get("config_name") == study.config]
+    others = [e for e in entries.values() if e.model == study.model and e.config_name == study.config]
     if not others:
         return ""
     other = others[-1]
-    reason = mismatch(other["identity"] if "identity" in other else legacy_identity(other), study.identity(model, data))
+    identity = other.identity if other.identity is not None else legacy_identity(other.to_dict())
+    reason = mismatch(identity, study.identity(model, data))
     return f" (the stored entry was computed {reason})" if reason else " (the stored entry has other sizes or seeds)"
 
 
 def run_studies(studies: list[Study], models: dict, data, results_dir: Path, force: bool = False,
                 log: Callable[[str], None] = lambda _: None, executor: Executor | None = None
-                ) -> Iterator[tuple[Study, dict, bool]]:
+                ) -> Iterator[tuple[Study, StudyEntry, bool]]:
     """Yield (study, entry, skipped) per study: the current ones first, then those missing or stale as each is run
     (on `executor`'s workers when given: one study per task) and saved. A run may take points from the sweep's rows
     in results_dir/full_results.json. In this process, `log` hears each point as it is scored."""
@@ -77,7 +78,7 @@ def run_studies(studies: list[Study], models: dict, data, results_dir: Path, for
     for study in studies:
         path = results_dir / study.file
         model = models[study.model]
-        entries = load_results(path)["entries"]
+        entries = read_entries(path, type(study))
         existing = entries.get(study.key(model, data))
         if not force and existing and study.is_current(existing, model, data):
             yield study, existing, True
@@ -96,7 +97,8 @@ def run_studies(studies: list[Study], models: dict, data, results_dir: Path, for
     for i, entry in done:
         study = stale[i]
         if isinstance(entry, Exception):  # its worker died on every attempt: nothing to save, said as an error
-            entry = {"model": study.model, "config_name": study.config, "error": f"{type(entry).__name__}: {entry}"}
+            entry = study.entry_type(model=study.model, config_name=study.config,
+                                     error=f"{type(entry).__name__}: {entry}")
         else:
             study.save(results_dir / study.file, entry)
         yield study, entry, False
@@ -111,5 +113,5 @@ class StudyShared:
     sweep_rows: dict[str, Row]
 
 
-def _run_study(study: Study, shared: StudyShared) -> dict:
+def _run_study(study: Study, shared: StudyShared) -> StudyEntry:
     return study.run(shared.models[study.model], shared.data, shared.sweep_rows, lambda _: None)

@@ -1,15 +1,35 @@
-"""What a study is to the rest of the package: the `Study` protocol that `analyze` runs and the report draws.
+"""What a study is to the rest of the package: the `Study` protocol that `analyze` runs and the report draws, and
+the `StudyEntry` every kind's stored entry extends.
 
 Apart from the registry so that a study's module can import it without importing every other study.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar, Protocol
 
 from ..identity import identity_hash
-from ..row import Row
+from ..results import load_results
+from ..row import Measured, Row
+
+
+@dataclass
+class StudyEntry(Measured):
+    """What every study entry says of itself, as a row does (`row.Measured`), and its evaluation set (so a view
+    tells which entries were measured alike: `analysis.current_studies`); `error` where its worker died. A kind's
+    entry adds its numbers."""
+
+    n_images: int | None = None
+    dataset: str | None = None
+    schema: int | None = None  # the schema version of an entry migrated from an older file
+    error: str | None = None
+
+
+def read_entries(path: Path, kind: type[Study]) -> dict[str, StudyEntry]:
+    """A study file's entries, each as its kind's entry type."""
+    return {key: kind.entry_type.from_dict(e) for key, e in load_results(path)["entries"].items()}
 
 
 class Delta(float):
@@ -20,10 +40,10 @@ class Delta(float):
         return f"{self:+.2f}"
 
 
-def measured_alike(entry: dict, identity: dict) -> bool:
+def measured_alike(entry: StudyEntry, identity: dict) -> bool:
     """Whether a stored entry has this identity, compared as stored (JSON turns a preprocessing's mean and std
     tuples into lists, so the dicts themselves differ for a model normalized with them)."""
-    return "identity" in entry and identity_hash(entry["identity"]) == identity_hash(identity)
+    return entry.identity is not None and identity_hash(entry.identity) == identity_hash(identity)
 
 
 class PoolStudy:
@@ -35,8 +55,8 @@ class PoolStudy:
     config: str
 
     def identity(self, model, data) -> dict:
-        from ..configs import get_config
-        from ..experiment import study_identity
+        from ..backends import get_config
+        from ..keys import study_identity
 
         return study_identity(model, get_config(self.config), data)
 
@@ -45,7 +65,7 @@ class PoolStudy:
 
         return entry_key(self.model, self.config, identity_hash=identity_hash(self.identity(model, data)))
 
-    def is_current(self, entry: dict, model, data) -> bool:
+    def is_current(self, entry: StudyEntry, model, data) -> bool:
         return measured_alike(entry, self.identity(model, data))
 
 
@@ -57,6 +77,7 @@ class Study(Protocol):
 
     model: str
     config: str
+    entry_type: ClassVar[type[StudyEntry]]  # its stored entry's type
     kind: ClassVar[str]  # its name in logs ("calibration size")
     file: ClassVar[str]  # its results file, beside full_results.json
     title: ClassVar[str]  # its report section's title
@@ -68,21 +89,21 @@ class Study(Protocol):
 
     def key(self, model, data) -> str: ...
 
-    def is_current(self, entry: dict, model, data) -> bool: ...
+    def is_current(self, entry: StudyEntry, model, data) -> bool: ...
 
-    def run(self, model, data, stored: dict[str, Row], log: Callable[[str], None]) -> dict:
+    def run(self, model, data, stored: dict[str, Row], log: Callable[[str], None]) -> StudyEntry:
         """The entry; `stored` holds the sweep's rows (full_results.json), which a study may take points from."""
 
-    def save(self, path: Path, entry: dict) -> None: ...
+    def save(self, path: Path, entry: StudyEntry) -> None: ...
 
     @staticmethod
-    def heading(entry: dict) -> str: ...
+    def heading(entry: StudyEntry) -> str: ...
 
     @staticmethod
-    def text(entry: dict) -> str: ...
+    def text(entry: StudyEntry) -> str: ...
 
     @staticmethod
-    def table(entry: dict) -> tuple[list[str], list[list]]: ...
+    def table(entry: StudyEntry) -> tuple[list[str], list[list]]: ...
 
     @staticmethod
-    def plot(entry: dict) -> bytes | None: ...
+    def plot(entry: StudyEntry) -> bytes | None: ...

@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .files import atomic_path
-from .runtimes import DYNAMIC_BATCH, pad_uint8_in_aten, per_channel_weight_dequantize, qconv_output_channels_last
+from ..files import atomic_path
+from .export import DYNAMIC_BATCH
+from .inductor_patches import pad_uint8_in_aten, per_channel_weight_dequantize, qconv_output_channels_last
 
 PROXY_CALL = "proxy_executor_call_function"  # an op with no C shim, run through the proxy executor
 INDUCTOR_CONFIGS = {"freezing": True, "aot_inductor.enable_line_tables": False}  # a copy per call: it adds its keys
