@@ -127,12 +127,17 @@ def env_variants(package: Path, threads: int, repeats: int = 2) -> dict:
 
 
 def current_pick(model: str) -> str | None:
-    """The pick of the results file's view on this machine (batch-1 latency), if it has one for `model`."""
+    """The pick the answer names for `model` (batch-1 latency, held on every CPU class the results hold, as
+    `summary` and the report make it), if the results file has a view here."""
+    from quant_explorer.analysis.deploy import deployment
     from quant_explorer.analysis.summary import load_view
     from quant_explorer.results import Results
 
     try:
-        return getattr(load_view(Results.load(results_file())).choices.get(model), "pick", None)
+        results = Results.load(results_file())
+        view = load_view(results)
+        deployment(view, results)
+        return getattr(view.choices.get(model), "pick", None)
     except Exception:  # no view here (no rows, another machine's): the goal names the fastest int8 instead
         return None
 
