@@ -4,12 +4,9 @@ is tried with, and the goals (see batch1.py's docstring for what each part means
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -134,19 +131,14 @@ def onednn_exec_ms(run, x, calls: int = 20) -> float:
 
 def perf_split(run, x, seconds: float = 2.0) -> dict:
     """Shares of perf's samples of this process by category (PERF_CATEGORIES) while `run(x)` repeats."""
+    from peak import perf_record
+
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "perf.data"
         try:
-            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-p", str(os.getpid()),
-                                     "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            err = perf_record(run, x, seconds, data, "cpu-clock", 4000)
         except OSError as e:
             return {"error": f"perf: {e}"}
-        time.sleep(0.3)
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end and perf.poll() is None:
-            run(x)
-        perf.send_signal(signal.SIGINT)
-        _, err = perf.communicate(timeout=60)
         report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,sym", "--stdio",
                                  "-q", "-t", "\t"], capture_output=True, text=True, check=False, timeout=300)
     shares: dict[str, float] = {}

@@ -311,6 +311,18 @@ def executable_ranges() -> list[tuple[int, int]]:
     return ranges
 
 
+def perf_record(run, x, seconds: float, data: Path, event: str, frequency: int) -> bytes:
+    """Samples of this process by `perf record` into `data` while `run(x)` repeats for `seconds`; perf's stderr."""
+    perf = subprocess.Popen(["perf", "record", "-q", "-e", event, "-F", str(frequency), "-p", str(os.getpid()),
+                             "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end and perf.poll() is None:
+        run(x)
+    perf.send_signal(signal.SIGINT)
+    return perf.communicate(timeout=60)[1]
+
+
 def sampled_paths(run, x: torch.Tensor, seconds: float = 1.0, top: int = 400) -> dict:
     """Share of on-CPU samples in each path's multiply instructions while `run(x)` repeats (module docstring)."""
     if not (shutil.which("perf") and shutil.which("objdump")):
@@ -318,14 +330,7 @@ def sampled_paths(run, x: torch.Tensor, seconds: float = 1.0, top: int = 400) ->
     run(x)  # thread pools exist before perf attaches: it follows the threads there when it starts
     with tempfile.TemporaryDirectory() as tmp:
         data, blob = Path(tmp) / "perf.data", Path(tmp) / "code.bin"
-        perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock:u", "-F", "2000", "-p", str(os.getpid()),
-                                 "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.3)
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end and perf.poll() is None:
-            run(x)
-        perf.send_signal(signal.SIGINT)
-        _, err = perf.communicate(timeout=60)
+        err = perf_record(run, x, seconds, data, "cpu-clock:u", 2000)
         script = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip", f"--symfs={tmp}/none"],
                                 check=False, capture_output=True, text=True)  # no symbol files: libtorch's take seconds
         if not data.exists() or script.returncode:
