@@ -7,7 +7,7 @@
 # apt runs with a configuration of its own under DIR/apt (no change to this system's sources or packages).
 # Usage: tools/aarch64_env.sh DIR PYTHON
 set -eu
-DIR=$(realpath -m "$1"); PY=$2
+DIR=$(realpath -m "$1"); PY=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")  # absolute, unresolved (a venv link)
 MIRROR=http://deb.debian.org/debian
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # python3.11-minimal, libpython3.11-stdlib and what they need, as bookworm's arm64 packages name it

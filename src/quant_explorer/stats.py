@@ -29,6 +29,7 @@ A config without calibration (FP32, dynamic) has one prediction vector, used for
 from __future__ import annotations
 
 import functools
+import gc
 
 import numpy as np
 from scipy.stats import binomtest, norm, t
@@ -190,7 +191,13 @@ def adjust(pvalues: list[float], alpha: float = ALPHA) -> list[tuple[bool, float
         return []
     from statsmodels.stats.multitest import multipletests
 
-    reject, adjusted, _, _ = multipletests(pvalues, alpha=alpha, method=CORRECTION)
+    # statsmodels' Holm branch ends in gc.collect(), which walks every live object: 0.2-1 s a call in a process
+    # holding the results and models, minutes over a report's few hundred families. Frozen objects are not walked.
+    gc.freeze()
+    try:
+        reject, adjusted, _, _ = multipletests(pvalues, alpha=alpha, method=CORRECTION)
+    finally:
+        gc.unfreeze()
     return [(bool(r), round(float(p), 6)) for r, p in zip(reject, adjusted)]
 
 
