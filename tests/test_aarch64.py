@@ -1,6 +1,6 @@
-"""ARM classes under qemu-aarch64: ONNX Runtime and FP32 rows measured in the arm64 environment `make arm` builds,
-keyed by their method, the rest "not measured" in one line (no torch there), and one ARM row through the product's
-own path."""
+"""ARM classes under qemu-aarch64: ONNX Runtime, FP32 and the eager qnnpack engine measured in the arm64 environment
+`make arm` builds, keyed by their method, PT2E "not measured" in one line, and ARM rows through the product's own
+path."""
 
 from __future__ import annotations
 
@@ -27,17 +27,27 @@ def _tiny(tmp_path):
     return images, random_model("cifar_cnn", images.images)
 
 
-def test_arm_classes_run_onnx_runtime_and_fp32_in_qemu_aarch64_and_say_why_not_the_rest(host, tmp_path):  # noqa: F811
+def test_arm_classes_run_onnx_runtime_fp32_and_qnnpack_in_qemu_aarch64_and_say_why_not_the_rest(host,  # noqa: F811
+                                                                                                  tmp_path):
     host.setattr(aarch64, "ready", lambda: "/x/qemu-aarch64")
+    host.setattr(aarch64, "has_torch", lambda: True)
+    host.setattr(aarch64, "versions", lambda: {"numpy": "2", "onnxruntime": "1", "torch": "2.9.1"})
     assert identity.emulable() == ("avx512", "avx2", "sse4", "arm64-dotprod", "arm64")
     for isa, cpu in (("arm64-dotprod", "neoverse-n1"), ("arm64", "cortex-a53")):
         assert identity.emulate(isa) == isa and "ONEDNN_MAX_CPU_ISA" not in identity.os.environ
         assert {b: method_of(b) for b in ("ort", "fp32", "pt2e", "eager_static")} == {
-            "ort": f"qemu-aarch64 {cpu}", "fp32": f"qemu-aarch64 {cpu}", "pt2e": None, "eager_static": None}
+            "ort": f"qemu-aarch64 {cpu}", "fp32": f"qemu-aarch64 {cpu}", "pt2e": None,
+            "eager_static": f"qemu-aarch64 {cpu}, torch 2.9.1"}  # the arm64 process's torch, not this venv's
     images, model = _tiny(tmp_path)
+    calibration = Calibration(images, model.preprocessing, 0)
+    with pytest.raises(NotApplicable, match=r"^not measured on arm64: torch, inductor, aotinductor load in no arm64 "
+                                            r"process \(an AOTInductor package is an x86 program; never guessed\)$"):
+        quantize(model, get_config("pt2e_u8_per_channel_minmax"), calibration, tmp_path)
+    host.setattr(aarch64, "has_torch", lambda: False)  # an environment built before torch was part of it
+    assert method_of("eager_static") is None
     with pytest.raises(NotApplicable, match=r"^not measured on arm64: qnnpack, x86 need torch, which the aarch64 "
-                                            r"environment does not have \(it runs ONNX Runtime only; never guessed\)$"):
-        quantize(model, get_config("static_int8_per_channel"), Calibration(images, model.preprocessing, 0), tmp_path)
+                                            r"environment does not have \(rebuild it: make arm; never guessed\)$"):
+        quantize(model, get_config("static_int8_per_channel"), calibration, tmp_path)
 
 
 def test_without_the_aarch64_environment_arm_rows_say_not_measured_and_how_to_build_it(host, tmp_path):  # noqa: F811
@@ -90,7 +100,7 @@ def test_an_arm_row_is_scored_in_the_arm64_process_through_the_products_own_path
     rows = {r["config"]: r for r in result.rows}
     assert rows["fp32_baseline"]["runtime"] == rows["ort_u8_minmax_qdq_per_channel"]["runtime"] == "onnxruntime"
     assert rows["ort_u8_minmax_qdq_per_channel"]["accuracy"] > 0.5
-    assert "aarch64 environment does not have" in rows["pt2e_u8_per_channel_minmax"]["not_applicable"]
+    assert "load in no arm64 process" in rows["pt2e_u8_per_channel_minmax"]["not_applicable"]
     stored = [row for key, row in Results.load(result.results_path).rows.items() if key in result.keys and row.scored]
     assert stored and {(r.identity["cpu_class"], r.identity["emulated"], r.identity["emulation"]) for r in stored} == {
         ("arm64-dotprod", True, "qemu-aarch64 neoverse-n1")}
@@ -104,3 +114,20 @@ def test_an_arm_process_without_the_dot_product_extension_is_not_arm64_dotprod(m
     with pytest.raises(emulation.EmulationError, match=r"^qemu-aarch64 -cpu cortex-a53 runs as arm64 \(numpy's CPUID "
                                                        r"detection\), not arm64-dotprod"):
         emulation.probe("arm64-dotprod")
+
+
+@pytest.mark.process
+@pytest.mark.slow
+@pytest.mark.skipif(READY is None or not aarch64.has_torch(), reason=f"{aarch64.missing()}, with torch")
+def test_the_eager_engine_on_arm_is_qnnpack_and_its_logits_are_x86_qnnpacks_bit_for_bit(tmp_path):
+    """As arm64-dotprod, an eager static config is scored in the arm64 process's torch with the qnnpack engine (the
+    saved TorchScript, packed again there): the logits qnnpack computes natively on x86, to the last bit."""
+    images, model = _tiny(tmp_path)
+    config, calibration = get_config("static_int8_per_channel"), Calibration(images, model.preprocessing, 0)
+    x = model.preprocessing(images.images[:8]).contiguous()
+    native = quantize(model, config, calibration, tmp_path / "native")
+    with identity.emulating("arm64-dotprod"):
+        on_arm = quantize(model, config, calibration, tmp_path / "arm")
+        logits = on_arm.runtimes[on_arm.runtime].build(1)(x.numpy())
+    assert on_arm.runtime == "qnnpack"
+    np.testing.assert_array_equal(np.asarray(logits), native.runtimes["qnnpack"].build(1)(x).numpy())

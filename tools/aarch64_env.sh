@@ -2,6 +2,8 @@
 # Build the aarch64 environment ARM CPU classes are emulated in (`make arm`; quant_explorer/aarch64.py):
 #   DIR/root  an arm64 Python 3.11: Debian bookworm's arm64 packages, unpacked (nothing installed on this system)
 #   DIR/site  numpy and onnxruntime, their aarch64 wheels, at the versions PYTHON (this venv) has
+#   DIR/torch torch's aarch64 CPU build for the eager engine on ARM (qnnpack): 2.9.1, the newest whose aarch64 wheel on
+#             PyPI is a CPU build (2.10 and later ask for CUDA libraries); its pure-Python needs beside it
 #   DIR/qemu  qemu-aarch64 10 from bookworm-backports, unpacked, unless the system's is 10 or newer (7.2's crashes
 #             in `import onnxruntime`); the system's qemu-user package is left as it is
 # apt runs with a configuration of its own under DIR/apt (no change to this system's sources or packages).
@@ -9,6 +11,8 @@
 set -eu
 DIR=$(realpath -m "$1"); PY=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")  # absolute, unresolved (a venv link)
 MIRROR=http://deb.debian.org/debian
+TORCH=2.9.1
+TORCH_NEEDS="filelock typing-extensions>=4.10.0 sympy>=1.13.3 mpmath networkx jinja2 markupsafe fsspec"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # python3.11-minimal, libpython3.11-stdlib and what they need, as bookworm's arm64 packages name it
 PACKAGES="python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc-s1 libstdc++6 gcc-12-base
@@ -56,9 +60,14 @@ rm -rf "$DIR/site"
 # shellcheck disable=SC2086
 "$PY" -m pip install -q --target "$DIR/site" --only-binary=:all: --python-version 3.11 --implementation cp \
   --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 $VERSIONS
+echo "arm: torch $TORCH (aarch64 CPU build) for the eager engine"
+rm -rf "$DIR/torch"
+# shellcheck disable=SC2086
+"$PY" -m pip install -q --target "$DIR/torch" --no-deps --only-binary=:all: --python-version 3.11 --implementation cp \
+  --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 torch==$TORCH $TORCH_NEEDS
 rm -rf "$DIR/debs" "$DIR/apt"
 QEMU=$( [ -x "$DIR/qemu/qemu-aarch64" ] && echo "$DIR/qemu/qemu-aarch64" || echo "$SYSTEM")
-PYTHONPATH="$DIR/site" "$QEMU" -L "$DIR/root" -cpu neoverse-n1 "$DIR/root/usr/bin/python3.11" -c \
-  "import numpy, onnxruntime; print('arm: numpy', numpy.__version__, 'and onnxruntime', onnxruntime.__version__, \
-   'import in the arm64 Python under', '$QEMU')" 2>&1 | grep -v "TCG doesn't support"
+PYTHONPATH="$DIR/site:$DIR/torch" "$QEMU" -L "$DIR/root" -cpu neoverse-n1 "$DIR/root/usr/bin/python3.11" -c \
+  "import numpy, onnxruntime, torch; print('arm: numpy', numpy.__version__, 'onnxruntime', onnxruntime.__version__, \
+   'and torch', torch.__version__, 'import in the arm64 Python under', '$QEMU')" 2>&1 | grep -v "TCG doesn't support"
 echo "arm: built in $DIR ($(du -sh "$DIR" | cut -f1))"

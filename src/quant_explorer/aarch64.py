@@ -8,9 +8,13 @@ SDOT/UDOT; without it (Cortex-A53, A72) widening multiplies (SMULL/SMLAL, SADALP
 what names the two classes; which instructions ran was established from qemu's log of the guest code it translated
 inside onnxruntime's library (`-d in_asm`: SDOT/UDOT under neoverse-n1, none under cortex-a53), not assumed.
 
-Only ONNX Runtime rows and FP32 (in ONNX Runtime) run there: the environment has no torch, so PT2E and the eager
-engine are "not measured" on these classes, in one line. qemu 7.2's `qemu-aarch64` crashes on `import onnxruntime`,
-so the environment brings qemu 10 (Debian's bookworm-backports) unless the system's is 10 or newer.
+ONNX Runtime rows, FP32 (in ONNX Runtime) and the eager engine run there. The eager engine an ARM user ships is
+qnnpack: the saved TorchScript loaded with it packs its weights again for it, as on a board. Its torch is 2.9.1, the
+newest whose aarch64 wheel on PyPI is a CPU build, not this venv's: the row's emulation method names it. The saved
+int8 model's logits there equal, bit for bit, qnnpack's on x86 (the eager rows' exact reference), while torch's
+default engine on aarch64 (oneDNN) differs from them. PT2E is "not measured" on ARM, in one line: its artifact is an
+x86 program (an AOTInductor package of X86InductorQuantizer's recipe). qemu 7.2's `qemu-aarch64` crashes on
+`import onnxruntime`, so the environment brings qemu 10 (Debian's bookworm-backports) unless the system's is 10+.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ CLASSES = {"arm64-dotprod": "neoverse-n1", "arm64": "cortex-a53"}  # class -> th
 ENV = "QUANT_EXPLORER_AARCH64"  # where `make arm` built the environment (default: .arm in this checkout)
 BUILD = "make arm"
 PYTHON = "usr/bin/python3.11"  # inside the arm64 root
-# The loaders (`Runtime.loader`) that have a torch-free twin in the arm64 process: ONNX Runtime's.
-LOADERS = {"quant_explorer.runtimes.onnx_runners:ort_runner": "quant_explorer.aarch64:ort_runner"}
+# The loaders (`Runtime.loader`) that have a twin in the arm64 process, which has none of this package's runtimes:
+# ONNX Runtime's (torch-free) and the qnnpack engine's (torch, where `make arm` installed it).
+LOADERS = {"quant_explorer.runtimes.onnx_runners:ort_runner": "quant_explorer.aarch64:ort_runner",
+           "quant_explorer.runtimes.torch_runners:qnnpack_runner": "quant_explorer.aarch64:qnnpack_runner"}
+NEEDS_TORCH = {"quant_explorer.aarch64:qnnpack_runner"}
 QEMU_MIN = 10  # qemu 7.2's qemu-aarch64 segfaults in `import onnxruntime`
 
 
@@ -60,6 +67,16 @@ def ready() -> str | None:
     return qemu()
 
 
+def has_torch() -> bool:
+    return (root() / "torch" / "torch").is_dir()
+
+
+def twin(load: str | None) -> str | None:
+    """The arm64 process's loader of a Runtime's `load`, where the environment has what it needs, else None."""
+    found = LOADERS.get(load)
+    return None if found in NEEDS_TORCH and not has_torch() else found
+
+
 def missing() -> str:
     return f"the aarch64 environment is not built here ({BUILD}: an arm64 Python with ONNX Runtime under qemu 10)"
 
@@ -76,14 +93,15 @@ def environ() -> dict[str, str]:
     source = str(Path(__file__).resolve().parents[1])
     drop = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
     return {**{k: v for k, v in os.environ.items() if k not in drop},
-            "PYTHONPATH": os.pathsep.join([str(root() / "site"), source]), "PYTHONNOUSERSITE": "1"}
+            "PYTHONPATH": os.pathsep.join([str(root() / "site"), str(root() / "torch"), source]),
+            "PYTHONNOUSERSITE": "1"}
 
 
 def versions() -> dict[str, str | None]:
-    """numpy's and onnxruntime's versions in the environment, from their wheels' metadata folders."""
+    """numpy's, onnxruntime's and torch's versions in the environment, from their wheels' metadata folders."""
     found = {}
-    for name in ("numpy", "onnxruntime"):
-        info = sorted((root() / "site").glob(f"{name}-*.dist-info"))
+    for name, folder in (("numpy", "site"), ("onnxruntime", "site"), ("torch", "torch")):
+        info = sorted((root() / folder).glob(f"{name}-*.dist-info"))
         found[name] = info[-1].name[len(name) + 1:-len(".dist-info")] if info else None
     return found
 
@@ -114,5 +132,22 @@ def ort_runner(path: Path, threads: int | None = None):
         x = np.ascontiguousarray(x, dtype=np.float32)
         step = size or max(len(x), 1)
         return np.concatenate([session.run(None, {image.name: x[i:i + step]})[0] for i in range(0, len(x), step)])
+
+    return run
+
+
+def qnnpack_runner(path: Path, threads: int | None = None):
+    """`runtimes.torch_runners.qnnpack_runner` in the arm64 process (whose torch has no Inductor patches to import):
+    the saved TorchScript, its weights packed again for qnnpack, on numpy or torch batches."""
+    import numpy as np
+    import torch
+
+    torch.backends.quantized.engine = "qnnpack"
+    torch.set_num_threads(threads or 1)
+    module = torch.jit.load(str(path))
+
+    def run(x) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
     return run

@@ -5,7 +5,7 @@ like oneDNN's. qemu-user runs this very interpreter and virtual environment as a
 library in that process reads the model's CPUID: MLAS, FBGEMM and oneDNN all dispatch as on that CPU (avx2:
 `Haswell-v4`, AVX2 and FMA without AVX-512 or VNNI; sse4: `Nehalem`). Neither qemu 7.2 nor 10 emulates AVX-512 or
 VNNI, so those classes stay with oneDNN's cap (`identity.ONEDNN_ISA`). ARM classes run the same way in an arm64
-interpreter under qemu-aarch64 (`aarch64.py`), with numpy and ONNX Runtime only.
+interpreter under qemu-aarch64 (`aarch64.py`), with numpy, ONNX Runtime and torch's aarch64 CPU build.
 
 How: one emulated process per worker and class (`Server`), started on first use, serves every row that worker
 computes. It loads torch and the runtimes once; each row hands it the artifact (the Runtime record's `loader` says
@@ -79,15 +79,17 @@ def missing(isa: str) -> str:
 
 def loader(isa: str, runtime) -> str | None:
     """How a Runtime record's artifact loads in the emulated process of class `isa` (None: it does not load there):
-    its `loader`, or on ARM that loader's torch-free twin (`aarch64.LOADERS`: ONNX Runtime only)."""
+    its `loader`, or on ARM that loader's twin in the arm64 process (`aarch64.twin`: ONNX Runtime, qnnpack)."""
     if runtime is None or runtime.loader is None:
         return None
-    return aarch64.LOADERS.get(runtime.loader) if isa in aarch64.CLASSES else runtime.loader
+    return aarch64.twin(runtime.loader) if isa in aarch64.CLASSES else runtime.loader
 
 
-def method(isa: str) -> str:
-    """How a row says it ran: 'qemu Haswell-v4', 'qemu-aarch64 neoverse-n1'."""
-    return f"{'qemu-aarch64' if isa in aarch64.CLASSES else 'qemu'} {QEMU_CPU[isa]}"
+def method(isa: str, load: str | None = None) -> str:
+    """How a row says it ran: 'qemu Haswell-v4', 'qemu-aarch64 neoverse-n1'; with the arm64 process's torch where
+    `load` (its loader there) needs it, as that is not this venv's torch: 'qemu-aarch64 cortex-a53, torch 2.9.1'."""
+    how = f"{'qemu-aarch64' if isa in aarch64.CLASSES else 'qemu'} {QEMU_CPU[isa]}"
+    return f"{how}, torch {aarch64.versions()['torch']}" if load in aarch64.NEEDS_TORCH else how
 
 
 def _command(isa: str) -> list[str]:
@@ -213,7 +215,8 @@ def _memo(isa: str, load: str, artifact: Path, threads: int) -> Path:
     from .paths import cache_dir
 
     digest = hashlib.sha256(Path(artifact).read_bytes())
-    digest.update(json.dumps([isa, QEMU_CPU[isa], load, threads, library_versions()], sort_keys=True).encode())
+    versions = {**library_versions(), **(aarch64.versions() if isa in aarch64.CLASSES else {})}
+    digest.update(json.dumps([isa, QEMU_CPU[isa], load, threads, versions], sort_keys=True).encode())
     return cache_dir() / "emulated" / digest.hexdigest()[:24]
 
 

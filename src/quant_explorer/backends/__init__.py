@@ -100,14 +100,14 @@ def emulation(name: str) -> str | None:
     FP32 in eager PyTorch, whose predictions no class changes: 0 of 1,017 differ between AVX2, AVX-512 VNNI and the
     capped run on each shipped model), which needs no emulator; else qemu's CPU model of the class, where it has one,
     qemu-user is installed and a runtime of the backend loads its artifact there (`Runtime.loader`: ONNX Runtime, the
-    eager x86 engine; FP32 on sse4, which oneDNN's cap has no level for; on ARM, ONNX Runtime and FP32 in it only)."""
+    eager x86 engine; FP32 on sse4, which oneDNN's cap has no level for; on ARM, ONNX Runtime, FP32 in it and the
+    eager qnnpack engine, with the arm64 process's torch named)."""
     isa, runtimes = emulated_class(), get_backend(name).runtimes
     if isa in ONEDNN_ISA and os.environ.get("ONEDNN_MAX_CPU_ISA") == ONEDNN_ISA[isa] and any(
             r.isa_capped for r in runtimes):  # set by `identity.emulate` before oneDNN ran, or by whoever started us
         return CAP
-    if isa in QEMU_CPU and emulator.available(isa) and any(emulator.loader(isa, r) for r in runtimes):
-        return method(isa)
-    return None
+    load = next((found for r in runtimes if (found := emulator.loader(isa, r))), None) if isa in QEMU_CPU else None
+    return method(isa, load) if load and emulator.available(isa) else None
 
 
 def quantize(model: LoadedModel, config: QuantConfig, calibration: Calibration | None, workdir: Path) -> QuantizedModel:
@@ -129,9 +129,13 @@ def _not_measured(backend: Backend) -> str:
     isa, runtimes = emulated_class(), ", ".join(r.name for r in backend.runtimes)
     if isa in QEMU_CPU and any(emulator.loader(isa, r) for r in backend.runtimes):
         return f"not measured: {emulator.missing(isa)}, and {runtimes} run as {isa} only in it"
+    arm_loaders = [aarch64.LOADERS.get(r.loader) for r in backend.runtimes] if isa in aarch64.CLASSES else []
+    if any(arm_loaders) and not aarch64.has_torch():
+        return (f"not measured on {isa}: {runtimes} need torch, which the aarch64 environment does not have (rebuild "
+                f"it: {aarch64.BUILD}; never guessed)")
     if isa in aarch64.CLASSES:
-        return (f"not measured on {isa}: {runtimes} need torch, which the aarch64 environment does not have (it runs "
-                "ONNX Runtime only; never guessed)")
+        return (f"not measured on {isa}: {runtimes} load in no arm64 process (an AOTInductor package is an x86 "
+                "program; never guessed)")
     if isa in QEMU_CPU and isa not in ONEDNN_ISA:
         return (f"not measured on {isa}: {runtimes} load in no emulated process, and oneDNN's cap has no {isa} level "
                 "(never guessed)")
@@ -143,18 +147,20 @@ def _not_measured(backend: Backend) -> str:
 
 
 def emulated_runtime(quantized: QuantizedModel, how: str) -> str:
-    """Under an emulated CPU class, the runtime scored. qemu: the shipped one, its evaluation run in the emulated
-    process (`emulation.emulated_runner`, never timed). oneDNN's cap: the shipped one where its kernels obey the cap,
-    else the first other shipped-kind (timed) runtime that does (FP32: eager PyTorch); none: not measured."""
+    """Under an emulated CPU class, the runtime scored. qemu: the shipped one, else the first other that loads in the
+    emulated process (on ARM, the eager engine ships as qnnpack), its evaluation run there
+    (`emulation.emulated_runner`, never timed). oneDNN's cap: the shipped one where its kernels obey the cap, else the
+    first other shipped-kind (timed) runtime that does (FP32: eager PyTorch); none: not measured."""
     isa = emulated_class()
     if how != CAP:
-        build, load = quantized.runtimes[quantized.runtime], emulator.loader(isa, runtime_info(quantized.runtime))
-        if load is None:
+        loads = {name: emulator.loader(isa, runtime_info(name)) for name in (quantized.runtime, *quantized.runtimes)}
+        name = next((name for name, load in loads.items() if load), None)
+        if name is None:
             raise NotApplicable(f"not measured on {isa}: {quantized.runtime} does not load in an emulated process")
-        artifact = build.artifact or quantized.path
-        quantized.runtimes[quantized.runtime] = RuntimeBuild(
-            lambda threads: emulated_runner(isa, load, artifact, threads), timed=False)
-        return quantized.runtime
+        artifact, load = quantized.runtimes[name].artifact or quantized.path, loads[name]
+        quantized.runtimes[name] = RuntimeBuild(lambda threads: emulated_runner(isa, load, artifact, threads),
+                                                timed=False)
+        return name
     capped = [name for name, build in quantized.runtimes.items()
               if build.timed and getattr(runtime_info(name), "isa_capped", False)]
     if not capped:

@@ -36,7 +36,8 @@ torch.set_num_threads({threads})
 model = torch.jit.load({artifact!r})
 with torch.inference_mode():
     logits = model(images)  # float32 NCHW tensor"""
-RUNTIMES = (Runtime(EXACT_ENGINE, "the qnnpack quantized engine (exact int32 accumulation)", "torch", load=LOAD),
+RUNTIMES = (Runtime(EXACT_ENGINE, "the qnnpack quantized engine (exact int32 accumulation)", "torch", load=LOAD,
+                    loader="quant_explorer.runtimes.torch_runners:qnnpack_runner"),
             Runtime(X86_ENGINE, "the x86 (fbgemm/oneDNN) quantized engine", "torch", load=LOAD,
                     loader="quant_explorer.runtimes.torch_runners:torchscript_runner"))
 # The engine a user of this machine ships: x86's where the CPU is x86, qnnpack (ARM's) elsewhere.

@@ -37,6 +37,12 @@ def torchscript_runner(path: Path, threads: int | None = None, engine: str = "x8
     return torch_runner(torch.jit.load(str(path)))
 
 
+def qnnpack_runner(path: Path, threads: int | None = None):
+    """The saved TorchScript as an ARM user's program runs it: its weights packed again for qnnpack, ARM's engine
+    (`aarch64.qnnpack_runner` is its twin in the arm64 process)."""
+    return torchscript_runner(path, threads, engine="qnnpack")
+
+
 def inductor_runner(module: nn.Module):
     """torch.compile (Inductor) with torch._inductor.config.freezing on, run under no_grad; compiles on the
     first call of each new shape. Freezing is what makes PT2E fast: constant weights let Inductor swap
