@@ -20,10 +20,11 @@ qemu:
 	      || echo "qemu-user could not be installed (apt-get install qemu-user): emulated ONNX Runtime and eager rows will say not measured"; \
 	  else echo "qemu-user is not installed: run 'sudo apt-get install qemu-user' to score ONNX Runtime and eager configs as avx2 and sse4 CPUs"; fi; }
 
-# ARM CPU classes (arm64, arm64-dotprod: `--isa`, and `make classes` once built): an arm64 Python with numpy and
-# ONNX Runtime (Debian bookworm's arm64 packages and the aarch64 wheels of this venv's versions) and qemu-aarch64 10
-# (bookworm-backports, unpacked, unless the system's is 10+) in .arm (git-ignored). Not part of install: about
-# 120 MB downloaded, 215 MB on disk, a minute or two. Without it, ONNX Runtime's rows on those classes say "not measured".
+# ARM CPU classes (arm64, arm64-dotprod: `--isa`, and `make classes` once built): an arm64 Python with numpy,
+# ONNX Runtime (Debian bookworm's arm64 packages and the aarch64 wheels of this venv's versions) and torch 2.9.1's
+# aarch64 CPU build (the eager engine, as qnnpack), and qemu-aarch64 10 (bookworm-backports, unpacked, unless the
+# system's is 10+) in .arm (git-ignored). Not part of install: about 230 MB downloaded, 810 MB on disk, 40 s with
+# pip's cache warm. Without it, the ONNX Runtime and eager rows on those classes say "not measured".
 arm: $(VENV)/.installed
 	sh tools/aarch64_env.sh .arm $(PY)
 
@@ -39,7 +40,7 @@ SHIPPED := resnet8 resnet8-mlperf cifar_cnn
 # `make classes` sweeps each, avx2 first, every config and seed (`make classes ISAS=avx2` for one). sse4 is left to
 # `make classes ISAS=sse4`: qemu's Nehalem runs ONNX Runtime 2-4x slower than its Haswell (25-100 ms an image against
 # 14-38), about 1.5 hours more on 2 cores. So are the ARM classes (once `make arm` built their environment):
-# `make classes ISAS="arm64-dotprod arm64"`, about 0.5 and 2.5 hours on 2 cores (ONNX Runtime and FP32 only).
+# `make classes ISAS="arm64-dotprod arm64"` (ONNX Runtime, the eager engine and FP32; PT2E's x86 packages say why not).
 EMULABLE = $(shell $(QE) cpu --emulable 2>/dev/null)
 ARM_CLASSES := arm64-dotprod arm64
 ISAS ?= $(filter avx2,$(EMULABLE)) $(filter-out avx2 sse4 $(ARM_CLASSES),$(EMULABLE))

@@ -29,8 +29,9 @@ PHASES = ("first answer", "every seed", "studies", "speed", "CPU classes", "repo
 # about half the time (measured: the rounds' settling pauses and batch-256 runs were two thirds of it).
 BENCH = {"runs": 100, "batch_runs": 10, "rounds": 10}
 # The emulated classes `make run` answers for: avx2, where u8s8 kernels saturate (the class int8 loses most on, and
-# still most of the x86 fleet). The AVX-512 classes, sse4 and every config beyond the confidence sets are
+# still most of the x86 fleet). The AVX-512 classes, sse4, ARM and every config beyond the confidence sets are
 # `make classes`'s: a fresh clone's `make run` with four classes, every config, took 77 minutes on a busy AMX machine.
+# An emulated row does not depend on the host's class, so a fresh clone reuses the committed avx2 rows on any CPU.
 CLASSES = ("avx2",)
 
 
