@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quant_explorer import aarch64, emulation, identity
+from quant_explorer import aarch64, emulation, env, identity
 from quant_explorer.backends import Calibration, get_config, quantize
 from quant_explorer.backends import emulation as method_of
 from quant_explorer.errors import NotApplicable
@@ -131,3 +131,15 @@ def test_the_eager_engine_on_arm_is_qnnpack_and_its_logits_are_x86_qnnpacks_bit_
         logits = on_arm.runtimes[on_arm.runtime].build(1)(x.numpy())
     assert on_arm.runtime == "qnnpack"
     np.testing.assert_array_equal(np.asarray(logits), native.runtimes["qnnpack"].build(1)(x).numpy())
+
+
+def test_a_native_arm_machine_is_classed_by_its_features_line(tmp_path):
+    """ARM's /proc/cpuinfo lists its SIMD extensions under "Features", not "flags": a Neoverse N1 is arm64-dotprod,
+    a Cortex-A53 arm64, and an x86 CPU's record gains no ARM keys."""
+    line = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop{}\n"
+    for extra, expected in ((" asimddp", "arm64-dotprod"), ("", "arm64")):  # a file each: cpu_info is cached
+        (tmp_path / expected).write_text("processor\t: 0\nBogoMIPS\t: 50.00\n" + line.format(extra))
+        assert identity.cpu_class(env.cpu_info(tmp_path / expected)) == expected
+    (tmp_path / "x86").write_text("processor\t: 0\nmodel name\t: x\nflags\t\t: fpu sse4_2 avx2 fma\n")
+    x86 = env.cpu_info(tmp_path / "x86")
+    assert identity.cpu_class(x86) == "avx2" and set(x86["flags"]) == set(env.SIMD_FLAGS)

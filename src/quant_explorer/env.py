@@ -9,6 +9,7 @@ from pathlib import Path
 
 SIMD_FLAGS = ("sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
               "amx_bf16")
+ARM_FLAGS = ("asimd", "asimddp")  # Advanced SIMD, and its dot product (Armv8.2): identity.CPU_CLASSES
 # The libraries every row goes through whatever its backend: its numbers (decoding, preprocessing, evaluation), then
 # what only reads the data. Each backend adds its own when it is registered (`declare`).
 CORE = ("torch", "numpy")
@@ -17,17 +18,18 @@ _DECLARED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # backend ->
 
 
 @functools.cache
-def cpu_info() -> dict:
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """The CPU's model and the SIMD flags that make its int8 class (x86's "flags", or ARM's "Features" line)."""
     model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text().splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "model name" and model in ("", platform.machine()):
                 model = value.strip()
-            elif key.strip() == "flags" and not flags:
+            elif key.strip() in ("flags", "Features") and not flags:
                 flags = set(value.split())
     present = {flag: flag in flags for flag in SIMD_FLAGS}
+    present.update({flag: True for flag in ARM_FLAGS if flag in flags})  # only where present: x86 records stay as were
     return {"model": model, "machine": platform.machine(), "flags": present,
             "vnni": present["avx512_vnni"] or present["avx_vnni"]}
 
