@@ -3,10 +3,11 @@ class (`--isa`, default avx2) and emulated by qemu on another, with the same mod
 how many per-image predictions are equal, per model and config (seeds pooled), and whether the two rows are one
 recipe (the native row's config record is today's: rows stored before a recipe changed are listed, not counted).
 An older native row scored in another runtime (its float reference) is compared by the correct count its bench
-measured in the emulated row's runtime.
+measured in the emulated row's runtime. `--against CLASS` compares the emulated rows with the native rows of another
+class instead (ARM's against this machine's: an eager row, qnnpack on ARM, against the native row's qnnpack run).
 
     quant-explorer sweep --isa avx2 --configs 'ort_*' --executor processes     # the emulated rows
-    python tools/emulated_vs_native.py [RESULTS.json] [--native NATIVE.json] [--isa avx2] [--json]
+    python tools/emulated_vs_native.py [RESULTS.json] [--native NATIVE.json] [--isa avx2] [--against CLASS] [--json]
 
 Both may be one file (the committed one holds native AVX2 rows of an AVX2 machine). Exit 1 if a row of the same
 recipe differs on any image, or nothing was compared.
@@ -33,14 +34,15 @@ def _draw(row: Row) -> tuple:
             (row.calibration or {}).get("calibration_images_sha256"))
 
 
-def compare(native: dict[str, Row], emulated: dict[str, Row], isa: str) -> list[dict]:
-    """One record per (model, config): seeds compared, images, equal predictions, correct counts on each side."""
+def compare(native: dict[str, Row], emulated: dict[str, Row], isa: str, against: str | None = None) -> list[dict]:
+    """One record per (model, config): seeds compared, images, equal predictions, correct counts on each side (the
+    native rows of class `against`, by default `isa`)."""
     def of(rows: dict[str, Row], want_emulated: bool) -> dict[tuple, Row]:
-        found = {}
+        found, cpu = {}, isa if want_emulated else against or isa
         for row in rows.values():
             identity = row.identity or {}
             method = emulation_of(identity)
-            if (row.scored and row.predictions and identity.get("cpu_class") == isa
+            if (row.scored and row.predictions and identity.get("cpu_class") == cpu
                     and (str(method).startswith("qemu") if want_emulated else method is None)):
                 found[_draw(row)] = row
         return found
@@ -54,9 +56,11 @@ def compare(native: dict[str, Row], emulated: dict[str, Row], isa: str) -> list[
         entry = table[(a.model, a.config_name)]
         entry.update(method=emulation_of(b.identity), native_runtime=a.runtime, runtime=b.runtime)
         entry["same_recipe"] &= same_recipe(a.config or {}, a.config_name)
-        native_correct = a.correct
-        if a.runtime == b.runtime:  # per image
-            pa, pb = decode_classes(a.predictions), decode_classes(b.predictions)
+        native_correct, predictions = a.correct, a.predictions
+        if a.runtime != b.runtime and a.reference is not None and a.reference.runtime == b.runtime:
+            native_correct, predictions = a.reference.correct, a.reference.predictions  # that engine, run natively
+        if predictions and (a.runtime == b.runtime or predictions is not a.predictions):  # per image
+            pa, pb = decode_classes(predictions), decode_classes(b.predictions)
             entry["images"] += len(pa)
             entry["equal"] += int((pa == pb).sum()) if len(pa) == len(pb) else 0
         else:  # an older row scored its float reference: the AVX2 CPU's own run of b's runtime is in its bench
@@ -82,11 +86,12 @@ def main() -> None:
                         "checkout's results file)")
     parser.add_argument("--native", type=Path, default=None, help="the native rows (default: the same file)")
     parser.add_argument("--isa", default="avx2")
+    parser.add_argument("--against", default=None, help="the native rows' class (default: --isa)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     emulated = Results.load(args.results or results_file()).rows
     native = Results.load(args.native).rows if args.native else emulated
-    table = compare(native, emulated, args.isa)
+    table = compare(native, emulated, args.isa, args.against)
     if args.json:
         print(json.dumps(table, indent=2))
     else:
