@@ -59,7 +59,7 @@ classes: install
 	@if echo " $(EMULABLE) " | grep -q " sse4 " && ! echo " $(ISAS) " | grep -q " sse4 "; then echo "left out: sse4 \
 	(qemu Nehalem: ONNX Runtime 2-4x slower than as avx2, about 1.5 hours more on 2 cores): make classes ISAS=sse4"; fi
 	@if echo " $(EMULABLE) " | grep -q " arm64 " && ! echo " $(ISAS) " | grep -q " arm64"; then echo "left out: \
-	arm64-dotprod, arm64 (qemu-aarch64: ONNX Runtime and FP32, about 0.5 and 2.5 hours on 2 cores): \
+	arm64-dotprod, arm64 (qemu-aarch64: ONNX Runtime, eager and FP32; about 1.5 and 4 hours on 2 cores): \
 	make classes ISAS=\"arm64-dotprod arm64\""; fi
 	for isa in $(ISAS); do $(QE) sweep --isa $$isa --executor processes || exit 1; done
 	$(QE) report
