@@ -56,11 +56,12 @@ def compare(native: dict[str, Row], emulated: dict[str, Row], isa: str, against:
         entry = table[(a.model, a.config_name)]
         entry.update(method=emulation_of(b.identity), native_runtime=a.runtime, runtime=b.runtime)
         entry["same_recipe"] &= same_recipe(a.config or {}, a.config_name)
-        native_correct, predictions = a.correct, a.predictions
-        if a.runtime != b.runtime and a.reference is not None and a.reference.runtime == b.runtime:
-            native_correct, predictions = a.reference.correct, a.reference.predictions  # that engine, run natively
-        if predictions and (a.runtime == b.runtime or predictions is not a.predictions):  # per image
-            pa, pb = decode_classes(predictions), decode_classes(b.predictions)
+        # b's runtime run natively: a itself, or a's run of that engine (ARM's qnnpack: the native row's reference)
+        native = a if a.runtime == b.runtime else a.reference if a.reference and a.reference.runtime == b.runtime \
+            else None
+        native_correct = native.correct if native else a.correct
+        if native is not None and native.predictions:  # per image
+            pa, pb = decode_classes(native.predictions), decode_classes(b.predictions)
             entry["images"] += len(pa)
             entry["equal"] += int((pa == pb).sum()) if len(pa) == len(pb) else 0
         else:  # an older row scored its float reference: the AVX2 CPU's own run of b's runtime is in its bench

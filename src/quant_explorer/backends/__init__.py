@@ -129,8 +129,8 @@ def _not_measured(backend: Backend) -> str:
     isa, runtimes = emulated_class(), ", ".join(r.name for r in backend.runtimes)
     if isa in QEMU_CPU and any(emulator.loader(isa, r) for r in backend.runtimes):
         return f"not measured: {emulator.missing(isa)}, and {runtimes} run as {isa} only in it"
-    arm_loaders = [aarch64.LOADERS.get(r.loader) for r in backend.runtimes] if isa in aarch64.CLASSES else []
-    if any(arm_loaders) and not aarch64.has_torch():
+    if (isa in aarch64.CLASSES and not aarch64.has_torch()
+            and any(aarch64.LOADERS.get(r.loader) in aarch64.NEEDS_TORCH for r in backend.runtimes)):
         return (f"not measured on {isa}: {runtimes} need torch, which the aarch64 environment does not have (rebuild "
                 f"it: {aarch64.BUILD}; never guessed)")
     if isa in aarch64.CLASSES:
